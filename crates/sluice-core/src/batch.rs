@@ -1,0 +1,75 @@
+//! What flows through a job: Arrow batches tagged with where they came from.
+//!
+//! A source divides its work into [`Split`]s (a file, a key range of a table, a partition,
+//! a replication stream). Every batch a split produces carries the [`Position`] *after* its
+//! last row, so once the sink has made the batch durable the engine can record that position
+//! and a later run can resume right after it. Positions are opaque to the engine: only the
+//! source that made one interprets it.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::TableId;
+
+/// Name of the operation column change-data-capture batches will carry (`"I"`, `"U"`, `"D"`).
+/// Batch-mode batches have no such column: every row is an insert.
+pub const OP_COLUMN: &str = "_sluice_op";
+
+/// One unit of a source's work, read independently of the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Stable across runs for the same job and input: `"main.orders#3"`. Checkpoints are keyed
+    /// by it.
+    pub id: String,
+    /// The table this split belongs to.
+    pub table: TableId,
+    /// Index of this split within its table (0-based).
+    pub index: usize,
+    /// Estimated rows, if the source knows (for progress and ETA).
+    pub estimated_rows: Option<u64>,
+    /// Estimated input bytes, if the source knows (for progress and ETA).
+    pub estimated_bytes: Option<u64>,
+    /// Source-specific description (a file path, a key range). Only the source reads it.
+    pub detail: serde_json::Value,
+}
+
+/// Where a split stands after some batch: enough for its source to continue from there.
+///
+/// Opaque to everyone but the source that produced it (a row offset for a file, the last key
+/// for a table chunk, an LSN for a replication stream). Serialized as JSON in checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// The split this position belongs to.
+    pub split: String,
+    /// Source-specific position.
+    pub value: serde_json::Value,
+}
+
+impl Position {
+    /// A position for `split`.
+    pub fn new(split: impl Into<String>, value: serde_json::Value) -> Self {
+        Position { split: split.into(), value }
+    }
+}
+
+/// A batch of rows of one table, with the position after its last row.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The table (as named by the source).
+    pub table: Arc<TableId>,
+    /// The rows. Column order and types follow the table's schema at this stage.
+    pub data: RecordBatch,
+    /// The split's position after the last row of `data`.
+    pub position: Position,
+    /// Input bytes this batch consumed, for progress (0 if unknown).
+    pub bytes: u64,
+}
+
+impl Batch {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.data.num_rows()
+    }
+}

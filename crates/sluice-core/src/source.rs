@@ -1,0 +1,126 @@
+//! The [`Source`] trait: how the engine reads a system.
+//!
+//! ## Contract
+//!
+//! 1. The engine calls [`Source::tables`] once, before anything else, to learn the tables and
+//!    their schemas. Nothing is read yet; configuration problems (no table matches, a file is
+//!    missing, a type is unsupported) are reported here.
+//! 2. For each table it calls [`Source::splits`], and then [`Source::read`] for each split,
+//!    possibly several splits at once from different tasks (up to the job's `parallelism`).
+//! 3. `read` sends the split's rows, in order, as batches through the [`BatchSender`]. Each
+//!    batch carries the [`Position`] after its last row. Given `resume = Some(p)` the read
+//!    starts right after `p`. Delivery is at-least-once: the engine absorbs replays.
+//! 4. `read` returns `Ok(())` when the split is exhausted, or when [`BatchSender::send`]
+//!    reports that the job is stopping (the source just returns: nothing is lost, the engine
+//!    resumes from its checkpoint). It returns an error naming the table, split and, where it
+//!    can, the row.
+//! 5. [`Source::committed`] is called after the engine has durably committed a position. Only
+//!    then may a source tell its upstream (acknowledge messages, advance a replication slot).
+//!
+//! Sources doing blocking I/O (SQLite, files) run it on `spawn_blocking` threads and use
+//! [`BatchSender::blocking_send`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Position, Split};
+use crate::error::{Error, Result};
+use crate::schema::TableSchema;
+
+/// A table a source will read.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    /// Name and shape.
+    pub schema: TableSchema,
+    /// Estimated rows, if cheaply known.
+    pub estimated_rows: Option<u64>,
+    /// Estimated bytes, if cheaply known (file sizes).
+    pub estimated_bytes: Option<u64>,
+}
+
+/// Rows a source hands to the engine: data plus the position after the last row.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// The rows, in the table's schema.
+    pub data: arrow::record_batch::RecordBatch,
+    /// Position after the last row.
+    pub position: Position,
+    /// Input bytes consumed by this batch (for progress), 0 if unknown.
+    pub bytes: u64,
+}
+
+/// Reads one system. See the module docs for the contract.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The tables this source will read, with schemas. Reads no data.
+    async fn tables(&self) -> Result<Vec<SourceTable>>;
+
+    /// Divides a table's work into independently readable splits. Split ids must be stable
+    /// across runs for the same input.
+    async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>>;
+
+    /// Reads `split`, starting after `resume` if given, sending batches to `out`.
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()>;
+
+    /// The engine has durably committed `position`; upstream may now be told.
+    async fn committed(&self, _position: &Position) -> Result<()> {
+        Ok(())
+    }
+
+    /// Releases connections. Called once, after all reads have returned.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The sending half a source writes batches to. Bounded: a slow sink makes `send` wait,
+/// which is what keeps memory flat. Cloneable; cheap.
+#[derive(Clone)]
+pub struct BatchSender {
+    tx: mpsc::Sender<SourceBatch>,
+    stop: CancellationToken,
+}
+
+impl BatchSender {
+    /// A sender over `tx`; `stop` is cancelled when the job is asked to stop reading.
+    pub fn new(tx: mpsc::Sender<SourceBatch>, stop: CancellationToken) -> Self {
+        BatchSender { tx, stop }
+    }
+
+    /// Whether the job asked sources to stop. Long reads should check it between batches.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// A token cancelled when the job stops reading (for `select!` in async sources).
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Sends a batch, waiting for room. `Err(Stopped)` means the job is stopping (or the
+    /// consumer is gone): the source should return `Ok(())` promptly.
+    pub async fn send(&self, batch: SourceBatch) -> Result<()> {
+        if self.stop.is_cancelled() {
+            return Err(Error::stopped());
+        }
+        tokio::select! {
+            r = self.tx.send(batch) => r.map_err(|_| Error::stopped()),
+            _ = self.stop.cancelled() => Err(Error::stopped()),
+        }
+    }
+
+    /// [`send`](Self::send) for sources running on blocking threads (`spawn_blocking`);
+    /// a stop request is noticed even while the channel is full.
+    ///
+    /// # Panics
+    /// If called outside a Tokio runtime context (a plain `std::thread`).
+    pub fn blocking_send(&self, batch: SourceBatch) -> Result<()> {
+        tokio::runtime::Handle::current().block_on(self.send(batch))
+    }
+}
+
+/// A shared, type-erased source.
+pub type DynSource = Arc<dyn Source>;
