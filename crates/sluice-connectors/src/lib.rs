@@ -1,1 +1,17 @@
-//! sluice-connectors
+//! Sluice's plug-ins: every source, sink and transform, and the job file that names them.
+//!
+//! One folder per system, all of the same shape (`mod.rs`, `config.rs`, `source.rs`,
+//! `sink.rs`, `types.rs` …). The engine never sees these types: it receives
+//! `Arc<dyn Source>`, `Arc<dyn Sink>` and `Arc<dyn Transform>` built by [`registry`].
+//!
+//! * [`files`]: CSV, JSON Lines and Parquet files as sources and sinks.
+//! * [`sqlite`]: SQLite databases (rusqlite, bundled).
+//! * [`transforms`]: rename, select/drop, cast, filter, add a column.
+//! * [`registry`]: the explicit list of connector types (`type = "csv"` …).
+//! * [`job`]: the job file (`[job]`, `[source]`, `[[transform]]`, `[sink]`, `[errors]`).
+
+pub mod files;
+pub mod job;
+pub mod registry;
+pub mod sqlite;
+pub mod transforms;

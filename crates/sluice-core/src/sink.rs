@@ -92,3 +92,6 @@ pub trait SinkWriter: Send {
     /// Discards everything not committed.
     async fn abort(self: Box<Self>) -> Result<()>;
 }
+
+/// A shared, type-erased sink.
+pub type DynSink = std::sync::Arc<dyn Sink>;

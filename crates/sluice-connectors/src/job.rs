@@ -1,0 +1,141 @@
+//! The job file: `[job]`, `[source]`, `[[transform]]`, `[sink]`, `[errors]`.
+//!
+//! [`JobFile::load`] reads and checks a TOML file; [`JobFile::from_doc`] takes an already
+//! parsed document (the REST API's JSON goes through the same path). Every error is a
+//! [`ConfigError`] that names file, line and column, says what is wrong and what is accepted.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use sluice_core::config::{ConfigDoc, ConfigError, HumanDuration};
+
+use crate::registry::{SinkConfig, SourceConfig};
+use crate::transforms::TransformConfig;
+
+/// A whole job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// `[job]`: name, mode, parallelism, timeouts.
+    pub job: JobSection,
+    /// `[source]`: where rows come from.
+    pub source: SourceConfig,
+    /// `[[transform]]`: zero or more, applied in order.
+    #[serde(default)]
+    pub transform: Vec<TransformConfig>,
+    /// `[sink]`: where rows go.
+    pub sink: SinkConfig,
+    /// `[errors]`: bad-record policy.
+    #[serde(default)]
+    pub errors: ErrorsSection,
+}
+
+/// `batch` (read everything once, then finish) or `streaming` (run until stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobMode {
+    #[default]
+    Batch,
+    Streaming,
+}
+
+/// `[job]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Names the job's state across runs, e.g. `"lineitem-copy"`.
+    pub name: String,
+    /// `batch` (default) or `streaming`.
+    #[serde(default)]
+    pub mode: JobMode,
+    /// Concurrent readers and writers (default: number of cores).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Stop gracefully once the job has run this long, e.g. `"2h"`.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Streaming: how often positions are committed, e.g. `"10s"`. Accepted in batch mode,
+    /// where a checkpoint is a finished chunk.
+    #[serde(default)]
+    pub checkpoint_interval: Option<HumanDuration>,
+    /// Streaming: a checkpoint taking longer than this fails, e.g. `"60s"`.
+    #[serde(default)]
+    pub checkpoint_timeout: Option<HumanDuration>,
+}
+
+/// `[errors]`: how many bad records are tolerated.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsSection {
+    /// Bad records tolerated before the job fails (default 0). Only 0 is supported so far.
+    #[serde(default)]
+    pub max_errors: u64,
+}
+
+impl JobFile {
+    /// Reads, parses and checks the job file at `path`.
+    pub fn load(path: &Path) -> Result<(JobFile, ConfigDoc), ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            location: None,
+            message: format!("cannot read the job file: {e}"),
+            hint: Some("check the path; run `sluice run --help` for an example job file".into()),
+            snippet: None,
+        })?;
+        let doc = ConfigDoc::parse_toml(&name, &text)?;
+        let job = Self::from_doc(&doc)?;
+        Ok((job, doc))
+    }
+
+    /// Deserializes and checks a parsed document.
+    pub fn from_doc(doc: &ConfigDoc) -> Result<JobFile, ConfigError> {
+        let job: JobFile = doc.deserialize()?;
+        job.check(doc)?;
+        Ok(job)
+    }
+
+    /// Checks that need the whole file (values valid on their own but not together).
+    fn check(&self, doc: &ConfigDoc) -> Result<(), ConfigError> {
+        if self.job.name.trim().is_empty() {
+            return Err(doc.error_at(
+                "job.name",
+                "`name` must not be empty",
+                Some("name the job, e.g. name = \"orders-copy\"; it keys the job's state".into()),
+            ));
+        }
+        if self.job.mode == JobMode::Streaming {
+            return Err(doc.error_at(
+                "job.mode",
+                format!("source type `{}` cannot stream", self.source.type_name()),
+                Some("use mode = \"batch\"; streaming needs a change-capture or queue source".into()),
+            ));
+        }
+        if self.job.parallelism == Some(0) {
+            return Err(doc.error_at(
+                "job.parallelism",
+                "`parallelism` must be at least 1",
+                Some("leave it out to use the number of cores".into()),
+            ));
+        }
+        if self.errors.max_errors != 0 {
+            return Err(doc.error_at(
+                "errors.max_errors",
+                "tolerating bad records is not supported yet",
+                Some("set max_errors = 0 (the default): the first bad record fails the job".into()),
+            ));
+        }
+        for (k, v) in &self.sink.common.table_map {
+            for name in [k, v] {
+                if let Err(e) = sluice_core::TableId::parse(name) {
+                    return Err(doc.error_at(
+                        &format!("sink.table_map.{k}"),
+                        e.message().to_string(),
+                        e.hint().map(str::to_string),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! One test binary for all connector integration tests (keeps link time down).
+mod files;
+mod sqlite;
+mod transforms;
