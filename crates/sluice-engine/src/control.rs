@@ -1,0 +1,168 @@
+//! The job controller: one state machine per running job, driven alike by signals, the CLI
+//! and (later) the REST API and the scheduler.
+//!
+//! ```text
+//!   RUNNING ──stop/timeout──► STOPPING ──splits aborted──► STOPPED
+//!      │                         │
+//!      │                         └──abort──► ABORTED
+//!      ├──error──► FAILED
+//!      └──all splits committed──► FINISHED
+//! ```
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Where a run is. Reported by `sluice status`; persisted by the caller before reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunState {
+    /// Planning or moving data.
+    Running,
+    /// A stop was requested; readers stop, in-flight splits are rolled back.
+    Stopping,
+    /// Stopped before the end; finished splits are kept. Resumable.
+    Stopped,
+    /// Aborted without a clean roll-back of in-flight splits.
+    Aborted,
+    /// Ended with an error.
+    Failed,
+    /// Every split committed.
+    Finished,
+}
+
+impl RunState {
+    /// Whether the run is over.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunState::Running | RunState::Stopping)
+    }
+}
+
+/// Why a stop was requested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C / SIGTERM, `sluice stop`, the API.
+    Requested(String),
+    /// `[job] timeout` elapsed.
+    Timeout,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Requested(by) => write!(f, "stop requested by {by}"),
+            StopReason::Timeout => f.write_str("the job's timeout elapsed"),
+        }
+    }
+}
+
+/// Drives one run. Cheap to share (`Arc<Controller>`).
+#[derive(Debug)]
+pub struct Controller {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    state: watch::Sender<RunState>,
+    reason: Mutex<Option<(StopReason, Instant)>>,
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Controller {
+    /// A controller in state RUNNING.
+    pub fn new() -> Self {
+        Controller {
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            state: watch::channel(RunState::Running).0,
+            reason: Mutex::new(None),
+        }
+    }
+
+    /// Requests a graceful stop. Returns at once; idempotent.
+    pub fn stop(&self, reason: StopReason) {
+        {
+            let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none() {
+                *r = Some((reason, Instant::now()));
+            }
+        }
+        self.state.send_if_modified(|s| {
+            if *s == RunState::Running {
+                *s = RunState::Stopping;
+                true
+            } else {
+                false
+            }
+        });
+        self.stop.cancel();
+    }
+
+    /// Aborts now: in-flight work is dropped after a short roll-back attempt.
+    pub fn abort(&self) {
+        self.stop(StopReason::Requested("abort".into()));
+        self.abort.cancel();
+    }
+
+    /// Whether a stop (or abort) was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Whether an abort was requested.
+    pub fn is_aborting(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
+    /// Why the run was stopped, and when the stop was requested.
+    pub fn stop_reason(&self) -> Option<(StopReason, Instant)> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Token cancelled on stop (given to sources).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Token cancelled on abort.
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> RunState {
+        *self.state.borrow()
+    }
+
+    /// Watches state changes.
+    pub fn subscribe(&self) -> watch::Receiver<RunState> {
+        self.state.subscribe()
+    }
+
+    /// Sets a terminal state (called by the runner).
+    pub(crate) fn finish(&self, state: RunState) {
+        self.state.send_replace(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_is_idempotent_and_keeps_first_reason() {
+        let c = Controller::new();
+        c.stop(StopReason::Timeout);
+        c.stop(StopReason::Requested("signal".into()));
+        assert_eq!(c.state(), RunState::Stopping);
+        assert_eq!(c.stop_reason().unwrap().0, StopReason::Timeout);
+        assert!(c.is_stopping() && !c.is_aborting());
+        c.abort();
+        assert!(c.is_aborting());
+    }
+}

@@ -1,0 +1,432 @@
+//! The batch runner: plan, then run splits on `parallelism` workers. See the crate docs.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_core::sink::DynSink;
+use sluice_core::source::DynSource;
+use sluice_core::{
+    BatchSender, BoundTransform, Error, ErrorKind, Position, Result, SinkWriter, Split, TableId,
+    TablePlan, Transform,
+};
+use sluice_core::source::SourceTable;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::control::{Controller, RunState, StopReason};
+use crate::progress::{Progress, TableProgress};
+
+/// How long an abort waits for in-flight writers to roll back.
+const ABORT_ROLLBACK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Maps a source table name to its target name (`table_map`).
+pub type TargetNamer = Arc<dyn Fn(&TableId) -> Result<TableId> + Send + Sync>;
+
+/// Everything needed to run one job, already validated and built.
+pub struct JobSpec {
+    /// The job's name (keys its state).
+    pub name: String,
+    /// Concurrent split pipelines (readers and writers).
+    pub parallelism: usize,
+    /// Stop gracefully after this long.
+    pub timeout: Option<Duration>,
+    /// Where rows come from.
+    pub source: DynSource,
+    /// Where rows go.
+    pub sink: DynSink,
+    /// Applied in order to every table.
+    pub transforms: Vec<Arc<dyn Transform>>,
+    /// Target names.
+    pub targets: TargetNamer,
+    /// Batches buffered between a reader and its writer.
+    pub channel_capacity: usize,
+}
+
+/// One table, planned: its transforms bound, its target named, its splits listed.
+pub struct PlannedTable {
+    /// What the source said about the table.
+    pub source: SourceTable,
+    /// Transforms bound to this table, in order.
+    pub transforms: Vec<Box<dyn BoundTransform>>,
+    /// What the sink will be told.
+    pub plan: TablePlan,
+    /// The table's splits.
+    pub splits: Vec<Split>,
+    /// Live counters.
+    pub progress: Arc<TableProgress>,
+}
+
+/// What a table looked like at the end of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub target: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub bytes_read: u64,
+    pub splits_done: usize,
+    pub splits_total: usize,
+    /// Every split committed and the table finished.
+    pub complete: bool,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// FINISHED, STOPPED, ABORTED or FAILED.
+    pub state: RunState,
+    /// The error, when FAILED.
+    pub error: Option<Error>,
+    /// Why it stopped, when STOPPED or ABORTED.
+    pub stop_reason: Option<StopReason>,
+    /// Per-table figures.
+    pub tables: Vec<TableSummary>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunOutcome {
+    /// Total rows written.
+    pub fn rows_written(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows_written).sum()
+    }
+    /// Total input bytes read.
+    pub fn bytes_read(&self) -> u64 {
+        self.tables.iter().map(|t| t.bytes_read).sum()
+    }
+}
+
+/// Discovers tables, binds transforms, names targets and lists splits. Moves no data; used by
+/// `sluice validate` as well as by [`run_batch`].
+pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<PlannedTable>> {
+    let tables = spec.source.tables().await?;
+    if tables.is_empty() {
+        return Err(Error::config("the source matched no tables")
+            .with_hint("check `tables` / `path` in [source]"));
+    }
+    let mut planned = Vec::with_capacity(tables.len());
+    let mut targets: HashMap<TableId, TableId> = HashMap::new();
+    for table in tables {
+        let id = table.schema.id.clone();
+        let mut schema = table.schema.clone();
+        let mut bound = Vec::with_capacity(spec.transforms.len());
+        for t in &spec.transforms {
+            let b = t.bind(&schema).map_err(|e| e.context(format!("table {id}")))?;
+            schema = b.output().clone();
+            bound.push(b);
+        }
+        let target = (spec.targets)(&id)?;
+        if let Some(other) = targets.insert(target.clone(), id.clone()) {
+            return Err(Error::config(format!(
+                "tables {other} and {id} would both be written to {target}"
+            ))
+            .with_hint("give one of them another name with table_map in [sink]"));
+        }
+        let splits = spec.source.splits(&table).await.map_err(|e| e.context(format!("table {id}")))?;
+        let p = progress.add_table(id.to_string());
+        p.splits_total.store(splits.len(), Ordering::Relaxed);
+        let rows: u64 = splits.iter().filter_map(|s| s.estimated_rows).sum();
+        let bytes: u64 = splits.iter().filter_map(|s| s.estimated_bytes).sum();
+        p.rows_total.store(table.estimated_rows.unwrap_or(rows), Ordering::Relaxed);
+        p.bytes_total.store(table.estimated_bytes.unwrap_or(bytes), Ordering::Relaxed);
+        schema.id = target.clone();
+        let plan = TablePlan { target, schema, splits: splits.len() };
+        planned.push(PlannedTable { source: table, transforms: bound, plan, splits, progress: p });
+    }
+    Ok(planned)
+}
+
+/// Runs a batch job to its end, a stop, or an error. Never panics on connector errors: they
+/// come back in [`RunOutcome::error`].
+pub async fn run_batch(spec: JobSpec, ctl: Arc<Controller>, progress: Progress) -> RunOutcome {
+    let started = Instant::now();
+    let spec = Arc::new(spec);
+    if let Some(t) = spec.timeout {
+        let c = ctl.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(t).await;
+            if !c.state().is_terminal() {
+                warn!(timeout = ?t, "Job timeout elapsed; stopping.");
+                c.stop(StopReason::Timeout);
+            }
+        });
+    }
+    let result = run_inner(&spec, &ctl, &progress).await;
+    let tables_ok = result.as_ref().map(|v| v.clone()).unwrap_or_default();
+    if let Err(e) = spec.sink.close().await {
+        warn!(error = %e, "Closing the sink failed.");
+    }
+    if let Err(e) = spec.source.close().await {
+        warn!(error = %e, "Closing the source failed.");
+    }
+    let snapshot = progress.snapshot();
+    let tables = snapshot
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (target, complete) =
+                tables_ok.get(i).cloned().unwrap_or_else(|| (s.name.clone(), false));
+            TableSummary {
+                table: s.name.clone(),
+                target,
+                rows_read: s.rows_read,
+                rows_written: s.rows_written,
+                bytes_read: s.bytes_read,
+                splits_done: s.splits_done,
+                splits_total: s.splits_total,
+                complete,
+            }
+        })
+        .collect::<Vec<_>>();
+    let all_complete = !tables.is_empty() && tables.iter().all(|t| t.complete);
+    let (state, error) = match result {
+        Err(e) if e.kind() == ErrorKind::Stopped => (stopped_state(&ctl), None),
+        Err(e) => (RunState::Failed, Some(e)),
+        // A stop that arrived after the last split committed changes nothing: report the truth.
+        Ok(_) if all_complete => (RunState::Finished, None),
+        Ok(_) if ctl.is_stopping() => (stopped_state(&ctl), None),
+        Ok(_) => (RunState::Failed, Some(Error::internal("run ended with unfinished tables"))),
+    };
+    ctl.finish(state);
+    let stop_reason = match state {
+        RunState::Stopped | RunState::Aborted => ctl.stop_reason().map(|r| r.0),
+        _ => None,
+    };
+    RunOutcome { state, error, stop_reason, tables, elapsed: started.elapsed() }
+}
+
+fn stopped_state(ctl: &Controller) -> RunState {
+    if ctl.is_aborting() { RunState::Aborted } else { RunState::Stopped }
+}
+
+/// Returns, per planned table, its target name and whether it completed.
+async fn run_inner(
+    spec: &Arc<JobSpec>,
+    ctl: &Arc<Controller>,
+    progress: &Progress,
+) -> Result<Vec<(String, bool)>> {
+    let planned = plan_tables(spec, progress).await?;
+    let plans: Vec<TablePlan> = planned.iter().map(|p| p.plan.clone()).collect();
+    if ctl.is_stopping() {
+        return Err(Error::stopped());
+    }
+    spec.sink.prepare(&plans).await?;
+    info!(
+        job = %spec.name,
+        tables = planned.len(),
+        splits = planned.iter().map(|p| p.splits.len()).sum::<usize>(),
+        parallelism = spec.parallelism,
+        "Plan ready."
+    );
+
+    let planned: Vec<Arc<PlannedTable>> = planned.into_iter().map(Arc::new).collect();
+    let done: Vec<Arc<Mutex<bool>>> = planned.iter().map(|_| Arc::new(Mutex::new(false))).collect();
+    for (i, t) in planned.iter().enumerate() {
+        if t.splits.is_empty() {
+            spec.sink.finish_table(&t.plan).await?;
+            *done[i].lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
+    }
+    let queue: VecDeque<(usize, Split)> = planned
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.splits.iter().cloned().map(move |s| (i, s)))
+        .collect();
+    let queue = Arc::new(Mutex::new(queue));
+    // Cancelled on the first error or on a stop request: every worker winds down.
+    let run_stop = ctl.stop_token().child_token();
+    let first_error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..spec.parallelism.max(1) {
+        let (spec, ctl, queue, planned, done, run_stop, first_error) = (
+            spec.clone(),
+            ctl.clone(),
+            queue.clone(),
+            planned.clone(),
+            done.clone(),
+            run_stop.clone(),
+            first_error.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                if run_stop.is_cancelled() {
+                    return;
+                }
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some((ti, split)) = next else { return };
+                let table = &planned[ti];
+                let split_id = split.id.clone();
+                debug!(worker = w, split = %split_id, "Split started.");
+                match run_split(&spec, &ctl, &run_stop, table, split).await {
+                    Ok(true) => {
+                        let n = table.progress.splits_done.fetch_add(1, Ordering::AcqRel) + 1;
+                        if n == table.splits.len() {
+                            if let Err(e) = spec.sink.finish_table(&table.plan).await {
+                                record_error(&first_error, &run_stop, e.context(format!(
+                                    "table {}", table.source.schema.id
+                                )));
+                                return;
+                            }
+                            *done[ti].lock().unwrap_or_else(|e| e.into_inner()) = true;
+                            info!(
+                                table = %table.source.schema.id,
+                                target = %table.plan.target,
+                                rows = table.progress.rows_written.load(Ordering::Relaxed),
+                                "Table finished."
+                            );
+                        }
+                    }
+                    Ok(false) => return,
+                    Err(e) if e.kind() == ErrorKind::Stopped => return,
+                    Err(e) => {
+                        record_error(&first_error, &run_stop, e);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        if let Err(e) = r {
+            record_error(&first_error, &run_stop, Error::internal(format!("worker panicked: {e}")));
+        }
+    }
+    if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e);
+    }
+    Ok(planned
+        .iter()
+        .zip(&done)
+        .map(|(t, d)| (t.plan.target.to_string(), *d.lock().unwrap_or_else(|e| e.into_inner())))
+        .collect())
+}
+
+fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Error) {
+    let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if s.is_none() {
+        *s = Some(e);
+    }
+    run_stop.cancel();
+}
+
+/// Runs one split: reader task → bounded channel → transforms → writer. Returns `Ok(true)`
+/// when the split committed, `Ok(false)` when it was interrupted by a stop (and rolled back).
+async fn run_split(
+    spec: &Arc<JobSpec>,
+    ctl: &Controller,
+    run_stop: &CancellationToken,
+    table: &PlannedTable,
+    split: Split,
+) -> Result<bool> {
+    let ctx = || format!("table {}, split {}", table.source.schema.id, split.index);
+    let (tx, mut rx) = mpsc::channel(spec.channel_capacity.max(1));
+    let sender = BatchSender::new(tx, run_stop.clone());
+    let source = spec.source.clone();
+    let read_split = split.clone();
+    let mut reader = tokio::spawn(async move { source.read(read_split, None, sender).await });
+
+    let mut writer = match spec.sink.open(&table.plan, &split).await {
+        Ok(w) => w,
+        Err(e) => {
+            reader.abort();
+            return Err(e.context(ctx()));
+        }
+    };
+    let abort = ctl.abort_token();
+    let mut last: Option<Position> = None;
+    let mut rows = 0u64;
+    let interrupted = loop {
+        tokio::select! {
+            biased;
+            _ = abort.cancelled() => break true,
+            _ = run_stop.cancelled() => break true,
+            msg = rx.recv() => match msg {
+                Some(b) => {
+                    let n = b.data.num_rows() as u64;
+                    table.progress.rows_read.fetch_add(n, Ordering::Relaxed);
+                    table.progress.bytes_read.fetch_add(b.bytes, Ordering::Relaxed);
+                    let data = match apply_all(&table.transforms, b.data) {
+                        Ok(d) => d,
+                        Err(e) => return fail(reader, writer, e.context(ctx())).await,
+                    };
+                    if data.num_rows() > 0 {
+                        // The batch in hand is finished even if a stop arrives meanwhile.
+                        if let Err(e) = writer.write(data).await {
+                            return fail(reader, writer, e.context(ctx())).await;
+                        }
+                    }
+                    rows += n;
+                    last = Some(b.position);
+                }
+                None => break false,
+            }
+        }
+    };
+    if interrupted {
+        drop(rx);
+        reader.abort();
+        rollback(writer, ctl.is_aborting()).await;
+        return Ok(false);
+    }
+    let read_result = match (&mut reader).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::internal(format!("reader task failed: {e}"))),
+    };
+    if let Err(e) = read_result {
+        rollback(writer, false).await;
+        if e.kind() == ErrorKind::Stopped {
+            return Ok(false);
+        }
+        return Err(e.context(ctx()));
+    }
+    if run_stop.is_cancelled() {
+        // The reader may have returned early because of the stop: the split is not known to
+        // be complete, so it is rolled back and redone by the next run.
+        rollback(writer, ctl.is_aborting()).await;
+        return Ok(false);
+    }
+    let position = last.unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
+    // Invariant: the split counts as done only after the sink made it durable.
+    writer.commit(&position).await.map_err(|e| e.context(ctx()))?;
+    table.progress.rows_written.fetch_add(rows, Ordering::Relaxed);
+    debug!(split = %split.id, rows, "Split committed.");
+    Ok(true)
+}
+
+fn apply_all(
+    transforms: &[Box<dyn BoundTransform>],
+    mut data: arrow::record_batch::RecordBatch,
+) -> Result<arrow::record_batch::RecordBatch> {
+    for t in transforms {
+        data = t.apply(data)?;
+    }
+    Ok(data)
+}
+
+async fn fail(
+    reader: tokio::task::JoinHandle<Result<()>>,
+    writer: Box<dyn SinkWriter>,
+    e: Error,
+) -> Result<bool> {
+    reader.abort();
+    rollback(writer, false).await;
+    Err(e)
+}
+
+async fn rollback(writer: Box<dyn SinkWriter>, aborting: bool) {
+    let r = if aborting {
+        match tokio::time::timeout(ABORT_ROLLBACK_DEADLINE, writer.abort()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::internal("roll-back did not finish before the abort deadline")),
+        }
+    } else {
+        writer.abort().await
+    };
+    if let Err(e) = r {
+        warn!(error = %e, "Rolling back an unfinished split failed.");
+    }
+}

@@ -1,0 +1,297 @@
+//! The subcommands: load, wire, run, report, and choose the exit status.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_connectors::job::JobFile;
+use sluice_core::config::redact;
+use sluice_core::{Error, LogicalType};
+use sluice_engine::{Controller, Progress, RunState, StopReason, plan_tables, run_batch};
+use sluice_state::{RunEnd, RunTable, SqliteStore, StateStore, process_alive};
+use tracing::{error, info, warn};
+
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::{display, exit, exit_code_for, logging, wire};
+
+pub async fn dispatch(cli: Cli) -> u8 {
+    let logs = match logging::init(&cli.log_level, cli.log_format) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match cli.command {
+        Command::Run { job, no_progress } => run(&job, &cli.state, logs, !no_progress).await,
+        Command::Validate { job } => validate(&job).await,
+        Command::Status { job, format } => status(&cli.state, job.as_deref(), format),
+    }
+}
+
+/// Prints an error with its hint (redacted) and returns its exit status.
+fn report(e: &Error) -> u8 {
+    eprintln!("error: {}", redact(e.message()));
+    if let Some(h) = e.hint() {
+        eprintln!("  = help: {}", redact(h));
+    }
+    exit_code_for(e.kind())
+}
+
+fn load(path: &Path) -> Result<JobFile, u8> {
+    JobFile::load(path).map(|(job, _)| job).map_err(|e| {
+        eprintln!("error: {}", e.render());
+        exit::USAGE
+    })
+}
+
+async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool) -> u8 {
+    let job = match load(path) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let spec = match wire::build_spec(&job) {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    let store = match SqliteStore::open(state_dir) {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    let run_id = match store.begin_run(&spec.name, std::process::id()) {
+        Ok(id) => id,
+        Err(e) => return report(&e),
+    };
+    let name = spec.name.clone();
+    info!(job = %name, run = run_id, "Job started.");
+
+    let ctl = Arc::new(Controller::new());
+    let signals = tokio::spawn(watch_signals(ctl.clone()));
+    let progress = Progress::new();
+    let (done_tx, display) = display::spawn_progress(progress.clone(), logs, bars);
+    let outcome = run_batch(spec, ctl.clone(), progress).await;
+    let _ = done_tx.send(());
+    let _ = display.await;
+    signals.abort();
+
+    let state = match outcome.state {
+        RunState::Finished => "FINISHED",
+        RunState::Stopped => "STOPPED",
+        RunState::Aborted => "ABORTED",
+        _ => "FAILED",
+    };
+    let tables: Vec<RunTable> = outcome
+        .tables
+        .iter()
+        .map(|t| RunTable {
+            table: t.table.clone(),
+            target: t.target.clone(),
+            rows_read: t.rows_read,
+            rows_written: t.rows_written,
+            splits_done: t.splits_done as u64,
+            splits_total: t.splits_total as u64,
+            complete: t.complete,
+        })
+        .collect();
+    let end = RunEnd {
+        state,
+        rows_written: outcome.rows_written(),
+        bytes_read: outcome.bytes_read(),
+        error: outcome.error.as_ref().map(|e| redact(&e.to_string())),
+        tables: &tables,
+    };
+    // Invariant: the run's end is persisted before it is reported.
+    if let Err(e) = store.end_run(run_id, &end) {
+        error!(error = %e, "Recording the end of the run failed.");
+    }
+    print!("{}", display::summary(&outcome));
+    match outcome.state {
+        RunState::Finished => {
+            info!(job = %name, "Job finished.");
+            exit::OK
+        }
+        RunState::Stopped | RunState::Aborted => {
+            let why = outcome.stop_reason.map(|r| r.to_string()).unwrap_or_default();
+            warn!(job = %name, reason = %why, "Job stopped before the end; run it again to redo the unfinished splits.");
+            exit::STOPPED
+        }
+        _ => match &outcome.error {
+            Some(e) => report(e),
+            None => exit::FAILED,
+        },
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful stop. Second: abort.
+async fn watch_signals(ctl: Arc<Controller>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        warn!("Cannot install signal handlers; Ctrl-C will kill the job without a clean stop.");
+        return;
+    };
+    let mut count = 0;
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        count += 1;
+        if count == 1 {
+            warn!(signal = name, "Stopping: finishing the batches in hand, rolling back unfinished splits. Press Ctrl-C again to abort.");
+            ctl.stop(StopReason::Requested(name.to_string()));
+        } else {
+            warn!(signal = name, "Aborting now.");
+            ctl.abort();
+        }
+    }
+}
+
+async fn validate(path: &Path) -> u8 {
+    let job = match load(path) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let spec = match wire::build_spec(&job) {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    let planned = match plan_tables(&spec, &Progress::new()).await {
+        Ok(p) => p,
+        Err(e) => return report(&e),
+    };
+    let _ = spec.source.close().await;
+    println!(
+        "job {}: {} → {} ({} write), {} table(s)",
+        job.job.name,
+        job.source.type_name(),
+        job.sink.type_name(),
+        serde_json::to_value(job.sink.write_mode()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        planned.len()
+    );
+    for t in &planned {
+        println!(
+            "\n{} → {}  ({} split(s){})",
+            t.source.schema.id,
+            t.plan.target,
+            t.splits.len(),
+            t.source.estimated_rows.map(|r| format!(", ~{r} rows")).unwrap_or_default()
+        );
+        let src_fields = t.source.schema.arrow.fields();
+        for f in t.plan.schema.arrow.fields() {
+            let ty = LogicalType::of_field(f).map(|t| t.to_string()).unwrap_or_else(|e| format!("unsupported ({e})"));
+            let from = src_fields
+                .iter()
+                .find(|s| s.name() == f.name())
+                .and_then(|s| LogicalType::of_field(s).ok())
+                .filter(|s| s.to_string() != ty)
+                .map(|s| format!("  (from {s})"))
+                .unwrap_or_default();
+            let key = if t.plan.schema.primary_key.contains(f.name()) { "  primary key" } else { "" };
+            let null = if f.is_nullable() { "" } else { " not null" };
+            println!("  {:<30} {ty}{null}{key}{from}", f.name());
+        }
+    }
+    println!("\nOK: configuration valid, source reachable, every column mapped.");
+    exit::OK
+}
+
+fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
+    let store = match SqliteStore::open_existing(state_dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            match format {
+                OutputFormat::Json => println!("{{\"jobs\":[]}}"),
+                OutputFormat::Text => println!("no jobs in {} (nothing has run here yet)", state_dir.display()),
+            }
+            return exit::OK;
+        }
+        Err(e) => return report(&e),
+    };
+    let names = match job {
+        Some(j) => vec![j.to_string()],
+        None => match store.jobs() {
+            Ok(n) => n,
+            Err(e) => return report(&e),
+        },
+    };
+    let limit = if job.is_some() { 20 } else { 1 };
+    let mut out = Vec::new();
+    for name in &names {
+        let runs = match store.runs(name, limit) {
+            Ok(r) => r,
+            Err(e) => return report(&e),
+        };
+        if job.is_some() && runs.is_empty() {
+            let e = Error::config(format!("no job named {name:?} in {}", state_dir.display()))
+                .with_hint("run `sluice status` to list the jobs");
+            return report(&e);
+        }
+        let runs: Vec<_> = runs
+            .into_iter()
+            .map(|mut r| {
+                if r.state == "RUNNING" && !process_alive(r.pid) {
+                    r.state = "INTERRUPTED".into();
+                }
+                r
+            })
+            .collect();
+        let tables = match runs.first() {
+            Some(r) if job.is_some() => store.run_tables(r.id).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        out.push((name.clone(), runs, tables));
+    }
+    match format {
+        OutputFormat::Json => {
+            let jobs: Vec<_> = out
+                .iter()
+                .map(|(n, runs, tables)| {
+                    serde_json::json!({"name": n, "runs": runs, "last_run_tables": tables})
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "jobs": jobs }));
+        }
+        OutputFormat::Text => {
+            if job.is_none() {
+                println!("{:<30} {:<12} {:<26} {:>12}", "job", "last run", "started", "rows");
+            }
+            for (name, runs, tables) in &out {
+                if job.is_none() {
+                    if let Some(r) = runs.first() {
+                        println!("{:<30} {:<12} {:<26} {:>12}", name, r.state, r.started_at, r.rows_written);
+                    }
+                    continue;
+                }
+                println!("job {name}\n");
+                println!("{:>5}  {:<12} {:<26} {:<26} {:>12}  error", "run", "state", "started", "ended", "rows");
+                for r in runs {
+                    println!(
+                        "{:>5}  {:<12} {:<26} {:<26} {:>12}  {}",
+                        r.id,
+                        r.state,
+                        r.started_at,
+                        r.ended_at.as_deref().unwrap_or("-"),
+                        r.rows_written,
+                        r.error.as_deref().unwrap_or("")
+                    );
+                }
+                if !tables.is_empty() {
+                    println!("\nlast run, per table:");
+                    for t in tables {
+                        println!(
+                            "  {:<30} → {:<30} {:>12} rows  splits {}/{}  {}",
+                            t.table,
+                            t.target,
+                            t.rows_written,
+                            t.splits_done,
+                            t.splits_total,
+                            if t.complete { "done" } else { "incomplete" }
+                        );
+                    }
+                }
+            }
+        }
+    }
+    exit::OK
+}

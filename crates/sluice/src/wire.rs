@@ -1,0 +1,32 @@
+//! Turns a checked job file into the engine's [`JobSpec`].
+
+use std::sync::Arc;
+
+use sluice_connectors::job::JobFile;
+use sluice_core::Result;
+use sluice_engine::JobSpec;
+
+/// Batches buffered between each reader and its writer.
+const CHANNEL_CAPACITY: usize = 4;
+
+/// Builds the source, sink and transforms of `job` (no I/O yet).
+pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
+    let source = job.source.build()?;
+    let sink = job.sink.build()?;
+    let transforms = job.transform.iter().map(|t| t.build()).collect::<Result<Vec<_>>>()?;
+    let sink_cfg = job.sink.clone();
+    let parallelism = job
+        .job
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    Ok(JobSpec {
+        name: job.job.name.clone(),
+        parallelism,
+        timeout: job.job.timeout.map(|t| t.0),
+        source,
+        sink,
+        transforms,
+        targets: Arc::new(move |id| sink_cfg.target_of(id)),
+        channel_capacity: CHANNEL_CAPACITY,
+    })
+}
