@@ -1,0 +1,378 @@
+//! End-to-end tests of the `sluice` binary: real files, real SQLite databases, real signals.
+//! Each test works in its own temporary directory (job files, data, state).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn write(&self, p: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("sluice").unwrap();
+        c.current_dir(self.dir.path()).env_remove("SLUICE_STATE").env_remove("SLUICE_LOG");
+        c
+    }
+    fn sluice(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+const ORDERS: &str = "id,name,amount\n1,ant,1.50\n2,bee,2.25\n3,\"cat, the\",\n";
+
+fn csv_to(env: &Env, sink: &str) -> PathBuf {
+    env.write("in/orders.csv", ORDERS);
+    env.write(
+        "job.toml",
+        format!(
+            "[job]\nname = \"t\"\n\n[source]\ntype = \"csv\"\npath = \"in\"\n\n[sink]\n{sink}\n"
+        ),
+    )
+}
+
+fn sqlite_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare(sql).unwrap();
+    let n = st.column_count();
+    st.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                rusqlite::types::ValueRef::Integer(x) => x.to_string(),
+                rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+            })
+            .collect())
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn misspelt_key_reports_file_line_column_and_suggestion() {
+    let env = Env::new();
+    env.write("in/orders.csv", ORDERS);
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n\n[source]\ntype = \"csv\"\npath = \"in\"\ndelimter = \";\"\n\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
+    );
+    let o = env.sluice(&["validate", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("job.toml:7:1: unknown key `delimter` in [source]"), "{e}");
+    assert!(e.contains("did you mean `delimiter`?"), "{e}");
+    // Nothing ran, nothing was written.
+    assert!(!env.path("out").exists());
+    assert!(!env.path(".sluice").exists());
+}
+
+#[test]
+fn misspelt_sink_key_suggests_shared_keys_too() {
+    let env = Env::new();
+    csv_to(&env, "type = \"parquet\"\npath = \"out\"\nwirte = \"append\"");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("did you mean `write`?"), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_connector_type_lists_accepted_types() {
+    let env = Env::new();
+    csv_to(&env, "type = \"parquett\"\npath = \"out\"");
+    let o = env.sluice(&["validate", "job.toml"]);
+    assert_eq!(code(&o), 2);
+    let e = stderr(&o);
+    assert!(e.contains("job.toml:10:8: unknown value `parquett` in [sink]"), "{e}");
+    assert!(e.contains("did you mean `parquet`?"), "{e}");
+    assert!(e.contains("sqlite, csv, jsonl, parquet"), "{e}");
+}
+
+#[test]
+fn malformed_toml_and_missing_job_file_exit_2() {
+    let env = Env::new();
+    env.write("job.toml", "[job\nname = 1\n");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("job.toml:1:"), "{}", stderr(&o));
+    let o = env.sluice(&["run", "nope.toml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot read the job file"), "{}", stderr(&o));
+}
+
+#[test]
+fn csv_to_parquet_to_sqlite_round_trip_and_status() {
+    let env = Env::new();
+    csv_to(&env, "type = \"parquet\"\npath = \"out/pq\"");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("Finished: 3 rows"), "{}", stdout(&o));
+    assert!(env.path("out/pq/orders.parquet").exists());
+    env.write(
+        "job2.toml",
+        "[job]\nname = \"t2\"\n[source]\ntype = \"parquet\"\npath = \"out/pq\"\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out/db.sqlite\"\n",
+    );
+    let o = env.sluice(&["run", "job2.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let rows = sqlite_rows(&env.path("out/db.sqlite"), "SELECT id, name, amount FROM orders ORDER BY id");
+    assert_eq!(
+        rows,
+        [["1", "ant", "1.5"], ["2", "bee", "2.25"], ["3", "cat, the", "NULL"]]
+            .map(|r| r.map(str::to_string).to_vec())
+    );
+    let o = env.sluice(&["status"]);
+    assert_eq!(code(&o), 0);
+    let s = stdout(&o);
+    assert!(s.contains("t2") && s.contains("FINISHED"), "{s}");
+    let o = env.sluice(&["status", "t", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["runs"][0]["state"], "FINISHED");
+    assert_eq!(v["jobs"][0]["runs"][0]["rows_written"], 3);
+    assert_eq!(v["jobs"][0]["last_run_tables"][0]["complete"], true);
+}
+
+#[test]
+fn validate_prints_the_plan() {
+    let env = Env::new();
+    csv_to(&env, "type = \"sqlite\"\nurl = \"sqlite://out.db\"");
+    let o = env.sluice(&["validate", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("orders → orders"), "{s}");
+    assert!(s.contains("amount") && s.contains("float64"), "{s}");
+    assert!(!env.path("out.db").exists(), "validate must not write");
+}
+
+#[test]
+fn missing_input_file_is_a_clear_error() {
+    let env = Env::new();
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"nowhere/orders.csv\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
+    );
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("nowhere/orders.csv"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("help:"), "{}", stderr(&o));
+}
+
+#[test]
+fn wrong_field_count_names_file_and_line_and_leaves_no_output() {
+    let env = Env::new();
+    csv_to(&env, "type = \"parquet\"\npath = \"out\"");
+    env.write("in/orders.csv", "id,name\n1,a\n2,b,extra\n3,c\n");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("orders.csv"), "{e}");
+    assert!(e.contains("line 3") || e.contains(":3"), "{e}");
+    assert_no_files(&env.path("out"));
+}
+
+#[test]
+fn invalid_utf8_is_reported() {
+    let env = Env::new();
+    csv_to(&env, "type = \"parquet\"\npath = \"out\"");
+    env.write("in/orders.csv", b"id,name\n1,ok\n2,bad\xff\xfe\n".as_slice());
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).to_lowercase().contains("utf-8"), "{}", stderr(&o));
+    assert_no_files(&env.path("out"));
+}
+
+#[test]
+fn value_that_cannot_be_cast_names_column_and_value() {
+    let env = Env::new();
+    env.write("in/orders.csv", "id,qty\n1,5\n2,many\n");
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[[transform]]\ntype = \"cast\"\ncolumns = { qty = \"int32\" }\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\n",
+    );
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("qty") && e.contains("many"), "{e}");
+    // The failed split was rolled back: the table holds no rows.
+    let rows = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM orders");
+    assert_eq!(rows, [["0"]]);
+}
+
+#[test]
+fn incompatible_existing_table_is_refused_before_writing() {
+    let env = Env::new();
+    let db = env.path("out.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE orders(id INTEGER, name INTEGER, amount INTEGER); INSERT INTO orders VALUES (9, 9, 9);")
+            .unwrap();
+    }
+    csv_to(&env, "type = \"sqlite\"\nurl = \"sqlite://out.db\"");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("orders") && e.contains("name"), "{e}");
+    assert_eq!(sqlite_rows(&db, "SELECT count(*) FROM orders"), [["1"]]);
+}
+
+#[test]
+fn unwritable_output_directory_is_a_clear_error() {
+    let env = Env::new();
+    env.write("blocker", "a file, not a directory");
+    csv_to(&env, "type = \"parquet\"\npath = \"blocker/out\"");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("blocker/out"), "{}", stderr(&o));
+}
+
+#[test]
+fn full_disk_fails_cleanly_without_a_complete_looking_file() {
+    let env = Env::new();
+    let mnt = env.path("tiny");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mounting a tmpfs needs root: run the suite as scripts/test.sh does");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let mut big = String::from("id,payload\n");
+    for i in 0..20_000 {
+        big.push_str(&format!("{i},{}\n", "x".repeat(20)));
+    }
+    env.write("in/orders.csv", big);
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[sink]\ntype = \"csv\"\npath = \"tiny/out\"\n",
+    );
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o).to_lowercase();
+    assert!(e.contains("disk is full") || e.contains("no space"), "{e}");
+    assert_no_files(&mnt.join("out"));
+}
+
+#[test]
+fn secrets_from_env_never_appear_in_output() {
+    let env = Env::new();
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"${env:SLUICE_TEST_SECRET_DIR}/x.csv\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
+    );
+    let o = env.cmd().args(["run", "job.toml"]).env("SLUICE_TEST_SECRET_DIR", "s3cr3t-d1r").output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!all.contains("s3cr3t-d1r"), "{all}");
+    assert!(all.contains("***"), "{all}");
+}
+
+#[test]
+fn timeout_stops_with_exit_3_and_rerun_finishes() {
+    let env = Env::new();
+    // Enough files that the job is still running after the timeout.
+    for f in 0..60 {
+        let mut s = String::from("id,v\n");
+        for i in 0..20_000 {
+            s.push_str(&format!("{},{}\n", f * 100_000 + i, i * 7));
+        }
+        env.write(&format!("in/t{f:02}.csv"), s);
+    }
+    let job = "[job]\nname = \"t\"\nparallelism = 1\ntimeout = \"300ms\"\n[source]\ntype = \"csv\"\npath = \"in\"\ntable = \"big\"\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\nwrite = \"append\"\n";
+    env.write("job.toml", job);
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 3, "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("timeout"), "{}", stderr(&o));
+    let o = env.sluice(&["status", "t", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["runs"][0]["state"], "STOPPED");
+    // Whole splits only: the row count is a multiple of the file size.
+    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0].parse().unwrap();
+    assert_eq!(n % 20_000, 0, "a stop must not leave part of a split");
+    assert!(n < 60 * 20_000);
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_exit_3() {
+    let env = Env::new();
+    for f in 0..60 {
+        let mut s = String::from("id,v\n");
+        for i in 0..20_000 {
+            s.push_str(&format!("{},{}\n", f * 100_000 + i, i));
+        }
+        env.write(&format!("in/t{f:02}.csv"), s);
+    }
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\nparallelism = 2\n[source]\ntype = \"csv\"\npath = \"in\"\ntable = \"big\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
+    );
+    let child = env.cmd().args(["run", "job.toml"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let sent = Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(sent.elapsed() < std::time::Duration::from_secs(5), "stop took {:?}", sent.elapsed());
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("SIGTERM"), "{}", stderr(&o));
+    // No temporary file is left looking complete; every final part is a readable Parquet file.
+    for e in std::fs::read_dir(env.path("out/big")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".parquet") && !name.starts_with('.') {
+            let f = std::fs::File::open(&p).unwrap();
+            parquet::file::reader::SerializedFileReader::new(f).expect("complete parquet file");
+        }
+    }
+}
+
+use std::time::Instant;
+
+fn assert_no_files(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    for e in walk(dir) {
+        let name = e.file_name().unwrap().to_string_lossy().to_string();
+        panic!("unexpected file left behind: {} ({name})", e.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
