@@ -30,3 +30,6 @@ mod run;
 pub use control::{Controller, RunState, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{JobSpec, RunOutcome, TableSummary, plan_tables, run_batch, PlannedTable};
+
+#[cfg(test)]
+mod tests;
