@@ -25,5 +25,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+bash scripts/test-services.sh
+
 cargo nextest run --workspace --no-fail-fast --profile ci "$@"
 cargo test --workspace --doc -q

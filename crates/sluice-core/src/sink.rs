@@ -65,6 +65,15 @@ pub trait Sink: Send + Sync {
     /// Checks and prepares the target for these tables. Moves no data.
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()>;
 
+    /// The target column types this sink would use for `table`, as `(column, type)` in the
+    /// target's own vocabulary, without I/O. `sluice validate` prints them. A source type the
+    /// target cannot hold is an error naming table, column and type, with the override that
+    /// makes it go (e.g. a cast transform to text). `None` when the sink has no column types
+    /// (CSV, JSON Lines).
+    fn target_types(&self, _table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
+        Ok(None)
+    }
+
     /// A writer for one split of `table`.
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>>;
 

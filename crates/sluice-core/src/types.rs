@@ -38,6 +38,24 @@ use crate::error::{Error, Result};
 /// Field-metadata key that holds a column's logical type in its textual form.
 pub const TYPE_KEY: &str = "sluice.type";
 
+/// Field-metadata key that holds the column's type in its source system, as
+/// `"<engine>:<type as the engine prints it>"`, e.g. `"postgres:character varying(44)"` or
+/// `"mysql:int(10) unsigned"`. A sink of the same engine creates exactly that type, so
+/// same-engine copies keep their column types; other sinks use the logical type.
+pub const NATIVE_KEY: &str = "sluice.native";
+
+/// The `(engine, type)` recorded under [`NATIVE_KEY`], if any.
+pub fn native_type(field: &Field) -> Option<(&str, &str)> {
+    field.metadata().get(NATIVE_KEY)?.split_once(':')
+}
+
+/// `field` with its native type recorded under [`NATIVE_KEY`].
+pub fn with_native_type(field: Field, engine: &str, native: &str) -> Field {
+    let mut md = field.metadata().clone();
+    md.insert(NATIVE_KEY.to_string(), format!("{engine}:{native}"));
+    field.with_metadata(md)
+}
+
 /// Sub-second precision of times and timestamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {

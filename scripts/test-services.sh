@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Brings up the database servers the integration tests talk to, on a fresh Debian machine or
+# on a development machine where they already run. Idempotent; safe to run twice.
+#
+#   PostgreSQL 15  127.0.0.1:5432  user postgres, trust auth   (SLUICE_TEST_POSTGRES_URL)
+#   MariaDB        127.0.0.1:3306  root, no password            (SLUICE_TEST_MYSQL_URL)
+#
+# Tests create a uniquely named database each and drop it afterwards.
+set -euo pipefail
+export TMPDIR=${TMPDIR:-/var/tmp}
+
+need=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql-15 postgresql-client-15)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server mariadb-client)
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+
+# ---- PostgreSQL on 127.0.0.1:5432, trust for loopback ----
+PGVER=$(ls /etc/postgresql | sort -V | tail -1)
+HBA=/etc/postgresql/$PGVER/main/pg_hba.conf
+if ! grep -q '^host all all 127.0.0.1/32 trust' "$HBA"; then
+  sed -i '1i host all all 127.0.0.1/32 trust' "$HBA"
+  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main reload 2>/dev/null || true
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$PGVER" main start
+fi
+for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+pg_isready -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL did not start" >&2; exit 1; }
+
+# ---- MariaDB on 127.0.0.1:3306, root without password, LOAD DATA LOCAL allowed ----
+if ! mariadb-admin -h127.0.0.1 -uroot ping >/dev/null 2>&1; then
+  install -d -o mysql -g mysql /run/mysqld
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+fi
+for _ in $(seq 60); do mariadb-admin -h127.0.0.1 -uroot ping >/dev/null 2>&1 && break; sleep 0.5; done
+mariadb-admin -h127.0.0.1 -uroot ping >/dev/null || { echo "error: MariaDB did not start" >&2; exit 1; }
+if ! mariadb -h127.0.0.1 -uroot -e 'select 1' >/dev/null 2>&1; then
+  # A fresh Debian install lets root in only through the unix socket: allow TCP without password.
+  mariadb -uroot <<'SQL'
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+fi
+mariadb -h127.0.0.1 -uroot -e "SET GLOBAL local_infile = 1"
+
+echo "services up: $(psql -X -At -h 127.0.0.1 -U postgres -d postgres -c 'show server_version'), MariaDB $(mariadb -h127.0.0.1 -uroot -N -e 'select version()')"
