@@ -5,6 +5,8 @@
 //! `Arc<dyn Source>`, `Arc<dyn Sink>` and `Arc<dyn Transform>` built by [`registry`].
 //!
 //! * [`files`]: CSV, JSON Lines and Parquet files as sources and sinks.
+//! * [`postgres`]: PostgreSQL (binary COPY in both directions).
+//! * [`mysql`]: MySQL and MariaDB.
 //! * [`sqlite`]: SQLite databases (rusqlite, bundled).
 //! * [`transforms`]: rename, select/drop, cast, filter, add a column.
 //! * [`registry`]: the explicit list of connector types (`type = "csv"` …).
@@ -12,6 +14,8 @@
 
 pub mod files;
 pub mod job;
+pub mod mysql;
+pub mod postgres;
 pub mod registry;
 pub mod sqlite;
 pub mod transforms;

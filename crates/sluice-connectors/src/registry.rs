@@ -14,17 +14,21 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Result, TableId, WriteMode, tagged_enum};
 
-use crate::{files, sqlite};
+use crate::{files, mysql, postgres, sqlite};
 
 /// A `[source]` section.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
+    Postgres(postgres::PostgresSourceConfig),
+    Mysql(mysql::MysqlSourceConfig),
     Sqlite(sqlite::SqliteSourceConfig),
     Csv(files::CsvSourceConfig),
     Jsonl(files::JsonlSourceConfig),
     Parquet(files::ParquetSourceConfig),
 }
 tagged_enum!(SourceConfig {
+    "postgres" => Postgres,
+    "mysql" => Mysql,
     "sqlite" => Sqlite,
     "csv" => Csv,
     "jsonl" => Jsonl,
@@ -35,6 +39,8 @@ impl SourceConfig {
     /// Validates the options (no I/O) and builds the source.
     pub fn build(&self) -> Result<DynSource> {
         match self {
+            SourceConfig::Postgres(c) => c.build(),
+            SourceConfig::Mysql(c) => c.build(),
             SourceConfig::Sqlite(c) => c.build(),
             SourceConfig::Csv(c) => c.build(),
             SourceConfig::Jsonl(c) => c.build(),
@@ -45,6 +51,8 @@ impl SourceConfig {
     /// The `type` name.
     pub fn type_name(&self) -> &'static str {
         match self {
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Mysql(_) => "mysql",
             SourceConfig::Sqlite(_) => "sqlite",
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Jsonl(_) => "jsonl",
@@ -56,12 +64,16 @@ impl SourceConfig {
 /// The connector-specific part of a `[sink]` section.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
+    Postgres(postgres::PostgresSinkConfig),
+    Mysql(mysql::MysqlSinkConfig),
     Sqlite(sqlite::SqliteSinkConfig),
     Csv(files::CsvSinkConfig),
     Jsonl(files::JsonlSinkConfig),
     Parquet(files::ParquetSinkConfig),
 }
 tagged_enum!(SinkKind {
+    "postgres" => Postgres,
+    "mysql" => Mysql,
     "sqlite" => Sqlite,
     "csv" => Csv,
     "jsonl" => Jsonl,
@@ -126,7 +138,7 @@ impl SinkConfig {
     /// The effective write mode (the connector's default if not given).
     pub fn write_mode(&self) -> WriteMode {
         self.common.write.unwrap_or(match self.kind {
-            SinkKind::Sqlite(_) => WriteMode::Append,
+            SinkKind::Sqlite(_) | SinkKind::Postgres(_) | SinkKind::Mysql(_) => WriteMode::Append,
             _ => WriteMode::Overwrite,
         })
     }
@@ -151,6 +163,8 @@ impl SinkConfig {
         let mode = self.write_mode();
         let create = self.create_tables();
         match &self.kind {
+            SinkKind::Postgres(c) => c.build(mode, create),
+            SinkKind::Mysql(c) => c.build(mode, create),
             SinkKind::Sqlite(c) => c.build(mode, create),
             SinkKind::Csv(c) => c.build(mode),
             SinkKind::Jsonl(c) => c.build(mode),
@@ -161,6 +175,8 @@ impl SinkConfig {
     /// The `type` name.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
+            SinkKind::Postgres(_) => "postgres",
+            SinkKind::Mysql(_) => "mysql",
             SinkKind::Sqlite(_) => "sqlite",
             SinkKind::Csv(_) => "csv",
             SinkKind::Jsonl(_) => "jsonl",

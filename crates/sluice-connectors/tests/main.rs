@@ -2,3 +2,5 @@
 mod files;
 mod sqlite;
 mod transforms;
+mod mysql;
+mod postgres;

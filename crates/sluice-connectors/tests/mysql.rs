@@ -1,0 +1,1 @@
+// integration tests for mysql (against the real server)

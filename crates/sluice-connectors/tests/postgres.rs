@@ -1,0 +1,1 @@
+// integration tests for postgres (against the real server)
