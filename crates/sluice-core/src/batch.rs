@@ -50,7 +50,10 @@ pub struct Position {
 impl Position {
     /// A position for `split`.
     pub fn new(split: impl Into<String>, value: serde_json::Value) -> Self {
-        Position { split: split.into(), value }
+        Position {
+            split: split.into(),
+            value,
+        }
     }
 }
 

@@ -125,7 +125,10 @@ impl ConfigError {
         if let (Some(l), Some(line)) = (&self.location, &self.snippet) {
             let num = l.line.to_string();
             let pad = " ".repeat(num.len());
-            let width = l.span.len().clamp(1, line.len().saturating_sub(l.column - 1).max(1));
+            let width = l
+                .span
+                .len()
+                .clamp(1, line.len().saturating_sub(l.column - 1).max(1));
             s.push_str(&format!(
                 "\n{pad} |\n{num} | {}\n{pad} | {}{}",
                 redact(line),
@@ -234,7 +237,9 @@ impl ConfigDoc {
             }
             D::Float(f) => {
                 let x: f64 = f.as_str().parse().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+                serde_json::Number::from_f64(x)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
             }
             D::Boolean(b) => Value::Bool(*b),
             D::Datetime(d) => Value::String(d.to_string()),
@@ -292,7 +297,9 @@ impl ConfigDoc {
                     self.error_at_span(
                         Some(span.clone()),
                         format!("environment variable {name} is not set"),
-                        Some(format!("export {name}=… before running, or remove ${{env:{name}}}")),
+                        Some(format!(
+                            "export {name}=… before running, or remove ${{env:{name}}}"
+                        )),
                     )
                 })?
             } else if let Some(p) = expr.strip_prefix("file:") {
@@ -336,8 +343,17 @@ impl ConfigDoc {
     fn location_of(&self, span: std::ops::Range<usize>) -> Location {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-        Location { line, column: col, span }
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        Location {
+            line,
+            column: col,
+            span,
+        }
     }
 
     fn error_at_span(
@@ -347,13 +363,26 @@ impl ConfigDoc {
         hint: Option<String>,
     ) -> ConfigError {
         let location = span.map(|s| self.location_of(s));
-        let snippet =
-            location.as_ref().and_then(|l| self.text.lines().nth(l.line - 1)).map(str::to_string);
-        ConfigError { file: self.file.clone(), location, message, hint, snippet }
+        let snippet = location
+            .as_ref()
+            .and_then(|l| self.text.lines().nth(l.line - 1))
+            .map(str::to_string);
+        ConfigError {
+            file: self.file.clone(),
+            location,
+            message,
+            hint,
+            snippet,
+        }
     }
 
     /// An error about the value (or key) at `path`, for validation done after parsing.
-    pub fn error_at(&self, path: &str, message: impl Into<String>, hint: Option<String>) -> ConfigError {
+    pub fn error_at(
+        &self,
+        path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
         let span = self.spans.get(path).map(|(_, v)| v.clone());
         self.error_at_span(span, message.into(), hint)
     }
@@ -369,10 +398,16 @@ impl ConfigDoc {
     /// Turns a serde message at `outer` into a located, helpful error.
     fn explain(&self, outer: &str, raw: &str) -> ConfigError {
         // Unwrap nested paths recorded by `deserialize_tagged`.
-        let mut path = if outer == "." { String::new() } else { outer.to_string() };
+        let mut path = if outer == "." {
+            String::new()
+        } else {
+            outer.to_string()
+        };
         let mut msg = raw.to_string();
         while let Some(rest) = msg.strip_prefix(PATH_MARK) {
-            let Some(end) = rest.find(PATH_MARK) else { break };
+            let Some(end) = rest.find(PATH_MARK) else {
+                break;
+            };
             let inner = &rest[..end];
             if !inner.is_empty() && inner != "." {
                 path = join_path(&path, inner);
@@ -389,7 +424,10 @@ impl ConfigDoc {
         // Unknown key: point at the key and suggest the closest accepted one.
         if let Some((word, accepted)) = parse_unknown(&msg, "unknown field") {
             let key_path = self.find_key(&path, &word);
-            let span = key_path.as_ref().and_then(|p| self.spans.get(p)).map(|(k, _)| k.clone());
+            let span = key_path
+                .as_ref()
+                .and_then(|p| self.spans.get(p))
+                .map(|(k, _)| k.clone());
             let hint = suggestion(&word, &accepted, "keys");
             return self.error_at_span(span, format!("unknown key `{word}` in {section}"), hint);
         }
@@ -405,10 +443,16 @@ impl ConfigDoc {
             let hint = suggestion(&word, &accepted, "values");
             return self.error_at_span(span, format!("unknown value `{word}` in {section}"), hint);
         }
-        if let Some(field) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next())
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
         {
             let span = self.spans.get(&path).map(|(k, _)| k.clone());
-            let what = if path.is_empty() { "the job file".to_string() } else { section.clone() };
+            let what = if path.is_empty() {
+                "the job file".to_string()
+            } else {
+                section.clone()
+            };
             return self.error_at_span(
                 span,
                 format!("missing key `{field}` in {what}"),
@@ -422,7 +466,11 @@ impl ConfigDoc {
             }
             _ => (msg, None),
         };
-        let what = if path.is_empty() { String::new() } else { format!("`{path}`: ") };
+        let what = if path.is_empty() {
+            String::new()
+        } else {
+            format!("`{path}`: ")
+        };
         self.error_at_span(span, format!("{what}{msg}"), hint)
     }
 
@@ -453,7 +501,11 @@ impl ConfigDoc {
         if self.spans.contains_key(&direct) {
             return Some(direct);
         }
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}.") };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}.")
+        };
         let suffix = format!(".{word}");
         self.spans
             .keys()
@@ -515,7 +567,12 @@ fn parse_unknown(msg: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     let end = rest.find('`')?;
     let word = rest[..end].to_string();
     let tail = &rest[end + 1..];
-    let accepted = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    let accepted = tail
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
     Some((word, accepted))
 }
 
@@ -526,7 +583,12 @@ pub fn suggestion(word: &str, accepted: &[String], what: &str) -> Option<String>
     }
     let best = accepted
         .iter()
-        .map(|a| (strsim::damerau_levenshtein(&word.to_lowercase(), &a.to_lowercase()), a))
+        .map(|a| {
+            (
+                strsim::damerau_levenshtein(&word.to_lowercase(), &a.to_lowercase()),
+                a,
+            )
+        })
         .min_by_key(|(d, _)| *d)
         .filter(|(d, a)| *d <= 2.max(a.len() / 3))
         .map(|(_, a)| a.clone());
@@ -540,7 +602,10 @@ pub fn suggestion(word: &str, accepted: &[String], what: &str) -> Option<String>
 /// Splits `type` off an object, for hand-written tagged-enum deserializers.
 ///
 /// Returns the tag and the rest. Use with [`deserialize_tagged`] on the rest.
-pub fn split_tag<E: serde::de::Error>(value: Value, accepted: &[&'static str]) -> Result<(String, Value), E> {
+pub fn split_tag<E: serde::de::Error>(
+    value: Value,
+    accepted: &[&'static str],
+) -> Result<(String, Value), E> {
     let Value::Object(mut map) = value else {
         return Err(E::custom("expected a table with a `type` key"));
     };
@@ -557,9 +622,8 @@ pub fn split_tag<E: serde::de::Error>(value: Value, accepted: &[&'static str]) -
 /// Deserializes one variant's body from `rest`, keeping the path of any error inside it so
 /// [`ConfigDoc::deserialize`] can point at the right line.
 pub fn deserialize_tagged<T: DeserializeOwned, E: serde::de::Error>(rest: Value) -> Result<T, E> {
-    serde_path_to_error::deserialize(rest).map_err(|e| {
-        E::custom(format!("{PATH_MARK}{}{PATH_MARK}{}", e.path(), e.inner()))
-    })
+    serde_path_to_error::deserialize(rest)
+        .map_err(|e| E::custom(format!("{PATH_MARK}{}{PATH_MARK}{}", e.path(), e.inner())))
 }
 
 /// Implements `Deserialize` for an enum of `Variant(Config)` tuple variants, tagged by `type`,
@@ -578,6 +642,7 @@ macro_rules! tagged_enum {
                 }
             }
         }
+        #[allow(dead_code)]
         impl $name {
             /// The `type` names this enum accepts.
             pub const TYPES: &'static [&'static str] = &[$($tag),+];
@@ -605,11 +670,13 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write durations like \"30s\", \"10m\", \"2h\""
-            ))
-        })
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?} ({e}); write durations like \"30s\", \"10m\", \"2h\""
+                ))
+            })
     }
 }
 
@@ -641,6 +708,7 @@ mod tests {
     }
 
     #[derive(Debug)]
+    #[allow(dead_code)]
     enum Src {
         Csv(Csv),
         Sqlite(Sqlite),
@@ -667,22 +735,33 @@ mod tests {
     }
 
     fn err(text: &str) -> ConfigError {
-        ConfigDoc::parse_toml("job.toml", text).and_then(|d| d.deserialize::<File>()).unwrap_err()
+        ConfigDoc::parse_toml("job.toml", text)
+            .and_then(|d| d.deserialize::<File>())
+            .unwrap_err()
     }
 
     #[test]
     fn misspelt_key_in_tagged_section_is_located_with_suggestion() {
-        let e = err("[job]\nname = \"x\"\n\n[source]\ntype = \"csv\"\npath = \"a.csv\"\ndelimter = \";\"\n");
+        let e = err(
+            "[job]\nname = \"x\"\n\n[source]\ntype = \"csv\"\npath = \"a.csv\"\ndelimter = \";\"\n",
+        );
         let l = e.location.clone().unwrap();
         assert_eq!((l.line, l.column), (7, 1), "{e:?}");
         assert_eq!(e.message, "unknown key `delimter` in [source]");
-        assert!(e.hint.as_ref().unwrap().starts_with("did you mean `delimiter`?"), "{e:?}");
+        assert!(
+            e.hint
+                .as_ref()
+                .unwrap()
+                .starts_with("did you mean `delimiter`?"),
+            "{e:?}"
+        );
         assert!(e.render().contains("^^^^^^^^"));
     }
 
     #[test]
     fn misspelt_top_level_key_and_type() {
-        let e = err("[job]\nname = \"x\"\nparalelism = 2\n[source]\ntype = \"csv\"\npath = \"a\"\n");
+        let e =
+            err("[job]\nname = \"x\"\nparalelism = 2\n[source]\ntype = \"csv\"\npath = \"a\"\n");
         assert_eq!(e.location.unwrap().line, 3);
         assert!(e.hint.unwrap().contains("did you mean `parallelism`"));
         let e = err("[job]\nname = \"x\"\n[source]\ntype = \"sqlit\"\nurl = \"a\"\n");
@@ -736,6 +815,9 @@ mod tests {
             redact_url_passwords("connect postgres://app:s3cr3t@db:5432/x failed"),
             "connect postgres://app:***@db:5432/x failed"
         );
-        assert_eq!(redact_url_passwords("sqlite://data/a.db"), "sqlite://data/a.db");
+        assert_eq!(
+            redact_url_passwords("sqlite://data/a.db"),
+            "sqlite://data/a.db"
+        );
     }
 }

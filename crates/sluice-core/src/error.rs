@@ -67,7 +67,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message naming what went wrong.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
     }
     /// [`ErrorKind::Config`].
     pub fn config(message: impl Into<String>) -> Self {
@@ -153,7 +158,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -182,7 +189,10 @@ mod tests {
             .with_hint("use a cast transform")
             .context("column a")
             .context("table t");
-        assert_eq!(e.to_string(), "table t: column a: cannot cast \"x\" to int32");
+        assert_eq!(
+            e.to_string(),
+            "table t: column a: cannot cast \"x\" to int32"
+        );
         assert_eq!(e.hint(), Some("use a cast transform"));
         assert_eq!(e.kind(), ErrorKind::Data);
     }

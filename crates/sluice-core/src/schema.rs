@@ -30,7 +30,9 @@ impl TableId {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        TableId { parts: parts.into_iter().map(Into::into).collect() }
+        TableId {
+            parts: parts.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// The raw parts, without quotes.
@@ -174,7 +176,10 @@ pub struct TablePattern {
 impl TablePattern {
     /// Parses a pattern written like a table name, where unquoted parts may use `*` and `?`.
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(TablePattern { parts: split_sql_path(s)?, text: s.to_string() })
+        Ok(TablePattern {
+            parts: split_sql_path(s)?,
+            text: s.to_string(),
+        })
     }
 
     /// Whether the pattern has any wildcard.
@@ -189,7 +194,10 @@ impl TablePattern {
             return false;
         }
         let tail = &ip[ip.len() - self.parts.len()..];
-        self.parts.iter().zip(tail).all(|(p, n)| wildcard_match(p, n))
+        self.parts
+            .iter()
+            .zip(tail)
+            .all(|(p, n)| wildcard_match(p, n))
     }
 }
 
@@ -255,7 +263,11 @@ pub struct TableSchema {
 impl TableSchema {
     /// A schema with no primary key.
     pub fn new(id: TableId, arrow: SchemaRef) -> Self {
-        TableSchema { id, arrow, primary_key: Vec::new() }
+        TableSchema {
+            id,
+            arrow,
+            primary_key: Vec::new(),
+        }
     }
 
     /// The logical type of every column, in order.

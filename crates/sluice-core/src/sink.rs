@@ -21,8 +21,8 @@
 //!    successful run only (swap a staging table in, write a manifest).
 //! 7. [`Sink::close`] is called last, in every outcome.
 
-use async_trait::async_trait;
 use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Position, Split};

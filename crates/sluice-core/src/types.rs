@@ -80,13 +80,19 @@ pub enum LogicalType {
     Float32,
     Float64,
     /// Exact decimal. `None` precision means unconstrained (PostgreSQL `numeric`).
-    Decimal { precision: Option<u16>, scale: Option<i16> },
+    Decimal {
+        precision: Option<u16>,
+        scale: Option<i16>,
+    },
     Text,
     Binary,
     Date,
     Time(Precision),
     /// A timestamp. `tz = true` is an instant (stored as UTC); `false` is a wall-clock value.
-    Timestamp { tz: bool, precision: Precision },
+    Timestamp {
+        tz: bool,
+        precision: Precision,
+    },
     Interval,
     Uuid,
     /// JSON document; the text is kept exactly as the source had it.
@@ -112,7 +118,10 @@ impl LogicalType {
             L::UInt64 => DataType::UInt64,
             L::Float32 => DataType::Float32,
             L::Float64 => DataType::Float64,
-            L::Decimal { precision: Some(p), scale } if *p <= 76 => {
+            L::Decimal {
+                precision: Some(p),
+                scale,
+            } if *p <= 76 => {
                 let s = scale.unwrap_or(0).clamp(-128, 127) as i8;
                 if *p <= 38 {
                     DataType::Decimal128(*p as u8, s)
@@ -149,7 +158,10 @@ impl LogicalType {
     pub fn field(&self, name: &str, nullable: bool) -> Field {
         let f = Field::new(name, self.arrow_type(), nullable);
         if self.needs_metadata() {
-            f.with_metadata(std::collections::HashMap::from([(TYPE_KEY.to_string(), self.to_string())]))
+            f.with_metadata(std::collections::HashMap::from([(
+                TYPE_KEY.to_string(),
+                self.to_string(),
+            )]))
         } else {
             f
         }
@@ -159,7 +171,9 @@ impl LogicalType {
     /// Arrow type. Arrow types with no logical counterpart are an error naming the column.
     pub fn of_field(field: &Field) -> Result<LogicalType> {
         if let Some(t) = field.metadata().get(TYPE_KEY) {
-            return t.parse().map_err(|e: Error| e.context(format!("column {:?}", field.name())));
+            return t
+                .parse()
+                .map_err(|e: Error| e.context(format!("column {:?}", field.name())));
         }
         Self::from_arrow(field.data_type())
             .map_err(|e| e.context(format!("column {:?}", field.name())))
@@ -183,9 +197,10 @@ impl LogicalType {
             DataType::Decimal32(p, s)
             | DataType::Decimal64(p, s)
             | DataType::Decimal128(p, s)
-            | DataType::Decimal256(p, s) => {
-                L::Decimal { precision: Some(*p as u16), scale: Some(*s as i16) }
-            }
+            | DataType::Decimal256(p, s) => L::Decimal {
+                precision: Some(*p as u16),
+                scale: Some(*s as i16),
+            },
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => L::Text,
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView => L::Binary,
             DataType::FixedSizeBinary(16) => L::Binary,
@@ -193,7 +208,10 @@ impl LogicalType {
             DataType::Date32 | DataType::Date64 => L::Date,
             DataType::Time32(_) => L::Time(Precision::Micros),
             DataType::Time64(u) => L::Time(precision_of(*u)),
-            DataType::Timestamp(u, tz) => L::Timestamp { tz: tz.is_some(), precision: precision_of(*u) },
+            DataType::Timestamp(u, tz) => L::Timestamp {
+                tz: tz.is_some(),
+                precision: precision_of(*u),
+            },
             DataType::Interval(_) | DataType::Duration(_) => L::Interval,
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
                 L::Array(Box::new(Self::of_field(f)?))
@@ -201,8 +219,10 @@ impl LogicalType {
             DataType::Dictionary(_, v) => Self::from_arrow(v)?,
             DataType::Null => L::Text,
             other => {
-                return Err(Error::schema(format!("Arrow type {other} is not supported"))
-                    .with_hint("cast the column to text with a cast transform"));
+                return Err(
+                    Error::schema(format!("Arrow type {other} is not supported"))
+                        .with_hint("cast the column to text with a cast transform"),
+                );
             }
         })
     }
@@ -237,8 +257,13 @@ impl fmt::Display for LogicalType {
             L::UInt64 => f.write_str("uint64"),
             L::Float32 => f.write_str("float32"),
             L::Float64 => f.write_str("float64"),
-            L::Decimal { precision: None, .. } => f.write_str("decimal"),
-            L::Decimal { precision: Some(p), scale } => {
+            L::Decimal {
+                precision: None, ..
+            } => f.write_str("decimal"),
+            L::Decimal {
+                precision: Some(p),
+                scale,
+            } => {
                 write!(f, "decimal({p},{})", scale.unwrap_or(0))
             }
             L::Text => f.write_str("text"),
@@ -246,10 +271,22 @@ impl fmt::Display for LogicalType {
             L::Date => f.write_str("date"),
             L::Time(Precision::Micros) => f.write_str("time"),
             L::Time(Precision::Nanos) => f.write_str("time(9)"),
-            L::Timestamp { tz: false, precision: Precision::Micros } => f.write_str("timestamp"),
-            L::Timestamp { tz: false, precision: Precision::Nanos } => f.write_str("timestamp(9)"),
-            L::Timestamp { tz: true, precision: Precision::Micros } => f.write_str("timestamptz"),
-            L::Timestamp { tz: true, precision: Precision::Nanos } => f.write_str("timestamptz(9)"),
+            L::Timestamp {
+                tz: false,
+                precision: Precision::Micros,
+            } => f.write_str("timestamp"),
+            L::Timestamp {
+                tz: false,
+                precision: Precision::Nanos,
+            } => f.write_str("timestamp(9)"),
+            L::Timestamp {
+                tz: true,
+                precision: Precision::Micros,
+            } => f.write_str("timestamptz"),
+            L::Timestamp {
+                tz: true,
+                precision: Precision::Nanos,
+            } => f.write_str("timestamptz(9)"),
             L::Interval => f.write_str("interval"),
             L::Uuid => f.write_str("uuid"),
             L::Json => f.write_str("json"),
@@ -290,7 +327,9 @@ impl FromStr for LogicalType {
         if lower.starts_with("enum(") && t.ends_with(')') {
             return parse_enum(&t[5..t.len() - 1]).ok_or_else(bad);
         }
-        if let Some(args) = lower.strip_prefix("decimal(").or_else(|| lower.strip_prefix("numeric("))
+        if let Some(args) = lower
+            .strip_prefix("decimal(")
+            .or_else(|| lower.strip_prefix("numeric("))
         {
             let args = args.strip_suffix(')').ok_or_else(bad)?;
             let mut it = args.split(',').map(str::trim);
@@ -302,7 +341,10 @@ impl FromStr for LogicalType {
             if p == 0 || p > 1000 || it.next().is_some() || sc.unsigned_abs() > p {
                 return Err(bad());
             }
-            return Ok(L::Decimal { precision: Some(p), scale: Some(sc) });
+            return Ok(L::Decimal {
+                precision: Some(p),
+                scale: Some(sc),
+            });
         }
         Ok(match lower.as_str() {
             "bool" | "boolean" => L::Bool,
@@ -316,16 +358,31 @@ impl FromStr for LogicalType {
             "uint64" => L::UInt64,
             "float32" | "float" | "real" => L::Float32,
             "float64" | "double" => L::Float64,
-            "decimal" | "numeric" => L::Decimal { precision: None, scale: None },
+            "decimal" | "numeric" => L::Decimal {
+                precision: None,
+                scale: None,
+            },
             "text" | "string" | "utf8" | "varchar" => L::Text,
             "binary" | "bytes" | "blob" => L::Binary,
             "date" => L::Date,
             "time" => L::Time(Precision::Micros),
             "time(9)" => L::Time(Precision::Nanos),
-            "timestamp" => L::Timestamp { tz: false, precision: Precision::Micros },
-            "timestamp(9)" => L::Timestamp { tz: false, precision: Precision::Nanos },
-            "timestamptz" => L::Timestamp { tz: true, precision: Precision::Micros },
-            "timestamptz(9)" => L::Timestamp { tz: true, precision: Precision::Nanos },
+            "timestamp" => L::Timestamp {
+                tz: false,
+                precision: Precision::Micros,
+            },
+            "timestamp(9)" => L::Timestamp {
+                tz: false,
+                precision: Precision::Nanos,
+            },
+            "timestamptz" => L::Timestamp {
+                tz: true,
+                precision: Precision::Micros,
+            },
+            "timestamptz(9)" => L::Timestamp {
+                tz: true,
+                precision: Precision::Nanos,
+            },
             "interval" => L::Interval,
             "uuid" => L::Uuid,
             "json" | "jsonb" => L::Json,
@@ -402,13 +459,22 @@ mod tests {
                 precision: Some(p),
                 scale: Some(s.min(p as i16))
             }),
-            Just(L::Decimal { precision: None, scale: None }),
+            Just(L::Decimal {
+                precision: None,
+                scale: None
+            }),
             Just(L::Text),
             Just(L::Binary),
             Just(L::Date),
             Just(L::Time(Precision::Micros)),
-            Just(L::Timestamp { tz: true, precision: Precision::Nanos }),
-            Just(L::Timestamp { tz: false, precision: Precision::Micros }),
+            Just(L::Timestamp {
+                tz: true,
+                precision: Precision::Nanos
+            }),
+            Just(L::Timestamp {
+                tz: false,
+                precision: Precision::Micros
+            }),
             Just(L::Interval),
             Just(L::Uuid),
             Just(L::Json),
@@ -436,7 +502,13 @@ mod tests {
 
     #[test]
     fn wide_decimals_pick_the_right_arrow_type() {
-        let d = |p| LogicalType::Decimal { precision: Some(p), scale: Some(2) }.arrow_type();
+        let d = |p| {
+            LogicalType::Decimal {
+                precision: Some(p),
+                scale: Some(2),
+            }
+            .arrow_type()
+        };
         assert_eq!(d(38), DataType::Decimal128(38, 2));
         assert_eq!(d(39), DataType::Decimal256(39, 2));
         assert_eq!(d(77), DataType::Utf8);

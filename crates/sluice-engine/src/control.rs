@@ -121,7 +121,10 @@ impl Controller {
 
     /// Why the run was stopped, and when the stop was requested.
     pub fn stop_reason(&self) -> Option<(StopReason, Instant)> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Token cancelled on stop (given to sources).

@@ -29,7 +29,7 @@ mod run;
 
 pub use control::{Controller, RunState, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
-pub use run::{JobSpec, RunOutcome, TableSummary, plan_tables, run_batch, PlannedTable};
+pub use run::{JobSpec, PlannedTable, RunOutcome, TableSummary, plan_tables, run_batch};
 
 #[cfg(test)]
 mod tests;

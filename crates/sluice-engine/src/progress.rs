@@ -82,13 +82,24 @@ impl Progress {
 
     /// Adds a table and returns its counters.
     pub fn add_table(&self, name: String) -> Arc<TableProgress> {
-        let t = Arc::new(TableProgress { name, ..Default::default() });
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).push(t.clone());
+        let t = Arc::new(TableProgress {
+            name,
+            ..Default::default()
+        });
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t.clone());
         t
     }
 
     /// Copies every table's counters.
     pub fn snapshot(&self) -> Vec<TableSnapshot> {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|t| t.snapshot()).collect()
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|t| t.snapshot())
+            .collect()
     }
 }

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
+use sluice_core::source::SourceTable;
 use sluice_core::{
     BatchSender, BoundTransform, Error, ErrorKind, Position, Result, SinkWriter, Split, TableId,
     TablePlan, Transform,
 };
-use sluice_core::source::SourceTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -114,7 +114,9 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
         let mut schema = table.schema.clone();
         let mut bound = Vec::with_capacity(spec.transforms.len());
         for t in &spec.transforms {
-            let b = t.bind(&schema).map_err(|e| e.context(format!("table {id}")))?;
+            let b = t
+                .bind(&schema)
+                .map_err(|e| e.context(format!("table {id}")))?;
             schema = b.output().clone();
             bound.push(b);
         }
@@ -125,16 +127,32 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
             ))
             .with_hint("give one of them another name with table_map in [sink]"));
         }
-        let splits = spec.source.splits(&table).await.map_err(|e| e.context(format!("table {id}")))?;
+        let splits = spec
+            .source
+            .splits(&table)
+            .await
+            .map_err(|e| e.context(format!("table {id}")))?;
         let p = progress.add_table(id.to_string());
         p.splits_total.store(splits.len(), Ordering::Relaxed);
         let rows: u64 = splits.iter().filter_map(|s| s.estimated_rows).sum();
         let bytes: u64 = splits.iter().filter_map(|s| s.estimated_bytes).sum();
-        p.rows_total.store(table.estimated_rows.unwrap_or(rows), Ordering::Relaxed);
-        p.bytes_total.store(table.estimated_bytes.unwrap_or(bytes), Ordering::Relaxed);
+        p.rows_total
+            .store(table.estimated_rows.unwrap_or(rows), Ordering::Relaxed);
+        p.bytes_total
+            .store(table.estimated_bytes.unwrap_or(bytes), Ordering::Relaxed);
         schema.id = target.clone();
-        let plan = TablePlan { target, schema, splits: splits.len() };
-        planned.push(PlannedTable { source: table, transforms: bound, plan, splits, progress: p });
+        let plan = TablePlan {
+            target,
+            schema,
+            splits: splits.len(),
+        };
+        planned.push(PlannedTable {
+            source: table,
+            transforms: bound,
+            plan,
+            splits,
+            progress: p,
+        });
     }
     Ok(planned)
 }
@@ -167,8 +185,10 @@ pub async fn run_batch(spec: JobSpec, ctl: Arc<Controller>, progress: Progress) 
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (target, complete) =
-                tables_ok.get(i).cloned().unwrap_or_else(|| (s.name.clone(), false));
+            let (target, complete) = tables_ok
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| (s.name.clone(), false));
             TableSummary {
                 table: s.name.clone(),
                 target,
@@ -188,18 +208,31 @@ pub async fn run_batch(spec: JobSpec, ctl: Arc<Controller>, progress: Progress) 
         // A stop that arrived after the last split committed changes nothing: report the truth.
         Ok(_) if all_complete => (RunState::Finished, None),
         Ok(_) if ctl.is_stopping() => (stopped_state(&ctl), None),
-        Ok(_) => (RunState::Failed, Some(Error::internal("run ended with unfinished tables"))),
+        Ok(_) => (
+            RunState::Failed,
+            Some(Error::internal("run ended with unfinished tables")),
+        ),
     };
     ctl.finish(state);
     let stop_reason = match state {
         RunState::Stopped | RunState::Aborted => ctl.stop_reason().map(|r| r.0),
         _ => None,
     };
-    RunOutcome { state, error, stop_reason, tables, elapsed: started.elapsed() }
+    RunOutcome {
+        state,
+        error,
+        stop_reason,
+        tables,
+        elapsed: started.elapsed(),
+    }
 }
 
 fn stopped_state(ctl: &Controller) -> RunState {
-    if ctl.is_aborting() { RunState::Aborted } else { RunState::Stopped }
+    if ctl.is_aborting() {
+        RunState::Aborted
+    } else {
+        RunState::Stopped
+    }
 }
 
 /// Returns, per planned table, its target name and whether it completed.
@@ -223,7 +256,10 @@ async fn run_inner(
     );
 
     let planned: Vec<Arc<PlannedTable>> = planned.into_iter().map(Arc::new).collect();
-    let done: Vec<Arc<Mutex<bool>>> = planned.iter().map(|_| Arc::new(Mutex::new(false))).collect();
+    let done: Vec<Arc<Mutex<bool>>> = planned
+        .iter()
+        .map(|_| Arc::new(Mutex::new(false)))
+        .collect();
     for (i, t) in planned.iter().enumerate() {
         if t.splits.is_empty() {
             spec.sink.finish_table(&t.plan).await?;
@@ -266,9 +302,11 @@ async fn run_inner(
                         let n = table.progress.splits_done.fetch_add(1, Ordering::AcqRel) + 1;
                         if n == table.splits.len() {
                             if let Err(e) = spec.sink.finish_table(&table.plan).await {
-                                record_error(&first_error, &run_stop, e.context(format!(
-                                    "table {}", table.source.schema.id
-                                )));
+                                record_error(
+                                    &first_error,
+                                    &run_stop,
+                                    e.context(format!("table {}", table.source.schema.id)),
+                                );
                                 return;
                             }
                             *done[ti].lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -292,7 +330,11 @@ async fn run_inner(
     }
     while let Some(r) = workers.join_next().await {
         if let Err(e) = r {
-            record_error(&first_error, &run_stop, Error::internal(format!("worker panicked: {e}")));
+            record_error(
+                &first_error,
+                &run_stop,
+                Error::internal(format!("worker panicked: {e}")),
+            );
         }
     }
     if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -301,7 +343,12 @@ async fn run_inner(
     Ok(planned
         .iter()
         .zip(&done)
-        .map(|(t, d)| (t.plan.target.to_string(), *d.lock().unwrap_or_else(|e| e.into_inner())))
+        .map(|(t, d)| {
+            (
+                t.plan.target.to_string(),
+                *d.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+        })
         .collect())
 }
 
@@ -391,8 +438,14 @@ async fn run_split(
     }
     let position = last.unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
     // Invariant: the split counts as done only after the sink made it durable.
-    writer.commit(&position).await.map_err(|e| e.context(ctx()))?;
-    table.progress.rows_written.fetch_add(rows, Ordering::Relaxed);
+    writer
+        .commit(&position)
+        .await
+        .map_err(|e| e.context(ctx()))?;
+    table
+        .progress
+        .rows_written
+        .fetch_add(rows, Ordering::Relaxed);
     debug!(split = %split.id, rows, "Split committed.");
     Ok(true)
 }
@@ -421,7 +474,9 @@ async fn rollback(writer: Box<dyn SinkWriter>, aborting: bool) {
     let r = if aborting {
         match tokio::time::timeout(ABORT_ROLLBACK_DEADLINE, writer.abort()).await {
             Ok(r) => r,
-            Err(_) => Err(Error::internal("roll-back did not finish before the abort deadline")),
+            Err(_) => Err(Error::internal(
+                "roll-back did not finish before the abort deadline",
+            )),
         }
     } else {
         writer.abort().await

@@ -58,14 +58,27 @@ impl Source for CountingSource {
             }
             let data = RecordBatch::try_new(
                 schema(),
-                vec![Arc::new(Int64Array::from_iter_values((0..10).map(|i| (b * 10 + i) as i64)))],
+                vec![Arc::new(Int64Array::from_iter_values(
+                    (0..10).map(|i| (b * 10 + i) as i64),
+                ))],
             )?;
             let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(n, Ordering::SeqCst);
             let pos = Position::new(split.id.clone(), serde_json::json!(b));
-            if let Err(e) = out.send(SourceBatch { data, position: pos, bytes: 80 }).await {
+            if let Err(e) = out
+                .send(SourceBatch {
+                    data,
+                    position: pos,
+                    bytes: 80,
+                })
+                .await
+            {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                return if e.kind() == sluice_core::ErrorKind::Stopped { Ok(()) } else { Err(e) };
+                return if e.kind() == sluice_core::ErrorKind::Stopped {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
             }
         }
         Ok(())
@@ -116,7 +129,10 @@ impl SinkWriter for SlowWriter {
         Ok(())
     }
     async fn commit(&mut self, _p: &Position) -> Result<()> {
-        self.committed.lock().unwrap().push((self.split.clone(), self.rows));
+        self.committed
+            .lock()
+            .unwrap()
+            .push((self.split.clone(), self.rows));
         Ok(())
     }
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -138,7 +154,11 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
     }
 }
 
-fn source(splits: usize, batches: usize, in_flight: &Arc<AtomicI64>) -> (CountingSource, Arc<AtomicI64>) {
+fn source(
+    splits: usize,
+    batches: usize,
+    in_flight: &Arc<AtomicI64>,
+) -> (CountingSource, Arc<AtomicI64>) {
     let max = Arc::new(AtomicI64::new(0));
     let s = CountingSource {
         splits,
@@ -159,15 +179,27 @@ async fn backpressure_bounds_batches_in_flight() {
         in_flight: in_flight.clone(),
         ..Default::default()
     });
-    let out = run_batch(spec(src, sink.clone(), 2), Arc::new(Controller::new()), Progress::new()).await;
+    let out = run_batch(
+        spec(src, sink.clone(), 2),
+        Arc::new(Controller::new()),
+        Progress::new(),
+    )
+    .await;
     assert_eq!(out.state, RunState::Finished, "{:?}", out.error);
     assert_eq!(out.rows_written(), 3 * 40 * 10);
     // Per pipeline: channel capacity (2) + one being sent + one in the writer's hands.
     let bound = 2 * (2 + 2);
-    assert!(max.load(Ordering::SeqCst) <= bound, "max in flight {} > {bound}", max.load(Ordering::SeqCst));
+    assert!(
+        max.load(Ordering::SeqCst) <= bound,
+        "max in flight {} > {bound}",
+        max.load(Ordering::SeqCst)
+    );
     let mut c = sink.committed.lock().unwrap().clone();
     c.sort();
-    assert_eq!(c, (0..3).map(|i| (format!("t#{i}"), 400)).collect::<Vec<_>>());
+    assert_eq!(
+        c,
+        (0..3).map(|i| (format!("t#{i}"), 400)).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +224,10 @@ async fn stop_rolls_back_splits_in_flight_and_keeps_finished_ones() {
     let committed = sink.committed.lock().unwrap().clone();
     assert!(committed.len() < 6, "the stop came before the end");
     // Every committed split is whole; the interrupted ones were aborted.
-    assert!(committed.iter().all(|(_, rows)| *rows == 500), "{committed:?}");
+    assert!(
+        committed.iter().all(|(_, rows)| *rows == 500),
+        "{committed:?}"
+    );
     assert!(sink.aborted.load(Ordering::SeqCst) >= 1);
     assert_eq!(out.rows_written(), committed.len() as u64 * 500);
 }
@@ -202,10 +237,25 @@ async fn a_failing_split_fails_the_job_and_names_table_and_split() {
     let in_flight = Arc::new(AtomicI64::new(0));
     let (mut src, _) = source(4, 20, &in_flight);
     src.fail_split = Some(1);
-    let sink = Arc::new(SlowSink { delay: Duration::from_millis(1), in_flight, ..Default::default() });
-    let out = run_batch(spec(src, sink.clone(), 2), Arc::new(Controller::new()), Progress::new()).await;
+    let sink = Arc::new(SlowSink {
+        delay: Duration::from_millis(1),
+        in_flight,
+        ..Default::default()
+    });
+    let out = run_batch(
+        spec(src, sink.clone(), 2),
+        Arc::new(Controller::new()),
+        Progress::new(),
+    )
+    .await;
     assert_eq!(out.state, RunState::Failed);
     let e = out.error.unwrap();
     assert_eq!(e.to_string(), "table t, split 1: poison row");
-    assert!(sink.committed.lock().unwrap().iter().all(|(s, _)| s != "t#1"));
+    assert!(
+        sink.committed
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(s, _)| s != "t#1")
+    );
 }

@@ -85,7 +85,11 @@ pub struct SqliteStore {
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
-        Error::new(ErrorKind::Io, format!("state store {}: {e}", path.display())).with_hint(
+        Error::new(
+            ErrorKind::Io,
+            format!("state store {}: {e}", path.display()),
+        )
+        .with_hint(
             "check that the state directory is writable (--state DIR or SLUICE_STATE moves it)",
         )
     }
@@ -94,11 +98,16 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 impl SqliteStore {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::from_io(e, format!("cannot create state directory {}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::from_io(
+                e,
+                format!("cannot create state directory {}", dir.display()),
+            )
+        })?;
         let path = dir.join(STATE_FILE);
         let conn = Connection::open(&path).map_err(db_err(&path))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err(&path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err(&path))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -118,12 +127,19 @@ impl SqliteStore {
              PRAGMA user_version = 1;",
         )
         .map_err(db_err(&path))?;
-        Ok(SqliteStore { conn: std::sync::Mutex::new(conn), path })
+        Ok(SqliteStore {
+            conn: std::sync::Mutex::new(conn),
+            path,
+        })
     }
 
     /// Opens the store only if it exists (for read-only commands such as `status`).
     pub fn open_existing(dir: &Path) -> Result<Option<SqliteStore>> {
-        if dir.join(STATE_FILE).exists() { Self::open(dir).map(Some) } else { Ok(None) }
+        if dir.join(STATE_FILE).exists() {
+            Self::open(dir).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -139,8 +155,11 @@ impl StateStore for SqliteStore {
     fn begin_run(&self, job: &str, pid: u32) -> Result<i64> {
         let mut c = self.conn();
         let tx = c.transaction().map_err(db_err(&self.path))?;
-        tx.execute("INSERT OR IGNORE INTO jobs(name, created_at) VALUES (?1, ?2)", params![job, now()])
-            .map_err(db_err(&self.path))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO jobs(name, created_at) VALUES (?1, ?2)",
+            params![job, now()],
+        )
+        .map_err(db_err(&self.path))?;
         tx.execute(
             "INSERT INTO runs(job, started_at, state, pid) VALUES (?1, ?2, 'RUNNING', ?3)",
             params![job, now(), pid],
@@ -157,7 +176,14 @@ impl StateStore for SqliteStore {
         tx.execute(
             "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
                 error = ?6 WHERE id = ?1",
-            params![run, now(), end.state, end.rows_written as i64, end.bytes_read as i64, end.error],
+            params![
+                run,
+                now(),
+                end.state,
+                end.rows_written as i64,
+                end.bytes_read as i64,
+                end.error
+            ],
         )
         .map_err(db_err(&self.path))?;
         for t in end.tables {
@@ -181,9 +207,12 @@ impl StateStore for SqliteStore {
 
     fn jobs(&self) -> Result<Vec<String>> {
         let c = self.conn();
-        let mut st = c.prepare("SELECT name FROM jobs ORDER BY name").map_err(db_err(&self.path))?;
+        let mut st = c
+            .prepare("SELECT name FROM jobs ORDER BY name")
+            .map_err(db_err(&self.path))?;
         let rows = st.query_map([], |r| r.get(0)).map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db_err(&self.path))
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db_err(&self.path))
     }
 
     fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>> {
@@ -209,7 +238,8 @@ impl StateStore for SqliteStore {
                 })
             })
             .map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err(&self.path))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
     }
 
     fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
@@ -233,7 +263,8 @@ impl StateStore for SqliteStore {
                 })
             })
             .map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err(&self.path))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
     }
 }
 
@@ -272,7 +303,13 @@ mod tests {
         }];
         s.end_run(
             id,
-            &RunEnd { state: "FINISHED", rows_written: 5, bytes_read: 9, error: None, tables: &tables },
+            &RunEnd {
+                state: "FINISHED",
+                rows_written: 5,
+                bytes_read: 9,
+                error: None,
+                tables: &tables,
+            },
         )
         .unwrap();
         drop(s);
@@ -290,6 +327,9 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
         let e = SqliteStore::open(&file.join("sub")).err().unwrap();
-        assert!(e.to_string().contains("cannot create state directory"), "{e}");
+        assert!(
+            e.to_string().contains("cannot create state directory"),
+            "{e}"
+        );
     }
 }

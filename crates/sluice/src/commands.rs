@@ -110,7 +110,10 @@ async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool
             exit::OK
         }
         RunState::Stopped | RunState::Aborted => {
-            let why = outcome.stop_reason.map(|r| r.to_string()).unwrap_or_default();
+            let why = outcome
+                .stop_reason
+                .map(|r| r.to_string())
+                .unwrap_or_default();
             warn!(job = %name, reason = %why, "Job stopped before the end; run it again to redo the unfinished splits.");
             exit::STOPPED
         }
@@ -124,9 +127,10 @@ async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool
 /// First SIGINT/SIGTERM: graceful stop. Second: abort.
 async fn watch_signals(ctl: Arc<Controller>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         warn!("Cannot install signal handlers; Ctrl-C will kill the job without a clean stop.");
         return;
     };
@@ -138,7 +142,10 @@ async fn watch_signals(ctl: Arc<Controller>) {
         };
         count += 1;
         if count == 1 {
-            warn!(signal = name, "Stopping: finishing the batches in hand, rolling back unfinished splits. Press Ctrl-C again to abort.");
+            warn!(
+                signal = name,
+                "Stopping: finishing the batches in hand, rolling back unfinished splits. Press Ctrl-C again to abort."
+            );
             ctl.stop(StopReason::Requested(name.to_string()));
         } else {
             warn!(signal = name, "Aborting now.");
@@ -166,7 +173,10 @@ async fn validate(path: &Path) -> u8 {
         job.job.name,
         job.source.type_name(),
         job.sink.type_name(),
-        serde_json::to_value(job.sink.write_mode()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        serde_json::to_value(job.sink.write_mode())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         planned.len()
     );
     for t in &planned {
@@ -175,11 +185,16 @@ async fn validate(path: &Path) -> u8 {
             t.source.schema.id,
             t.plan.target,
             t.splits.len(),
-            t.source.estimated_rows.map(|r| format!(", ~{r} rows")).unwrap_or_default()
+            t.source
+                .estimated_rows
+                .map(|r| format!(", ~{r} rows"))
+                .unwrap_or_default()
         );
         let src_fields = t.source.schema.arrow.fields();
         for f in t.plan.schema.arrow.fields() {
-            let ty = LogicalType::of_field(f).map(|t| t.to_string()).unwrap_or_else(|e| format!("unsupported ({e})"));
+            let ty = LogicalType::of_field(f)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|e| format!("unsupported ({e})"));
             let from = src_fields
                 .iter()
                 .find(|s| s.name() == f.name())
@@ -187,7 +202,11 @@ async fn validate(path: &Path) -> u8 {
                 .filter(|s| s.to_string() != ty)
                 .map(|s| format!("  (from {s})"))
                 .unwrap_or_default();
-            let key = if t.plan.schema.primary_key.contains(f.name()) { "  primary key" } else { "" };
+            let key = if t.plan.schema.primary_key.contains(f.name()) {
+                "  primary key"
+            } else {
+                ""
+            };
             let null = if f.is_nullable() { "" } else { " not null" };
             println!("  {:<30} {ty}{null}{key}{from}", f.name());
         }
@@ -202,7 +221,10 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
         Ok(None) => {
             match format {
                 OutputFormat::Json => println!("{{\"jobs\":[]}}"),
-                OutputFormat::Text => println!("no jobs in {} (nothing has run here yet)", state_dir.display()),
+                OutputFormat::Text => println!(
+                    "no jobs in {} (nothing has run here yet)",
+                    state_dir.display()
+                ),
             }
             return exit::OK;
         }
@@ -254,17 +276,26 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
         }
         OutputFormat::Text => {
             if job.is_none() {
-                println!("{:<30} {:<12} {:<26} {:>12}", "job", "last run", "started", "rows");
+                println!(
+                    "{:<30} {:<12} {:<26} {:>12}",
+                    "job", "last run", "started", "rows"
+                );
             }
             for (name, runs, tables) in &out {
                 if job.is_none() {
                     if let Some(r) = runs.first() {
-                        println!("{:<30} {:<12} {:<26} {:>12}", name, r.state, r.started_at, r.rows_written);
+                        println!(
+                            "{:<30} {:<12} {:<26} {:>12}",
+                            name, r.state, r.started_at, r.rows_written
+                        );
                     }
                     continue;
                 }
                 println!("job {name}\n");
-                println!("{:>5}  {:<12} {:<26} {:<26} {:>12}  error", "run", "state", "started", "ended", "rows");
+                println!(
+                    "{:>5}  {:<12} {:<26} {:<26} {:>12}  error",
+                    "run", "state", "started", "ended", "rows"
+                );
                 for r in runs {
                     println!(
                         "{:>5}  {:<12} {:<26} {:<26} {:>12}  {}",

@@ -36,11 +36,10 @@ pub fn spawn_progress(
 async fn draw_bars(progress: Progress, logs: LogTarget, rx: &mut oneshot::Receiver<()>) {
     let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
     logs.set_bars(Some(mp.clone()));
-    let style = ProgressStyle::with_template(
-        "{prefix:>24.bold} [{bar:30}] {percent:>3}% {msg} ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>24.bold} [{bar:30}] {percent:>3}% {msg} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     let mut bars: Vec<ProgressBar> = Vec::new();
     let started = std::time::Instant::now();
     loop {
@@ -116,8 +115,20 @@ fn truncate(s: &str, n: usize) -> String {
 /// The end-of-run summary: one line per table, then totals.
 pub fn summary(outcome: &RunOutcome) -> String {
     let mut out = String::new();
-    let w = outcome.tables.iter().map(|t| t.table.len()).max().unwrap_or(5).clamp(5, 40);
-    let tw = outcome.tables.iter().map(|t| t.target.len()).max().unwrap_or(6).clamp(6, 40);
+    let w = outcome
+        .tables
+        .iter()
+        .map(|t| t.table.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 40);
+    let tw = outcome
+        .tables
+        .iter()
+        .map(|t| t.target.len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 40);
     out.push_str(&format!(
         "{:<w$}  {:<tw$}  {:>12}  {:>12}  {:>7}  status\n",
         "table", "target", "rows read", "rows written", "splits"
@@ -137,7 +148,11 @@ pub fn summary(outcome: &RunOutcome) -> String {
         rows,
         HumanBytes(outcome.bytes_read()),
         secs,
-        if secs > 0.0 { (rows as f64 / secs) as u64 } else { rows }
+        if secs > 0.0 {
+            (rows as f64 / secs) as u64
+        } else {
+            rows
+        }
     ));
     out
 }

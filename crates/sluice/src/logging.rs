@@ -45,7 +45,12 @@ impl Drop for EventWriter {
             return;
         }
         let text = sluice_core::config::redact(&String::from_utf8_lossy(&self.buf));
-        let bars = self.target.bars.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let bars = self
+            .target
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         match bars {
             Some(mp) => {
                 let _ = mp.println(text.trim_end());
@@ -60,14 +65,18 @@ impl Drop for EventWriter {
 impl<'a> MakeWriter<'a> for LogTarget {
     type Writer = EventWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        EventWriter { buf: Vec::with_capacity(256), target: self.clone() }
+        EventWriter {
+            buf: Vec::with_capacity(256),
+            target: self.clone(),
+        }
     }
 }
 
 /// Installs the global subscriber. Returns the target so progress bars can share the terminal.
 pub fn init(level: &str, format: LogFormat) -> Result<LogTarget, String> {
-    let filter = EnvFilter::try_new(level)
-        .map_err(|e| format!("invalid --log-level {level:?}: {e}; use error, warn, info, debug or trace"))?;
+    let filter = EnvFilter::try_new(level).map_err(|e| {
+        format!("invalid --log-level {level:?}: {e}; use error, warn, info, debug or trace")
+    })?;
     let target = LogTarget::default();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

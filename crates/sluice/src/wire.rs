@@ -13,12 +13,17 @@ const CHANNEL_CAPACITY: usize = 4;
 pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
     let source = job.source.build()?;
     let sink = job.sink.build()?;
-    let transforms = job.transform.iter().map(|t| t.build()).collect::<Result<Vec<_>>>()?;
+    let transforms = job
+        .transform
+        .iter()
+        .map(|t| t.build())
+        .collect::<Result<Vec<_>>>()?;
     let sink_cfg = job.sink.clone();
-    let parallelism = job
-        .job
-        .parallelism
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let parallelism = job.job.parallelism.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
     Ok(JobSpec {
         name: job.job.name.clone(),
         parallelism,

@@ -12,7 +12,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
@@ -25,7 +27,9 @@ impl Env {
     }
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("sluice").unwrap();
-        c.current_dir(self.dir.path()).env_remove("SLUICE_STATE").env_remove("SLUICE_LOG");
+        c.current_dir(self.dir.path())
+            .env_remove("SLUICE_STATE")
+            .env_remove("SLUICE_LOG");
         c
     }
     fn sluice(&self, args: &[&str]) -> Output {
@@ -86,7 +90,10 @@ fn misspelt_key_reports_file_line_column_and_suggestion() {
     let o = env.sluice(&["validate", "job.toml"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("job.toml:7:1: unknown key `delimter` in [source]"), "{e}");
+    assert!(
+        e.contains("job.toml:7:1: unknown key `delimter` in [source]"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `delimiter`?"), "{e}");
     // Nothing ran, nothing was written.
     assert!(!env.path("out").exists());
@@ -96,10 +103,17 @@ fn misspelt_key_reports_file_line_column_and_suggestion() {
 #[test]
 fn misspelt_sink_key_suggests_shared_keys_too() {
     let env = Env::new();
-    csv_to(&env, "type = \"parquet\"\npath = \"out\"\nwirte = \"append\"");
+    csv_to(
+        &env,
+        "type = \"parquet\"\npath = \"out\"\nwirte = \"append\"",
+    );
     let o = env.sluice(&["run", "job.toml"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("did you mean `write`?"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `write`?"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -109,7 +123,10 @@ fn unknown_connector_type_lists_accepted_types() {
     let o = env.sluice(&["validate", "job.toml"]);
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
-    assert!(e.contains("job.toml:10:8: unknown value `parquett` in [sink]"), "{e}");
+    assert!(
+        e.contains("job.toml:9:8: unknown value `parquett` in [sink]"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `parquet`?"), "{e}");
     assert!(e.contains("sqlite, csv, jsonl, parquet"), "{e}");
 }
@@ -123,7 +140,11 @@ fn malformed_toml_and_missing_job_file_exit_2() {
     assert!(stderr(&o).contains("job.toml:1:"), "{}", stderr(&o));
     let o = env.sluice(&["run", "nope.toml"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("cannot read the job file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read the job file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -140,11 +161,18 @@ fn csv_to_parquet_to_sqlite_round_trip_and_status() {
     );
     let o = env.sluice(&["run", "job2.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let rows = sqlite_rows(&env.path("out/db.sqlite"), "SELECT id, name, amount FROM orders ORDER BY id");
+    let rows = sqlite_rows(
+        &env.path("out/db.sqlite"),
+        "SELECT id, name, amount FROM orders ORDER BY id",
+    );
     assert_eq!(
         rows,
-        [["1", "ant", "1.5"], ["2", "bee", "2.25"], ["3", "cat, the", "NULL"]]
-            .map(|r| r.map(str::to_string).to_vec())
+        [
+            ["1", "ant", "1.5"],
+            ["2", "bee", "2.25"],
+            ["3", "cat, the", "NULL"]
+        ]
+        .map(|r| r.map(str::to_string).to_vec())
     );
     let o = env.sluice(&["status"]);
     assert_eq!(code(&o), 0);
@@ -199,10 +227,17 @@ fn wrong_field_count_names_file_and_line_and_leaves_no_output() {
 fn invalid_utf8_is_reported() {
     let env = Env::new();
     csv_to(&env, "type = \"parquet\"\npath = \"out\"");
-    env.write("in/orders.csv", b"id,name\n1,ok\n2,bad\xff\xfe\n".as_slice());
+    env.write(
+        "in/orders.csv",
+        b"id,name\n1,ok\n2,bad\xff\xfe\n".as_slice(),
+    );
     let o = env.sluice(&["run", "job.toml"]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).to_lowercase().contains("utf-8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).to_lowercase().contains("utf-8"),
+        "{}",
+        stderr(&o)
+    );
     assert_no_files(&env.path("out"));
 }
 
@@ -260,7 +295,10 @@ fn full_disk_fails_cleanly_without_a_complete_looking_file() {
         .arg(&mnt)
         .status()
         .unwrap();
-    assert!(ok.success(), "mounting a tmpfs needs root: run the suite as scripts/test.sh does");
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root: run the suite as scripts/test.sh does"
+    );
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -291,7 +329,12 @@ fn secrets_from_env_never_appear_in_output() {
         "job.toml",
         "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"${env:SLUICE_TEST_SECRET_DIR}/x.csv\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
     );
-    let o = env.cmd().args(["run", "job.toml"]).env("SLUICE_TEST_SECRET_DIR", "s3cr3t-d1r").output().unwrap();
+    let o = env
+        .cmd()
+        .args(["run", "job.toml"])
+        .env("SLUICE_TEST_SECRET_DIR", "s3cr3t-d1r")
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!all.contains("s3cr3t-d1r"), "{all}");
@@ -318,7 +361,9 @@ fn timeout_stops_with_exit_3_and_rerun_finishes() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["jobs"][0]["runs"][0]["state"], "STOPPED");
     // Whole splits only: the row count is a multiple of the file size.
-    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0].parse().unwrap();
+    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0]
+        .parse()
+        .unwrap();
     assert_eq!(n % 20_000, 0, "a stop must not leave part of a split");
     assert!(n < 60 * 20_000);
 }
@@ -337,12 +382,25 @@ fn sigterm_stops_gracefully_with_exit_3() {
         "job.toml",
         "[job]\nname = \"t\"\nparallelism = 2\n[source]\ntype = \"csv\"\npath = \"in\"\ntable = \"big\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
     );
-    let child = env.cmd().args(["run", "job.toml"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = env
+        .cmd()
+        .args(["run", "job.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
     let sent = Instant::now();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(sent.elapsed() < std::time::Duration::from_secs(5), "stop took {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "stop took {:?}",
+        sent.elapsed()
+    );
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("SIGTERM"), "{}", stderr(&o));
     // No temporary file is left looking complete; every final part is a readable Parquet file.
@@ -362,17 +420,19 @@ fn assert_no_files(dir: &Path) {
     if !dir.exists() {
         return;
     }
-    for e in walk(dir) {
-        let name = e.file_name().unwrap().to_string_lossy().to_string();
-        panic!("unexpected file left behind: {} ({name})", e.display());
-    }
+    let left = walk(dir);
+    assert!(left.is_empty(), "unexpected files left behind: {left:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }

@@ -1,28 +1,38 @@
-//! Files as sources and sinks: CSV, JSON Lines, Parquet. (Stub: being written.)
+//! Files as sources and sinks: CSV, JSON Lines and Parquet.
+//!
+//! **Sources** (`type = "csv" | "jsonl" | "parquet"`) take `path`: a file, a directory or a
+//! glob. Each file is a table named by its stem (`lineitem.csv.gz` → `lineitem`); in a
+//! directory each subdirectory is one table whose files are its splits; `table = "name"`
+//! makes every matched file a split of one table. Hidden files (`.x`, `_SUCCESS`) and
+//! unfinished sink output (`*.sluice-tmp`) are skipped. A split is one file (a Parquet file
+//! is cut into groups of row groups); split ids are `<table>#<n>` over files sorted by path.
+//! Positions are `{"rows": n}`, the data rows of the split already delivered; a resume skips
+//! exactly that many. CSV and JSON Lines may be gzip or zstd compressed (by extension, or
+//! `compression = ...`), their schema is inferred from the first `infer_rows` rows of the
+//! first file and `schema = { col = "type" }` overrides it. Reading streams: memory is a batch
+//! (`batch_size` rows) plus 1 MiB buffers, whatever the file size.
+//!
+//! **Sinks** write `<path>/<table>.<ext>` (one split) or `<path>/<table>/part-00000.<ext>`
+//! (several). Files are written under a temporary name and renamed on commit after an
+//! fsync, so a file with a final name is always complete. `write = "overwrite"` (the default)
+//! replaces the table's files; `"append"` adds files named `<table>-<unix millis>.<ext>`;
+//! `"upsert"` is refused. CSV writes decimals exactly, timestamps as ISO 8601 (with offset for
+//! `timestamptz`), uuids as `8-4-4-4-12`, binary as lowercase hex, json as its text; JSON
+//! Lines embeds json columns as JSON values; Parquet keeps the Arrow schema with its
+//! `sluice.type` metadata, so Parquet round trips keep logical types.
+//!
+//! Options, type mapping and limits: `docs/connectors/files.md`.
 
-use serde::Deserialize;
-use sluice_core::sink::DynSink;
-use sluice_core::source::DynSource;
-use sluice_core::{Error, Result, WriteMode};
+mod config;
+mod convert;
+mod csv;
+mod discover;
+mod jsonl;
+mod parquet;
+mod sink;
+mod source;
 
-macro_rules! stub_config {
-    ($($src:ident, $sink:ident);*) => {$(
-        /// Stub.
-        #[derive(Debug, Clone, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $src { pub path: String }
-        impl $src {
-            /// Builds the source.
-            pub fn build(&self) -> Result<DynSource> { Err(Error::internal("not yet")) }
-        }
-        /// Stub.
-        #[derive(Debug, Clone, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $sink { pub path: String }
-        impl $sink {
-            /// Builds the sink.
-            pub fn build(&self, _mode: WriteMode) -> Result<DynSink> { Err(Error::internal("not yet")) }
-        }
-    )*};
-}
-stub_config!(CsvSourceConfig, CsvSinkConfig; JsonlSourceConfig, JsonlSinkConfig; ParquetSourceConfig, ParquetSinkConfig);
+pub use config::{
+    CsvSinkConfig, CsvSourceConfig, InputCompression, JsonlSinkConfig, JsonlSourceConfig,
+    OutputCompression, ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
+};

@@ -1,0 +1,367 @@
+//! CSV: schema inference, the streaming reader, and the writer.
+//!
+//! Reading uses arrow-csv's push decoder over a 1 MiB buffered (and possibly decompressing)
+//! reader, so memory is one batch plus buffers regardless of file size. Values are parsed
+//! straight into typed Arrow arrays; types arrow-csv cannot parse are read as text and
+//! converted by [`super::convert`].
+//!
+//! Line numbers in messages count records (the header is line 1); they equal physical line
+//! numbers unless a quoted field spans lines.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::csv::reader::Format;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use sluice_core::{Error, LogicalType, Result};
+
+use super::config::{InputCompression, OutputCompression};
+use super::convert;
+use super::sink::{Encoded, FormatFactory, FormatWriter, OutFile};
+use super::source::{Emitter, ReadTask, open_input, read_error};
+
+/// CSV reading options, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct CsvReadOptions {
+    pub header: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub escape: Option<u8>,
+    pub null: Option<String>,
+    pub overrides: BTreeMap<String, LogicalType>,
+    pub infer_rows: usize,
+}
+
+/// Types a CSV column cannot be read as.
+pub(crate) fn check_override(col: &str, t: &LogicalType) -> Result<()> {
+    if let LogicalType::Array(_) = t {
+        return Err(Error::config(format!(
+            "schema: column {col:?} cannot be read from CSV as {t}"
+        ))
+        .with_hint(format!(
+            "read it as text or json, e.g. schema = {{ {col} = \"json\" }}"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies `schema` overrides to inferred fields; an override naming no column is an error.
+pub(crate) fn apply_overrides(
+    fields: Vec<Field>,
+    overrides: &BTreeMap<String, LogicalType>,
+    path: &Path,
+) -> Result<SchemaRef> {
+    for col in overrides.keys() {
+        if !fields.iter().any(|f| f.name() == col) {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            return Err(Error::config(format!(
+                "schema names column {col:?}, which {} does not have",
+                path.display()
+            ))
+            .with_hint(format!("the file's columns are: {}", names.join(", "))));
+        }
+    }
+    let fields: Vec<Field> = fields
+        .into_iter()
+        .map(|f| match overrides.get(f.name()) {
+            Some(t) => t.field(f.name(), true),
+            None => f,
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+impl CsvReadOptions {
+    fn format(&self) -> Result<Format> {
+        let mut f = Format::default()
+            .with_header(self.header)
+            .with_delimiter(self.delimiter)
+            .with_quote(self.quote);
+        if let Some(e) = self.escape {
+            f = f.with_escape(e);
+        }
+        if let Some(null) = &self.null {
+            let re = regex::Regex::new(&format!("^{}$", regex::escape(null)))
+                .map_err(|e| Error::config(format!("null = {null:?}: {e}")))?;
+            f = f.with_null_regex(re);
+        }
+        Ok(f)
+    }
+
+    /// Infers the schema from the first `infer_rows` rows of `path`, then applies overrides.
+    pub(crate) fn infer(&self, path: &Path, compression: InputCompression) -> Result<SchemaRef> {
+        let input = open_input(path, compression)?;
+        let (schema, _) = self
+            .format()?
+            .infer_schema(input.reader, Some(self.infer_rows))
+            .map_err(|e| csv_error(e, path))?;
+        if schema.fields().is_empty() {
+            return Err(Error::data(format!(
+                "{} is empty: there is no header line",
+                path.display()
+            ))
+            .with_hint("remove the empty file, or point path at the files to read"));
+        }
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match f.data_type() {
+                    DataType::Null => LogicalType::Text,
+                    dt => LogicalType::from_arrow(dt)?,
+                };
+                Ok(t.field(f.name(), true))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        apply_overrides(fields, &self.overrides, path)
+    }
+
+    /// Streams `task.path` as batches of `task.schema`.
+    pub(crate) fn read(&self, task: &ReadTask<'_>, em: &mut Emitter) -> Result<()> {
+        let path = task.path;
+        let what = path.display().to_string();
+        let mut decode_fields = Vec::new();
+        let mut convs = Vec::new();
+        for f in task.schema.fields() {
+            let (df, conv) = convert::read_plan(f, false)?;
+            decode_fields.push(df);
+            convs.push(conv);
+        }
+        let decode_schema = Arc::new(Schema::new(decode_fields));
+        let mut builder = arrow::csv::ReaderBuilder::new(decode_schema.clone())
+            .with_format(self.format()?)
+            .with_header_validation(self.header)
+            .with_batch_size(task.batch_size);
+        if task.skip > 0 {
+            builder = builder.with_bounds(task.skip as usize, usize::MAX / 2);
+        }
+        let mut decoder = builder.build_decoder();
+        let mut input = open_input(path, task.compression)?;
+        let header = u64::from(self.header);
+        let mut rows_before = task.skip;
+        loop {
+            let buf = input.reader.fill_buf().map_err(|e| read_error(e, path))?;
+            let eof = buf.is_empty();
+            let decoded = decoder.decode(buf).map_err(|e| csv_error(e, path))?;
+            input.reader.consume(decoded);
+            if decoded == 0 || decoder.capacity() == 0 {
+                match decoder.flush() {
+                    Ok(Some(batch)) => {
+                        let n = batch.num_rows() as u64;
+                        let base = rows_before + header + 1;
+                        let line_of = move |r: usize| base + r as u64;
+                        let batch = convert::apply(batch, &task.schema, &convs, &what, &line_of)?;
+                        em.emit(batch, input.take_bytes())?;
+                        rows_before += n;
+                    }
+                    Ok(None) if eof => break,
+                    Ok(None) => {}
+                    Err(e @ ArrowError::ParseError(_)) => {
+                        return Err(self.diagnose(task, &decode_schema, rows_before, e));
+                    }
+                    Err(e) => return Err(csv_error(e, path)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A batch failed to parse: read it again as text to find the row, column and value.
+    fn diagnose(
+        &self,
+        task: &ReadTask<'_>,
+        schema: &SchemaRef,
+        rows_before: u64,
+        original: ArrowError,
+    ) -> Error {
+        let path = task.path;
+        let fallback = || {
+            Error::data(format!(
+                "{}: rows {} to {}: {}",
+                path.display(),
+                rows_before + 1,
+                rows_before + task.batch_size as u64,
+                strip_prefix(&original)
+            ))
+            .with_hint("fix the data, or read the column as text with schema = { col = \"text\" }")
+        };
+        let text_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let Ok(fmt) = self.format() else {
+            return fallback();
+        };
+        let mut decoder = arrow::csv::ReaderBuilder::new(text_schema)
+            .with_format(fmt)
+            .with_batch_size(task.batch_size)
+            .with_bounds(rows_before as usize, rows_before as usize + task.batch_size)
+            .build_decoder();
+        let Ok(mut input) = open_input(path, task.compression) else {
+            return fallback();
+        };
+        let batch = loop {
+            let Ok(buf) = input.reader.fill_buf() else {
+                return fallback();
+            };
+            let Ok(decoded) = decoder.decode(buf) else {
+                return fallback();
+            };
+            let eof = buf.is_empty();
+            input.reader.consume(decoded);
+            if decoded == 0 || decoder.capacity() == 0 {
+                match decoder.flush() {
+                    Ok(Some(b)) => break b,
+                    Ok(None) if !eof => continue,
+                    _ => return fallback(),
+                }
+            }
+        };
+        let line0 = rows_before + u64::from(self.header) + 1;
+        for (i, field) in schema.fields().iter().enumerate() {
+            if field.data_type() == &DataType::Utf8 {
+                continue;
+            }
+            let text = batch.column(i);
+            let Ok(cast) = arrow::compute::cast(text, field.data_type()) else {
+                continue;
+            };
+            let strings = text.as_string::<i32>();
+            if let Some(row) = (0..strings.len()).find(|&r| strings.is_valid(r) && cast.is_null(r))
+            {
+                let t = task.schema.field(i);
+                let lt = LogicalType::of_field(t)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                return Error::data(format!(
+                    "{}: line {}, column {:?}: cannot parse {:?} as {lt}",
+                    path.display(),
+                    line0 + row as u64,
+                    field.name(),
+                    strings.value(row)
+                ))
+                .with_hint(format!(
+                    "fix the data, or read the column as text with schema = {{ {} = \"text\" }}",
+                    field.name()
+                ));
+            }
+        }
+        fallback()
+    }
+}
+
+fn strip_prefix(e: &ArrowError) -> String {
+    match e {
+        ArrowError::CsvError(m) | ArrowError::ParseError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An arrow-csv error about `path`, classified and with a hint.
+fn csv_error(e: ArrowError, path: &Path) -> Error {
+    let msg = strip_prefix(&e);
+    let p = path.display();
+    if let ArrowError::IoError(_, io) = e {
+        return read_error(std::io::Error::new(io.kind(), msg), path);
+    }
+    if msg.contains("incorrect number of fields")
+        || msg.contains("found record with")
+        || msg.contains("unequal lengths")
+    {
+        Error::data(format!("{p}: {msg}")).with_hint(
+            "every line must have as many fields as the header; check delimiter = \"...\" and \
+             that fields containing the delimiter are quoted",
+        )
+    } else if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("UTF8") {
+        Error::data(format!("{p}: {msg}")).with_hint(
+            "the file must be UTF-8; convert it first, e.g. iconv -f latin1 -t utf-8 in > out",
+        )
+    } else if msg.contains("header") {
+        Error::schema(format!("{p}: {msg}")).with_hint(
+            "all files of one table must have the same columns; read them as separate tables \
+             (remove table = ...) or fix the header",
+        )
+    } else {
+        Error::data(format!("{p}: {msg}"))
+    }
+}
+
+/// CSV writing options, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct CsvWriteOptions {
+    pub header: bool,
+    pub delimiter: u8,
+    pub null: String,
+    pub compression: OutputCompression,
+}
+
+struct CsvFileWriter {
+    w: arrow::csv::Writer<Encoded<OutFile>>,
+}
+
+impl FormatFactory for CsvWriteOptions {
+    fn extension(&self) -> String {
+        format!("csv{}", self.compression.suffix())
+    }
+
+    fn create(&self, out: OutFile, _schema: &SchemaRef) -> Result<Box<dyn FormatWriter>> {
+        let enc = Encoded::new(out, self.compression)?;
+        let w = arrow::csv::WriterBuilder::new()
+            .with_header(self.header)
+            .with_delimiter(self.delimiter)
+            .with_null(self.null.clone())
+            .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.f".to_string())
+            .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.f%:z".to_string())
+            .build(enc);
+        Ok(Box::new(CsvFileWriter { w }))
+    }
+}
+
+impl FormatWriter for CsvFileWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let b = convert::for_text_output(batch, true)?;
+        self.w.write(&b).map_err(Error::from)
+    }
+
+    fn finish(self: Box<Self>) -> Result<OutFile> {
+        self.w
+            .into_inner()
+            .finish()
+            .map_err(|e| Error::from_io(e, "finishing"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_must_name_existing_columns() {
+        let fields = vec![Field::new("a", DataType::Int64, true)];
+        let o = BTreeMap::from([("b".to_string(), LogicalType::Text)]);
+        let e = apply_overrides(fields.clone(), &o, Path::new("x.csv")).unwrap_err();
+        assert!(e.to_string().contains("\"b\""), "{e}");
+        assert!(e.to_string().contains("x.csv"), "{e}");
+        assert!(e.hint().unwrap().contains("a"));
+        let o = BTreeMap::from([("a".to_string(), LogicalType::Uuid)]);
+        let s = apply_overrides(fields, &o, Path::new("x.csv")).unwrap();
+        assert_eq!(
+            LogicalType::of_field(s.field(0)).unwrap(),
+            LogicalType::Uuid
+        );
+    }
+
+    #[test]
+    fn arrays_cannot_be_read_from_csv() {
+        let t: LogicalType = "array<int32>".parse().unwrap();
+        assert!(check_override("x", &t).is_err());
+        assert!(check_override("x", &LogicalType::Json).is_ok());
+    }
+}

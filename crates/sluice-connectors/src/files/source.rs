@@ -1,0 +1,355 @@
+//! The file source: discovery, splits, and the blocking read loop shared by the formats.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde_json::json;
+use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
+use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId, TableSchema};
+
+use super::config::InputCompression;
+use super::csv::CsvReadOptions;
+use super::discover::{self, FoundTable, compression_of};
+use super::jsonl::JsonlReadOptions;
+use super::parquet;
+
+/// The format a [`FileSource`] reads, with its options.
+#[derive(Debug, Clone)]
+pub(crate) enum SourceFormat {
+    Csv(CsvReadOptions),
+    Jsonl(JsonlReadOptions),
+    Parquet,
+}
+
+/// A table as discovered: its files and schema.
+#[derive(Debug, Clone)]
+struct Known {
+    files: Vec<PathBuf>,
+    schema: SchemaRef,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: String,
+    table: Option<String>,
+    format: SourceFormat,
+    compression: InputCompression,
+    batch_size: usize,
+    known: Mutex<BTreeMap<String, Known>>,
+}
+
+/// Reads CSV, JSON Lines or Parquet files. See the module docs of `files`.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSource {
+    inner: Arc<Inner>,
+}
+
+/// What one blocking read needs.
+pub(crate) struct ReadTask<'a> {
+    pub path: &'a Path,
+    pub compression: InputCompression,
+    pub schema: SchemaRef,
+    /// Data rows to skip (resume).
+    pub skip: u64,
+    pub batch_size: usize,
+}
+
+impl FileSource {
+    pub(crate) fn new(
+        path: &str,
+        table: Option<String>,
+        format: SourceFormat,
+        compression: InputCompression,
+        batch_size: usize,
+    ) -> Self {
+        FileSource {
+            inner: Arc::new(Inner {
+                path: path.to_string(),
+                table,
+                format,
+                compression,
+                batch_size,
+                known: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn schema_of(&self, t: &FoundTable) -> Result<SchemaRef> {
+        let first = &t.files[0];
+        match &self.format {
+            SourceFormat::Csv(o) => o.infer(first, compression_of(first, self.compression)),
+            SourceFormat::Jsonl(o) => o.infer(first, compression_of(first, self.compression)),
+            SourceFormat::Parquet => parquet::schema_of(first),
+        }
+    }
+
+    /// Discovers tables and infers their schemas (blocking).
+    fn discover(&self) -> Result<Vec<SourceTable>> {
+        let found = discover::discover(&self.path, self.table.as_deref())?;
+        let mut out = Vec::with_capacity(found.len());
+        let mut known = BTreeMap::new();
+        for t in found {
+            let schema = self.schema_of(&t)?;
+            let mut bytes = 0;
+            for f in &t.files {
+                bytes += std::fs::metadata(f)
+                    .map_err(|e| Error::from_io(e, f.display()))?
+                    .len();
+            }
+            let rows = match self.format {
+                SourceFormat::Parquet => Some(parquet::count_rows(&t.files)?),
+                _ => None,
+            };
+            out.push(SourceTable {
+                schema: TableSchema::new(TableId::new([t.name.clone()]), schema.clone()),
+                estimated_rows: rows,
+                estimated_bytes: Some(bytes),
+            });
+            known.insert(
+                t.name,
+                Known {
+                    files: t.files,
+                    schema,
+                },
+            );
+        }
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
+        Ok(out)
+    }
+
+    fn known(&self, name: &str) -> Result<Known> {
+        let get = || {
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned()
+        };
+        if let Some(k) = get() {
+            return Ok(k);
+        }
+        self.discover()?;
+        get().ok_or_else(|| {
+            Error::io(format!(
+                "table {name:?} is no longer found under {:?}",
+                self.path
+            ))
+            .with_hint("the input files changed since the job started; check the path")
+        })
+    }
+
+    fn splits(&self, table: &TableId) -> Result<Vec<Split>> {
+        let name = table.name();
+        let known = self.known(name)?;
+        if let SourceFormat::Parquet = self.format {
+            return parquet::splits(table, &known.files);
+        }
+        let mut out = Vec::with_capacity(known.files.len());
+        for (index, f) in known.files.iter().enumerate() {
+            let size = std::fs::metadata(f)
+                .map_err(|e| Error::from_io(e, f.display()))?
+                .len();
+            out.push(Split {
+                id: format!("{name}#{index}"),
+                table: table.clone(),
+                index,
+                estimated_rows: None,
+                estimated_bytes: Some(size),
+                detail: json!({ "path": f.to_string_lossy() }),
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, split: &Split, skip: u64, em: &mut Emitter) -> Result<()> {
+        let known = self.known(split.table.name())?;
+        let path = split
+            .detail
+            .get("path")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| {
+                Error::internal(format!("split {} has no path in its detail", split.id))
+            })?;
+        let path = Path::new(path);
+        let task = ReadTask {
+            path,
+            compression: compression_of(path, self.compression),
+            schema: known.schema,
+            skip,
+            batch_size: self.batch_size,
+        };
+        match &self.format {
+            SourceFormat::Csv(o) => o.read(&task, em),
+            SourceFormat::Jsonl(o) => o.read(&task, em),
+            SourceFormat::Parquet => parquet::read(&task, &split.detail, em),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.discover()).await
+    }
+
+    async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>> {
+        let inner = self.inner.clone();
+        let id = table.schema.id.clone();
+        blocking(move || inner.splits(&id)).await
+    }
+
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        let skip = match &resume {
+            None => 0,
+            Some(p) => p
+                .value
+                .get("rows")
+                .and_then(|r| r.as_u64())
+                .ok_or_else(|| {
+                    Error::internal(format!(
+                        "split {}: checkpoint position {} has no row count",
+                        split.id, p.value
+                    ))
+                })?,
+        };
+        let inner = self.inner.clone();
+        let result = blocking(move || {
+            let mut em = Emitter {
+                out,
+                split: split.id.clone(),
+                rows: skip,
+            };
+            inner.read(&split, skip, &mut em).map_err(|e| {
+                if e.kind() == ErrorKind::Stopped {
+                    e
+                } else {
+                    e.context(format!("table {}, split {}", split.table, split.id))
+                }
+            })
+        })
+        .await;
+        match result {
+            Err(e) if e.kind() == ErrorKind::Stopped => Ok(()),
+            other => other,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("file reader task failed: {e}")))?
+}
+
+/// Sends batches with their positions: `{"rows": n}` = data rows of the split read so far.
+pub(crate) struct Emitter {
+    out: BatchSender,
+    split: String,
+    rows: u64,
+}
+
+impl Emitter {
+    /// Sends `batch`; `Err(Stopped)` when the job is stopping.
+    pub(crate) fn emit(&mut self, batch: RecordBatch, bytes: u64) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        let position = Position::new(self.split.clone(), json!({ "rows": self.rows }));
+        self.out.blocking_send(SourceBatch {
+            data: batch,
+            position,
+            bytes,
+        })
+    }
+}
+
+/// Counts bytes read from the underlying file (compressed bytes for compressed input).
+struct Counting {
+    file: File,
+    count: Rc<Cell<u64>>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// An opened input: decompressed text plus a counter of file bytes consumed.
+pub(crate) struct Input {
+    pub reader: Box<dyn BufRead>,
+    count: Rc<Cell<u64>>,
+    reported: u64,
+}
+
+impl Input {
+    /// File bytes read since the last call.
+    pub(crate) fn take_bytes(&mut self) -> u64 {
+        let now = self.count.get();
+        let d = now - self.reported;
+        self.reported = now;
+        d
+    }
+}
+
+const READ_BUFFER: usize = 1 << 20;
+
+/// Opens `path`, decompressing as `compression` says (never `Auto` here).
+pub(crate) fn open_input(path: &Path, compression: InputCompression) -> Result<Input> {
+    let file = File::open(path)
+        .map_err(|e| Error::from_io(e, format!("cannot open {}", path.display())))?;
+    let count = Rc::new(Cell::new(0));
+    let raw = Counting {
+        file,
+        count: count.clone(),
+    };
+    let reader: Box<dyn BufRead> = match compression {
+        InputCompression::Gzip => Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, raw)),
+        )),
+        InputCompression::Zstd => {
+            let d = zstd::stream::read::Decoder::new(raw)
+                .map_err(|e| Error::from_io(e, format!("cannot open {}", path.display())))?;
+            Box::new(BufReader::with_capacity(READ_BUFFER, d))
+        }
+        InputCompression::None | InputCompression::Auto => {
+            Box::new(BufReader::with_capacity(READ_BUFFER, raw))
+        }
+    };
+    Ok(Input {
+        reader,
+        count,
+        reported: 0,
+    })
+}
+
+/// An error reading `path` (after opening it): corrupt compression is called out.
+pub(crate) fn read_error(e: std::io::Error, path: &Path) -> Error {
+    let invalid = e.kind() == std::io::ErrorKind::InvalidData
+        || e.kind() == std::io::ErrorKind::InvalidInput
+        || e.kind() == std::io::ErrorKind::UnexpectedEof;
+    let err = Error::from_io(e, format!("reading {}", path.display()));
+    if invalid {
+        err.with_hint(
+            "the file is truncated or not in the compression its name says; check it, or set \
+             compression = \"none\" / \"gzip\" / \"zstd\"",
+        )
+    } else {
+        err
+    }
+}

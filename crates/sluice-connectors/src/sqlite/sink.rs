@@ -1,0 +1,682 @@
+//! Writing SQLite tables: target checks and creation, append / overwrite / upsert, one
+//! writer at a time.
+//!
+//! SQLite has one writer per database. Each [`SinkWriter`] has its own connection; the sink
+//! holds a `tokio::sync::Mutex<()>` that a writer takes on its first `write` (or `commit`)
+//! and gives back at `commit` / `abort`, so the writers of different splits take turns, one
+//! transaction per turn, while readers (WAL mode) keep reading.
+//!
+//! Invariant: a split's rows and its checkpoint row in `_sluice_checkpoints` commit in the
+//! same transaction, with `synchronous = FULL`, before `commit` returns.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use sluice_core::batch::{Position, Split};
+use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
+use tokio::sync::OwnedMutexGuard;
+
+use super::config::SinkPlan;
+use super::encode::{EncCol, normalize};
+use super::source::sql_err;
+use super::types::{can_hold, decl_for, logical_from_decl, quote_ident};
+
+/// Where checkpoints live in the target database.
+pub const CHECKPOINT_TABLE: &str = "_sluice_checkpoints";
+/// Prefix of staging tables used by `write = "overwrite"`.
+pub const STAGE_PREFIX: &str = "_sluice_stage_";
+
+/// How one target table is written, decided in `prepare`.
+#[derive(Debug, Clone)]
+struct TableState {
+    /// The target's name.
+    target: String,
+    /// Where rows go: the target, or its staging table.
+    write_to: String,
+    /// `INSERT …` with one `?` per column.
+    insert_sql: String,
+    /// Logical types of the incoming columns, in order.
+    types: Vec<LogicalType>,
+}
+
+/// The SQLite sink. Built by [`SqliteSinkConfig::build`](super::SqliteSinkConfig::build).
+pub struct SqliteSink {
+    plan: SinkPlan,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    tables: Mutex<HashMap<TableId, Arc<TableState>>>,
+}
+
+impl SqliteSink {
+    pub(crate) fn new(plan: SinkPlan) -> Self {
+        SqliteSink {
+            plan,
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn state(&self, target: &TableId) -> Result<Arc<TableState>> {
+        self.tables
+            .lock()
+            .map_err(|_| Error::internal("sqlite sink: table cache poisoned"))?
+            .get(target)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {target} was not prepared")))
+    }
+}
+
+/// Opens (creating if missing) the target database with the sink's settings.
+fn open_write(plan: &SinkPlan) -> Result<Connection> {
+    let path = &plan.path;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(Error::io(format!(
+            "cannot create sqlite database {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+        .with_hint("create the directory first, or point `url` in [sink] at an existing one"));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        Error::io(format!(
+            "cannot open sqlite database {}: {e}",
+            path.display()
+        ))
+        .with_source(e)
+    })?;
+    let ctx = |e| sql_err(e, path.display());
+    conn.busy_timeout(std::time::Duration::from_millis(plan.busy_timeout_ms))
+        .map_err(ctx)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(ctx)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode = %mode, "SQLite refused WAL mode; writers will block readers.");
+    }
+    // FULL: a committed transaction survives power loss (the Sink contract's "durable").
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+        u64::from(plan.cache_mib) * 1024
+    ))
+    .map_err(ctx)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// An existing table's columns: `(name, declared type, notnull, pk order)`.
+type Columns = Vec<(String, String, bool, i64)>;
+
+fn table_columns(conn: &Connection, name: &str) -> rusqlite::Result<Option<Columns>> {
+    let exists: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo(?1) \
+         WHERE hidden IN (0, 3) ORDER BY cid",
+    )?;
+    let cols = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(cols))
+}
+
+/// Columns of a unique index of `table` that covers exactly `key` (any order), if one exists.
+fn has_unique_index(conn: &Connection, table: &str, key: &[String]) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1")?;
+    let indexes: Vec<String> = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for ix in indexes {
+        let mut s = conn.prepare("SELECT name FROM pragma_index_info(?1)")?;
+        let mut cols: Vec<String> = s
+            .query_map([&ix], |r| r.get::<_, Option<String>>(0))?
+            .filter_map(|c| c.ok().flatten())
+            .map(|c| c.to_lowercase())
+            .collect();
+        let mut want: Vec<String> = key.iter().map(|k| k.to_lowercase()).collect();
+        cols.sort();
+        want.sort();
+        if cols == want {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `CREATE TABLE` for `plan`'s columns under `name`.
+fn create_sql(name: &str, types: &[(String, LogicalType, bool)], pk: &[String]) -> String {
+    let mut cols: Vec<String> = types
+        .iter()
+        .map(|(c, t, nullable)| {
+            let nn = if *nullable { "" } else { " NOT NULL" };
+            format!("{} {}{nn}", quote_ident(c), decl_for(t))
+        })
+        .collect();
+    if !pk.is_empty() {
+        let k: Vec<String> = pk.iter().map(|c| quote_ident(c)).collect();
+        cols.push(format!("PRIMARY KEY ({})", k.join(", ")));
+    }
+    format!("CREATE TABLE {} ({})", quote_ident(name), cols.join(", "))
+}
+
+/// The `CREATE TABLE` statement of `name` with the table renamed to `new_name`, so a staging
+/// table keeps the user's column types and constraints. `None` if the text cannot be parsed.
+fn rename_create_sql(sql: &str, new_name: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    let rest_at = upper.find("TABLE")? + "TABLE".len();
+    let rest = sql[rest_at..].trim_start();
+    let rest = if rest.to_ascii_uppercase().starts_with("IF NOT EXISTS") {
+        rest["IF NOT EXISTS".len()..].trim_start()
+    } else {
+        rest
+    };
+    // Skip the (possibly quoted, possibly schema-qualified) name up to the column list.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'"' | b'`' | b'[') => {
+                let close = if q == b'[' { b']' } else { q };
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == close {
+                        if close != b']' && bytes.get(i + 1) == Some(&close) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' => break,
+            _ => i += 1,
+        }
+    }
+    (i < bytes.len()).then(|| format!("CREATE TABLE {} {}", quote_ident(new_name), &rest[i..]))
+}
+
+/// Checks `plan` against the database and readies its table. Runs on a blocking thread.
+fn prepare_table(conn: &Connection, sp: &SinkPlan, plan: &TablePlan) -> Result<TableState> {
+    let target = &plan.target;
+    if let Some(ns) = target.namespace().filter(|ns| *ns != "main") {
+        return Err(Error::schema(format!(
+            "sqlite sink: table {target} is in schema {ns:?}, but a SQLite database has only `main`"
+        ))
+        .with_hint(format!(
+            "map the table to a plain name with table_map = {{ \"{}\" = \"{}\" }} in [sink]",
+            plan.schema.id,
+            target.name()
+        )));
+    }
+    let name = target.name().to_string();
+    let ctx = |e| sql_err(e, format!("table {target}"));
+    let types = plan
+        .schema
+        .logical_types()
+        .map_err(|e| e.context(format!("table {target}")))?;
+    let existing = table_columns(conn, &name).map_err(ctx)?;
+
+    if let Some(cols) = &existing {
+        for (c, t, _) in &types {
+            let Some((_, decl, _, _)) = cols.iter().find(|x| x.0.eq_ignore_ascii_case(c)) else {
+                return Err(Error::schema(format!(
+                    "table {target}: column {c:?} ({t}) is missing in the existing SQLite table"
+                ))
+                .with_hint(schema_hint(&name)));
+            };
+            let tt = logical_from_decl(decl);
+            if !can_hold(&tt, t) {
+                return Err(Error::schema(format!(
+                    "table {target}: column {c:?} is {t} in the source, but the existing SQLite \
+                     column is declared {decl:?} ({tt}), which cannot hold it"
+                ))
+                .with_hint(schema_hint(&name)));
+            }
+        }
+    } else if !sp.create_tables {
+        return Err(Error::schema(format!(
+            "table {target} does not exist in sqlite database {}",
+            sp.path.display()
+        ))
+        .with_hint("set create_tables = true in [sink], or create the table first"));
+    }
+
+    // The key an upsert conflicts on: the existing table's, else the source's.
+    let existing_pk: Vec<String> = existing
+        .as_ref()
+        .map(|cols| {
+            let mut pk: Vec<_> = cols.iter().filter(|c| c.3 > 0).collect();
+            pk.sort_by_key(|c| c.3);
+            pk.into_iter().map(|c| c.0.clone()).collect()
+        })
+        .unwrap_or_default();
+    let conflict_key: Vec<String> = if sp.mode != WriteMode::Upsert {
+        Vec::new()
+    } else if !existing_pk.is_empty() {
+        existing_pk.clone()
+    } else if !plan.schema.primary_key.is_empty()
+        && (existing.is_none()
+            || has_unique_index(conn, &name, &plan.schema.primary_key).map_err(ctx)?)
+    {
+        plan.schema.primary_key.clone()
+    } else {
+        return Err(Error::schema(format!(
+            "table {target}: write = \"upsert\" needs a primary key, and neither the source \
+             nor the existing SQLite table has one"
+        ))
+        .with_hint(
+            "use write = \"append\" or \"overwrite\", or give the target table a primary key \
+             (or a unique index) on the key columns",
+        ));
+    };
+    if sp.mode == WriteMode::Upsert {
+        for k in &conflict_key {
+            if !types.iter().any(|(c, _, _)| c.eq_ignore_ascii_case(k)) {
+                return Err(Error::schema(format!(
+                    "table {target}: upsert key column {k:?} is not among the columns written"
+                ))
+                .with_hint("keep the key columns in the rows (check select/drop transforms)"));
+            }
+        }
+    }
+
+    let create_ours = create_sql(&name, &types, &plan.schema.primary_key);
+    let write_to = match sp.mode {
+        WriteMode::Overwrite => {
+            let stage = format!("{STAGE_PREFIX}{name}");
+            // A staging table left by an earlier, unfinished run is discarded with its
+            // checkpoints: overwrite restarts the table.
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&stage)))
+                .map_err(ctx)?;
+            conn.execute(
+                &format!("DELETE FROM {CHECKPOINT_TABLE} WHERE table_name = ?1"),
+                [&name],
+            )
+            .map_err(ctx)?;
+            let existing_sql: Option<String> = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(ctx)?;
+            let ddl = existing_sql
+                .and_then(|s| rename_create_sql(&s, &stage))
+                .unwrap_or_else(|| create_sql(&stage, &types, &plan.schema.primary_key));
+            conn.execute_batch(&ddl).map_err(ctx)?;
+            stage
+        }
+        _ => {
+            if existing.is_none() {
+                conn.execute_batch(&create_ours).map_err(ctx)?;
+            }
+            name.clone()
+        }
+    };
+
+    let cols: Vec<String> = types.iter().map(|(c, _, _)| quote_ident(c)).collect();
+    let params: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    let mut insert = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote_ident(&write_to),
+        cols.join(", "),
+        params.join(", ")
+    );
+    if sp.mode == WriteMode::Upsert {
+        let key: Vec<String> = conflict_key.iter().map(|c| quote_ident(c)).collect();
+        let sets: Vec<String> = types
+            .iter()
+            .filter(|(c, _, _)| !conflict_key.iter().any(|k| k.eq_ignore_ascii_case(c)))
+            .map(|(c, _, _)| format!("{0} = excluded.{0}", quote_ident(c)))
+            .collect();
+        insert.push_str(&format!(" ON CONFLICT ({}) DO ", key.join(", ")));
+        if sets.is_empty() {
+            insert.push_str("NOTHING");
+        } else {
+            insert.push_str(&format!("UPDATE SET {}", sets.join(", ")));
+        }
+    }
+    Ok(TableState {
+        target: name,
+        write_to,
+        insert_sql: insert,
+        types: types.into_iter().map(|t| t.1).collect(),
+    })
+}
+
+fn schema_hint(name: &str) -> String {
+    format!(
+        "drop or rename the existing table {}, write elsewhere with table_map in [sink], or add \
+         a cast transform so the source column fits",
+        quote_ident(name)
+    )
+}
+
+fn ensure_checkpoint_table(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (\
+           table_name TEXT NOT NULL, split TEXT NOT NULL, position TEXT NOT NULL, \
+           committed_at TEXT NOT NULL, PRIMARY KEY (table_name, split))"
+    ))
+}
+
+/// Swaps the staging table in, in one transaction: readers see the old or the new table.
+fn swap_in(conn: &mut Connection, st: &TableState) -> Result<()> {
+    let ctx = |e| sql_err(e, format!("table {}", st.target));
+    // Renaming must not re-check views that name the table being replaced.
+    conn.execute_batch("PRAGMA legacy_alter_table = ON")
+        .map_err(ctx)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(ctx)?;
+    let extras: Vec<String> = {
+        let mut s = tx
+            .prepare(
+                "SELECT sql FROM sqlite_schema WHERE type IN ('index', 'trigger') \
+                 AND tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL",
+            )
+            .map_err(ctx)?;
+        s.query_map([&st.target], |r| r.get(0))
+            .map_err(ctx)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(ctx)?
+    };
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {}; ALTER TABLE {} RENAME TO {};",
+        quote_ident(&st.target),
+        quote_ident(&st.write_to),
+        quote_ident(&st.target)
+    ))
+    .map_err(ctx)?;
+    for sql in extras {
+        tx.execute_batch(&sql).map_err(ctx)?;
+    }
+    tx.commit().map_err(ctx)?;
+    conn.execute_batch("PRAGMA legacy_alter_table = OFF")
+        .map_err(ctx)?;
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("sqlite sink: {what} task failed: {e}")))?
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
+        let sp = self.plan.clone();
+        let plans = tables.to_vec();
+        let _turn = self.write_lock.lock().await;
+        let states = blocking("prepare", move || {
+            let mut conn = open_write(&sp)?;
+            let ctx = |e| sql_err(e, sp.path.display());
+            ensure_checkpoint_table(&conn).map_err(ctx)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(ctx)?;
+            let mut out = Vec::new();
+            for p in &plans {
+                out.push((p.target.clone(), prepare_table(&tx, &sp, p)?));
+            }
+            tx.commit().map_err(ctx)?;
+            Ok(out)
+        })
+        .await?;
+        let mut cache = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("sqlite sink: table cache poisoned"))?;
+        for (id, st) in states {
+            cache.insert(id, Arc::new(st));
+        }
+        Ok(())
+    }
+
+    async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
+        let state = self.state(&table.target)?;
+        let sp = self.plan.clone();
+        let conn = blocking("open", move || open_write(&sp)).await?;
+        Ok(Box::new(SqliteWriter {
+            conn: Some(conn),
+            state,
+            split: split.id.clone(),
+            lock: self.write_lock.clone(),
+            turn: None,
+            in_tx: false,
+        }))
+    }
+
+    async fn finish_table(&self, table: &TablePlan) -> Result<()> {
+        if self.plan.mode != WriteMode::Overwrite {
+            return Ok(());
+        }
+        let st = self.state(&table.target)?;
+        let sp = self.plan.clone();
+        let _turn = self.write_lock.lock().await;
+        blocking("finish", move || {
+            let mut conn = open_write(&sp)?;
+            swap_in(&mut conn, &st)
+        })
+        .await
+    }
+}
+
+/// Writes one split; see the module docs for how writers take turns.
+struct SqliteWriter {
+    conn: Option<Connection>,
+    state: Arc<TableState>,
+    split: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    turn: Option<OwnedMutexGuard<()>>,
+    in_tx: bool,
+}
+
+impl SqliteWriter {
+    /// Runs `f` on this writer's connection on a blocking thread, inside a transaction.
+    async fn with_tx<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&Connection, &TableState) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.turn.is_none() {
+            self.turn = Some(self.lock.clone().lock_owned().await);
+        }
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| Error::internal("sqlite writer used after an earlier failure"))?;
+        let state = self.state.clone();
+        let begin = !self.in_tx;
+        let (conn, res) = tokio::task::spawn_blocking(move || {
+            let res = (|| {
+                if begin {
+                    conn.execute_batch("BEGIN IMMEDIATE")
+                        .map_err(|e| sql_err(e, format!("table {}", state.target)))?;
+                }
+                f(&conn, &state)
+            })();
+            (conn, res)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("sqlite sink: {what} task failed: {e}")))?;
+        self.in_tx = !conn.is_autocommit();
+        self.conn = Some(conn);
+        res
+    }
+}
+
+/// Inserts every row of `batch`. Runs on a blocking thread inside the writer's transaction.
+fn insert_batch(
+    conn: &Connection,
+    st: &TableState,
+    split: &str,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let table = &st.target;
+    if batch.num_columns() != st.types.len() {
+        return Err(Error::internal(format!(
+            "table {table}: batch has {} columns, the plan {}",
+            batch.num_columns(),
+            st.types.len()
+        )));
+    }
+    let arrays = batch
+        .columns()
+        .iter()
+        .zip(&st.types)
+        .map(|(a, t)| normalize(a, t))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| e.context(format!("table {table}")))?;
+    let cols = arrays
+        .iter()
+        .zip(&st.types)
+        .map(|(a, t)| EncCol::new(a, t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut stmt = conn
+        .prepare_cached(&st.insert_sql)
+        .map_err(|e| sql_err(e, format!("table {table}")))?;
+    let mut scratch = String::with_capacity(64);
+    for row in 0..batch.num_rows() {
+        for (i, c) in cols.iter().enumerate() {
+            let v = c.value(row, &mut scratch);
+            stmt.raw_bind_parameter(i + 1, v).map_err(|e| {
+                sql_err(
+                    e,
+                    format!("table {table}, column {}", batch.schema().field(i).name()),
+                )
+            })?;
+        }
+        stmt.raw_execute().map_err(|e| {
+            sql_err(e, format!("table {table}, split {split}: row {} of the batch", row + 1))
+                .with_hint("the target rejected the row (a constraint such as NOT NULL, UNIQUE or CHECK); fix the data or the table, or use write = \"upsert\" for duplicate keys")
+        })?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SinkWriter for SqliteWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let split = self.split.clone();
+        self.with_tx("write", move |conn, st| {
+            insert_batch(conn, st, &split, &batch)
+        })
+        .await
+    }
+
+    async fn commit(&mut self, position: &Position) -> Result<()> {
+        let split = self.split.clone();
+        let pos = serde_json::to_string(position)
+            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
+        let res = self
+            .with_tx("commit", move |conn, st| {
+                let ctx = |e| sql_err(e, format!("table {}, split {split}", st.target));
+                // Invariant: the checkpoint row commits with the rows it covers.
+                conn.execute(
+                    &format!(
+                        "INSERT INTO {CHECKPOINT_TABLE} (table_name, split, position, committed_at) \
+                         VALUES (?1, ?2, ?3, strftime('%Y-%m-%d %H:%M:%f', 'now')) \
+                         ON CONFLICT (table_name, split) DO UPDATE SET \
+                         position = excluded.position, committed_at = excluded.committed_at"
+                    ),
+                    [&st.target, &split, &pos],
+                )
+                .map_err(ctx)?;
+                conn.execute_batch("COMMIT").map_err(ctx)
+            })
+            .await;
+        if res.is_ok() {
+            self.turn = None;
+        }
+        res
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        if let Some(conn) = self.conn.take()
+            && self.in_tx
+        {
+            let target = self.state.target.clone();
+            blocking("abort", move || {
+                conn.execute_batch("ROLLBACK")
+                    .map_err(|e| sql_err(e, format!("table {target}")))
+            })
+            .await?;
+        }
+        self.turn = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_statement_quotes_everything() {
+        let sql = create_sql(
+            "x\"; DROP TABLE y; --",
+            &[
+                ("a b".into(), LogicalType::Int64, false),
+                ("c".into(), LogicalType::Json, true),
+            ],
+            &["a b".into()],
+        );
+        assert_eq!(
+            sql,
+            "CREATE TABLE \"x\"\"; DROP TABLE y; --\" (\"a b\" INTEGER NOT NULL, \"c\" JSON_TEXT, \
+             PRIMARY KEY (\"a b\"))"
+        );
+    }
+
+    #[test]
+    fn staging_ddl_keeps_user_columns() {
+        let s = rename_create_sql(
+            "CREATE TABLE \"a(\"\"b\" (id INT PRIMARY KEY, v TEXT)",
+            "stage",
+        )
+        .unwrap();
+        assert_eq!(s, "CREATE TABLE \"stage\" (id INT PRIMARY KEY, v TEXT)");
+        let s = rename_create_sql("create table if not exists [t] (x)", "s").unwrap();
+        assert_eq!(s, "CREATE TABLE \"s\" (x)");
+    }
+
+    #[test]
+    fn missing_parent_directory_is_clear() {
+        let plan = SinkPlan {
+            path: std::path::PathBuf::from("/nonexistent-dir-sluice/x.db"),
+            mode: WriteMode::Append,
+            create_tables: true,
+            busy_timeout_ms: 10,
+            cache_mib: 1,
+        };
+        let e = open_write(&plan).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(e.hint().is_some());
+    }
+}
