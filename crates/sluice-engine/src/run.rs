@@ -400,13 +400,14 @@ async fn run_split(
                         Ok(d) => d,
                         Err(e) => return fail(reader, writer, e.context(ctx())).await,
                     };
-                    if data.num_rows() > 0 {
+                    let kept = data.num_rows() as u64;
+                    if kept > 0 {
                         // The batch in hand is finished even if a stop arrives meanwhile.
                         if let Err(e) = writer.write(data).await {
                             return fail(reader, writer, e.context(ctx())).await;
                         }
                     }
-                    rows += n;
+                    rows += kept;
                     last = Some(b.position);
                 }
                 None => break false,

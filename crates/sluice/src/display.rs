@@ -115,6 +115,9 @@ fn truncate(s: &str, n: usize) -> String {
 /// The end-of-run summary: one line per table, then totals.
 pub fn summary(outcome: &RunOutcome) -> String {
     let mut out = String::new();
+    if outcome.tables.is_empty() {
+        return format!("{:?} before any table was planned.\n", outcome.state);
+    }
     let w = outcome
         .tables
         .iter()
@@ -143,7 +146,7 @@ pub fn summary(outcome: &RunOutcome) -> String {
     let secs = outcome.elapsed.as_secs_f64();
     let rows = outcome.rows_written();
     out.push_str(&format!(
-        "{:?}: {} rows, {} read, {:.1} s, {} rows/s\n",
+        "{:?}: {} rows written, {} read, {:.2} s, {} rows/s\n",
         outcome.state,
         rows,
         HumanBytes(outcome.bytes_read()),

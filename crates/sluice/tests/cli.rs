@@ -153,7 +153,11 @@ fn csv_to_parquet_to_sqlite_round_trip_and_status() {
     csv_to(&env, "type = \"parquet\"\npath = \"out/pq\"");
     let o = env.sluice(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("Finished: 3 rows"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("Finished: 3 rows written"),
+        "{}",
+        stdout(&o)
+    );
     assert!(env.path("out/pq/orders.parquet").exists());
     env.write(
         "job2.toml",
@@ -391,13 +395,22 @@ fn sigterm_stops_gracefully_with_exit_3() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let sent = Instant::now();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(sent.elapsed() < std::time::Duration::from_secs(5), "stop took {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "stop took {:?}",
+        sent.elapsed()
+    );
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("SIGTERM"), "{}", stderr(&o));
     // Only whole splits (files of 20,000 rows) were committed.
-    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0].parse().unwrap();
+    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0]
+        .parse()
+        .unwrap();
     assert_eq!(n % 20_000, 0, "a stop must not leave part of a split");
     assert!(n < 200 * 20_000, "the stop came before the end");
 }
@@ -423,4 +436,57 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn the_quickstart_examples_run_as_the_readme_says() {
+    let env = Env::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for f in [
+        "quickstart.toml",
+        "quickstart-sqlite.toml",
+        "data/customers.csv",
+        "data/orders.csv",
+    ] {
+        env.write(
+            &format!("examples/{f}"),
+            std::fs::read(repo.join("examples").join(f)).unwrap(),
+        );
+    }
+    let o = env.sluice(&["run", "examples/quickstart.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The filter dropped the cancelled orders; the summary counts what was written.
+    assert!(
+        stdout(&o).contains("Finished: 4175 rows written"),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.sluice(&["run", "examples/quickstart-sqlite.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let db = env.path("out/shop.db");
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT count(*) FROM orders WHERE status = 'cancelled'"
+        ),
+        [["0"]]
+    );
+    assert_eq!(
+        sqlite_rows(&db, "SELECT count(*) FROM customers"),
+        [["200"]]
+    );
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT amount, unit_price FROM orders WHERE order_id = 1"
+        ),
+        [["4627.25", "1542.4167"]]
+    );
+    // Running it again replaces the tables instead of doubling them.
+    let o = env.sluice(&["run", "examples/quickstart-sqlite.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        sqlite_rows(&db, "SELECT count(*) FROM customers"),
+        [["200"]]
+    );
 }

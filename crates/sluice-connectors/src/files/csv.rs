@@ -36,6 +36,33 @@ pub(crate) struct CsvReadOptions {
     pub infer_rows: usize,
 }
 
+/// An override naming a column that no discovered table has is a config error.
+pub(crate) fn check_overrides_used(
+    overrides: &BTreeMap<String, LogicalType>,
+    schemas: &[(String, SchemaRef)],
+) -> Result<()> {
+    for col in overrides.keys() {
+        if !schemas
+            .iter()
+            .any(|(_, s)| s.fields().iter().any(|f| f.name() == col))
+        {
+            let mut names: Vec<&str> = schemas
+                .iter()
+                .flat_map(|(_, s)| s.fields().iter().map(|f| f.name().as_str()))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let tables: Vec<&str> = schemas.iter().map(|(t, _)| t.as_str()).collect();
+            return Err(Error::config(format!(
+                "schema names column {col:?}, which no table has (tables: {})",
+                tables.join(", ")
+            ))
+            .with_hint(format!("the columns are: {}", names.join(", "))));
+        }
+    }
+    Ok(())
+}
+
 /// Types a CSV column cannot be read as.
 pub(crate) fn check_override(col: &str, t: &LogicalType) -> Result<()> {
     if let LogicalType::Array(_) = t {
@@ -49,22 +76,13 @@ pub(crate) fn check_override(col: &str, t: &LogicalType) -> Result<()> {
     Ok(())
 }
 
-/// Applies `schema` overrides to inferred fields; an override naming no column is an error.
+/// Applies `schema` overrides to inferred fields. An override applies to every table that
+/// has the column; [`check_overrides_used`] reports keys that no table has.
 pub(crate) fn apply_overrides(
     fields: Vec<Field>,
     overrides: &BTreeMap<String, LogicalType>,
-    path: &Path,
+    _path: &Path,
 ) -> Result<SchemaRef> {
-    for col in overrides.keys() {
-        if !fields.iter().any(|f| f.name() == col) {
-            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            return Err(Error::config(format!(
-                "schema names column {col:?}, which {} does not have",
-                path.display()
-            ))
-            .with_hint(format!("the file's columns are: {}", names.join(", "))));
-        }
-    }
     let fields: Vec<Field> = fields
         .into_iter()
         .map(|f| match overrides.get(f.name()) {
@@ -343,12 +361,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overrides_must_name_existing_columns() {
+    fn overrides_must_name_a_column_of_some_table() {
         let fields = vec![Field::new("a", DataType::Int64, true)];
         let o = BTreeMap::from([("b".to_string(), LogicalType::Text)]);
-        let e = apply_overrides(fields.clone(), &o, Path::new("x.csv")).unwrap_err();
+        let s = apply_overrides(fields.clone(), &o, Path::new("x.csv")).unwrap();
+        let e = check_overrides_used(&o, &[("x".into(), s)]).unwrap_err();
         assert!(e.to_string().contains("\"b\""), "{e}");
-        assert!(e.to_string().contains("x.csv"), "{e}");
+        assert!(e.to_string().contains("tables: x"), "{e}");
         assert!(e.hint().unwrap().contains("a"));
         let o = BTreeMap::from([("a".to_string(), LogicalType::Uuid)]);
         let s = apply_overrides(fields, &o, Path::new("x.csv")).unwrap();

@@ -123,6 +123,18 @@ impl Inner {
                 },
             );
         }
+        let overrides = match &self.format {
+            SourceFormat::Csv(o) => Some(&o.overrides),
+            SourceFormat::Jsonl(o) => Some(&o.overrides),
+            _ => None,
+        };
+        if let Some(o) = overrides {
+            let schemas: Vec<_> = out
+                .iter()
+                .map(|t| (t.schema.id.to_string(), t.schema.arrow.clone()))
+                .collect();
+            super::csv::check_overrides_used(o, &schemas)?;
+        }
         *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
         Ok(out)
     }
