@@ -45,6 +45,10 @@ pub struct Position {
     pub split: String,
     /// Source-specific position.
     pub value: serde_json::Value,
+    /// Set by the engine on the position that completes its split: the split needs no more
+    /// reading. Sources ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
 }
 
 impl Position {
@@ -53,6 +57,7 @@ impl Position {
         Position {
             split: split.into(),
             value,
+            done: false,
         }
     }
 }

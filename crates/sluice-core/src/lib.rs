@@ -30,7 +30,7 @@ pub mod types;
 pub use batch::{Batch, Position, Split};
 pub use error::{Error, ErrorKind, Result};
 pub use schema::{TableId, TableSchema};
-pub use sink::{Sink, SinkWriter, TablePlan, WriteMode};
+pub use sink::{JobContext, Sink, SinkWriter, TablePlan, WriteMode};
 pub use source::{BatchSender, Source, SourceBatch, SourceTable};
 pub use transform::{BoundTransform, Transform};
 pub use types::LogicalType;

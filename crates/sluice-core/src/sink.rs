@@ -18,7 +18,11 @@
 //! 5. [`SinkWriter::abort`] discards everything not yet committed (rolls back, deletes
 //!    temporary files). It is called when the job fails or stops in the middle of a split.
 //! 6. [`Sink::finish_table`] is called after every split of a table has committed, in a
-//!    successful run only (swap a staging table in, write a manifest).
+//!    successful run only (swap a staging table in, write a manifest). It must be idempotent:
+//!    after a crash it may be called again for a table it already finished.
+//! 8. Checkpoints: [`Sink::begin`] names the job and its generation before `prepare`. A sink
+//!    that can stores each split's position in the same transaction as the split's rows
+//!    (`_sluice_checkpoints`) and reports them through [`Sink::committed_positions`].
 //! 7. [`Sink::close`] is called last, in every outcome.
 
 use arrow::record_batch::RecordBatch;
@@ -59,9 +63,36 @@ pub struct TablePlan {
     pub splits: usize,
 }
 
+/// Which job and which generation of it is writing. A generation starts when a job runs from
+/// scratch and lasts through every resume until the job finishes; checkpoints of another
+/// generation are stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobContext {
+    /// The job's name.
+    pub job: String,
+    /// Unique per generation (e.g. `"1763774400123-4242"`); never reused.
+    pub generation: String,
+}
+
 /// Writes one system. See the module docs for the contract.
 #[async_trait]
 pub trait Sink: Send + Sync {
+    /// Tells the sink which job and generation it writes for. Called once, before
+    /// [`prepare`](Self::prepare). Sinks that store checkpoints or name files after the
+    /// generation keep it.
+    fn begin(&self, _ctx: &JobContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Positions this sink committed together with the data, for the current job and
+    /// generation (see [`begin`](Self::begin)), one per split. Called after
+    /// [`prepare`](Self::prepare). `None` means the sink keeps no checkpoints, and the engine
+    /// relies on its state store instead; `Some` is authoritative: a split is resumed from the
+    /// position the sink reports, or from the start if it reports none.
+    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+        Ok(None)
+    }
+
     /// Checks and prepares the target for these tables. Moves no data.
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()>;
 

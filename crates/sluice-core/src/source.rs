@@ -82,12 +82,23 @@ pub trait Source: Send + Sync {
 pub struct BatchSender {
     tx: mpsc::Sender<SourceBatch>,
     stop: CancellationToken,
+    paused: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl BatchSender {
     /// A sender over `tx`; `stop` is cancelled when the job is asked to stop reading.
     pub fn new(tx: mpsc::Sender<SourceBatch>, stop: CancellationToken) -> Self {
-        BatchSender { tx, stop }
+        BatchSender {
+            tx,
+            stop,
+            paused: None,
+        }
+    }
+
+    /// Makes [`send`](Self::send) wait while `paused` holds `true` (pause/resume).
+    pub fn with_pause(mut self, paused: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.paused = Some(paused);
+        self
     }
 
     /// Whether the job asked sources to stop. Long reads should check it between batches.
@@ -105,6 +116,15 @@ impl BatchSender {
     pub async fn send(&self, batch: SourceBatch) -> Result<()> {
         if self.stop.is_cancelled() {
             return Err(Error::stopped());
+        }
+        if let Some(p) = &self.paused
+            && *p.borrow()
+        {
+            let mut p = p.clone();
+            tokio::select! {
+                _ = p.wait_for(|paused| !paused) => {}
+                _ = self.stop.cancelled() => return Err(Error::stopped()),
+            }
         }
         tokio::select! {
             r = self.tx.send(batch) => r.map_err(|_| Error::stopped()),

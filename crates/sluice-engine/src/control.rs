@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub enum RunState {
     /// Planning or moving data.
     Running,
+    /// Readers hold; positions and the plan are kept. `resume` continues.
+    Paused,
     /// A stop was requested; readers stop, in-flight splits are rolled back.
     Stopping,
     /// Stopped before the end; finished splits are kept. Resumable.
@@ -36,7 +38,10 @@ pub enum RunState {
 impl RunState {
     /// Whether the run is over.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunState::Running | RunState::Stopping)
+        !matches!(
+            self,
+            RunState::Running | RunState::Paused | RunState::Stopping
+        )
     }
 }
 
@@ -64,6 +69,7 @@ pub struct Controller {
     stop: CancellationToken,
     abort: CancellationToken,
     state: watch::Sender<RunState>,
+    paused: watch::Sender<bool>,
     reason: Mutex<Option<(StopReason, Instant)>>,
 }
 
@@ -80,6 +86,7 @@ impl Controller {
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
             state: watch::channel(RunState::Running).0,
+            paused: watch::channel(false).0,
             reason: Mutex::new(None),
         }
     }
@@ -93,7 +100,7 @@ impl Controller {
             }
         }
         self.state.send_if_modified(|s| {
-            if *s == RunState::Running {
+            if matches!(*s, RunState::Running | RunState::Paused) {
                 *s = RunState::Stopping;
                 true
             } else {
@@ -101,6 +108,46 @@ impl Controller {
             }
         });
         self.stop.cancel();
+        // A paused job must be able to stop: release the readers.
+        self.paused.send_replace(false);
+    }
+
+    /// Holds the readers at their next batch; everything read so far still flows to the sink.
+    /// Returns false if the run is not RUNNING.
+    pub fn pause(&self) -> bool {
+        let changed = self.state.send_if_modified(|s| {
+            if *s == RunState::Running {
+                *s = RunState::Paused;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            self.paused.send_replace(true);
+        }
+        changed
+    }
+
+    /// Continues a paused run. Returns false if the run is not PAUSED.
+    pub fn resume(&self) -> bool {
+        let changed = self.state.send_if_modified(|s| {
+            if *s == RunState::Paused {
+                *s = RunState::Running;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            self.paused.send_replace(false);
+        }
+        changed
+    }
+
+    /// Watches the pause flag (given to sources' senders).
+    pub fn pause_watch(&self) -> watch::Receiver<bool> {
+        self.paused.subscribe()
     }
 
     /// Aborts now: in-flight work is dropped after a short roll-back attempt.
@@ -167,5 +214,21 @@ mod tests {
         assert!(c.is_stopping() && !c.is_aborting());
         c.abort();
         assert!(c.is_aborting());
+    }
+
+    #[test]
+    fn pause_and_resume_only_from_the_right_states() {
+        let c = Controller::new();
+        assert!(!c.resume());
+        assert!(c.pause());
+        assert_eq!(c.state(), RunState::Paused);
+        assert!(*c.pause_watch().borrow());
+        assert!(c.resume());
+        assert!(!*c.pause_watch().borrow());
+        c.pause();
+        c.stop(StopReason::Timeout);
+        assert_eq!(c.state(), RunState::Stopping);
+        assert!(!*c.pause_watch().borrow(), "a stop releases paused readers");
+        assert!(!c.pause());
     }
 }

@@ -29,7 +29,10 @@ mod run;
 
 pub use control::{Controller, RunState, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
-pub use run::{JobSpec, PlannedTable, RunOutcome, TableSummary, plan_tables, run_batch};
+pub use run::{
+    CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RunOutcome, TableSummary, plan_tables,
+    run_batch,
+};
 
 #[cfg(test)]
 mod tests;

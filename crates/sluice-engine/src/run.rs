@@ -9,8 +9,8 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::source::SourceTable;
 use sluice_core::{
-    BatchSender, BoundTransform, Error, ErrorKind, Position, Result, SinkWriter, Split, TableId,
-    TablePlan, Transform,
+    BatchSender, BoundTransform, Error, ErrorKind, JobContext, Position, Result, SinkWriter, Split,
+    TableId, TablePlan, Transform,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,31 @@ const ABORT_ROLLBACK_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Maps a source table name to its target name (`table_map`).
 pub type TargetNamer = Arc<dyn Fn(&TableId) -> Result<TableId> + Send + Sync>;
+
+/// How many times a split failing with a transient error (connection lost, server restart)
+/// is retried, and the first back-off (doubled each time).
+const TRANSIENT_RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Where the engine records committed positions (the state store, wired by the binary).
+pub trait CheckpointLog: Send + Sync {
+    /// Positions committed in the current generation, with the rows each split wrote.
+    fn load(&self) -> Result<Vec<(Position, u64)>>;
+    /// Records that a split committed up to `position` (`position.done` when complete).
+    fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()>;
+}
+
+/// A log that keeps nothing: every run starts from scratch.
+pub struct NoCheckpoints;
+
+impl CheckpointLog for NoCheckpoints {
+    fn load(&self) -> Result<Vec<(Position, u64)>> {
+        Ok(Vec::new())
+    }
+    fn save(&self, _table: &str, _position: &Position, _rows: u64) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// Everything needed to run one job, already validated and built.
 pub struct JobSpec {
@@ -43,6 +68,10 @@ pub struct JobSpec {
     pub targets: TargetNamer,
     /// Batches buffered between a reader and its writer.
     pub channel_capacity: usize,
+    /// The job and its generation (given to the sink; keys checkpoints).
+    pub context: JobContext,
+    /// Where committed positions are recorded and read back on resume.
+    pub checkpoints: Arc<dyn CheckpointLog>,
 }
 
 /// One table, planned: its transforms bound, its target named, its splits listed.
@@ -246,7 +275,9 @@ async fn run_inner(
     if ctl.is_stopping() {
         return Err(Error::stopped());
     }
+    spec.sink.begin(&spec.context)?;
     spec.sink.prepare(&plans).await?;
+    let resume = load_committed(spec).await?;
     info!(
         job = %spec.name,
         tables = planned.len(),
@@ -260,17 +291,38 @@ async fn run_inner(
         .iter()
         .map(|_| Arc::new(Mutex::new(false)))
         .collect();
+    let mut queue: VecDeque<(usize, Split, Option<Position>)> = VecDeque::new();
+    let mut skipped = 0usize;
     for (i, t) in planned.iter().enumerate() {
-        if t.splits.is_empty() {
+        let mut left = 0;
+        for split in &t.splits {
+            match resume.get(&split.id) {
+                Some((p, rows)) if p.done => {
+                    // Committed by an earlier run of this generation: nothing to redo.
+                    t.progress.splits_done.fetch_add(1, Ordering::Relaxed);
+                    t.progress.rows_written.fetch_add(*rows, Ordering::Relaxed);
+                    skipped += 1;
+                }
+                other => {
+                    queue.push_back((i, split.clone(), other.map(|(p, _)| p.clone())));
+                    left += 1;
+                }
+            }
+        }
+        if left == 0 {
+            // Every split is already committed (or there are none): finishing is idempotent.
             spec.sink.finish_table(&t.plan).await?;
             *done[i].lock().unwrap_or_else(|e| e.into_inner()) = true;
         }
     }
-    let queue: VecDeque<(usize, Split)> = planned
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| t.splits.iter().cloned().map(move |s| (i, s)))
-        .collect();
+    if skipped > 0 {
+        info!(
+            job = %spec.name,
+            skipped,
+            left = queue.len(),
+            "Resuming: splits committed by an earlier run are skipped."
+        );
+    }
     let queue = Arc::new(Mutex::new(queue));
     // Cancelled on the first error or on a stop request: every worker winds down.
     let run_stop = ctl.stop_token().child_token();
@@ -293,11 +345,30 @@ async fn run_inner(
                     return;
                 }
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some((ti, split)) = next else { return };
+                let Some((ti, split, resume)) = next else { return };
                 let table = &planned[ti];
                 let split_id = split.id.clone();
                 debug!(worker = w, split = %split_id, "Split started.");
-                match run_split(&spec, &ctl, &run_stop, table, split).await {
+                let mut attempt = 0;
+                let result = loop {
+                    let r = run_split(&spec, &ctl, &run_stop, table, split.clone(), resume.clone()).await;
+                    match r {
+                        Err(e) if e.kind().is_transient()
+                            && attempt < TRANSIENT_RETRIES
+                            && !run_stop.is_cancelled() =>
+                        {
+                            let wait = FIRST_BACKOFF * 2u32.pow(attempt);
+                            attempt += 1;
+                            warn!(split = %split_id, error = %e, attempt, wait = ?wait, "Transient error; redoing the split.");
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = run_stop.cancelled() => break Ok(false),
+                            }
+                        }
+                        r => break r,
+                    }
+                };
+                match result {
                     Ok(true) => {
                         let n = table.progress.splits_done.fetch_add(1, Ordering::AcqRel) + 1;
                         if n == table.splits.len() {
@@ -352,6 +423,26 @@ async fn run_inner(
         .collect())
 }
 
+/// Committed positions for this generation: the sink's own if it keeps them (authoritative),
+/// else the state store's. Rows per split come from the state store when it knows them.
+async fn load_committed(
+    spec: &JobSpec,
+) -> Result<std::collections::HashMap<String, (Position, u64)>> {
+    let stored = spec.checkpoints.load()?;
+    let rows: HashMap<String, u64> = stored.iter().map(|(p, r)| (p.split.clone(), *r)).collect();
+    let positions = match spec.sink.committed_positions().await? {
+        Some(v) => v,
+        None => stored.into_iter().map(|(p, _)| p).collect(),
+    };
+    Ok(positions
+        .into_iter()
+        .map(|p| {
+            let r = rows.get(&p.split).copied().unwrap_or(0);
+            (p.split.clone(), (p, r))
+        })
+        .collect())
+}
+
 fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Error) {
     let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
     if s.is_none() {
@@ -368,13 +459,16 @@ async fn run_split(
     run_stop: &CancellationToken,
     table: &PlannedTable,
     split: Split,
+    resume: Option<Position>,
 ) -> Result<bool> {
     let ctx = || format!("table {}, split {}", table.source.schema.id, split.index);
     let (tx, mut rx) = mpsc::channel(spec.channel_capacity.max(1));
-    let sender = BatchSender::new(tx, run_stop.clone());
+    let sender = BatchSender::new(tx, run_stop.clone()).with_pause(ctl.pause_watch());
     let source = spec.source.clone();
     let read_split = split.clone();
-    let mut reader = tokio::spawn(async move { source.read(read_split, None, sender).await });
+    let resume_from = resume.clone();
+    let mut reader =
+        tokio::spawn(async move { source.read(read_split, resume_from, sender).await });
 
     let mut writer = match spec.sink.open(&table.plan, &split).await {
         Ok(w) => w,
@@ -437,8 +531,12 @@ async fn run_split(
         rollback(writer, ctl.is_aborting()).await;
         return Ok(false);
     }
-    let position = last.unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
-    // Invariant: the split counts as done only after the sink made it durable.
+    let mut position = last
+        .or(resume)
+        .unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
+    position.done = true;
+    // Invariant: the split counts as done only after the sink made it durable (data and, for
+    // database sinks, the checkpoint row in one transaction).
     writer
         .commit(&position)
         .await
@@ -447,6 +545,14 @@ async fn run_split(
         .progress
         .rows_written
         .fetch_add(rows, Ordering::Relaxed);
+    if let Err(e) = spec
+        .checkpoints
+        .save(&table.source.schema.id.to_string(), &position, rows)
+    {
+        // The sink's own checkpoint (databases) or a redo of this split (files, same names)
+        // keeps the result exact; only `status` lags.
+        warn!(split = %split.id, error = %e, "Recording the split's position in the state store failed.");
+    }
     debug!(split = %split.id, rows, "Split committed.");
     Ok(true)
 }

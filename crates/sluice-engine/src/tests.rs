@@ -151,6 +151,11 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
         transforms: vec![],
         targets: Arc::new(|id| Ok(id.clone())),
         channel_capacity: 2,
+        context: sluice_core::JobContext {
+            job: "test".into(),
+            generation: "g".into(),
+        },
+        checkpoints: Arc::new(crate::NoCheckpoints),
     }
 }
 

@@ -13,7 +13,12 @@
 //! * `run_tables(run_id, table_name, target, rows_read, rows_written, splits_done,
 //!   splits_total, complete)` — per-table figures at the end of a run.
 //!
-//! The checkpoint issue adds positions per split behind the same trait.
+//! * `jobs.generation`, `jobs.generation_finished` — the job's current generation: it starts
+//!   when the job runs from scratch and lasts through every resume until a run finishes.
+//! * `positions(job, split, generation, table_name, position, done, rows, updated_at)` — the
+//!   last committed position of every split of the current generation. For sinks that store
+//!   checkpoints with their data (databases) the sink's copy is authoritative and this one
+//!   serves `status`; for file sinks this is the record.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +70,29 @@ pub trait StateStore: Send + Sync {
     fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>>;
     /// Per-table figures of a run.
     fn run_tables(&self, run: i64) -> Result<Vec<RunTable>>;
+    /// The job's current generation and whether it finished.
+    fn generation(&self, job: &str) -> Result<Option<(String, bool)>>;
+    /// Starts a new generation: forgets the job's positions.
+    fn start_generation(&self, job: &str, generation: &str) -> Result<()>;
+    /// Marks the current generation finished (the next run starts a new one).
+    fn finish_generation(&self, job: &str) -> Result<()>;
+    /// Records a split's committed position (and the rows it wrote in total).
+    fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()>;
+    /// The positions of `job` in `generation`, ordered by split.
+    fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>>;
+}
+
+/// A split's committed position, as the state store keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SplitRecord {
+    pub split: String,
+    pub table: String,
+    /// The position (JSON, opaque).
+    pub position: sluice_core::Position,
+    /// Rows written for this split so far.
+    pub rows: u64,
+    /// When it was recorded (RFC 3339), empty when saving.
+    pub updated_at: String,
 }
 
 /// What [`StateStore::end_run`] records.
@@ -112,7 +140,12 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              CREATE TABLE IF NOT EXISTS jobs(
-                name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+                name TEXT PRIMARY KEY, created_at TEXT NOT NULL, generation TEXT,
+                generation_finished INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE IF NOT EXISTS positions(
+                job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL,
+                table_name TEXT NOT NULL, position TEXT NOT NULL, done INTEGER NOT NULL,
+                rows INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(job, split));
              CREATE TABLE IF NOT EXISTS runs(
                 id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL REFERENCES jobs(name),
                 started_at TEXT NOT NULL, ended_at TEXT, state TEXT NOT NULL, pid INTEGER NOT NULL,
@@ -242,6 +275,108 @@ impl StateStore for SqliteStore {
             .map_err(db_err(&self.path))
     }
 
+    fn generation(&self, job: &str) -> Result<Option<(String, bool)>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT generation, generation_finished FROM jobs WHERE name = ?1")
+            .map_err(db_err(&self.path))?;
+        let mut rows = st.query([job]).map_err(db_err(&self.path))?;
+        match rows.next().map_err(db_err(&self.path))? {
+            Some(r) => {
+                let g: Option<String> = r.get(0).map_err(db_err(&self.path))?;
+                let f: bool = r.get(1).map_err(db_err(&self.path))?;
+                Ok(g.map(|g| (g, f)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn start_generation(&self, job: &str, generation: &str) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(db_err(&self.path))?;
+        tx.execute(
+            "INSERT INTO jobs(name, created_at, generation, generation_finished) VALUES (?1, ?2, ?3, 0)
+             ON CONFLICT(name) DO UPDATE SET generation = ?3, generation_finished = 0",
+            params![job, now(), generation],
+        )
+        .map_err(db_err(&self.path))?;
+        tx.execute("DELETE FROM positions WHERE job = ?1", [job])
+            .map_err(db_err(&self.path))?;
+        tx.commit().map_err(db_err(&self.path))
+    }
+
+    fn finish_generation(&self, job: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET generation_finished = 1 WHERE name = ?1",
+                [job],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()> {
+        let pos = serde_json::to_string(&rec.position)
+            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
+        self.conn()
+            .execute(
+                "INSERT INTO positions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(job, split) DO UPDATE SET generation = ?3, table_name = ?4,
+                   position = ?5, done = ?6, rows = ?7, updated_at = ?8",
+                params![
+                    job,
+                    rec.split,
+                    generation,
+                    rec.table,
+                    pos,
+                    rec.position.done,
+                    rec.rows as i64,
+                    now()
+                ],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare(
+                "SELECT split, table_name, position, rows, updated_at FROM positions
+                 WHERE job = ?1 AND generation = ?2 ORDER BY table_name, split",
+            )
+            .map_err(db_err(&self.path))?;
+        let rows = st
+            .query_map([job, generation], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(db_err(&self.path))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (split, table, pos, n, at) = r.map_err(db_err(&self.path))?;
+            let position = serde_json::from_str(&pos).map_err(|e| {
+                Error::internal(format!(
+                    "state store: unreadable position of split {split}: {e}"
+                ))
+                .with_hint("run the job with --from-scratch")
+            })?;
+            out.push(SplitRecord {
+                split,
+                table,
+                position,
+                rows: n as u64,
+                updated_at: at,
+            });
+        }
+        Ok(out)
+    }
+
     fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
         let c = self.conn();
         let mut st = c
@@ -319,6 +454,36 @@ mod tests {
         assert_eq!(r.rows_written, 5);
         assert_eq!(s.run_tables(id).unwrap(), tables);
         assert_eq!(s.jobs().unwrap(), ["copy"]);
+    }
+
+    #[test]
+    fn generations_and_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.generation("j").unwrap(), None);
+        s.start_generation("j", "g1").unwrap();
+        let mut p = sluice_core::Position::new("t#0", serde_json::json!({"rows": 5}));
+        p.done = true;
+        let rec = SplitRecord {
+            split: "t#0".into(),
+            table: "t".into(),
+            position: p.clone(),
+            rows: 5,
+            updated_at: String::new(),
+        };
+        s.save_position("j", "g1", &rec).unwrap();
+        let got = s.positions("j", "g1").unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].position, p);
+        assert!(s.positions("j", "g2").unwrap().is_empty());
+        s.finish_generation("j").unwrap();
+        assert_eq!(s.generation("j").unwrap(), Some(("g1".into(), true)));
+        s.start_generation("j", "g2").unwrap();
+        assert_eq!(s.generation("j").unwrap(), Some(("g2".into(), false)));
+        assert!(
+            s.positions("j", "g1").unwrap().is_empty(),
+            "a new generation forgets positions"
+        );
     }
 
     #[test]

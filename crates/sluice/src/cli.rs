@@ -9,6 +9,7 @@ Examples:
   sluice run examples/quickstart.toml          copy the sample data to Parquet and SQLite
   sluice validate job.toml                     check a job file and show the plan, move no data
   sluice status                                jobs in this state directory and their last run
+  sluice stop orders-copy --timeout 30s        stop a running job from another terminal
   sluice status lineitem-copy --format json    one job's runs, for machines
 
 A job file:
@@ -22,7 +23,8 @@ A job file:
   url = \"sqlite://out/shop.db\"
   write = \"overwrite\"
 
-Exit status: 0 done, 1 failed, 2 bad usage or config, 3 stopped before the end.
+Exit status: 0 done, 1 failed, 2 bad usage or config, 3 stopped before the end (run it
+again to resume: finished splits are skipped).
 The first Ctrl-C or SIGTERM stops gracefully; the second aborts.";
 
 /// Sluice copies data between databases and files, and stops when asked.
@@ -67,6 +69,31 @@ pub enum Command {
         /// Never draw a progress bar, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Ignore the checkpoints of an unfinished earlier run and start over.
+        #[arg(long)]
+        from_scratch: bool,
+    },
+    /// Stop a running job gracefully (finish the batches in hand, roll back unfinished splits).
+    #[command(after_help = "Example: sluice stop orders-copy --timeout 30s")]
+    Stop {
+        /// The job's name (`[job] name`).
+        job: String,
+        /// Abort at once instead of stopping gracefully.
+        #[arg(long)]
+        kill: bool,
+        /// Abort if the graceful stop has not finished after this long (e.g. 30s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Pause a running job: readers hold, positions are kept.
+    Pause {
+        /// The job's name.
+        job: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// The job's name.
+        job: String,
     },
     /// Check a job file, connectivity and the type mapping of every table; move no data.
     #[command(after_help = "Example: sluice validate job.toml")]

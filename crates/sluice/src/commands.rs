@@ -4,14 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_connectors::job::JobFile;
+use sluice_core::JobContext;
 use sluice_core::config::redact;
 use sluice_core::{Error, LogicalType};
-use sluice_engine::{Controller, Progress, RunState, StopReason, plan_tables, run_batch};
-use sluice_state::{RunEnd, RunTable, SqliteStore, StateStore, process_alive};
+use sluice_engine::{
+    CheckpointLog, Controller, Progress, RunState, StopReason, plan_tables, run_batch,
+};
+use sluice_state::{RunEnd, RunTable, SplitRecord, SqliteStore, StateStore, process_alive};
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command, OutputFormat};
-use crate::{display, exit, exit_code_for, logging, wire};
+use crate::{control, display, exit, exit_code_for, logging, wire};
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let logs = match logging::init(&cli.log_level, cli.log_format) {
@@ -22,7 +25,17 @@ pub async fn dispatch(cli: Cli) -> u8 {
         }
     };
     match cli.command {
-        Command::Run { job, no_progress } => run(&job, &cli.state, logs, !no_progress).await,
+        Command::Run {
+            job,
+            no_progress,
+            from_scratch,
+        } => run(&job, &cli.state, logs, !no_progress, from_scratch).await,
+        Command::Stop { job, kill, timeout } => {
+            let what = if kill { "kill" } else { "stop" };
+            control_cmd(&cli.state, &job, what, timeout).await
+        }
+        Command::Pause { job } => control_cmd(&cli.state, &job, "pause", None).await,
+        Command::Resume { job } => control_cmd(&cli.state, &job, "resume", None).await,
         Command::Validate { job } => validate(&job).await,
         Command::Status { job, format } => status(&cli.state, job.as_deref(), format),
     }
@@ -44,28 +57,127 @@ fn load(path: &Path) -> Result<JobFile, u8> {
     })
 }
 
-async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool) -> u8 {
+async fn control_cmd(
+    state: &Path,
+    job: &str,
+    what: &str,
+    timeout: Option<std::time::Duration>,
+) -> u8 {
+    match control::command(state, job, what, timeout).await {
+        Ok(()) => exit::OK,
+        Err(e) => report(&e),
+    }
+}
+
+/// The state-store side of the engine's checkpoint log.
+struct StoreLog {
+    store: Arc<SqliteStore>,
+    job: String,
+    generation: String,
+}
+
+impl CheckpointLog for StoreLog {
+    fn load(&self) -> sluice_core::Result<Vec<(sluice_core::Position, u64)>> {
+        Ok(self
+            .store
+            .positions(&self.job, &self.generation)?
+            .into_iter()
+            .map(|r| (r.position, r.rows))
+            .collect())
+    }
+    fn save(
+        &self,
+        table: &str,
+        position: &sluice_core::Position,
+        rows: u64,
+    ) -> sluice_core::Result<()> {
+        let rec = SplitRecord {
+            split: position.split.clone(),
+            table: table.to_string(),
+            position: position.clone(),
+            rows,
+            updated_at: String::new(),
+        };
+        self.store.save_position(&self.job, &self.generation, &rec)
+    }
+}
+
+/// The job's generation: the unfinished one to resume, or a new one.
+fn choose_generation(
+    store: &SqliteStore,
+    job: &str,
+    from_scratch: bool,
+) -> sluice_core::Result<(String, bool)> {
+    match store.generation(job)? {
+        Some((g, false)) if !from_scratch => Ok((g, true)),
+        _ => {
+            let millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let g = format!("{millis}-{}", std::process::id());
+            store.start_generation(job, &g)?;
+            Ok((g, false))
+        }
+    }
+}
+
+async fn run(
+    path: &Path,
+    state_dir: &Path,
+    logs: logging::LogTarget,
+    bars: bool,
+    from_scratch: bool,
+) -> u8 {
     let job = match load(path) {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let spec = match wire::build_spec(&job) {
+    let mut spec = match wire::build_spec(&job) {
         Ok(s) => s,
         Err(e) => return report(&e),
     };
     let store = match SqliteStore::open(state_dir) {
-        Ok(s) => s,
-        Err(e) => return report(&e),
-    };
-    let run_id = match store.begin_run(&spec.name, std::process::id()) {
-        Ok(id) => id,
+        Ok(s) => Arc::new(s),
         Err(e) => return report(&e),
     };
     let name = spec.name.clone();
-    info!(job = %name, run = run_id, "Job started.");
+    let _lock = match control::lock_job(state_dir, &name) {
+        Ok(l) => l,
+        Err(e) => return report(&e),
+    };
+    let (generation, resuming) = match choose_generation(&store, &name, from_scratch) {
+        Ok(g) => g,
+        Err(e) => return report(&e),
+    };
+    let run_id = match store.begin_run(&name, std::process::id()) {
+        Ok(id) => id,
+        Err(e) => return report(&e),
+    };
+    spec.context = JobContext {
+        job: name.clone(),
+        generation: generation.clone(),
+    };
+    spec.checkpoints = Arc::new(StoreLog {
+        store: store.clone(),
+        job: name.clone(),
+        generation: generation.clone(),
+    });
+    if resuming {
+        info!(job = %name, run = run_id, generation = %generation, "Job started; resuming the unfinished run.");
+    } else {
+        info!(job = %name, run = run_id, generation = %generation, "Job started.");
+    }
 
     let ctl = Arc::new(Controller::new());
     let signals = tokio::spawn(watch_signals(ctl.clone()));
+    let _control = match control::serve(state_dir, &name, ctl.clone()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(error = %e, "Cannot serve `sluice stop`; Ctrl-C and SIGTERM still stop the job.");
+            None
+        }
+    };
     let progress = Progress::new();
     let (done_tx, display) = display::spawn_progress(progress.clone(), logs, bars);
     let outcome = run_batch(spec, ctl.clone(), progress).await;
@@ -103,6 +215,11 @@ async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool
     if let Err(e) = store.end_run(run_id, &end) {
         error!(error = %e, "Recording the end of the run failed.");
     }
+    if outcome.state == RunState::Finished
+        && let Err(e) = store.finish_generation(&name)
+    {
+        error!(error = %e, "Recording that the job finished failed; the next run resumes it.");
+    }
     print!("{}", display::summary(&outcome));
     match outcome.state {
         RunState::Finished => {
@@ -114,7 +231,7 @@ async fn run(path: &Path, state_dir: &Path, logs: logging::LogTarget, bars: bool
                 .stop_reason
                 .map(|r| r.to_string())
                 .unwrap_or_default();
-            warn!(job = %name, reason = %why, "Job stopped before the end; run it again to redo the unfinished splits.");
+            warn!(job = %name, reason = %why, "Job stopped before the end; run it again to resume (finished splits are kept).");
             exit::STOPPED
         }
         _ => match &outcome.error {

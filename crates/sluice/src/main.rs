@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod control;
 mod display;
 mod logging;
 mod wire;

@@ -33,5 +33,11 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
         transforms,
         targets: Arc::new(move |id| sink_cfg.target_of(id)),
         channel_capacity: CHANNEL_CAPACITY,
+        // `sluice run` replaces these with the job's generation and its state-store log.
+        context: sluice_core::JobContext {
+            job: job.job.name.clone(),
+            generation: String::new(),
+        },
+        checkpoints: Arc::new(sluice_engine::NoCheckpoints),
     })
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{Error, Position, Result, Split, WriteMode};
 
 use super::config::OutputCompression;
@@ -139,6 +139,8 @@ pub(crate) struct FileSink {
     written: Arc<Mutex<HashSet<PathBuf>>>,
     /// Names of all tables this run writes.
     tables: Mutex<HashSet<String>>,
+    /// The job's generation, set by `begin`; names append-mode files.
+    generation: std::sync::OnceLock<String>,
 }
 
 impl FileSink {
@@ -149,6 +151,7 @@ impl FileSink {
             format,
             written: Arc::default(),
             tables: Mutex::default(),
+            generation: std::sync::OnceLock::new(),
         }
     }
 }
@@ -344,6 +347,22 @@ impl Sink for FileSink {
         .await
     }
 
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        let safe: String = ctx
+            .generation
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let _ = self.generation.set(safe);
+        Ok(())
+    }
+
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
         let name = table.target.name();
         check_name(name)?;
@@ -357,7 +376,12 @@ impl Sink for FileSink {
             state: Some(PartState {
                 dir,
                 base,
-                unique: append.then(unix_millis),
+                unique: append.then(|| {
+                    self.generation
+                        .get()
+                        .cloned()
+                        .unwrap_or_else(|| unix_millis().to_string())
+                }),
                 ext: self.format.extension(),
                 format: self.format.clone(),
                 schema: table.schema.arrow.clone(),
@@ -415,8 +439,10 @@ struct PartState {
     dir: PathBuf,
     /// `orders` or `part-00003`.
     base: String,
-    /// Append mode: a millisecond stamp making names unique.
-    unique: Option<u128>,
+    /// Append mode: the job generation (or a millisecond stamp) making names unique. A
+    /// resumed run of the same generation rewrites the same names, so a split redone after a
+    /// crash replaces its earlier attempt instead of doubling it.
+    unique: Option<String>,
     ext: String,
     format: Arc<dyn FormatFactory>,
     schema: SchemaRef,
@@ -429,7 +455,7 @@ struct PartState {
 impl PartState {
     fn final_name(&self) -> String {
         let mut s = self.base.clone();
-        if let Some(u) = self.unique {
+        if let Some(u) = &self.unique {
             s.push_str(&format!("-{u}"));
         }
         if self.unit > 0 {
@@ -439,12 +465,7 @@ impl PartState {
     }
 
     fn open_file(&mut self) -> Result<&mut Open> {
-        let mut final_path = self.dir.join(self.final_name());
-        while self.unique.is_some() && final_path.exists() {
-            // Append never replaces a file: move to the next free stamp.
-            self.unique = self.unique.map(|u| u + 1);
-            final_path = self.dir.join(self.final_name());
-        }
+        let final_path = self.dir.join(self.final_name());
         let tmp = self.dir.join(format!(".{}{TMP_SUFFIX}", self.final_name()));
         let file = File::create(&tmp)
             .map_err(|e| Error::from_io(e, format!("cannot create {}", tmp.display())))?;

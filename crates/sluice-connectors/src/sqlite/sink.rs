@@ -16,7 +16,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sluice_core::batch::{Position, Split};
-use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
 use tokio::sync::OwnedMutexGuard;
 
@@ -33,6 +33,8 @@ pub const STAGE_PREFIX: &str = "_sluice_stage_";
 /// How one target table is written, decided in `prepare`.
 #[derive(Debug, Clone)]
 struct TableState {
+    /// The job and generation writing (keys the checkpoint rows).
+    job: JobContext,
     /// The target's name.
     target: String,
     /// Where rows go: the target, or its staging table.
@@ -46,6 +48,7 @@ struct TableState {
 /// The SQLite sink. Built by [`SqliteSinkConfig::build`](super::SqliteSinkConfig::build).
 pub struct SqliteSink {
     plan: SinkPlan,
+    job: Arc<std::sync::OnceLock<JobContext>>,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     tables: Mutex<HashMap<TableId, Arc<TableState>>>,
 }
@@ -54,6 +57,7 @@ impl SqliteSink {
     pub(crate) fn new(plan: SinkPlan) -> Self {
         SqliteSink {
             plan,
+            job: Arc::new(std::sync::OnceLock::new()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             tables: Mutex::new(HashMap::new()),
         }
@@ -213,7 +217,12 @@ fn rename_create_sql(sql: &str, new_name: &str) -> Option<String> {
 }
 
 /// Checks `plan` against the database and readies its table. Runs on a blocking thread.
-fn prepare_table(conn: &Connection, sp: &SinkPlan, plan: &TablePlan) -> Result<TableState> {
+fn prepare_table(
+    conn: &Connection,
+    sp: &SinkPlan,
+    plan: &TablePlan,
+    job: &JobContext,
+) -> Result<TableState> {
     let target = &plan.target;
     if let Some(ns) = target.namespace().filter(|ns| *ns != "main") {
         return Err(Error::schema(format!(
@@ -306,8 +315,8 @@ fn prepare_table(conn: &Connection, sp: &SinkPlan, plan: &TablePlan) -> Result<T
             conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&stage)))
                 .map_err(ctx)?;
             conn.execute(
-                &format!("DELETE FROM {CHECKPOINT_TABLE} WHERE table_name = ?1"),
-                [&name],
+                &format!("DELETE FROM {CHECKPOINT_TABLE} WHERE job = ?1 AND table_name = ?2"),
+                [&job.job, &name],
             )
             .map_err(ctx)?;
             let existing_sql: Option<String> = conn
@@ -355,6 +364,7 @@ fn prepare_table(conn: &Connection, sp: &SinkPlan, plan: &TablePlan) -> Result<T
         }
     }
     Ok(TableState {
+        job: job.clone(),
         target: name,
         write_to,
         insert_sql: insert,
@@ -371,11 +381,49 @@ fn schema_hint(name: &str) -> String {
 }
 
 fn ensure_checkpoint_table(conn: &Connection) -> rusqlite::Result<()> {
+    // One row per (job, split): the split's last committed position in the job's current
+    // generation. Rows of an older generation are stale and ignored, then overwritten.
+    let old_layout: bool = conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{CHECKPOINT_TABLE}') WHERE name = 'table_name'"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    let has_job: bool = conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{CHECKPOINT_TABLE}') WHERE name = 'job'"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    if old_layout && !has_job {
+        // Written by a pre-release build without job names: nothing can resume from it.
+        conn.execute_batch(&format!("DROP TABLE {CHECKPOINT_TABLE}"))?;
+    }
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (\
-           table_name TEXT NOT NULL, split TEXT NOT NULL, position TEXT NOT NULL, \
-           committed_at TEXT NOT NULL, PRIMARY KEY (table_name, split))"
+           job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL, \
+           table_name TEXT NOT NULL, position TEXT NOT NULL, committed_at TEXT NOT NULL, \
+           PRIMARY KEY (job, split))"
     ))
+}
+
+/// The positions committed for `job` in its current generation.
+fn read_checkpoints(conn: &Connection, job: &JobContext) -> rusqlite::Result<Vec<String>> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [CHECKPOINT_TABLE],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare(&format!(
+        "SELECT position FROM {CHECKPOINT_TABLE} WHERE job = ?1 AND generation = ?2"
+    ))?;
+    st.query_map([&job.job, &job.generation], |r| r.get(0))?
+        .collect()
 }
 
 /// Swaps the staging table in, in one transaction: readers see the old or the new table.
@@ -387,6 +435,17 @@ fn swap_in(conn: &mut Connection, st: &TableState) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(ctx)?;
+    let staged: bool = tx
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [&st.write_to],
+            |r| r.get(0),
+        )
+        .map_err(ctx)?;
+    if !staged {
+        // Already swapped in by an earlier call: finishing is idempotent.
+        return Ok(());
+    }
     let extras: Vec<String> = {
         let mut s = tx
             .prepare(
@@ -424,11 +483,45 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::internal(format!("sqlite sink: {what} task failed: {e}")))?
 }
 
+impl SqliteSink {
+    fn job_context(&self) -> JobContext {
+        self.job.get().cloned().unwrap_or(JobContext {
+            job: String::new(),
+            generation: String::new(),
+        })
+    }
+}
+
 #[async_trait]
 impl Sink for SqliteSink {
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        let _ = self.job.set(ctx.clone());
+        Ok(())
+    }
+
+    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+        let sp = self.plan.clone();
+        let job = self.job_context();
+        let rows = blocking("read checkpoints", move || {
+            let conn = open_write(&sp)?;
+            read_checkpoints(&conn, &job).map_err(|e| sql_err(e, sp.path.display()))
+        })
+        .await?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| {
+                    Error::internal(format!("unreadable checkpoint row {r:?}: {e}"))
+                        .with_hint("delete the job's rows from _sluice_checkpoints and run with --from-scratch")
+                })
+            })
+            .collect::<Result<Vec<Position>>>()
+            .map(Some)
+    }
+
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let sp = self.plan.clone();
         let plans = tables.to_vec();
+        let job = self.job_context();
         let _turn = self.write_lock.lock().await;
         let states = blocking("prepare", move || {
             let mut conn = open_write(&sp)?;
@@ -439,7 +532,7 @@ impl Sink for SqliteSink {
                 .map_err(ctx)?;
             let mut out = Vec::new();
             for p in &plans {
-                out.push((p.target.clone(), prepare_table(&tx, &sp, p)?));
+                out.push((p.target.clone(), prepare_table(&tx, &sp, p, &job)?));
             }
             tx.commit().map_err(ctx)?;
             Ok(out)
@@ -600,12 +693,14 @@ impl SinkWriter for SqliteWriter {
                 // Invariant: the checkpoint row commits with the rows it covers.
                 conn.execute(
                     &format!(
-                        "INSERT INTO {CHECKPOINT_TABLE} (table_name, split, position, committed_at) \
-                         VALUES (?1, ?2, ?3, strftime('%Y-%m-%d %H:%M:%f', 'now')) \
-                         ON CONFLICT (table_name, split) DO UPDATE SET \
+                        "INSERT INTO {CHECKPOINT_TABLE} \
+                         (job, split, generation, table_name, position, committed_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%d %H:%M:%f', 'now')) \
+                         ON CONFLICT (job, split) DO UPDATE SET \
+                         generation = excluded.generation, table_name = excluded.table_name, \
                          position = excluded.position, committed_at = excluded.committed_at"
                     ),
-                    [&st.target, &split, &pos],
+                    [&st.job.job, &split, &st.job.generation, &st.target, &pos],
                 )
                 .map_err(ctx)?;
                 conn.execute_batch("COMMIT").map_err(ctx)
