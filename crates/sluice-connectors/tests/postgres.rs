@@ -1,1 +1,691 @@
-// integration tests for postgres (against the real server)
+//! PostgreSQL source and sink against the real server (`SLUICE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each test creates its own databases and
+//! drops them at the end. The round-trip tests use the server as the oracle: the source
+//! table's `t::text` rendering must equal the copy's, row for row, and `format_type` of every
+//! column must be the same on both sides.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+use proptest::prelude::*;
+use serde_json::json;
+use sluice_connectors::postgres::{PostgresSinkConfig, PostgresSourceConfig};
+use sluice_core::sink::DynSink;
+use sluice_core::source::DynSource;
+use sluice_core::{BatchSender, ErrorKind, Position, SourceBatch, Split, TablePlan, WriteMode};
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+fn base_url() -> String {
+    std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+async fn connect(url: &str) -> Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to PostgreSQL at {url}: {e}; start the test services with \
+             `bash scripts/test-services.sh` (or set SLUICE_TEST_POSTGRES_URL)"
+            )
+        });
+    tokio::spawn(conn);
+    c
+}
+
+/// A database created for one test, dropped when the value is dropped.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let name = format!(
+            "sluice_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = connect(&base_url()).await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = base_url();
+        let root = base.rsplit_once('/').map(|(a, _)| a).unwrap_or(&base);
+        TestDb {
+            url: format!("{root}/{name}"),
+            name,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((c, conn)) = tokio_postgres::connect(&base_url(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn source(url: &str, extra: serde_json::Value) -> DynSource {
+    let mut v = json!({ "url": url });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value::<PostgresSourceConfig>(v)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn sink(url: &str, mode: WriteMode, create: bool) -> DynSink {
+    serde_json::from_value::<PostgresSinkConfig>(json!({ "url": url }))
+        .unwrap()
+        .build(mode, create)
+        .unwrap()
+}
+
+/// Reads one split into the writer of the sink, then commits (like the engine does).
+async fn copy_split(
+    src: DynSource,
+    dst: DynSink,
+    plan: TablePlan,
+    split: Split,
+) -> sluice_core::Result<u64> {
+    let (tx, mut rx) = mpsc::channel::<SourceBatch>(4);
+    let out = BatchSender::new(tx, CancellationToken::new());
+    let s2 = split.clone();
+    let reader = tokio::spawn(async move { src.read(s2, None, out).await });
+    let mut w = dst.open(&plan, &split).await?;
+    let mut rows = 0;
+    let mut last = Position::new(split.id.clone(), serde_json::Value::Null);
+    while let Some(b) = rx.recv().await {
+        rows += b.data.num_rows() as u64;
+        last = b.position;
+        if let Err(e) = w.write(b.data).await {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+    }
+    if let Err(e) = reader.await.unwrap() {
+        let _ = w.abort().await;
+        return Err(e);
+    }
+    w.commit(&last).await?;
+    Ok(rows)
+}
+
+/// Copies every table of `src` into `dst`, `parallel` splits at a time. Returns the splits
+/// per table.
+async fn copy_all(
+    src: &DynSource,
+    dst: &DynSink,
+    parallel: usize,
+) -> sluice_core::Result<Vec<usize>> {
+    let tables = src.tables().await?;
+    let mut plans = Vec::new();
+    for t in &tables {
+        let splits = src.splits(t).await?;
+        plans.push((
+            TablePlan {
+                target: t.schema.id.clone(),
+                schema: t.schema.clone(),
+                splits: splits.len(),
+            },
+            splits,
+        ));
+    }
+    let tp: Vec<TablePlan> = plans.iter().map(|p| p.0.clone()).collect();
+    dst.prepare(&tp).await?;
+    let mut counts = Vec::new();
+    for (plan, splits) in plans {
+        counts.push(splits.len());
+        let results: Vec<_> = futures::stream::iter(splits)
+            .map(|s| copy_split(src.clone(), dst.clone(), plan.clone(), s))
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        dst.finish_table(&plan).await?;
+    }
+    dst.close().await?;
+    src.close().await?;
+    Ok(counts)
+}
+
+async fn rows_text(c: &Client, table: &str, order: &str) -> Vec<String> {
+    c.query(
+        &format!("SELECT t::text FROM {table} t ORDER BY {order}"),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+async fn col_types(c: &Client, table: &str) -> Vec<(String, String)> {
+    c.query(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+const ALL_TYPES: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'it''s "happy"');
+CREATE TABLE t (
+  id int PRIMARY KEY, i2 smallint, i4 integer, i8 bigint,
+  n50 numeric(50,10), nu numeric, n2 numeric(15,2), n100 numeric(100,3),
+  f4 real, f8 double precision,
+  tx text, vc varchar(44), ch char(5), by bytea, bo boolean,
+  d date, tm time, ts timestamp, tsz timestamptz, ts3 timestamp(3), iv interval,
+  u uuid, j json, jb jsonb, ai int[], at text[], an numeric(10,2)[], e mood,
+  bt bit(8), vb varbit, m money, ip inet, tz timetz, x xml, c2 "char", nm name
+);
+INSERT INTO t VALUES
+ (1, -32768, -2147483648, -9223372036854775808,
+  '-1234567890123456789012345678901234567890.1234567891', 'NaN', -0.01, '1e95',
+  'NaN', '-Infinity',
+  E'a\U0001F600\x01\t\n"''\\ z', 'varchar ✓', 'ab', E'\\x00ff00', true,
+  '4713-01-01 BC', '00:00:00', '4713-01-01 00:00:00.000001 BC', '4713-01-02 00:00:00.000001+00 BC',
+  '2024-01-01 10:00:00.123', '-178000000 years -5 days -00:00:00.000001',
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{ "a" :  [1, 2.50] }', '{"b": [1, "x"], "a": null}',
+  '{1,NULL,-3}', '{"a",NULL,"b\"c",""}', '{1.50,NULL}', 'it''s "happy"',
+  B'10100101', B'1', '$1.50', '192.168.0.1/24', '10:00:00+05:30', '<a>x</a>', 'q', 'nm'),
+ (2, 32767, 2147483647, 9223372036854775807,
+  '9999999999999999999999999999999999999999.9999999999', 'Infinity', 0, '-1e-3',
+  'Infinity', '-0',
+  '', '', '', E'\\x', false,
+  'infinity', '24:00:00', '294276-12-31 23:59:59.999999', 'infinity',
+  '-infinity', '1 mon 2 days 03:04:05.000006',
+  '00000000-0000-0000-0000-000000000000', '[]', '{}', '{}', '{}', '{}', 'sad',
+  B'00000000', B'', '-$0.01', '::1', '00:00:00-12', '', ' ', ''),
+ (3, 0, 0, 0, '0', '-Infinity', '0.00', '0', '-Infinity', 'NaN',
+  ' ', ' x ', 'x', E'\\x00', NULL,
+  '-infinity', '23:59:59.999999', 'infinity', '-infinity', '2000-01-01', '0',
+  NULL, 'null', 'null', '{NULL}', '{NULL}', NULL, 'ok',
+  NULL, B'1111111100000000111', NULL, NULL, NULL, NULL, NULL, NULL),
+ (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_pg_to_pg() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let ca = a.client().await;
+    ca.batch_execute(ALL_TYPES).await.unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["t"]})),
+        &sink(&b.url, WriteMode::Append, true),
+        2,
+    )
+    .await
+    .unwrap();
+    let cb = b.client().await;
+    assert_eq!(
+        col_types(&ca, "public.t").await,
+        col_types(&cb, "public.t").await
+    );
+    let (ra, rb) = (
+        rows_text(&ca, "t", "id").await,
+        rows_text(&cb, "t", "id").await,
+    );
+    assert_eq!(ra.len(), 4);
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x, y);
+    }
+    // The enum was created with the same labels, and the key came along.
+    let labels = "SELECT enum_range(NULL::mood)::text";
+    let la: String = ca.query_one(labels, &[]).await.unwrap().get(0);
+    let lb: String = cb.query_one(labels, &[]).await.unwrap().get(0);
+    assert_eq!(la, lb);
+    let pk = cb
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'public.t'::regclass AND indisprimary",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pk.get::<_, i64>(0), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tables_copy_in_parallel_splits() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric(12,2), ts timestamptz);
+         INSERT INTO big SELECT g, md5(g::text), g / 7.0, '2020-01-01'::timestamptz + g * interval '1 second'
+           FROM generate_series(1, 120000) g;
+         CREATE TABLE heap (a int, b text);
+         INSERT INTO heap SELECT g % 1000, repeat('x', g % 50) FROM generate_series(1, 110000) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    let counts = copy_all(
+        &source(
+            &a.url,
+            json!({"tables": ["public.*"], "chunk_rows": 20000, "batch_size": 4096}),
+        ),
+        &sink(&b.url, WriteMode::Append, true),
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(
+        counts.iter().all(|n| *n >= 4),
+        "expected several splits per table: {counts:?}"
+    );
+    let cb = b.client().await;
+    for (t, order) in [("big", "id"), ("heap", "t.a, t.b")] {
+        let q =
+            format!("SELECT count(*), md5(string_agg(t::text, '' ORDER BY {order})) FROM {t} t");
+        let x = ca.query_one(&q, &[]).await.unwrap();
+        let y = cb.query_one(&q, &[]).await.unwrap();
+        assert_eq!(x.get::<_, i64>(0), y.get::<_, i64>(0), "{t}");
+        assert_eq!(x.get::<_, String>(1), y.get::<_, String>(1), "{t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_replaces_and_upsert_merges() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let (ca, cb) = (a.client().await, b.client().await);
+    ca.batch_execute(
+        "CREATE TABLE o (id serial PRIMARY KEY, v text NOT NULL UNIQUE);
+         INSERT INTO o (v) VALUES ('a'), ('b'), ('c');",
+    )
+    .await
+    .unwrap();
+    cb.batch_execute(
+        "CREATE TABLE o (id serial PRIMARY KEY, v text NOT NULL UNIQUE);
+         INSERT INTO o (v) SELECT 'old' || g FROM generate_series(1, 10) g;",
+    )
+    .await
+    .unwrap();
+    copy_all(
+        &source(&a.url, json!({})),
+        &sink(&b.url, WriteMode::Overwrite, true),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows_text(&cb, "o", "id").await, ["(1,a)", "(2,b)", "(3,c)"]);
+    // Index names and the serial sequence survive the swap.
+    let idx: Vec<String> = cb
+        .query("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'o'::regclass ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(idx, ["o_pkey", "o_v_key"]);
+    cb.batch_execute("INSERT INTO o (id, v) VALUES (DEFAULT, 'seq')")
+        .await
+        .unwrap();
+    // Upsert: changed rows update, new rows insert, others stay.
+    ca.batch_execute("UPDATE o SET v = 'B' WHERE id = 2; INSERT INTO o (id, v) VALUES (20, 'new')")
+        .await
+        .unwrap();
+    copy_all(
+        &source(&a.url, json!({})),
+        &sink(&b.url, WriteMode::Upsert, true),
+        2,
+    )
+    .await
+    .unwrap();
+    let rows = rows_text(&cb, "o", "id").await;
+    assert!(
+        rows.contains(&"(2,B)".to_string()) && rows.contains(&"(20,new)".to_string()),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r.ends_with(",seq)")), "{rows:?}");
+    assert_eq!(rows.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_identifiers_are_quoted() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let ca = a.client().await;
+    ca.batch_execute(
+        r#"CREATE SCHEMA "My ""Schema"".x";
+           CREATE TABLE y (k int);
+           CREATE TABLE "My ""Schema"".x"."x""; DROP TABLE y; --" (
+             "select" int PRIMARY KEY, "Col With Spaces" text, "données" text, "a""b" int);
+           INSERT INTO "My ""Schema"".x"."x""; DROP TABLE y; --" VALUES (1, 'x', 'é', 2), (2, NULL, NULL, NULL);"#,
+    )
+    .await
+    .unwrap();
+    let cb = b.client().await;
+    cb.batch_execute("CREATE TABLE y (k int)").await.unwrap();
+    let tables = json!({"tables": [r#""My ""Schema"".x"."x""; DROP TABLE y; --""#]});
+    copy_all(
+        &source(&a.url, tables),
+        &sink(&b.url, WriteMode::Append, true),
+        2,
+    )
+    .await
+    .unwrap();
+    let t = r#""My ""Schema"".x"."x""; DROP TABLE y; --""#;
+    assert_eq!(rows_text(&cb, t, "1").await, rows_text(&ca, t, "1").await);
+    cb.query("SELECT * FROM y", &[]).await.unwrap();
+    ca.query("SELECT * FROM y", &[]).await.unwrap();
+    // Overwrite of the same odd name works too.
+    let tables = json!({"tables": [r#""My ""Schema"".x".*"#]});
+    copy_all(
+        &source(&a.url, tables),
+        &sink(&b.url, WriteMode::Overwrite, true),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows_text(&cb, t, "1").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_incremental_reads() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE ev (id int PRIMARY KEY, at timestamp NOT NULL, v text);
+         INSERT INTO ev SELECT g, '2024-01-01'::timestamp + (g / 3) * interval '1 day', 'v' || g
+           FROM generate_series(1, 30) g;",
+    )
+    .await
+    .unwrap();
+    let src = source(
+        &a.url,
+        json!({"read": "incremental", "cursor_column": "at", "start_after": "2024-01-05", "batch_size": 4}),
+    );
+    let t = src.tables().await.unwrap();
+    let splits = src.splits(&t[0]).await.unwrap();
+    assert_eq!(splits.len(), 1);
+    let (tx, mut rx) = mpsc::channel(100);
+    src.read(
+        splits[0].clone(),
+        None,
+        BatchSender::new(tx, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    let mut n = 0;
+    let mut positions = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        n += b.data.num_rows();
+        positions.push(b.position);
+    }
+    // Day g / 3; rows with at > 2024-01-05 are ids 15..=30.
+    assert_eq!(n, 16);
+    // Resuming after a (cursor, key) position reads only later rows.
+    let (tx, mut rx) = mpsc::channel(100);
+    src.read(
+        splits[0].clone(),
+        Some(positions[0].clone()),
+        BatchSender::new(tx, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    let mut m = 0;
+    while let Ok(b) = rx.try_recv() {
+        m += b.data.num_rows();
+    }
+    assert_eq!(m, 16 - 4);
+    src.close().await.unwrap();
+
+    let q = source(
+        &a.url,
+        json!({"query": "SELECT id, v, id * 1.5 AS x FROM ev WHERE id <= 10"}),
+    );
+    copy_all(&q, &sink(&b.url, WriteMode::Append, true), 1)
+        .await
+        .unwrap();
+    let cb = b.client().await;
+    assert_eq!(rows_text(&cb, "query", "id").await.len(), 10);
+    assert_eq!(col_types(&cb, "public.query").await[2].1, "numeric");
+}
+
+async fn kind_of(r: sluice_core::Result<Vec<usize>>) -> (ErrorKind, String) {
+    let e = r.expect_err("expected an error");
+    (e.kind(), format!("{e} (hint: {})", e.hint().unwrap_or("")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified_with_hints() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let ca = a.client().await;
+    ca.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders VALUES (1, 'a'), (2, 'b')")
+        .await
+        .unwrap();
+    let dst = |m| sink(&b.url, m, true);
+
+    // Unreachable port.
+    let (k, m) = kind_of(
+        copy_all(
+            &source("postgres://postgres@127.0.0.1:1/x", json!({})),
+            &dst(WriteMode::Append),
+            1,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(k, ErrorKind::Connection, "{m}");
+    assert!(
+        m.contains("127.0.0.1:1") && m.contains("host and port"),
+        "{m}"
+    );
+    // Missing database.
+    let root = a.url.rsplit_once('/').unwrap().0;
+    let (k, m) = kind_of(
+        copy_all(
+            &source(&format!("{root}/sluice_no_such_db"), json!({})),
+            &dst(WriteMode::Append),
+            1,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(k, ErrorKind::Config, "{m}");
+    assert!(m.contains("does not exist"), "{m}");
+    // Missing role.
+    let bad_role = a.url.replacen("postgres@", "sluice_no_such_role@", 1);
+    let (k, m) =
+        kind_of(copy_all(&source(&bad_role, json!({})), &dst(WriteMode::Append), 1).await).await;
+    assert_eq!(k, ErrorKind::Auth, "{m}");
+    // Misspelt table: did you mean.
+    let (k, m) = kind_of(
+        copy_all(
+            &source(&a.url, json!({"tables": ["ordrs"]})),
+            &dst(WriteMode::Append),
+            1,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(k, ErrorKind::Config, "{m}");
+    assert!(m.contains("did you mean `orders`"), "{m}");
+    // Missing target and create_tables = false.
+    let (k, m) = kind_of(
+        copy_all(
+            &source(&a.url, json!({})),
+            &sink(&b.url, WriteMode::Append, false),
+            1,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(k, ErrorKind::Schema, "{m}");
+    assert!(m.contains("create_tables"), "{m}");
+    // Incompatible existing target column.
+    let cb = b.client().await;
+    cb.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v integer)")
+        .await
+        .unwrap();
+    let (k, m) =
+        kind_of(copy_all(&source(&a.url, json!({})), &dst(WriteMode::Append), 1).await).await;
+    assert_eq!(k, ErrorKind::Schema, "{m}");
+    assert!(
+        m.contains("\"v\"") && m.contains("integer") && m.contains("text"),
+        "{m}"
+    );
+    // Constraint violation names the constraint.
+    cb.batch_execute("DROP TABLE orders; CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders VALUES (2, 'x')")
+        .await
+        .unwrap();
+    let (k, m) =
+        kind_of(copy_all(&source(&a.url, json!({})), &dst(WriteMode::Append), 1).await).await;
+    assert_eq!(k, ErrorKind::Data, "{m}");
+    assert!(m.contains("orders_pkey"), "{m}");
+    // Nothing of the failed split is visible.
+    assert_eq!(rows_text(&cb, "orders", "id").await, ["(2,x)"]);
+    // Permission denied on read.
+    let role = format!("{}_ro", a.name);
+    ca.batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    let ro = a.url.replacen("postgres@", &format!("{role}@"), 1);
+    let (k, m) = kind_of(copy_all(&source(&ro, json!({})), &dst(WriteMode::Append), 1).await).await;
+    assert_eq!(k, ErrorKind::Auth, "{m}");
+    assert!(m.contains("GRANT"), "{m}");
+    ca.batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap_or(());
+    // Upsert without a primary key.
+    ca.batch_execute("CREATE TABLE nokey (a int)")
+        .await
+        .unwrap();
+    let (k, m) = kind_of(
+        copy_all(
+            &source(&a.url, json!({"tables": ["nokey"]})),
+            &dst(WriteMode::Upsert),
+            1,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(k, ErrorKind::Config, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_lost_mid_copy_is_transient() {
+    let b = TestDb::new().await;
+    let cb = b.client().await;
+    cb.batch_execute("CREATE TABLE w (id int)").await.unwrap();
+    let a = TestDb::new().await;
+    a.client()
+        .await
+        .batch_execute("CREATE TABLE w (id int); INSERT INTO w SELECT generate_series(1, 1000)")
+        .await
+        .unwrap();
+    let src = source(&a.url, json!({}));
+    let t = src.tables().await.unwrap();
+    let splits = src.splits(&t[0]).await.unwrap();
+    let plan = TablePlan {
+        target: t[0].schema.id.clone(),
+        schema: t[0].schema.clone(),
+        splits: 1,
+    };
+    let dst = sink(&b.url, WriteMode::Append, true);
+    dst.prepare(std::slice::from_ref(&plan)).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(100);
+    src.read(
+        splits[0].clone(),
+        None,
+        BatchSender::new(tx, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    let mut w = dst.open(&plan, &splits[0]).await.unwrap();
+    let batch = rx.recv().await.unwrap();
+    w.write(batch.data.clone()).await.unwrap();
+    let admin = connect(&base_url()).await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'sluice'",
+            &[&b.name],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut err = None;
+    for _ in 0..3 {
+        if let Err(e) = w.write(batch.data.clone()).await {
+            err = Some(e);
+            break;
+        }
+    }
+    let e = match err {
+        Some(e) => e,
+        None => w
+            .commit(&batch.position)
+            .await
+            .expect_err("commit after the backend died"),
+    };
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert_eq!(rows_text(&cb, "w", "1").await.len(), 0);
+    src.close().await.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    /// Random values written into PostgreSQL, read by the source, written by the sink: the
+    /// server's text rendering of both tables must agree.
+    #[test]
+    fn random_values_round_trip(rows in proptest::collection::vec(
+        (any::<i64>(), any::<f64>(), "\\PC{0,12}", -1_000_000_000i64..1_000_000_000, 0u32..6, proptest::collection::vec(any::<Option<i32>>(), 0..4)),
+        0..20,
+    )) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let (a, b) = (TestDb::new().await, TestDb::new().await);
+            let ca = a.client().await;
+            ca.batch_execute("CREATE TABLE p (k serial PRIMARY KEY, i int8, f float8, s text, n numeric, ai int4[])").await.unwrap();
+            for (i, f, s, n, scale, ai) in &rows {
+                let num = format!("{}e-{}", n, scale);
+                ca.execute(
+                    "INSERT INTO p (i, f, s, n, ai) VALUES ($1, $2, $3, $4::text::numeric, $5)",
+                    &[i, f, s, &num, ai],
+                ).await.unwrap();
+            }
+            copy_all(&source(&a.url, json!({})), &sink(&b.url, WriteMode::Append, true), 2).await.unwrap();
+            let cb = b.client().await;
+            assert_eq!(rows_text(&ca, "p", "k").await, rows_text(&cb, "p", "k").await);
+        });
+    }
+}

@@ -1,0 +1,222 @@
+//! The `[source]` and `[sink]` options for `type = "postgres"`, and their validation (no I/O).
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sluice_core::schema::TablePattern;
+use sluice_core::sink::DynSink;
+use sluice_core::source::DynSource;
+use sluice_core::{Error, Result, WriteMode};
+
+use super::sink::PgSink;
+use super::source::PgSource;
+
+/// How the source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Every row of every table, from one consistent snapshot.
+    #[default]
+    Full,
+    /// Rows whose `cursor_column` is greater than `start_after`, in cursor order.
+    Incremental,
+}
+
+/// Reads tables (or one query) from PostgreSQL with binary COPY, from one snapshot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// Server URL, e.g. `postgres://app@127.0.0.1:5432/shop`; may be `${env:PG_URL}`.
+    pub url: String,
+    /// Table names or globs, e.g. `["public.orders", "sales.*"]`; default `["*"]` (all user
+    /// tables) unless `query` is given.
+    #[serde(default)]
+    pub tables: Vec<TablePattern>,
+    /// Tables to leave out, names or globs, e.g. `["public.tmp_*"]`.
+    #[serde(default)]
+    pub exclude: Vec<TablePattern>,
+    /// One custom SELECT read as a table named `query`, e.g.
+    /// `"SELECT id, total FROM orders WHERE total > 100"`. Excludes `tables`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Integer column to split tables by, e.g. `"order_id"`. Default: the primary key when it
+    /// is one integer column, else ranges of physical pages (ctid).
+    #[serde(default)]
+    pub split_column: Option<String>,
+    /// Target rows per split, e.g. `500000` (the default), from the planner's row estimate.
+    #[serde(default)]
+    pub chunk_rows: Option<u64>,
+    /// Rows per Arrow batch, e.g. `8192` (the default).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// `full` (default) or `incremental`.
+    #[serde(default)]
+    pub read: ReadMode,
+    /// `incremental`: the column that grows with every change, e.g. `"updated_at"`.
+    #[serde(default)]
+    pub cursor_column: Option<String>,
+    /// `incremental`: read rows whose cursor is greater than this value, in PostgreSQL's text
+    /// form, e.g. `"2024-05-01 00:00:00"`. Default: from the start.
+    #[serde(default)]
+    pub start_after: Option<String>,
+}
+
+/// Validated source options.
+#[derive(Debug, Clone)]
+pub(crate) struct SourcePlan {
+    pub pg: tokio_postgres::Config,
+    pub tables: Vec<TablePattern>,
+    pub exclude: Vec<TablePattern>,
+    pub query: Option<String>,
+    pub split_column: Option<String>,
+    pub chunk_rows: u64,
+    pub batch_size: usize,
+    pub incremental: Option<(String, Option<String>)>,
+}
+
+/// Parses a `postgres://` URL without connecting.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(
+            Error::config(format!("url {url:?} is not a PostgreSQL URL"))
+                .with_hint("write it as postgres://user:password@host:5432/database"),
+        );
+    }
+    tokio_postgres::Config::from_str(url).map_err(|e| {
+        Error::config(format!("invalid PostgreSQL url: {e}"))
+            .with_hint("write it as postgres://user:password@host:5432/database")
+    })
+}
+
+impl PostgresSourceConfig {
+    /// Validates the options (no I/O) and builds the source.
+    pub fn build(&self) -> Result<DynSource> {
+        Ok(Arc::new(PgSource::new(self.plan()?)))
+    }
+
+    pub(crate) fn plan(&self) -> Result<SourcePlan> {
+        let pg = parse_url(&self.url)?;
+        if self.query.is_some() && !self.tables.is_empty() {
+            return Err(Error::config("`query` and `tables` cannot both be given")
+                .with_hint("read either a list of tables or one query"));
+        }
+        if self.query.is_some() && self.split_column.is_some() {
+            return Err(Error::config("`split_column` does not apply to `query`")
+                .with_hint("a query is read as one split; remove split_column"));
+        }
+        if let Some(q) = &self.query
+            && q.trim().is_empty()
+        {
+            return Err(Error::config("`query` is empty").with_hint("give a SELECT statement"));
+        }
+        let incremental = match (self.read, &self.cursor_column) {
+            (ReadMode::Incremental, Some(c)) => Some((c.clone(), self.start_after.clone())),
+            (ReadMode::Incremental, None) => {
+                return Err(
+                    Error::config("read = \"incremental\" needs `cursor_column`")
+                        .with_hint("e.g. cursor_column = \"updated_at\""),
+                );
+            }
+            (ReadMode::Full, Some(_)) => {
+                return Err(
+                    Error::config("`cursor_column` needs read = \"incremental\"")
+                        .with_hint("add read = \"incremental\" or remove cursor_column"),
+                );
+            }
+            (ReadMode::Full, None) => {
+                if self.start_after.is_some() {
+                    return Err(Error::config("`start_after` needs read = \"incremental\"")
+                        .with_hint("add read = \"incremental\" and cursor_column"));
+                }
+                None
+            }
+        };
+        if self.chunk_rows == Some(0) || self.batch_size == Some(0) {
+            return Err(
+                Error::config("`chunk_rows` and `batch_size` must be at least 1")
+                    .with_hint("e.g. chunk_rows = 500000, batch_size = 8192"),
+            );
+        }
+        let tables = if self.tables.is_empty() && self.query.is_none() {
+            vec![TablePattern::parse("*")?]
+        } else {
+            self.tables.clone()
+        };
+        Ok(SourcePlan {
+            pg,
+            tables,
+            exclude: self.exclude.clone(),
+            query: self.query.clone(),
+            split_column: self.split_column.clone(),
+            chunk_rows: self.chunk_rows.unwrap_or(500_000),
+            batch_size: self.batch_size.unwrap_or(8192),
+            incremental,
+        })
+    }
+}
+
+/// Writes tables into PostgreSQL with binary COPY, one transaction per split.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// Server URL, e.g. `postgres://app@127.0.0.1:5432/warehouse`; may be `${env:PG_URL}`.
+    pub url: String,
+    /// Schema for target names without one, e.g. `"staging"`; default `"public"`.
+    #[serde(default)]
+    pub schema: Option<String>,
+}
+
+impl PostgresSinkConfig {
+    /// Validates the options (no I/O) and builds the sink.
+    pub fn build(&self, mode: WriteMode, create_tables: bool) -> Result<DynSink> {
+        let pg = parse_url(&self.url)?;
+        let schema = self.schema.clone().unwrap_or_else(|| "public".to_string());
+        if schema.is_empty() {
+            return Err(Error::config("`schema` is empty").with_hint("e.g. schema = \"public\""));
+        }
+        Ok(Arc::new(PgSink::new(pg, schema, mode, create_tables)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn src(v: serde_json::Value) -> Result<SourcePlan> {
+        serde_json::from_value::<PostgresSourceConfig>(v)
+            .unwrap()
+            .plan()
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let p =
+            src(json!({"url": "postgres://u@h:5432/db", "tables": ["public.*"], "chunk_rows": 10}))
+                .unwrap();
+        assert_eq!(p.chunk_rows, 10);
+        assert_eq!(p.batch_size, 8192);
+        let p = src(json!({"url": "postgres://u@h/db"})).unwrap();
+        assert_eq!(p.tables.len(), 1);
+    }
+
+    #[test]
+    fn bad_options_are_config_errors() {
+        for v in [
+            json!({"url": "mysql://u@h/db"}),
+            json!({"url": "postgres://u@h/db", "query": "select 1", "tables": ["a"]}),
+            json!({"url": "postgres://u@h/db", "read": "incremental"}),
+            json!({"url": "postgres://u@h/db", "cursor_column": "x"}),
+            json!({"url": "postgres://u@h/db", "batch_size": 0}),
+        ] {
+            let e = src(v.clone()).unwrap_err();
+            assert_eq!(e.kind(), sluice_core::ErrorKind::Config, "{v}");
+            assert!(e.hint().is_some());
+        }
+        assert!(
+            serde_json::from_value::<PostgresSourceConfig>(json!({"url": "x", "tabels": []}))
+                .is_err()
+        );
+    }
+}

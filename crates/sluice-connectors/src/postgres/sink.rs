@@ -1,0 +1,598 @@
+//! The PostgreSQL [`Sink`]: checks or creates tables, writes each split with binary COPY in
+//! one transaction, upserts through a temporary table, swaps overwrite stages in.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::SinkExt;
+use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::types::native_type;
+use sluice_core::{Error, LogicalType, Position, Result, Split, WriteMode};
+use tokio_postgres::{Client, Config, CopyInSink};
+use tracing::debug;
+
+use super::check::{self, Conn, PgColumn};
+use super::copy_encode::{self, Enc, HEADER, TRAILER};
+use super::error::pg_error;
+use super::types::{create_type, oid, quote_ident, quote_literal};
+
+/// PostgreSQL's identifier limit in bytes.
+const MAX_IDENT: usize = 63;
+const STAGE_SUFFIX: &str = "__sluice_stage";
+
+pub(crate) struct PgSink {
+    pg: Config,
+    schema: String,
+    mode: WriteMode,
+    create: bool,
+    targets: std::sync::Mutex<HashMap<sluice_core::TableId, Arc<Target>>>,
+}
+
+/// One prepared target table.
+struct Target {
+    /// `"schema"."table"` as written in messages.
+    display: String,
+    schema: String,
+    name: String,
+    /// Where COPY writes (the table, or its overwrite stage).
+    into: String,
+    cols: Vec<ColPlan>,
+    /// DDL of the temporary table (upsert, or columns PostgreSQL must cast from text).
+    temp: Option<String>,
+    /// `INSERT … SELECT` from the temporary table.
+    insert: Option<String>,
+}
+
+struct ColPlan {
+    quoted: String,
+    enc: Enc,
+}
+
+impl PgSink {
+    pub(crate) fn new(pg: Config, schema: String, mode: WriteMode, create: bool) -> Self {
+        PgSink {
+            pg,
+            schema,
+            mode,
+            create,
+            targets: Default::default(),
+        }
+    }
+
+    fn names(&self, t: &TablePlan) -> Result<(String, String)> {
+        match t.target.parts() {
+            [n] => Ok((self.schema.clone(), n.clone())),
+            [s, n] => Ok((s.clone(), n.clone())),
+            _ => Err(Error::config(format!(
+                "target table {} has more than two name parts",
+                t.target
+            ))
+            .with_hint("name targets schema.table (use table_map)")),
+        }
+    }
+
+    async fn prepare_one(&self, c: &Client, plan: &TablePlan) -> Result<Target> {
+        let (schema, name) = self.names(plan)?;
+        let q = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+        let display = sluice_core::TableId::new([schema.clone(), name.clone()]).to_string();
+        let fields = plan.schema.arrow.fields();
+        if self.mode == WriteMode::Upsert && plan.schema.primary_key.is_empty() {
+            return Err(Error::config(format!(
+                "write = \"upsert\" into {display} needs a primary key, and the source table has none"
+            ))
+            .with_hint("use write = \"append\" or \"overwrite\", or read a table with a primary key"));
+        }
+        let mut rel = check::find_relation(c, &schema, &name).await?;
+        if rel.is_none() {
+            if !self.create {
+                return Err(
+                    Error::schema(format!("target table {display} does not exist"))
+                        .with_hint("create it, or set create_tables = true in [sink]"),
+                );
+            }
+            let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(&schema));
+            let mut cols = Vec::new();
+            for f in fields {
+                if let (Some(("postgres", n)), LogicalType::Enum(labels)) =
+                    (native_type(f), LogicalType::of_field(f)?)
+                    && let Some(en) = n.strip_prefix("enum:")
+                {
+                    let en = sluice_core::TableId::parse(en)?;
+                    let labels: Vec<String> = labels.iter().map(|l| quote_literal(l)).collect();
+                    // Creates the enum in the target schema unless a type of that name exists.
+                    ddl.push_str(&format!(
+                        "DO $sluice$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n \
+                         ON n.oid = t.typnamespace WHERE n.nspname = {} AND t.typname = {}) THEN \
+                         CREATE TYPE {}.{} AS ENUM ({}); END IF; END $sluice$;\n",
+                        quote_literal(&schema),
+                        quote_literal(en.name()),
+                        quote_ident(&schema),
+                        quote_ident(en.name()),
+                        labels.join(", ")
+                    ));
+                }
+                let ty =
+                    create_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
+                let nn = if f.is_nullable() { "" } else { " NOT NULL" };
+                cols.push(format!("{} {ty}{nn}", quote_ident(f.name())));
+            }
+            if !plan.schema.primary_key.is_empty() {
+                let pk: Vec<String> = plan
+                    .schema
+                    .primary_key
+                    .iter()
+                    .map(|k| quote_ident(k))
+                    .collect();
+                cols.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+            }
+            ddl.push_str(&format!("CREATE TABLE {q} ({})", cols.join(", ")));
+            let shown = &display;
+            debug!(table = %shown, ddl = %ddl, "Creating table.");
+            c.batch_execute(&ddl)
+                .await
+                .map_err(|e| pg_error(e, format!("creating table {display}")))?;
+            rel = check::find_relation(c, &schema, &name).await?;
+        }
+        let rel = rel.ok_or_else(|| Error::internal(format!("table {display} vanished")))?;
+        let tcols = check::columns(c, rel).await?;
+        let mut cols = Vec::new();
+        let mut casts: Vec<Option<&PgColumn>> = Vec::new();
+        for f in fields {
+            let Some(tc) = tcols.iter().find(|t| t.name == *f.name()) else {
+                let names: Vec<String> = tcols.iter().map(|t| t.name.clone()).collect();
+                return Err(Error::schema(format!(
+                    "table {display}: source column {:?} is missing in the target (it has: {})",
+                    f.name(),
+                    names.join(", ")
+                ))
+                .with_hint(
+                    "add the column to the target, or drop/rename it with a [[transform]]",
+                ));
+            };
+            let lt = LogicalType::of_field(f)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|_| f.data_type().to_string());
+            match copy_encode::plan(f.data_type(), &tc.ty) {
+                Some(enc) => {
+                    cols.push(ColPlan {
+                        quoted: quote_ident(&tc.name),
+                        enc,
+                    });
+                    casts.push(None);
+                }
+                None if text_castable(f.data_type(), native_type(f), tc) => {
+                    let enc = match copy_encode::normalized(f.data_type()) {
+                        DataType::List(_) => Enc::List(oid::TEXT, Box::new(Enc::Text)),
+                        _ => Enc::Text,
+                    };
+                    cols.push(ColPlan {
+                        quoted: quote_ident(&tc.name),
+                        enc,
+                    });
+                    casts.push(Some(tc));
+                }
+                None => {
+                    return Err(Error::schema(format!(
+                        "table {display}, column {:?}: the target type {} cannot hold the source type {lt}",
+                        f.name(),
+                        tc.declared
+                    ))
+                    .with_hint(format!(
+                        "change the target column's type (e.g. to {}), or add a [[transform]] type = \"cast\" to a type it can hold (e.g. text)",
+                        create_type(f, &schema).unwrap_or_else(|_| "text".into())
+                    )));
+                }
+            }
+        }
+        if self.mode == WriteMode::Upsert {
+            let keys = check::unique_keys(c, rel, false).await?;
+            let mut want = plan.schema.primary_key.clone();
+            want.sort();
+            if !keys.iter().any(|k| {
+                let mut k = k.clone();
+                k.sort();
+                k == want
+            }) {
+                return Err(Error::schema(format!(
+                    "table {display} has no primary key or unique index on ({}) for upsert",
+                    plan.schema.primary_key.join(", ")
+                ))
+                .with_hint(
+                    "add a PRIMARY KEY or UNIQUE constraint on those columns in the target",
+                ));
+            }
+        }
+        let mut into = q.clone();
+        if self.mode == WriteMode::Overwrite {
+            let stage = quote_ident(&stage_name(&name));
+            let sq = format!("{}.{stage}", quote_ident(&schema));
+            c.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {sq}; CREATE TABLE {sq} (LIKE {q} INCLUDING ALL)"
+            ))
+            .await
+            .map_err(|e| pg_error(e, format!("creating the overwrite stage of {display}")))?;
+            into = sq;
+        }
+        let staged = self.mode == WriteMode::Upsert || casts.iter().any(Option::is_some);
+        let (temp, insert) = if staged {
+            let mut defs = Vec::new();
+            let mut sel = Vec::new();
+            for (cp, (cast, f)) in cols.iter().zip(casts.iter().zip(fields.iter())) {
+                let tc = tcols
+                    .iter()
+                    .find(|t| t.name == *f.name())
+                    .expect("checked above");
+                match cast {
+                    Some(tc) => {
+                        let tt = if matches!(cp.enc, Enc::List(..)) {
+                            "text[]"
+                        } else {
+                            "text"
+                        };
+                        defs.push(format!("{} {tt}", cp.quoted));
+                        sel.push(format!("{}::{}", cp.quoted, tc.declared));
+                    }
+                    None => {
+                        defs.push(format!("{} {}", cp.quoted, tc.ty.format));
+                        sel.push(cp.quoted.clone());
+                    }
+                }
+            }
+            let names: Vec<&str> = cols.iter().map(|c| c.quoted.as_str()).collect();
+            let mut ins = format!(
+                "INSERT INTO {into} ({}) SELECT {} FROM pg_temp.sluice_tmp",
+                names.join(", "),
+                sel.join(", ")
+            );
+            if self.mode == WriteMode::Upsert {
+                let pk: Vec<String> = plan
+                    .schema
+                    .primary_key
+                    .iter()
+                    .map(|k| quote_ident(k))
+                    .collect();
+                let set: Vec<String> = cols
+                    .iter()
+                    .filter(|c| !pk.contains(&c.quoted))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", c.quoted))
+                    .collect();
+                if set.is_empty() {
+                    ins.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", pk.join(", ")));
+                } else {
+                    ins.push_str(&format!(
+                        " ON CONFLICT ({}) DO UPDATE SET {}",
+                        pk.join(", "),
+                        set.join(", ")
+                    ));
+                }
+            }
+            (
+                Some(format!(
+                    "CREATE TEMP TABLE sluice_tmp ({}) ON COMMIT DROP",
+                    defs.join(", ")
+                )),
+                Some(ins),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Target {
+            display,
+            schema,
+            name,
+            into,
+            cols,
+            temp,
+            insert,
+        })
+    }
+}
+
+/// Whether a column without a binary path may be written as text and cast by PostgreSQL:
+/// the source is text, and either it came from a PostgreSQL column of the same type or the
+/// target is a type that takes text input (money, inet, xml, extension and user types).
+fn text_castable(dt: &DataType, native: Option<(&str, &str)>, tc: &PgColumn) -> bool {
+    let dt = copy_encode::normalized(dt);
+    let is_text = match &dt {
+        DataType::Utf8 => true,
+        DataType::List(f) => {
+            copy_encode::normalized(f.data_type()) == DataType::Utf8 && tc.ty.elem.is_some()
+        }
+        _ => false,
+    };
+    if !is_text {
+        return false;
+    }
+    if let Some(("postgres", n)) = native
+        && (n == tc.declared || n == tc.ty.format)
+    {
+        return true;
+    }
+    let t = tc.ty.elem.as_deref().unwrap_or(&tc.ty);
+    let binary_known = matches!(
+        t.oid,
+        oid::BOOL
+            | oid::INT2
+            | oid::INT4
+            | oid::INT8
+            | oid::FLOAT4
+            | oid::FLOAT8
+            | oid::DATE
+            | oid::TIME
+            | oid::TIMESTAMP
+            | oid::TIMESTAMPTZ
+            | oid::INTERVAL
+            | oid::BYTEA
+    );
+    !binary_known
+}
+
+/// `<name>__sluice_stage`, shortened to PostgreSQL's identifier limit.
+fn stage_name(name: &str) -> String {
+    let mut base = name.to_string();
+    while base.len() + STAGE_SUFFIX.len() > MAX_IDENT {
+        base.pop();
+    }
+    format!("{base}{STAGE_SUFFIX}")
+}
+
+#[async_trait]
+impl Sink for PgSink {
+    async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
+        let conn = check::connect(&self.pg, "sink").await?;
+        let mut map = HashMap::new();
+        for t in tables {
+            let target = self.prepare_one(&conn.client, t).await?;
+            map.insert(t.target.clone(), Arc::new(target));
+        }
+        *self
+            .targets
+            .lock()
+            .map_err(|_| Error::internal("target map poisoned"))? = map;
+        Ok(())
+    }
+
+    fn target_types(&self, table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
+        let (schema, _) = self.names(table)?;
+        let mut out = Vec::new();
+        for f in table.schema.arrow.fields() {
+            let t = create_type(f, &schema)
+                .map_err(|e| e.context(format!("table {}", table.target)))?;
+            out.push((f.name().clone(), t));
+        }
+        Ok(Some(out))
+    }
+
+    async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
+        let target = self
+            .targets
+            .lock()
+            .map_err(|_| Error::internal("target map poisoned"))?
+            .get(&table.target)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {} was not prepared", table.target)))?;
+        let ctx = format!("writing {} (split {})", target.display, split.id);
+        let conn = check::connect(&self.pg, &ctx).await?;
+        Ok(Box::new(PgWriter {
+            conn: Some(conn),
+            target,
+            copy: None,
+            ctx,
+            buf: BytesMut::new(),
+        }))
+    }
+
+    async fn finish_table(&self, table: &TablePlan) -> Result<()> {
+        if self.mode != WriteMode::Overwrite {
+            return Ok(());
+        }
+        let target = self
+            .targets
+            .lock()
+            .map_err(|_| Error::internal("target map poisoned"))?
+            .get(&table.target)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {} was not prepared", table.target)))?;
+        let conn = check::connect(&self.pg, "sink").await?;
+        // Idempotent: a stage that is gone was swapped in by an earlier call.
+        if check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        swap_in(&conn.client, &target).await
+    }
+}
+
+/// Replaces the target with its stage in one transaction: readers see the old table until
+/// the commit, then the new one. Serial sequences move to the stage first; the stage's
+/// indexes (and the constraints they back) take the target's name prefix.
+async fn swap_in(c: &Client, t: &Target) -> Result<()> {
+    let s = quote_ident(&t.schema);
+    let stage = stage_name(&t.name);
+    let err = |e| {
+        pg_error(
+            e,
+            format!("swapping the overwrite stage into {}", t.display),
+        )
+    };
+    c.batch_execute("BEGIN").await.map_err(err)?;
+    let seqs = c
+        .query(
+            "SELECT s.oid::regclass::text, a.attname::text FROM pg_depend d \
+             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE d.refobjid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND d.deptype = 'a'",
+            &[&t.schema, &t.name],
+        )
+        .await
+        .map_err(err)?;
+    let mut sql = String::new();
+    for r in &seqs {
+        let (seq, col): (String, String) = (r.get(0), r.get(1));
+        sql.push_str(&format!(
+            "ALTER SEQUENCE {seq} OWNED BY {s}.{}.{};\n",
+            quote_ident(&stage),
+            quote_ident(&col)
+        ));
+    }
+    sql.push_str(&format!(
+        "DROP TABLE {s}.{}; ALTER TABLE {s}.{} RENAME TO {};",
+        quote_ident(&t.name),
+        quote_ident(&stage),
+        quote_ident(&t.name)
+    ));
+    if let Err(e) = c.batch_execute(&sql).await {
+        let _ = c.batch_execute("ROLLBACK").await;
+        return Err(pg_error(
+            e,
+            format!("swapping the overwrite stage into {}", t.display),
+        )
+        .with_hint(
+            "objects depending on the target (views, foreign keys) block the swap; drop them or \
+             use write = \"append\"",
+        ));
+    }
+    let idx = c
+        .query(
+            "SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass",
+            &[&t.schema, &t.name],
+        )
+        .await
+        .map_err(err)?;
+    let mut sql = String::new();
+    for r in &idx {
+        let old: String = r.get(0);
+        if let Some(rest) = old.strip_prefix(&stage) {
+            let new = format!("{}{rest}", t.name);
+            if new.len() <= MAX_IDENT {
+                sql.push_str(&format!(
+                    "ALTER INDEX {s}.{} RENAME TO {};\n",
+                    quote_ident(&old),
+                    quote_ident(&new)
+                ));
+            }
+        }
+    }
+    sql.push_str("COMMIT");
+    c.batch_execute(&sql).await.map_err(err)?;
+    Ok(())
+}
+
+struct PgWriter {
+    conn: Option<Conn>,
+    target: Arc<Target>,
+    copy: Option<Pin<Box<CopyInSink<Bytes>>>>,
+    ctx: String,
+    buf: BytesMut,
+}
+
+impl PgWriter {
+    fn client(&self) -> Result<&Client> {
+        self.conn
+            .as_ref()
+            .map(|c| &c.client)
+            .ok_or_else(|| Error::internal("writer used after abort"))
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let t = self.target.clone();
+        let c = self.client()?;
+        let mut sql = "BEGIN".to_string();
+        if let Some(temp) = &t.temp {
+            sql.push_str(&format!("; {temp}"));
+        }
+        c.batch_execute(&sql)
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        let into = if t.temp.is_some() {
+            "pg_temp.sluice_tmp"
+        } else {
+            t.into.as_str()
+        };
+        let cols: Vec<&str> = t.cols.iter().map(|c| c.quoted.as_str()).collect();
+        let copy = format!(
+            "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+            cols.join(", ")
+        );
+        let sink = c
+            .copy_in::<_, Bytes>(copy.as_str())
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        self.copy = Some(Box::pin(sink));
+        self.buf.extend_from_slice(HEADER);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SinkWriter for PgWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if self.copy.is_none() {
+            self.start().await?;
+        }
+        let encs: Vec<Enc> = self.target.cols.iter().map(|c| c.enc.clone()).collect();
+        copy_encode::encode_batch(&batch, &encs, &mut self.buf).map_err(|e| {
+            Error::data(format!(
+                "{}: row {} of the batch, column {:?}: {}",
+                self.ctx,
+                e.row + 1,
+                batch.schema().field(e.column).name(),
+                e.message
+            ))
+            .with_hint("add a [[transform]] type = \"cast\", or change the target column's type")
+        })?;
+        let data = self.buf.split().freeze();
+        let sink = self.copy.as_mut().expect("started above");
+        sink.send(data).await.map_err(|e| pg_error(e, &self.ctx))
+    }
+
+    async fn commit(&mut self, _position: &Position) -> Result<()> {
+        // Invariant: the engine records `position` only after this COMMIT returned.
+        let Some(mut sink) = self.copy.take() else {
+            return Ok(());
+        };
+        sink.send(Bytes::from_static(TRAILER))
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        let c = self.client()?;
+        if let Some(ins) = &self.target.insert {
+            c.batch_execute(ins)
+                .await
+                .map_err(|e| pg_error(e, &self.ctx))?;
+        }
+        c.batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        Ok(())
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        let mid_copy = self.copy.take().is_some();
+        if let Some(conn) = self.conn.take() {
+            if !mid_copy {
+                // Outside a COPY a ROLLBACK is quick; mid-COPY the connection is dropped and
+                // the server rolls back when it notices.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    conn.client.batch_execute("ROLLBACK"),
+                )
+                .await;
+            }
+            drop(conn);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,673 @@
+//! The PostgreSQL [`Source`]: one snapshot, split by key or page ranges, read with binary COPY.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sluice_core::config::suggestion;
+use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
+use sluice_core::types::with_native_type;
+use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId, TableSchema};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+use tracing::debug;
+
+use super::check::{self, Conn, PgColumn, PgRelation};
+use super::config::SourcePlan;
+use super::copy_decode::CopyDecoder;
+use super::error::pg_error;
+use super::types::{Dec, PgType, oid, quote_ident, quote_literal, read_mapping};
+
+/// The alias of the table in every reading query, so ORDER BY names input columns.
+const ALIAS: &str = "sluice_src";
+
+/// The coordinator: holds the exported snapshot open until `close`.
+struct Coordinator {
+    conn: Conn,
+    snapshot: String,
+}
+
+/// How a table is divided.
+#[derive(Debug, Clone)]
+enum SplitBy {
+    /// An integer column (quoted).
+    Key(String),
+    /// Physical page ranges.
+    Ctid,
+    /// One split (views, queries).
+    Whole,
+    /// One split in (cursor, key) order.
+    Incremental {
+        cursor: String,
+        cursor_type: String,
+        key: Vec<(String, String)>,
+    },
+}
+
+/// What `read` needs to know about a table.
+struct TableInfo {
+    oid: Option<u32>,
+    schema: SchemaRef,
+    from: String,
+    select: String,
+    decs: Vec<Dec>,
+    split_by: SplitBy,
+    reltuples: f64,
+}
+
+pub(crate) struct PgSource {
+    plan: SourcePlan,
+    coord: Mutex<Option<Coordinator>>,
+    tables: std::sync::Mutex<HashMap<TableId, Arc<TableInfo>>>,
+}
+
+impl PgSource {
+    pub(crate) fn new(plan: SourcePlan) -> Self {
+        PgSource {
+            plan,
+            coord: Mutex::new(None),
+            tables: Default::default(),
+        }
+    }
+
+    fn info(&self, id: &TableId) -> Result<Arc<TableInfo>> {
+        let map = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("table map poisoned"))?;
+        map.get(id)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {id} was not listed by tables()")))
+    }
+
+    fn build_table(
+        &self,
+        id: &TableId,
+        cols: &[PgColumn],
+        pk: Vec<String>,
+        rel: Option<&PgRelation>,
+    ) -> Result<(SourceTable, TableInfo)> {
+        let mut fields = Vec::with_capacity(cols.len());
+        let mut decs = Vec::with_capacity(cols.len());
+        let mut select = Vec::with_capacity(cols.len());
+        for c in cols {
+            let m = read_mapping(&c.ty);
+            let mut f = m.logical.field(&c.name, !c.not_null);
+            if let Some(n) = &m.native {
+                f = with_native_type(f, "postgres", n);
+            }
+            fields.push(f);
+            decs.push(m.dec);
+            select.push(match m.cast {
+                Some(t) => format!("{}::{t}", quote_ident(&c.name)),
+                None => quote_ident(&c.name),
+            });
+        }
+        let find = |name: &str, what: &str| -> Result<&PgColumn> {
+            cols.iter().find(|c| c.name == name).ok_or_else(|| {
+                let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+                let mut e = Error::config(format!("{what} {name:?} is not a column of table {id}"));
+                if let Some(h) = suggestion(name, &names, "columns") {
+                    e = e.with_hint(h);
+                }
+                e
+            })
+        };
+        let is_int = |c: &PgColumn| {
+            matches!(c.ty.oid, oid::INT2 | oid::INT4 | oid::INT8) && c.ty.elem.is_none()
+        };
+        let split_by = if let Some((cursor, _)) = &self.plan.incremental {
+            let c = find(cursor, "cursor_column")?;
+            let key = pk
+                .iter()
+                .map(|k| find(k, "key").map(|c| (quote_ident(&c.name), c.declared.clone())))
+                .collect::<Result<Vec<_>>>()?;
+            SplitBy::Incremental {
+                cursor: quote_ident(&c.name),
+                cursor_type: c.declared.clone(),
+                key,
+            }
+        } else if let Some(sc) = &self.plan.split_column {
+            let c = find(sc, "split_column")?;
+            if !is_int(c) {
+                return Err(Error::config(format!(
+                    "split_column {sc:?} of table {id} has type {}, not an integer type",
+                    c.ty.format
+                ))
+                .with_hint("choose a smallint, integer or bigint column, or remove split_column to split by pages"));
+            }
+            SplitBy::Key(quote_ident(sc))
+        } else if pk.len() == 1 && cols.iter().any(|c| c.name == pk[0] && is_int(c)) {
+            SplitBy::Key(quote_ident(&pk[0]))
+        } else if rel.is_some_and(|r| matches!(r.kind, 'r' | 'm')) {
+            SplitBy::Ctid
+        } else {
+            SplitBy::Whole
+        };
+        let arrow: SchemaRef = Arc::new(Schema::new(fields));
+        let schema = TableSchema {
+            id: id.clone(),
+            arrow: arrow.clone(),
+            primary_key: pk,
+        };
+        let reltuples = rel.map_or(-1.0, |r| r.reltuples);
+        let st = SourceTable {
+            schema,
+            estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
+            estimated_bytes: None,
+        };
+        let from = match rel {
+            Some(_) => format!(
+                "{} AS {ALIAS}",
+                id.parts()
+                    .iter()
+                    .map(|p| quote_ident(p))
+                    .collect::<Vec<_>>()
+                    .join(".")
+            ),
+            None => format!(
+                "({}) AS {ALIAS}",
+                self.plan.query.as_deref().unwrap_or_default()
+            ),
+        };
+        let select = if select.is_empty() {
+            String::new()
+        } else {
+            select.join(", ")
+        };
+        let info = TableInfo {
+            oid: rel.map(|r| r.oid),
+            schema: arrow,
+            from,
+            select,
+            decs,
+            split_by,
+            reltuples,
+        };
+        Ok((st, info))
+    }
+
+    async fn coordinator(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Coordinator>>> {
+        let mut g = self.coord.lock().await;
+        if g.is_none() {
+            let conn = check::connect(&self.plan.pg, "source").await?;
+            conn.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| pg_error(e, "source: starting the snapshot transaction"))?;
+            let snapshot: String = conn
+                .client
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(|e| pg_error(e, "source: exporting the snapshot"))?
+                .get(0);
+            debug!(snapshot = %snapshot, "Exported snapshot.");
+            *g = Some(Coordinator { conn, snapshot });
+        }
+        Ok(g)
+    }
+
+    async fn query_table(&self, c: &Client) -> Result<(SourceTable, TableInfo)> {
+        let q = self.plan.query.as_deref().unwrap_or_default();
+        let stmt = c
+            .prepare(q)
+            .await
+            .map_err(|e| pg_error(e, "source: preparing `query`"))?;
+        let keys: Vec<(u32, i32)> = stmt
+            .columns()
+            .iter()
+            .map(|c| (c.type_().oid(), -1))
+            .collect();
+        let types: Vec<PgType> = check::resolve_types(c, &keys).await?;
+        let cols: Vec<PgColumn> = stmt
+            .columns()
+            .iter()
+            .zip(types)
+            .map(|(col, ty)| PgColumn {
+                name: col.name().to_string(),
+                declared: ty.format.clone(),
+                ty,
+                not_null: false,
+            })
+            .collect();
+        self.build_table(&TableId::new(["query"]), &cols, Vec::new(), None)
+    }
+}
+
+#[async_trait]
+impl Source for PgSource {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        let guard = self.coordinator().await?;
+        let c = &guard.as_ref().expect("coordinator set").conn.client;
+        let mut out = Vec::new();
+        let mut infos = HashMap::new();
+        if self.plan.query.is_some() {
+            let (st, info) = self.query_table(c).await?;
+            infos.insert(st.schema.id.clone(), Arc::new(info));
+            out.push(st);
+        } else {
+            let rels = check::list_relations(c).await?;
+            for p in &self.plan.tables {
+                if !p.is_glob() && !rels.iter().any(|r| p.matches(&r.id)) {
+                    // Suggest names written like the pattern: bare if it has no schema.
+                    let bare = TableId::parse(&p.to_string()).is_ok_and(|t| t.parts().len() == 1);
+                    let names: Vec<String> = rels
+                        .iter()
+                        .map(|r| {
+                            if bare {
+                                TableId::new([r.id.name()]).to_string()
+                            } else {
+                                r.id.to_string()
+                            }
+                        })
+                        .collect();
+                    let mut e =
+                        Error::config(format!("table {p} not found in the source database"));
+                    if let Some(h) = suggestion(&p.to_string(), &names, "tables") {
+                        e = e.with_hint(h);
+                    }
+                    return Err(e);
+                }
+            }
+            for r in &rels {
+                let wanted = self
+                    .plan
+                    .tables
+                    .iter()
+                    .any(|p| p.matches(&r.id) && (!p.is_glob() || matches!(r.kind, 'r' | 'p')));
+                if !wanted || self.plan.exclude.iter().any(|p| p.matches(&r.id)) {
+                    continue;
+                }
+                let cols = check::columns(c, r.oid).await?;
+                let pk = check::unique_keys(c, r.oid, true)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                let (st, info) = self
+                    .build_table(&r.id, &cols, pk, Some(r))
+                    .map_err(|e| e.context(format!("table {}", r.id)))?;
+                infos.insert(r.id.clone(), Arc::new(info));
+                out.push(st);
+            }
+            if out.is_empty() {
+                let pats: Vec<String> = self.plan.tables.iter().map(|p| p.to_string()).collect();
+                return Err(Error::config(format!(
+                    "no table of the source database matches {}",
+                    pats.join(", ")
+                ))
+                .with_hint(
+                    "check `tables` and `exclude`; globs match tables, views must be named",
+                ));
+            }
+        }
+        *self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("table map poisoned"))? = infos;
+        Ok(out)
+    }
+
+    async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>> {
+        let id = &table.schema.id;
+        let info = self.info(id)?;
+        let guard = self.coordinator().await?;
+        let c = &guard.as_ref().expect("coordinator set").conn.client;
+        let chunk = self.plan.chunk_rows as f64;
+        let split = |index: usize, est: Option<u64>, detail: Value| Split {
+            id: format!("{id}#{index}"),
+            table: id.clone(),
+            index,
+            estimated_rows: est,
+            estimated_bytes: None,
+            detail,
+        };
+        let est_total = (info.reltuples >= 0.0).then_some(info.reltuples as u64);
+        match &info.split_by {
+            SplitBy::Whole | SplitBy::Incremental { .. } => {
+                Ok(vec![split(0, est_total, json!({"kind": "all"}))])
+            }
+            SplitBy::Key(k) => {
+                let row = c
+                    .query_one(
+                        &format!("SELECT min({k})::int8, max({k})::int8 FROM {}", info.from),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| pg_error(e, format!("table {id}: reading key bounds")))?;
+                let (Some(lo), Some(hi)) =
+                    (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+                else {
+                    return Ok(vec![split(
+                        0,
+                        Some(0),
+                        json!({"kind": "key", "lo": null, "hi": null}),
+                    )]);
+                };
+                let span = (hi as i128 - lo as i128 + 1) as f64;
+                let est = if info.reltuples >= 0.0 {
+                    info.reltuples
+                } else {
+                    span
+                };
+                let n = ((est / chunk).ceil() as u64)
+                    .clamp(1, span as u64)
+                    .min(100_000);
+                let width = (span / n as f64).ceil() as i128;
+                let per = (est / n as f64).ceil() as u64;
+                Ok((0..n as usize)
+                    .map(|i| {
+                        let b = |j: usize| (lo as i128 + j as i128 * width) as i64;
+                        let lo_v = if i == 0 { Value::Null } else { json!(b(i)) };
+                        let hi_v = if i + 1 == n as usize {
+                            Value::Null
+                        } else {
+                            json!(b(i + 1))
+                        };
+                        split(i, Some(per), json!({"kind": "key", "lo": lo_v, "hi": hi_v}))
+                    })
+                    .collect())
+            }
+            SplitBy::Ctid => {
+                let pages: i64 = c
+                    .query_one(
+                        "SELECT (pg_relation_size($1::int8::oid) / current_setting('block_size')::int8)::int8",
+                        &[&(info.oid.unwrap_or(0) as i64)],
+                    )
+                    .await
+                    .map_err(|e| pg_error(e, format!("table {id}: reading its size")))?
+                    .get(0);
+                let per_page = if info.reltuples > 0.0 && pages > 0 {
+                    (info.reltuples / pages as f64).max(1.0)
+                } else {
+                    60.0
+                };
+                let pages_per = ((chunk / per_page).ceil() as i64).max(1);
+                let n = ((pages + pages_per - 1) / pages_per).max(1) as usize;
+                let per = (per_page * pages_per as f64) as u64;
+                Ok((0..n)
+                    .map(|i| {
+                        let lo_v = if i == 0 {
+                            Value::Null
+                        } else {
+                            json!(i as i64 * pages_per)
+                        };
+                        let hi_v = if i + 1 == n {
+                            Value::Null
+                        } else {
+                            json!((i as i64 + 1) * pages_per)
+                        };
+                        split(
+                            i,
+                            Some(per),
+                            json!({"kind": "ctid", "lo": lo_v, "hi": hi_v}),
+                        )
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        let ctx = format!("table {}, split {}", split.table, split.index);
+        let r = self.read_split(&split, resume, &out).await;
+        match r {
+            Err(e) if e.kind() == ErrorKind::Stopped => Ok(()),
+            Err(e) => Err(e.context(ctx)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Ends the snapshot transaction: dropping the connection rolls the read-only
+        // transaction back.
+        self.coord.lock().await.take();
+        Ok(())
+    }
+}
+
+impl PgSource {
+    /// The `COPY (SELECT …)` for a split, and how many trailing position fields it has.
+    fn copy_sql(
+        &self,
+        info: &TableInfo,
+        split: &Split,
+        resume: Option<&Value>,
+    ) -> Result<(String, usize)> {
+        let d = &split.detail;
+        let mut conds: Vec<String> = Vec::new();
+        let mut extra: Vec<String> = Vec::new();
+        let mut order = String::new();
+        let mut offset = String::new();
+        match (&info.split_by, d["kind"].as_str()) {
+            (SplitBy::Key(k), Some("key")) => {
+                extra.push(format!("{k}::text"));
+                let last = resume
+                    .and_then(|v| v.get("last_key"))
+                    .and_then(Value::as_i64);
+                match (d["lo"].as_i64(), last) {
+                    (_, Some(l)) => conds.push(format!("{k} > {l}")),
+                    (Some(lo), None) => conds.push(format!("{k} >= {lo}")),
+                    (None, None) => {}
+                }
+                if let Some(hi) = d["hi"].as_i64() {
+                    // Rows with a NULL split key are read by the first split.
+                    if d["lo"].is_null() && last.is_none() {
+                        conds.push(format!("({k} < {hi} OR {k} IS NULL)"));
+                    } else {
+                        conds.push(format!("{k} < {hi}"));
+                    }
+                }
+                order = format!(" ORDER BY {ALIAS}.{k} NULLS FIRST");
+            }
+            (SplitBy::Ctid, Some("ctid")) => {
+                if let Some(lo) = d["lo"].as_i64() {
+                    conds.push(format!("ctid >= '({lo},0)'::tid"));
+                }
+                if let Some(hi) = d["hi"].as_i64() {
+                    conds.push(format!("ctid < '({hi},0)'::tid"));
+                }
+            }
+            (
+                SplitBy::Incremental {
+                    cursor,
+                    cursor_type,
+                    key,
+                },
+                _,
+            ) => {
+                extra.push(format!("{cursor}::text"));
+                extra.extend(key.iter().map(|(k, _)| format!("{k}::text")));
+                let res_cursor = resume.and_then(|v| v.get("cursor")).and_then(Value::as_str);
+                let res_key: Option<Vec<String>> = resume
+                    .and_then(|v| v.get("key"))
+                    .and_then(|k| serde_json::from_value(k.clone()).ok());
+                match (res_cursor, res_key) {
+                    (Some(c), Some(ks)) if ks.len() == key.len() && !key.is_empty() => {
+                        let mut l = vec![format!("{}::{cursor_type}", quote_literal(c))];
+                        l.extend(
+                            ks.iter()
+                                .zip(key)
+                                .map(|(v, (_, t))| format!("{}::{t}", quote_literal(v))),
+                        );
+                        let mut r = vec![cursor.clone()];
+                        r.extend(key.iter().map(|(k, _)| k.clone()));
+                        conds.push(format!("({}) > ({})", r.join(", "), l.join(", ")));
+                    }
+                    // Without a key, ties at the resume point are read again (at-least-once).
+                    (Some(c), _) => {
+                        conds.push(format!("{cursor} >= {}::{cursor_type}", quote_literal(c)))
+                    }
+                    (None, _) => {
+                        if let Some((_, Some(sa))) = &self.plan.incremental {
+                            conds.push(format!("{cursor} > {}::{cursor_type}", quote_literal(sa)));
+                        }
+                    }
+                }
+                conds.push(format!("{cursor} IS NOT NULL"));
+                let mut o = vec![format!("{ALIAS}.{cursor}")];
+                o.extend(key.iter().map(|(k, _)| format!("{ALIAS}.{k}")));
+                order = format!(" ORDER BY {}", o.join(", "));
+            }
+            _ => {
+                // Ctid splits and whole reads restart from the beginning of the split unless
+                // a row count says how far the previous attempt got.
+                if let Some(n) = resume.and_then(|v| v.get("rows")).and_then(Value::as_u64)
+                    && matches!(info.split_by, SplitBy::Whole)
+                {
+                    offset = format!(" OFFSET {n}");
+                }
+            }
+        }
+        let mut cols = info.select.clone();
+        for (i, e) in extra.iter().enumerate() {
+            if !cols.is_empty() {
+                cols.push_str(", ");
+            }
+            cols.push_str(&format!("{e} AS sluice_pos_{i}"));
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        Ok((
+            format!(
+                "COPY (SELECT {cols} FROM {}{where_}{order}{offset}) TO STDOUT (FORMAT binary)",
+                info.from
+            ),
+            extra.len(),
+        ))
+    }
+
+    async fn read_split(
+        &self,
+        split: &Split,
+        resume: Option<Position>,
+        out: &BatchSender,
+    ) -> Result<()> {
+        let info = self.info(&split.table)?;
+        let snapshot = self.coord.lock().await.as_ref().map(|c| c.snapshot.clone());
+        let conn = check::connect(&self.plan.pg, "source").await?;
+        let mut begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string();
+        if let Some(s) = &snapshot {
+            begin.push_str(&format!("; SET TRANSACTION SNAPSHOT {}", quote_literal(s)));
+        }
+        conn.client
+            .batch_execute(&begin)
+            .await
+            .map_err(|e| pg_error(e, "joining the snapshot"))?;
+        let (sql, extra) = self.copy_sql(&info, split, resume.as_ref().map(|p| &p.value))?;
+        debug!(split = %split.id, sql = %sql, "Reading split.");
+        let stop = out.stop_token().clone();
+        let stream = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(()),
+            s = conn.client.copy_out(sql.as_str()) => s.map_err(|e| pg_error(e, "starting COPY"))?,
+        };
+        futures::pin_mut!(stream);
+        let batch_size = self.plan.batch_size;
+        let mut dec = CopyDecoder::new(info.schema.clone(), &info.decs, extra);
+        let base_rows = resume
+            .as_ref()
+            .and_then(|p| p.value.get("rows"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut bytes = 0u64;
+        let decode_err = |e: super::copy_decode::DecodeError| {
+            let col = e
+                .column
+                .map(|c| format!(", column {:?}", info.schema.field(c).name()))
+                .unwrap_or_default();
+            Error::data(format!(
+                "row {} of the split{col}: {}",
+                base_rows + e.row + 1,
+                e.message
+            ))
+            .with_hint(
+                "read the column as text (a `query` with col::text) or fix the value in the source",
+            )
+        };
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    // Stop promptly: cancel the server side and drop the stream.
+                    let token = conn.client.cancel_token();
+                    tokio::spawn(async move { let _ = token.cancel_query(NoTls).await; });
+                    return Ok(());
+                }
+                c = stream.next() => c,
+            };
+            let Some(chunk) = chunk else { break };
+            let chunk = chunk.map_err(|e| pg_error(e, "reading COPY data"))?;
+            bytes += chunk.len() as u64;
+            dec.feed(&chunk, batch_size).map_err(decode_err)?;
+            while dec.pending() >= batch_size {
+                if !self
+                    .emit(&mut dec, &info, split, base_rows, &mut bytes, out)
+                    .await?
+                {
+                    return Ok(());
+                }
+                dec.feed(&[], batch_size).map_err(decode_err)?;
+            }
+        }
+        while dec.pending() > 0 {
+            if !self
+                .emit(&mut dec, &info, split, base_rows, &mut bytes, out)
+                .await?
+            {
+                return Ok(());
+            }
+            dec.feed(&[], batch_size).map_err(decode_err)?;
+        }
+        if !dec.is_finished() {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                "the COPY stream ended without its trailer",
+            )
+            .with_hint("the connection was interrupted; run the job again"));
+        }
+        Ok(())
+    }
+
+    /// Sends the pending rows; `Ok(false)` when the job is stopping.
+    async fn emit(
+        &self,
+        dec: &mut CopyDecoder,
+        info: &TableInfo,
+        split: &Split,
+        base_rows: u64,
+        bytes: &mut u64,
+        out: &BatchSender,
+    ) -> Result<bool> {
+        let Some(data) = dec.take_batch()? else {
+            return Ok(true);
+        };
+        let rows = base_rows + dec.rows;
+        let ex = dec.last_extra();
+        let value = match &info.split_by {
+            SplitBy::Key(_) => {
+                json!({"last_key": ex.first().cloned().flatten().and_then(|s| s.parse::<i64>().ok()), "rows": rows})
+            }
+            SplitBy::Incremental { .. } => {
+                json!({"cursor": ex.first().cloned().flatten(), "key": ex[1..].to_vec(), "rows": rows})
+            }
+            _ => json!({"rows": rows}),
+        };
+        let batch = SourceBatch {
+            data,
+            position: Position::new(split.id.clone(), value),
+            bytes: std::mem::take(bytes),
+        };
+        match out.send(batch).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::Stopped => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
