@@ -108,7 +108,9 @@ impl JobFile {
             return Err(doc.error_at(
                 "job.mode",
                 format!("source type `{}` cannot stream", self.source.type_name()),
-                Some("use mode = \"batch\"; streaming needs a change-capture or queue source".into()),
+                Some(
+                    "use mode = \"batch\"; streaming needs a change-capture or queue source".into(),
+                ),
             ));
         }
         if self.job.parallelism == Some(0) {
