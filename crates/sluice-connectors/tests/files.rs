@@ -358,7 +358,7 @@ async fn schema_overrides_apply_and_unknown_columns_are_named() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(
-        e.to_string().contains("\"cdoe\"") && e.to_string().contains("a.csv"),
+        e.to_string().contains("\"cdoe\"") && e.to_string().contains("tables: a"),
         "{e}"
     );
     assert!(e.hint().unwrap().contains("code"));

@@ -110,8 +110,12 @@ fn sqlite_rows(db: &Path, table: &str) -> Vec<(i64, i64, String)> {
 fn kill_and_resume(env: &Env, job: &str, kills: usize, max_delay_ms: u64, rng: &mut Rng) -> usize {
     let mut killed = 0;
     while killed < kills {
-        let mut child =
-            env.cmd(&["run", job]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .cmd(&["run", job])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20 + rng.below(max_delay_ms)));
         if let Some(status) = child.try_wait().unwrap() {
             // Finished on its own: running it again would start a new run (and, in append
@@ -122,6 +126,12 @@ fn kill_and_resume(env: &Env, job: &str, kills: usize, max_delay_ms: u64, rng: &
         child.kill().unwrap();
         child.wait().unwrap();
         killed += 1;
+        let o = env.run(&["status", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["jobs"][0]["runs"][0]["state"] == "FINISHED" {
+            // Killed after the run had recorded its end: running again would be a new run.
+            return killed;
+        }
     }
     let o = env.run(&["run", job]);
     assert_eq!(code(&o), 0, "final run failed: {}", stderr(&o));
@@ -139,7 +149,10 @@ fn kill_9_at_random_points_csv_to_sqlite_append_no_key() {
         "[job]\nname = \"crash\"\nparallelism = 2\n[source]\ntype = \"csv\"\npath = \"in\"\ntable = \"t\"\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\nwrite = \"append\"\n",
     );
     let killed = kill_and_resume(&env, "job.toml", 20, 100, &mut rng);
-    assert!(killed >= 20, "seed {s}: only {killed} kills landed; the job finished too fast");
+    assert!(
+        killed >= 20,
+        "seed {s}: only {killed} kills landed; the job finished too fast"
+    );
     let got = sqlite_rows(&env.path("out.db"), "t");
     assert_eq!(
         got.len(),
@@ -180,7 +193,10 @@ fn kill_9_at_random_points_sqlite_to_parquet() {
         "[job]\nname = \"crash-pq\"\nparallelism = 2\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://src.db\"\nchunk_rows = 5000\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
     );
     let killed = kill_and_resume(&env, "job.toml", 20, 100, &mut rng);
-    assert!(killed >= 20, "seed {s}: only {killed} kills landed; the job finished too fast");
+    assert!(
+        killed >= 20,
+        "seed {s}: only {killed} kills landed; the job finished too fast"
+    );
     // Read every final Parquet part; temporary files are hidden and must not count.
     let mut got = Vec::new();
     let dir = env.path("out/t");

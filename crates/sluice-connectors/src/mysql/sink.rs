@@ -15,7 +15,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_core::batch::{Position, Split};
-use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
 use tracing::info;
 
@@ -63,13 +63,22 @@ struct TableState {
 pub struct MysqlSink {
     plan: SinkPlan,
     states: Mutex<HashMap<TableId, Arc<TableState>>>,
+    job: std::sync::OnceLock<JobContext>,
 }
 
 impl MysqlSink {
+    fn job(&self) -> JobContext {
+        self.job.get().cloned().unwrap_or(JobContext {
+            job: String::new(),
+            generation: String::new(),
+        })
+    }
+
     pub(crate) fn new(plan: SinkPlan) -> Self {
         MysqlSink {
             plan,
             states: Mutex::new(HashMap::new()),
+            job: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,9 +149,11 @@ impl MysqlSink {
                 quote(&db)
             )));
         }
+        // One row per (job, split); rows of another generation are stale and overwritten.
         conn.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {} (table_name VARCHAR(300) NOT NULL, split VARCHAR(300) NOT NULL, \
-             position LONGTEXT NOT NULL, committed_at DATETIME(6) NOT NULL, PRIMARY KEY (table_name, split)) \
+            "CREATE TABLE IF NOT EXISTS {} (job VARCHAR(255) NOT NULL, split VARCHAR(300) NOT NULL, \
+             generation VARCHAR(64) NOT NULL, table_name VARCHAR(300) NOT NULL, \
+             position LONGTEXT NOT NULL, committed_at DATETIME(6) NOT NULL, PRIMARY KEY (job, split)) \
              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             qualified(&db, CHECKPOINT_TABLE)
         ))
@@ -238,10 +249,10 @@ impl MysqlSink {
                 .map_err(|e| map(e, ctx("creating the staging table")))?;
             conn.exec_drop(
                 format!(
-                    "DELETE FROM {} WHERE table_name = ?",
+                    "DELETE FROM {} WHERE job = ? AND table_name = ?",
                     qualified(&db, CHECKPOINT_TABLE)
                 ),
-                (target.to_string(),),
+                (self.job().job, target.to_string()),
             )
             .await
             .map_err(|e| map(e, ctx("clearing old checkpoints")))?;
@@ -318,6 +329,45 @@ fn create_sql(db: &str, name: &str, table: &TablePlan, declared: &[(String, Stri
 
 #[async_trait]
 impl Sink for MysqlSink {
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        let _ = self.job.set(ctx.clone());
+        Ok(())
+    }
+
+    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+        let dbs: std::collections::BTreeSet<String> = self
+            .states
+            .lock()
+            .map_err(|_| Error::internal("mysql sink: table states poisoned"))?
+            .values()
+            .map(|s| s.db.clone())
+            .collect();
+        let job = self.job();
+        let mut conn = connect(&self.plan.server, "reading checkpoints").await?;
+        let mut out = Vec::new();
+        for db in dbs {
+            let rows: Vec<String> = conn
+                .exec(
+                    format!(
+                        "SELECT position FROM {} WHERE job = ? AND generation = ?",
+                        qualified(&db, CHECKPOINT_TABLE)
+                    ),
+                    (job.job.clone(), job.generation.clone()),
+                )
+                .await
+                .map_err(|e| map(e, "reading checkpoints"))?;
+            for r in rows {
+                out.push(serde_json::from_str(&r).map_err(|e| {
+                    Error::internal(format!("unreadable checkpoint row {r:?}: {e}")).with_hint(
+                        "delete the job's rows from _sluice_checkpoints and run with --from-scratch",
+                    )
+                })?);
+            }
+        }
+        let _ = conn.disconnect().await;
+        Ok(Some(out))
+    }
+
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         for t in tables {
             Self::declared_types(t)?;
@@ -370,6 +420,7 @@ impl Sink for MysqlSink {
             what,
             in_tx: false,
             rows: 0,
+            job: self.job(),
         }))
     }
 
@@ -418,6 +469,8 @@ struct MysqlWriter {
     in_tx: bool,
     /// Rows written in this split so far (for row numbers in messages).
     rows: u64,
+    /// Keys the checkpoint row.
+    job: JobContext,
 }
 
 impl MysqlWriter {
@@ -657,17 +710,19 @@ impl SinkWriter for MysqlWriter {
         self.begin().await?;
         let st = self.state.clone();
         let what = self.what.clone();
-        let pos =
-            serde_json::to_string(&position.value).map_err(|e| Error::internal(e.to_string()))?;
+        let pos = serde_json::to_string(position).map_err(|e| Error::internal(e.to_string()))?;
         let target = self.target.clone();
+        let job = self.job.clone();
         let conn = self.conn()?;
         conn.exec_drop(
             format!(
-                "INSERT INTO {} (table_name, split, position, committed_at) VALUES (?, ?, ?, UTC_TIMESTAMP(6)) \
-                 ON DUPLICATE KEY UPDATE position = VALUES(position), committed_at = VALUES(committed_at)",
+                "INSERT INTO {} (job, split, generation, table_name, position, committed_at) \
+                 VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) \
+                 ON DUPLICATE KEY UPDATE generation = VALUES(generation), table_name = VALUES(table_name), \
+                 position = VALUES(position), committed_at = VALUES(committed_at)",
                 qualified(&st.db, CHECKPOINT_TABLE)
             ),
-            (target, position.split.clone(), pos),
+            (job.job, position.split.clone(), job.generation, target, pos),
         )
         .await
         .map_err(|e| map(e, format!("{what}: writing the checkpoint")))?;

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
-use sluice_core::sink::{Sink, SinkWriter, TablePlan};
+use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::types::native_type;
 use sluice_core::{Error, LogicalType, Position, Result, Split, WriteMode};
 use tokio_postgres::{Client, Config, CopyInSink};
@@ -26,12 +26,16 @@ use super::types::{create_type, oid, quote_ident, quote_literal};
 const MAX_IDENT: usize = 63;
 const STAGE_SUFFIX: &str = "__sluice_stage";
 
+/// The table holding each split's committed position, written in the split's transaction.
+pub const CHECKPOINT_TABLE: &str = "_sluice_checkpoints";
+
 pub(crate) struct PgSink {
     pg: Config,
     schema: String,
     mode: WriteMode,
     create: bool,
     targets: std::sync::Mutex<HashMap<sluice_core::TableId, Arc<Target>>>,
+    job: std::sync::OnceLock<JobContext>,
 }
 
 /// One prepared target table.
@@ -62,7 +66,24 @@ impl PgSink {
             mode,
             create,
             targets: Default::default(),
+            job: std::sync::OnceLock::new(),
         }
+    }
+
+    fn job(&self) -> JobContext {
+        self.job.get().cloned().unwrap_or(JobContext {
+            job: String::new(),
+            generation: String::new(),
+        })
+    }
+
+    /// `"schema"."_sluice_checkpoints"` in the sink's default schema.
+    fn checkpoint_table(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(CHECKPOINT_TABLE)
+        )
     }
 
     fn names(&self, t: &TablePlan) -> Result<(String, String)> {
@@ -212,11 +233,22 @@ impl PgSink {
         if self.mode == WriteMode::Overwrite {
             let stage = quote_ident(&stage_name(&name));
             let sq = format!("{}.{stage}", quote_ident(&schema));
+            // A stage left by an unfinished run is discarded with its checkpoints: overwrite
+            // restarts the table.
             c.batch_execute(&format!(
                 "DROP TABLE IF EXISTS {sq}; CREATE TABLE {sq} (LIKE {q} INCLUDING ALL)"
             ))
             .await
             .map_err(|e| pg_error(e, format!("creating the overwrite stage of {display}")))?;
+            c.execute(
+                &format!(
+                    "DELETE FROM {} WHERE job = $1 AND table_name = $2",
+                    self.checkpoint_table()
+                ),
+                &[&self.job().job, &display],
+            )
+            .await
+            .map_err(|e| pg_error(e, format!("clearing old checkpoints of {display}")))?;
             into = sq;
         }
         let staged = self.mode == WriteMode::Upsert || casts.iter().any(Option::is_some);
@@ -344,8 +376,57 @@ fn stage_name(name: &str) -> String {
 
 #[async_trait]
 impl Sink for PgSink {
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        let _ = self.job.set(ctx.clone());
+        Ok(())
+    }
+
+    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+        let conn = check::connect(&self.pg, "reading checkpoints").await?;
+        let exists = check::find_relation(&conn.client, &self.schema, CHECKPOINT_TABLE)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(Some(Vec::new()));
+        }
+        let job = self.job();
+        let rows = conn
+            .client
+            .query(
+                &format!(
+                    "SELECT position FROM {} WHERE job = $1 AND generation = $2",
+                    self.checkpoint_table()
+                ),
+                &[&job.job, &job.generation],
+            )
+            .await
+            .map_err(|e| pg_error(e, "reading checkpoints"))?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::internal(format!("unreadable checkpoint row {text:?}: {e}"))
+                        .with_hint("delete the job's rows from _sluice_checkpoints and run with --from-scratch")
+                })
+            })
+            .collect::<Result<Vec<Position>>>()
+            .map(Some)
+    }
+
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let conn = check::connect(&self.pg, "sink").await?;
+        // One row per (job, split); rows of another generation are stale and overwritten.
+        conn.client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {} (
+                   job text NOT NULL, split text NOT NULL, generation text NOT NULL,
+                   table_name text NOT NULL, position text NOT NULL,
+                   committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, split))",
+                quote_ident(&self.schema),
+                self.checkpoint_table()
+            ))
+            .await
+            .map_err(|e| pg_error(e, "creating the checkpoint table"))?;
         let mut map = HashMap::new();
         for t in tables {
             let target = self.prepare_one(&conn.client, t).await?;
@@ -383,8 +464,11 @@ impl Sink for PgSink {
             conn: Some(conn),
             target,
             copy: None,
+            in_tx: false,
             ctx,
             buf: BytesMut::new(),
+            job: self.job(),
+            checkpoints: self.checkpoint_table(),
         }))
     }
 
@@ -491,8 +575,13 @@ struct PgWriter {
     conn: Option<Conn>,
     target: Arc<Target>,
     copy: Option<Pin<Box<CopyInSink<Bytes>>>>,
+    /// A transaction is open (BEGIN sent).
+    in_tx: bool,
     ctx: String,
     buf: BytesMut,
+    job: JobContext,
+    /// Qualified name of the checkpoint table.
+    checkpoints: String,
 }
 
 impl PgWriter {
@@ -528,6 +617,7 @@ impl PgWriter {
             .await
             .map_err(|e| pg_error(e, &self.ctx))?;
         self.copy = Some(Box::pin(sink));
+        self.in_tx = true;
         self.buf.extend_from_slice(HEADER);
         Ok(())
     }
@@ -555,27 +645,55 @@ impl SinkWriter for PgWriter {
         sink.send(data).await.map_err(|e| pg_error(e, &self.ctx))
     }
 
-    async fn commit(&mut self, _position: &Position) -> Result<()> {
-        // Invariant: the engine records `position` only after this COMMIT returned.
-        let Some(mut sink) = self.copy.take() else {
-            return Ok(());
-        };
-        sink.send(Bytes::from_static(TRAILER))
-            .await
-            .map_err(|e| pg_error(e, &self.ctx))?;
-        sink.as_mut()
-            .finish()
-            .await
-            .map_err(|e| pg_error(e, &self.ctx))?;
+    async fn commit(&mut self, position: &Position) -> Result<()> {
+        if let Some(mut sink) = self.copy.take() {
+            sink.send(Bytes::from_static(TRAILER))
+                .await
+                .map_err(|e| pg_error(e, &self.ctx))?;
+            sink.as_mut()
+                .finish()
+                .await
+                .map_err(|e| pg_error(e, &self.ctx))?;
+            if let Some(ins) = &self.target.insert {
+                self.client()?
+                    .batch_execute(ins)
+                    .await
+                    .map_err(|e| pg_error(e, &self.ctx))?;
+            }
+        }
+        let pos = serde_json::to_string(position)
+            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
         let c = self.client()?;
-        if let Some(ins) = &self.target.insert {
-            c.batch_execute(ins)
+        if !self.in_tx {
+            c.batch_execute("BEGIN")
                 .await
                 .map_err(|e| pg_error(e, &self.ctx))?;
         }
+        c.execute(
+            &format!(
+                "INSERT INTO {} (job, split, generation, table_name, position, committed_at)
+                 VALUES ($1, $2, $3, $4, $5, now())
+                 ON CONFLICT (job, split) DO UPDATE SET generation = EXCLUDED.generation,
+                   table_name = EXCLUDED.table_name, position = EXCLUDED.position,
+                   committed_at = EXCLUDED.committed_at",
+                self.checkpoints
+            ),
+            &[
+                &self.job.job,
+                &position.split,
+                &self.job.generation,
+                &self.target.display,
+                &pos,
+            ],
+        )
+        .await
+        .map_err(|e| pg_error(e, format!("{}: writing the checkpoint", self.ctx)))?;
+        // Invariant: the rows and the checkpoint row become durable together here; the engine
+        // records `position` only after this COMMIT returned.
         c.batch_execute("COMMIT")
             .await
             .map_err(|e| pg_error(e, &self.ctx))?;
+        self.in_tx = false;
         Ok(())
     }
 

@@ -1,0 +1,490 @@
+//! Crash tests against the real database servers: run a copy, `kill -9` it at random
+//! moments (at least 20 times), resume until it finishes, then compare target and source row
+//! for row. PostgreSQL and MariaDB come from `scripts/test-services.sh`; every test uses its
+//! own databases and drops them at the end. A server that is down fails the test.
+//!
+//! Replay a failure with `SLUICE_CRASH_SEED=<seed printed in the failure>`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432";
+const MY: &str = "mysql://root@127.0.0.1:3306";
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "sluice_{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}\n(are the services up? run `bash scripts/test-services.sh`)",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    sh(Command::new("psql").args([
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        db,
+        "-c",
+        sql,
+    ]))
+}
+
+fn mysql(db: &str, sql: &str) -> String {
+    let mut c = Command::new("mariadb");
+    c.args(["-h127.0.0.1", "-uroot", "-N", "-B"]);
+    if !db.is_empty() {
+        c.arg(db);
+    }
+    sh(c.args(["-e", sql]))
+}
+
+/// A PostgreSQL database that is dropped when the test ends.
+struct PgDb(String);
+impl PgDb {
+    fn new() -> PgDb {
+        let name = unique("pg");
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        PgDb(name)
+    }
+    fn url(&self) -> String {
+        format!("{PG}/{}", self.0)
+    }
+}
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}
+
+/// A MariaDB database that is dropped when the test ends.
+struct MyDb(String);
+impl MyDb {
+    fn new() -> MyDb {
+        let name = unique("my");
+        mysql("", &format!("CREATE DATABASE {name}"));
+        MyDb(name)
+    }
+    fn url(&self) -> String {
+        format!("{MY}/{}", self.0)
+    }
+}
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-h127.0.0.1", "-uroot", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.0))
+            .output();
+    }
+}
+
+const ROWS: i64 = 200_000;
+
+/// Source rows as `id\tv\tnote` lines, sorted (what both CLIs print).
+fn expected() -> Vec<String> {
+    let mut v: Vec<String> = (1..=ROWS)
+        .map(|g| format!("{g}\t{}\tn{}", g * 3, g % 97))
+        .collect();
+    v.sort();
+    v
+}
+
+fn pg_source(pk: bool) -> PgDb {
+    let db = PgDb::new();
+    let key = if pk { " PRIMARY KEY" } else { "" };
+    psql(
+        &db.0,
+        &format!(
+            "CREATE TABLE t (id bigint{key}, v bigint NOT NULL, note text);
+             INSERT INTO t SELECT g, g * 3, 'n' || (g % 97) FROM generate_series(1, {ROWS}) g;
+             ANALYZE t;"
+        ),
+    );
+    db
+}
+
+fn my_source(pk: bool) -> MyDb {
+    let db = MyDb::new();
+    let key = if pk { " PRIMARY KEY" } else { "" };
+    mysql(
+        &db.0,
+        &format!(
+            "CREATE TABLE t (id bigint{key}, v bigint NOT NULL, note varchar(20));
+             INSERT INTO t SELECT seq, seq * 3, CONCAT('n', seq % 97) FROM seq_1_to_{ROWS};"
+        ),
+    );
+    db
+}
+
+fn pg_rows(db: &PgDb, table: &str) -> Vec<String> {
+    let mut v: Vec<String> = psql(
+        &db.0,
+        &format!("COPY (SELECT id, v, note FROM {table}) TO STDOUT"),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    v.sort();
+    v
+}
+
+fn my_rows(db: &MyDb, table: &str) -> Vec<String> {
+    let mut v: Vec<String> = mysql(&db.0, &format!("SELECT id, v, note FROM {table}"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("SLUICE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn new(source: &str, sink: &str) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("job.toml"),
+            format!(
+                "[job]\nname = \"crash\"\nparallelism = 2\n\n[source]\n{source}\n\n[sink]\n{sink}\n"
+            ),
+        )
+        .unwrap();
+        Job { dir }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("sluice").unwrap();
+        c.current_dir(self.dir.path())
+            .env_remove("SLUICE_STATE")
+            .args(args);
+        c
+    }
+    fn run(&self) -> Output {
+        self.cmd(&["run", "job.toml"]).output().unwrap()
+    }
+
+    /// Whether the last run recorded that it finished.
+    fn finished(&self) -> bool {
+        let o = self
+            .cmd(&["status", "crash", "--format", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["jobs"][0]["runs"][0]["state"] == "FINISHED"
+    }
+
+    /// Kills the job `kills` times at random moments (or until it finishes on its own), then
+    /// runs it to the end. Returns the kills that landed.
+    fn kill_and_resume(&self, kills: usize, max_delay_ms: u64, seed: u64) -> usize {
+        let mut rng = Rng(seed);
+        let mut killed = 0;
+        while killed < kills {
+            let mut child = self
+                .cmd(&["run", "job.toml"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(30 + rng.below(max_delay_ms)));
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "seed {seed}: a run failed before it was killed"
+                );
+                return killed;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            killed += 1;
+            if self.finished() {
+                // Killed after the run had recorded its end: running again would be a new run.
+                return killed;
+            }
+        }
+        let o = self.run();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "seed {seed}: the final run failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        killed
+    }
+}
+
+fn check(seed: u64, killed: usize, got: Vec<String>) {
+    let want = expected();
+    assert!(
+        killed >= 20,
+        "seed {seed}: only {killed} kills landed; the job finished too fast"
+    );
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "seed {seed}: {killed} kills; row count differs"
+    );
+    let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert!(
+        first_diff.is_none(),
+        "seed {seed}: rows differ at {first_diff:?} after {killed} kills"
+    );
+}
+
+fn pg_to_pg(pk: bool, write: &str) {
+    let s = seed();
+    let src = pg_source(pk);
+    let dst = PgDb::new();
+    if write == "upsert" {
+        // Stale values the upsert must replace.
+        psql(
+            &dst.0,
+            "CREATE TABLE t (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+                      INSERT INTO t SELECT g, -1, 'stale' FROM generate_series(1, 5000) g;",
+        );
+    }
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]\nchunk_rows = 5000",
+            src.url()
+        ),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\nwrite = \"{write}\"",
+            dst.url()
+        ),
+    );
+    let killed = job.kill_and_resume(20, 120, s);
+    check(s, killed, pg_rows(&dst, "t"));
+}
+
+#[test]
+fn crash_pg_to_pg_append_with_key() {
+    pg_to_pg(true, "append");
+}
+
+#[test]
+fn crash_pg_to_pg_append_without_key() {
+    pg_to_pg(false, "append");
+}
+
+#[test]
+fn crash_pg_to_pg_upsert() {
+    pg_to_pg(true, "upsert");
+}
+
+fn mysql_to_pg(pk: bool, write: &str) {
+    let s = seed();
+    let src = my_source(pk);
+    let dst = PgDb::new();
+    let job = Job::new(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"t\"]\nchunk_rows = 5000",
+            src.url()
+        ),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\nwrite = \"{write}\"",
+            dst.url()
+        ),
+    );
+    let killed = job.kill_and_resume(20, 120, s);
+    check(s, killed, pg_rows(&dst, "t"));
+}
+
+#[test]
+fn crash_mysql_to_pg_append_with_key() {
+    mysql_to_pg(true, "append");
+}
+
+#[test]
+fn crash_mysql_to_pg_append_without_key() {
+    mysql_to_pg(false, "append");
+}
+
+#[test]
+fn crash_mysql_to_pg_upsert() {
+    mysql_to_pg(true, "upsert");
+}
+
+fn pg_to_mysql(pk: bool, write: &str) {
+    let s = seed();
+    let src = pg_source(pk);
+    let dst = MyDb::new();
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]\nchunk_rows = 5000",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\nwrite = \"{write}\"\ntable_map = {{ \"public.t\" = \"t\" }}",
+            dst.url()
+        ),
+    );
+    let killed = job.kill_and_resume(20, 120, s);
+    check(s, killed, my_rows(&dst, "t"));
+}
+
+#[test]
+fn crash_pg_to_mysql_append_with_key() {
+    pg_to_mysql(true, "append");
+}
+
+#[test]
+fn crash_pg_to_mysql_append_without_key() {
+    pg_to_mysql(false, "append");
+}
+
+#[test]
+fn crash_pg_to_mysql_upsert() {
+    pg_to_mysql(true, "upsert");
+}
+
+fn csv_to_pg(write: &str) {
+    let s = seed();
+    let dst = PgDb::new();
+    let job = Job::new(
+        "type = \"csv\"\npath = \"in\"\ntable = \"t\"\nschema = { id = \"int64\", v = \"int64\" }",
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\nwrite = \"{write}\"",
+            dst.url()
+        ),
+    );
+    std::fs::create_dir_all(job.path("in")).unwrap();
+    for f in 0..40 {
+        let mut text = String::from("id,v,note\n");
+        for g in (f * 5000 + 1)..=((f + 1) * 5000) {
+            text.push_str(&format!("{g},{},n{}\n", g * 3, g % 97));
+        }
+        std::fs::write(job.path(&format!("in/p{f:02}.csv")), text).unwrap();
+    }
+    let killed = job.kill_and_resume(20, 120, s);
+    check(s, killed, pg_rows(&dst, "t"));
+}
+
+#[test]
+fn crash_csv_to_pg_append() {
+    csv_to_pg("append");
+}
+
+#[test]
+fn stop_while_a_query_hangs_completes_within_the_deadline() {
+    let src = PgDb::new();
+    let dst = PgDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+    );
+    // The source query sleeps for a minute: a stop must cancel it rather than wait.
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\nquery = \"SELECT id, pg_sleep(60)::text AS s FROM t\"",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+    );
+    let child = job
+        .cmd(&["run", "job.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let o = job
+            .cmd(&["stop", "crash", "--timeout", "3s"])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "job never became controllable"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The sleeping query is gone from the server.
+    let left = psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+            src.0
+        ),
+    );
+    assert_eq!(left.trim(), "0", "the hung query was not cancelled");
+}
