@@ -86,6 +86,8 @@ pub struct PlannedTable {
     pub splits: Vec<Split>,
     /// Live counters.
     pub progress: Arc<TableProgress>,
+    /// The target's column types, when the sink has them (`Sink::target_types`).
+    pub target_types: Option<Vec<(String, String)>>,
 }
 
 /// What a table looked like at the end of a run.
@@ -170,6 +172,13 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
         p.bytes_total
             .store(table.estimated_bytes.unwrap_or(bytes), Ordering::Relaxed);
         schema.id = target.clone();
+        let plan_check = TablePlan {
+            target: target.clone(),
+            schema: schema.clone(),
+            splits: 0,
+        };
+        // A type the target cannot hold is refused here, before any data moves.
+        let target_types = spec.sink.target_types(&plan_check)?;
         let plan = TablePlan {
             target,
             schema,
@@ -181,6 +190,7 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
             plan,
             splits,
             progress: p,
+            target_types,
         });
     }
     Ok(planned)

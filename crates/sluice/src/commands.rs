@@ -308,6 +308,10 @@ async fn validate(path: &Path) -> u8 {
                 .unwrap_or_default()
         );
         let src_fields = t.source.schema.arrow.fields();
+        println!(
+            "  {:<30} {:<28} {}",
+            "column", "logical type", "target type"
+        );
         for f in t.plan.schema.arrow.fields() {
             let ty = LogicalType::of_field(f)
                 .map(|t| t.to_string())
@@ -315,17 +319,30 @@ async fn validate(path: &Path) -> u8 {
             let from = src_fields
                 .iter()
                 .find(|s| s.name() == f.name())
-                .and_then(|s| LogicalType::of_field(s).ok())
-                .filter(|s| s.to_string() != ty)
-                .map(|s| format!("  (from {s})"))
+                .and_then(|s| sluice_core::types::native_type(s).map(|(e, n)| format!("{e}:{n}")))
                 .unwrap_or_default();
-            let key = if t.plan.schema.primary_key.contains(f.name()) {
-                "  primary key"
+            let target = t
+                .target_types
+                .as_ref()
+                .and_then(|tt| tt.iter().find(|(c, _)| c == f.name()))
+                .map(|(_, ty)| ty.clone())
+                .unwrap_or_else(|| "-".to_string());
+            let mut notes = Vec::new();
+            if !f.is_nullable() {
+                notes.push("not null".to_string());
+            }
+            if t.plan.schema.primary_key.contains(f.name()) {
+                notes.push("primary key".to_string());
+            }
+            if !from.is_empty() {
+                notes.push(format!("from {from}"));
+            }
+            let notes = if notes.is_empty() {
+                String::new()
             } else {
-                ""
+                format!("  ({})", notes.join(", "))
             };
-            let null = if f.is_nullable() { "" } else { " not null" };
-            println!("  {:<30} {ty}{null}{key}{from}", f.name());
+            println!("  {:<30} {:<28} {target}{notes}", f.name(), ty);
         }
     }
     println!("\nOK: configuration valid, source reachable, every column mapped.");

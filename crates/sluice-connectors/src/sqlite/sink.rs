@@ -499,6 +499,19 @@ impl Sink for SqliteSink {
         Ok(())
     }
 
+    fn target_types(&self, table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
+        let types = table
+            .schema
+            .logical_types()
+            .map_err(|e| e.context(format!("table {}", table.target)))?;
+        Ok(Some(
+            types
+                .into_iter()
+                .map(|(c, t, _)| (c, decl_for(&t)))
+                .collect(),
+        ))
+    }
+
     async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
         let sp = self.plan.clone();
         let job = self.job_context();

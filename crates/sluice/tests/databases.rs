@@ -56,7 +56,13 @@ fn psql(db: &str, sql: &str) -> String {
 
 fn mysql(db: &str, sql: &str) -> String {
     let mut c = Command::new("mariadb");
-    c.args(["-h127.0.0.1", "-uroot", "-N", "-B"]);
+    c.args([
+        "-h127.0.0.1",
+        "-uroot",
+        "-N",
+        "-B",
+        "--default-character-set=utf8mb4",
+    ]);
     if !db.is_empty() {
         c.arg(db);
     }
@@ -99,7 +105,10 @@ struct MyDb(String);
 impl MyDb {
     fn new() -> MyDb {
         let name = unique("my");
-        mysql("", &format!("CREATE DATABASE {name}"));
+        mysql(
+            "",
+            &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+        );
         MyDb(name)
     }
     fn url(&self) -> String {
@@ -495,4 +504,133 @@ fn stop_while_a_query_hangs_completes_within_the_deadline() {
         ),
     );
     assert_eq!(left.trim(), "0", "the hung query was not cancelled");
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-engine copies: every value the target can hold arrives unchanged; a type it cannot
+// hold is refused before any data moves.
+
+fn one_shot(source: &str, sink: &str) -> Output {
+    let job = Job::new(source, sink);
+    let o = job.run();
+    // Keep the directory alive until the run is over.
+    drop(job);
+    o
+}
+
+#[test]
+fn pg_to_mysql_keeps_every_value_the_target_can_hold() {
+    let src = PgDb::new();
+    let dst = MyDb::new();
+    psql(
+        &src.0,
+        r#"CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+           CREATE TABLE types (id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric(20,5),
+             f8 double precision, t text, vc varchar(44), b bytea, bo boolean, d date,
+             ts timestamp(6), tz timestamptz, u uuid, j json, m mood);
+           INSERT INTO types VALUES
+            (1, -32768, -9223372036854775808, -123456789012345.12345, -0.5, 'héllo 🧊 "q"	tab',
+             'x', '\x00ff10', true, '1970-01-01', '2024-02-29 23:59:59.123456',
+             '2024-06-01 12:00:00.5+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1,  2]}', 'happy'),
+            (2, 32767, 9223372036854775807, 0.00001, 1e300, '', 'y', '\x', false, '9999-12-31',
+             '1000-01-01 00:00:00', '1970-01-01 00:00:00+00', NULL, 'null', 'sad'),
+            (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);"#,
+    );
+    let o = one_shot(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.types\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ \"public.types\" = \"types\" }}",
+            dst.url()
+        ),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = mysql(
+        &dst.0,
+        "SELECT id, i2, i8, n, f8, HEX(t), vc, HEX(b), bo, d, ts, tz, u, j, m FROM types ORDER BY id",
+    );
+    let want = [
+        "1\t-32768\t-9223372036854775808\t-123456789012345.12345\t-0.5\t68C3A96C6C6F20F09FA78A2022712209746162\tx\t00FF10\t1\t1970-01-01\t2024-02-29 23:59:59.123456\t2024-06-01 10:00:00.500000\ta0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\t{\"a\": [1,  2]}\thappy",
+        "2\t32767\t9223372036854775807\t0.00001\t1e300\t\ty\t\t0\t9999-12-31\t1000-01-01 00:00:00.000000\t1970-01-01 00:00:00.000000\tNULL\tnull\tsad",
+        "3\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL",
+    ];
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn mysql_to_pg_keeps_every_value_the_target_can_hold() {
+    let src = MyDb::new();
+    let dst = PgDb::new();
+    mysql(
+        &src.0,
+        r#"CREATE TABLE mt (id int PRIMARY KEY, tu tinyint unsigned, bu bigint unsigned,
+             d65 decimal(65,30), dt datetime(6), tm time(6), y year, s set('a','b','c'),
+             e enum('x','y'), bt bit(8), j json, bl blob, ch varchar(10));
+           INSERT INTO mt VALUES
+            (1, 255, 18446744073709551615,
+             12345678901234567890123456789012345.123456789012345678901234567890,
+             '2024-02-29 23:59:59.123456', '838:59:59.000000', 2024, 'a,c', 'y', b'10100101',
+             '{"k":  "v"}', x'00ff', 'ünï 🧊'),
+            (2, 0, 0, -0.000000000000000000000000000001, '1000-01-01 00:00:00', '-12:30:00.5',
+             1901, '', 'x', b'0', '[]', x'', ''),
+            (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);"#,
+    );
+    let o = one_shot(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"mt\"]",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = psql(
+        &dst.0,
+        "COPY (SELECT id, tu, bu, d65, dt, tm, y, s, e, bt, j, encode(bl, 'hex'), ch FROM mt ORDER BY id) TO STDOUT",
+    );
+    let want = [
+        "1\t255\t18446744073709551615\t12345678901234567890123456789012345.123456789012345678901234567890\t2024-02-29 23:59:59.123456\t838:59:59\t2024\ta,c\ty\t165\t{\"k\":  \"v\"}\t00ff\tünï 🧊",
+        "2\t0\t0\t-0.000000000000000000000000000001\t1000-01-01 00:00:00\t-12:30:00.5\t1901\t\tx\t0\t[]\t\t",
+        "3\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
+    ];
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_type_the_target_cannot_hold_is_refused_before_any_data_moves() {
+    let src = PgDb::new();
+    let dst = MyDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE iv (id int PRIMARY KEY, span interval); INSERT INTO iv VALUES (1, '1 day');",
+    );
+    let o = one_shot(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.iv\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ \"public.iv\" = \"iv\" }}",
+            dst.url()
+        ),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("span") && err.contains("interval"), "{err}");
+    assert!(err.contains("cast"), "the hint names the override: {err}");
+    let tables = mysql(&dst.0, "SHOW TABLES");
+    assert!(!tables.contains("iv"), "no table may be created: {tables}");
 }
