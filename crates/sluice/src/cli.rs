@@ -101,6 +101,24 @@ pub enum Command {
         /// The job file (TOML).
         job: PathBuf,
     },
+    /// Compare source and target (counts, key ranges, chunked checksums, differing rows).
+    #[command(after_help = "Example: sluice verify job.toml --format json\n\nExit status: 0 identical, 4 differences found, 1 error, 2 bad usage.")]
+    Verify {
+        /// The job file whose source and sink are compared (`table_map` applies).
+        job: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Fix the target: insert missing rows, delete extra ones, update changed ones.
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: print the statements instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+        /// How many differing keys to list per table.
+        #[arg(long, default_value_t = 20)]
+        max_diffs: usize,
+    },
     /// Show the jobs in the state directory and their runs.
     #[command(after_help = "Example: sluice status orders-copy")]
     Status {

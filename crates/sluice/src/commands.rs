@@ -14,7 +14,7 @@ use sluice_state::{RunEnd, RunTable, SplitRecord, SqliteStore, StateStore, proce
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command, OutputFormat};
-use crate::{control, display, exit, exit_code_for, logging, wire};
+use crate::{control, display, exit, exit_code_for, logging, verify_cmd, wire};
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let logs = match logging::init(&cli.log_level, cli.log_format) {
@@ -33,6 +33,14 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Stop { job, kill, timeout } => {
             let what = if kill { "kill" } else { "stop" };
             control_cmd(&cli.state, &job, what, timeout).await
+        }
+        Command::Verify { job, format, repair, dry_run, max_diffs } => {
+            let job = match load(&job) {
+                Ok(j) => j,
+                Err(code) => return code,
+            };
+            let opts = verify_cmd::VerifyArgs { json: format == OutputFormat::Json, repair, dry_run, max_diffs };
+            verify_cmd::run(&job, &opts).await
         }
         Command::Pause { job } => control_cmd(&cli.state, &job, "pause", None).await,
         Command::Resume { job } => control_cmd(&cli.state, &job, "resume", None).await,

@@ -9,6 +9,7 @@ mod commands;
 mod control;
 mod display;
 mod logging;
+mod verify_cmd;
 mod wire;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const STOPPED: u8 = 3;
+    pub const DIFFERENCES: u8 = 4;
 }
 
 /// The exit status for an error of `kind`.
