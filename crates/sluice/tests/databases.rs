@@ -634,3 +634,136 @@ fn a_type_the_target_cannot_hold_is_refused_before_any_data_moves() {
     let tables = mysql(&dst.0, "SHOW TABLES");
     assert!(!tables.contains("iv"), "no table may be created: {tables}");
 }
+
+// ---------------------------------------------------------------------------------------
+// A database restart in the middle of a copy: the writer's connection breaks, the split is
+// rolled back and redone after a back-off, and the copy ends exact.
+
+/// A private PostgreSQL server on its own port, stopped and deleted when dropped.
+struct PrivatePg {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePg {
+    fn start(port: u16) -> PrivatePg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries (run scripts/test-services.sh)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let dir = PathBuf::from(format!("/var/tmp/sluice-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(Command::new("chown").arg("postgres:postgres").arg(&dir));
+        let data = dir.join("data");
+        sh(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data));
+        let pg = PrivatePg { dir, port, bin };
+        pg.ctl(&["start", "-w"]);
+        pg
+    }
+    fn ctl(&self, args: &[&str]) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        sh(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-o", &opts, "-l"])
+            .arg(self.dir.join("log"))
+            .args(args));
+    }
+    fn psql(&self, db: &str, sql: &str) -> String {
+        sh(Command::new("psql").args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ]))
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["stop", "-m", "immediate"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_database_restart_in_the_middle_of_a_copy_is_survived() {
+    let src = PgDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE t (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+         INSERT INTO t SELECT g, g * 3, 'n' || (g % 97) FROM generate_series(1, 1000000) g; ANALYZE t;",
+    );
+    let dst = PrivatePg::start(5491);
+    dst.psql("postgres", "CREATE DATABASE dst");
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]\nchunk_rows = 50000",
+            src.url()
+        ),
+        "type = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5491/dst\"",
+    );
+    let child = job
+        .cmd(&["run", "job.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Restart the target once rows are flowing.
+    let started = Instant::now();
+    loop {
+        let n = dst.psql(
+            "dst",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'",
+        );
+        if n.trim() != "0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the copy never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dst.ctl(&["restart", "-m", "fast", "-w"]);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Transient error; redoing the split"),
+        "the restart was noticed: {err}"
+    );
+    let count = dst.psql("dst", "SELECT count(*), sum(id), sum(v) FROM t");
+    assert_eq!(count.trim(), "1000000|500000500000|1500001500000");
+}
