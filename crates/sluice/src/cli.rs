@@ -102,7 +102,9 @@ pub enum Command {
         job: PathBuf,
     },
     /// Compare source and target (counts, key ranges, chunked checksums, differing rows).
-    #[command(after_help = "Example: sluice verify job.toml --format json\n\nExit status: 0 identical, 4 differences found, 1 error, 2 bad usage.")]
+    #[command(
+        after_help = "Example: sluice verify job.toml --format json\n\nExit status: 0 identical, 4 differences found, 1 error, 2 bad usage."
+    )]
     Verify {
         /// The job file whose source and sink are compared (`table_map` applies).
         job: PathBuf,

@@ -34,12 +34,23 @@ pub async fn dispatch(cli: Cli) -> u8 {
             let what = if kill { "kill" } else { "stop" };
             control_cmd(&cli.state, &job, what, timeout).await
         }
-        Command::Verify { job, format, repair, dry_run, max_diffs } => {
+        Command::Verify {
+            job,
+            format,
+            repair,
+            dry_run,
+            max_diffs,
+        } => {
             let job = match load(&job) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
-            let opts = verify_cmd::VerifyArgs { json: format == OutputFormat::Json, repair, dry_run, max_diffs };
+            let opts = verify_cmd::VerifyArgs {
+                json: format == OutputFormat::Json,
+                repair,
+                dry_run,
+                max_diffs,
+            };
             verify_cmd::run(&job, &opts).await
         }
         Command::Pause { job } => control_cmd(&cli.state, &job, "pause", None).await,
@@ -404,14 +415,28 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
             Some(r) if job.is_some() => store.run_tables(r.id).unwrap_or_default(),
             _ => Vec::new(),
         };
-        out.push((name.clone(), runs, tables));
+        // The current generation's committed splits (what a resume would skip).
+        let generation = store.generation(name).ok().flatten();
+        let splits = match (&generation, job) {
+            (Some((g, _)), Some(_)) => store.positions(name, g).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        out.push((name.clone(), runs, tables, generation, splits));
     }
     match format {
         OutputFormat::Json => {
             let jobs: Vec<_> = out
                 .iter()
-                .map(|(n, runs, tables)| {
-                    serde_json::json!({"name": n, "runs": runs, "last_run_tables": tables})
+                .map(|(n, runs, tables, generation, splits)| {
+                    serde_json::json!({
+                        "name": n,
+                        "runs": runs,
+                        "last_run_tables": tables,
+                        "generation": generation.as_ref().map(|(g, done)| {
+                            serde_json::json!({"id": g, "finished": done})
+                        }),
+                        "splits": splits,
+                    })
                 })
                 .collect();
             println!("{}", serde_json::json!({ "jobs": jobs }));
@@ -423,7 +448,7 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
                     "job", "last run", "started", "rows"
                 );
             }
-            for (name, runs, tables) in &out {
+            for (name, runs, tables, generation, splits) in &out {
                 if job.is_none() {
                     if let Some(r) = runs.first() {
                         println!(
@@ -460,6 +485,26 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
                             t.splits_done,
                             t.splits_total,
                             if t.complete { "done" } else { "incomplete" }
+                        );
+                    }
+                }
+                if let Some((g, finished)) = generation {
+                    let what = if *finished {
+                        "finished"
+                    } else {
+                        "unfinished: `sluice run` resumes it"
+                    };
+                    println!(
+                        "\ngeneration {g} ({what}), {} split(s) committed:",
+                        splits.len()
+                    );
+                    for sp in splits {
+                        println!(
+                            "  {:<40} {:>12} rows  {}  at {}",
+                            sp.split,
+                            sp.rows,
+                            if sp.position.done { "done" } else { "partial" },
+                            sp.updated_at
                         );
                     }
                 }

@@ -18,6 +18,10 @@ pub async fn run(job: &JobFile, args: &VerifyArgs) -> u8 {
     let _ = (job, args.json, args.repair, args.dry_run, args.max_diffs);
     let e = Error::config("sluice verify is not available in this build yet")
         .with_hint("compare counts by hand for now; verify lands with its own issue");
-    eprintln!("error: {}\n  = help: {}", e.message(), e.hint().unwrap_or_default());
+    eprintln!(
+        "error: {}\n  = help: {}",
+        e.message(),
+        e.hint().unwrap_or_default()
+    );
     exit::USAGE
 }
