@@ -63,13 +63,38 @@ pub struct JobSection {
     pub checkpoint_timeout: Option<HumanDuration>,
 }
 
-/// `[errors]`: how many bad records are tolerated.
+/// `[errors]`: how many bad records are tolerated, and where they go.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsSection {
-    /// Bad records tolerated before the job fails (default 0). Only 0 is supported so far.
+    /// Bad records tolerated before the job fails (default 0: the first one fails it).
     #[serde(default)]
     pub max_errors: u64,
+    /// Fraction of the rows read that may be bad, e.g. `0.001`.
+    #[serde(default)]
+    pub max_error_ratio: Option<f64>,
+    /// Where bad records go: `{ type = "jsonl", path = "bad.jsonl" }`. Each line holds the
+    /// row, the error, the table, the split and its position.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+/// `[errors] dead_letter`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Only `jsonl` so far.
+    #[serde(rename = "type")]
+    pub kind: DeadLetterKind,
+    /// The file bad records are appended to, e.g. `"bad.jsonl"`.
+    pub path: std::path::PathBuf,
+}
+
+/// Dead-letter formats.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterKind {
+    Jsonl,
 }
 
 impl JobFile {
@@ -120,11 +145,13 @@ impl JobFile {
                 Some("leave it out to use the number of cores".into()),
             ));
         }
-        if self.errors.max_errors != 0 {
+        if let Some(r) = self.errors.max_error_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
             return Err(doc.error_at(
-                "errors.max_errors",
-                "tolerating bad records is not supported yet",
-                Some("set max_errors = 0 (the default): the first bad record fails the job".into()),
+                "errors.max_error_ratio",
+                format!("max_error_ratio must be between 0 and 1, not {r}"),
+                Some("e.g. max_error_ratio = 0.001 tolerates one bad row in a thousand".into()),
             ));
         }
         for (k, v) in &self.sink.common.table_map {

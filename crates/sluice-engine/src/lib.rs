@@ -23,10 +23,12 @@
 //!
 //! The engine knows connectors only through the `sluice-core` traits.
 
+mod bad_records;
 mod control;
 mod progress;
 mod run;
 
+pub use bad_records::BadRecordPolicy;
 pub use control::{Controller, RunState, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{

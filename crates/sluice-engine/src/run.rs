@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::bad_records::{BadRecordPolicy, apply_tolerant};
 use crate::control::{Controller, RunState, StopReason};
 use crate::progress::{Progress, TableProgress};
 
@@ -72,6 +73,8 @@ pub struct JobSpec {
     pub context: JobContext,
     /// Where committed positions are recorded and read back on resume.
     pub checkpoints: Arc<dyn CheckpointLog>,
+    /// How many bad records are tolerated, and where they go (`[errors]`).
+    pub bad_records: Arc<BadRecordPolicy>,
 }
 
 /// One table, planned: its transforms bound, its target named, its splits listed.
@@ -500,7 +503,14 @@ async fn run_split(
                     let n = b.data.num_rows() as u64;
                     table.progress.rows_read.fetch_add(n, Ordering::Relaxed);
                     table.progress.bytes_read.fetch_add(b.bytes, Ordering::Relaxed);
-                    let data = match apply_all(&table.transforms, b.data) {
+                    let origin = crate::bad_records::Origin {
+                        job: &spec.name,
+                        table: &table.plan.target.to_string(),
+                        split: &split.id,
+                        position: &b.position,
+                        rows_read: table.progress.rows_read.load(Ordering::Relaxed),
+                    };
+                    let data = match apply_tolerant(&table.transforms, b.data, &spec.bad_records, &origin) {
                         Ok(d) => d,
                         Err(e) => return fail(reader, writer, e.context(ctx())).await,
                     };
@@ -565,16 +575,6 @@ async fn run_split(
     }
     debug!(split = %split.id, rows, "Split committed.");
     Ok(true)
-}
-
-fn apply_all(
-    transforms: &[Box<dyn BoundTransform>],
-    mut data: arrow::record_batch::RecordBatch,
-) -> Result<arrow::record_batch::RecordBatch> {
-    for t in transforms {
-        data = t.apply(data)?;
-    }
-    Ok(data)
 }
 
 async fn fail(

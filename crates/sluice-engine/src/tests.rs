@@ -156,6 +156,7 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
             generation: "g".into(),
         },
         checkpoints: Arc::new(crate::NoCheckpoints),
+        bad_records: Arc::new(crate::BadRecordPolicy::default()),
     }
 }
 

@@ -188,6 +188,7 @@ async fn run(
         info!(job = %name, run = run_id, generation = %generation, "Job started.");
     }
 
+    let bad_records = spec.bad_records.clone();
     let ctl = Arc::new(Controller::new());
     let signals = tokio::spawn(watch_signals(ctl.clone()));
     let _control = match control::serve(state_dir, &name, ctl.clone()) {
@@ -240,6 +241,17 @@ async fn run(
         error!(error = %e, "Recording that the job finished failed; the next run resumes it.");
     }
     print!("{}", display::summary(&outcome));
+    if bad_records.count() > 0 {
+        let to = bad_records
+            .dead_letter
+            .as_ref()
+            .map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default();
+        warn!(
+            count = bad_records.count(),
+            "Bad records were set aside{to}."
+        );
+    }
     match outcome.state {
         RunState::Finished => {
             info!(job = %name, "Job finished.");

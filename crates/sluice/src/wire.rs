@@ -39,5 +39,10 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
             generation: String::new(),
         },
         checkpoints: Arc::new(sluice_engine::NoCheckpoints),
+        bad_records: Arc::new(sluice_engine::BadRecordPolicy::new(
+            job.errors.max_errors,
+            job.errors.max_error_ratio,
+            job.errors.dead_letter.as_ref().map(|d| d.path.clone()),
+        )),
     })
 }

@@ -490,3 +490,61 @@ fn the_quickstart_examples_run_as_the_readme_says() {
         [["200"]]
     );
 }
+
+#[test]
+fn bad_records_go_to_the_dead_letter_file_up_to_max_errors() {
+    let env = Env::new();
+    let mut csv = String::from("id,qty\n");
+    for i in 0..1000 {
+        let q = if i == 17 || i == 503 {
+            "many".to_string()
+        } else {
+            i.to_string()
+        };
+        csv.push_str(&format!("{i},{q}\n"));
+    }
+    env.write("in/orders.csv", &csv);
+    let job = |max: u32| {
+        format!(
+            "[job]\nname = \"t{max}\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[[transform]]\ntype = \"cast\"\ncolumns = {{ qty = \"int32\" }}\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out{max}.db\"\n[errors]\nmax_errors = {max}\ndead_letter = {{ type = \"jsonl\", path = \"bad{max}.jsonl\" }}\n"
+        )
+    };
+    env.write("two.toml", job(2));
+    let o = env.sluice(&["run", "two.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Bad records were set aside"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        sqlite_rows(&env.path("out2.db"), "SELECT count(*) FROM orders"),
+        [["998"]]
+    );
+    let bad = std::fs::read_to_string(env.path("bad2.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = bad
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{bad}");
+    assert_eq!(lines[0]["row"]["id"], "17");
+    assert_eq!(lines[1]["row"]["id"], "503");
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("many"),
+        "{bad}"
+    );
+    assert_eq!(lines[0]["table"], "orders");
+    // One tolerated, two found: the job fails and the split is rolled back.
+    env.write("one.toml", job(1));
+    let o = env.sluice(&["run", "one.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("too many bad records: 2 (max_errors = 1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        sqlite_rows(&env.path("out1.db"), "SELECT count(*) FROM orders"),
+        [["0"]]
+    );
+}
