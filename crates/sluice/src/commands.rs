@@ -339,10 +339,7 @@ async fn validate(path: &Path) -> u8 {
                 .unwrap_or_default()
         );
         let src_fields = t.source.schema.arrow.fields();
-        println!(
-            "  {:<30} {:<28} {}",
-            "column", "logical type", "target type"
-        );
+        println!("  {:<30} {:<28} target type", "column", "logical type");
         for f in t.plan.schema.arrow.fields() {
             let ty = LogicalType::of_field(f)
                 .map(|t| t.to_string())
