@@ -150,6 +150,22 @@ impl Error {
     }
 }
 
+/// Joins errors collected while validating (each on its own line) into one, keeping the first
+/// one's kind and hint. `Ok` when there are none.
+pub fn join_errors(errors: Vec<Error>) -> Result<()> {
+    let mut it = errors.into_iter();
+    let Some(first) = it.next() else {
+        return Ok(());
+    };
+    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
+    if rest.is_empty() {
+        return Err(first);
+    }
+    let mut e = Error::new(first.kind, format!("{first}\n{}", rest.join("\n")));
+    e.hint = first.hint;
+    Err(e)
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -201,6 +201,19 @@ impl TablePattern {
     }
 }
 
+/// Parses every pattern of a `key` option, collecting errors instead of stopping at the first.
+pub fn parse_patterns(list: &[String], key: &str, errors: &mut Vec<Error>) -> Vec<TablePattern> {
+    list.iter()
+        .filter_map(|t| match TablePattern::parse(t) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(e.context(format!("`{key}`")));
+                None
+            }
+        })
+        .collect()
+}
+
 impl fmt::Display for TablePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use mysql_async::{Opts, OptsBuilder};
 use serde::Deserialize;
+use sluice_core::error::join_errors;
 use sluice_core::schema::TablePattern;
+use sluice_core::schema::parse_patterns;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
@@ -165,37 +167,6 @@ impl Server {
     }
 }
 
-/// Parses table patterns, collecting every error.
-fn patterns(list: &[String], key: &str, errors: &mut Vec<Error>) -> Vec<TablePattern> {
-    list.iter()
-        .filter_map(|t| match TablePattern::parse(t) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(e.context(format!("`{key}`")));
-                None
-            }
-        })
-        .collect()
-}
-
-/// Joins collected errors into one (each on its own line), keeping the first one's hint.
-fn join(errors: Vec<Error>) -> Result<()> {
-    let mut it = errors.into_iter();
-    let Some(first) = it.next() else {
-        return Ok(());
-    };
-    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
-    if rest.is_empty() {
-        return Err(first);
-    }
-    let hint = first.hint().map(str::to_owned);
-    let mut e = Error::config(format!("{first}\n{}", rest.join("\n")));
-    if let Some(h) = hint {
-        e = e.with_hint(h);
-    }
-    Err(e)
-}
-
 /// A validated source config.
 #[derive(Debug, Clone)]
 pub(crate) struct SourcePlan {
@@ -229,8 +200,8 @@ impl MysqlSourceConfig {
                 "leave `tables` out to read every table of the url's database, or name some: [\"orders\"]",
             ));
         }
-        let include = patterns(&self.tables, "tables", &mut errors);
-        let exclude = patterns(&self.exclude, "exclude", &mut errors);
+        let include = parse_patterns(&self.tables, "tables", &mut errors);
+        let exclude = parse_patterns(&self.exclude, "exclude", &mut errors);
         if let Some(s) = &server
             && s.database.is_none()
             && include.iter().any(|p| p.to_string().split('.').count() < 2)
@@ -251,7 +222,7 @@ impl MysqlSourceConfig {
         if self.connections == 0 {
             errors.push(Error::config("`connections` must be at least 1").with_hint("e.g. 4"));
         }
-        join(errors)?;
+        join_errors(errors)?;
         Ok(SourcePlan {
             server: server.expect("errors joined above"),
             include,

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use sluice_core::error::join_errors;
 use sluice_core::schema::TablePattern;
+use sluice_core::schema::parse_patterns;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
@@ -108,37 +110,6 @@ pub fn parse_url(url: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Parses table patterns, collecting every error.
-fn patterns(list: &[String], key: &str, errors: &mut Vec<Error>) -> Vec<TablePattern> {
-    list.iter()
-        .filter_map(|t| match TablePattern::parse(t) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(e.context(format!("`{key}`")));
-                None
-            }
-        })
-        .collect()
-}
-
-/// Joins collected errors into one (each on its own line), keeping the first one's hint.
-fn join(errors: Vec<Error>) -> Result<()> {
-    let mut it = errors.into_iter();
-    let Some(first) = it.next() else {
-        return Ok(());
-    };
-    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
-    if rest.is_empty() {
-        return Err(first);
-    }
-    let hint = first.hint().map(str::to_owned);
-    let mut e = Error::config(format!("{first}\n{}", rest.join("\n")));
-    if let Some(h) = hint {
-        e = e.with_hint(h);
-    }
-    Err(e)
-}
-
 /// A validated source config.
 #[derive(Debug, Clone)]
 pub(crate) struct SourcePlan {
@@ -167,8 +138,8 @@ impl SqliteSourceConfig {
                 ),
             );
         }
-        let include = patterns(&self.tables, "tables", &mut errors);
-        let exclude = patterns(&self.exclude, "exclude", &mut errors);
+        let include = parse_patterns(&self.tables, "tables", &mut errors);
+        let exclude = parse_patterns(&self.exclude, "exclude", &mut errors);
         if self.batch_size == 0 {
             errors.push(Error::config("`batch_size` must be at least 1").with_hint("e.g. 8192"));
         }
@@ -189,7 +160,7 @@ impl SqliteSourceConfig {
                 ),
             }
         }
-        join(errors)?;
+        join_errors(errors)?;
         Ok(SourcePlan {
             path: path.expect("errors joined above"),
             include,
