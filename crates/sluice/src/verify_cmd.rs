@@ -2,8 +2,10 @@
 
 use sluice_connectors::job::JobFile;
 use sluice_core::Error;
+use sluice_core::config::redact;
+use sluice_verify::{Report, Session};
 
-use crate::exit;
+use crate::{exit, exit_code_for};
 
 /// Options of `sluice verify`.
 pub struct VerifyArgs {
@@ -13,15 +15,161 @@ pub struct VerifyArgs {
     pub max_diffs: usize,
 }
 
+fn report_error(e: &Error) -> u8 {
+    eprintln!("error: {}", redact(e.message()));
+    if let Some(h) = e.hint() {
+        eprintln!("  = help: {}", redact(h));
+    }
+    exit_code_for(e.kind())
+}
+
 /// Runs verify; returns the exit status (0 identical, 4 differences, 1 error, 2 config).
 pub async fn run(job: &JobFile, args: &VerifyArgs) -> u8 {
-    let _ = (job, args.json, args.repair, args.dry_run, args.max_diffs);
-    let e = Error::config("sluice verify is not available in this build yet")
-        .with_hint("compare counts by hand for now; verify lands with its own issue");
-    eprintln!(
-        "error: {}\n  = help: {}",
-        e.message(),
-        e.hint().unwrap_or_default()
+    if args.dry_run && !args.repair {
+        return report_error(
+            &Error::config("--dry-run only applies to --repair")
+                .with_hint("run `sluice verify JOB --repair --dry-run` to see the statements"),
+        );
+    }
+    let mut session = match Session::open(&job.source, &job.sink).await {
+        Ok(s) => s,
+        Err(e) => return report_error(&e),
+    };
+    let result = run_session(&mut session, args).await;
+    session.close().await;
+    match result {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::Result<u8> {
+    let mut report = session.verify().await?;
+    let mut json = serde_json::Map::new();
+    let mut after = None;
+    if args.repair && !report.identical {
+        let done = session.repair(&report, args.dry_run).await?;
+        if args.dry_run {
+            if !args.json {
+                print_report(&report, args.max_diffs);
+                println!("\n-- --dry-run: statements --repair would run");
+                for (table, stmts) in &done {
+                    println!("-- {table}: one transaction\nBEGIN;");
+                    for s in stmts {
+                        println!("{s};");
+                    }
+                    println!("COMMIT;");
+                }
+            }
+            let plan: serde_json::Map<String, serde_json::Value> = done
+                .into_iter()
+                .map(|(t, s)| (t, serde_json::json!(s)))
+                .collect();
+            json.insert("repair_statements".into(), plan.into());
+        } else {
+            let statements: usize = done.iter().map(|(_, s)| s.len()).sum();
+            if !args.json {
+                print_report(&report, args.max_diffs);
+                println!("\nrepaired: {statements} statements run; verifying again\n");
+            }
+            json.insert("repair_statements_run".into(), statements.into());
+            after = Some(session.verify().await?);
+        }
+    } else if !args.json {
+        print_report(&report, args.max_diffs);
+    }
+    if let Some(a) = &after
+        && !args.json
+    {
+        print_report(a, args.max_diffs);
+    }
+    let final_identical = after.as_ref().map_or(report.identical, |a| a.identical);
+    if args.json {
+        report.truncate(args.max_diffs);
+        let mut doc = match serde_json::to_value(&report) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        doc.extend(json);
+        if let Some(mut a) = after {
+            a.truncate(args.max_diffs);
+            doc.insert(
+                "after_repair".into(),
+                serde_json::to_value(&a).unwrap_or_default(),
+            );
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(doc)).unwrap_or_default()
+        );
+    }
+    Ok(if final_identical {
+        exit::OK
+    } else {
+        exit::DIFFERENCES
+    })
+}
+
+fn print_report(report: &Report, max_diffs: usize) {
+    let width = report
+        .tables
+        .iter()
+        .map(|t| t.source.chars().count())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    println!(
+        "{:<width$}  {:>11}  {:>11}  {:>7}  {:>7}  {:>7}  {:>7}",
+        "table", "source rows", "target rows", "missing", "extra", "changed", "seconds"
     );
-    exit::USAGE
+    for t in &report.tables {
+        println!(
+            "{:<width$}  {:>11}  {:>11}  {:>7}  {:>7}  {:>7}  {:>7.2}",
+            t.source, t.source_rows, t.target_rows, t.missing, t.extra, t.changed, t.seconds
+        );
+    }
+    for t in &report.tables {
+        if t.identical() {
+            continue;
+        }
+        let arrow = if t.source == t.target {
+            t.source.clone()
+        } else {
+            format!("{} -> {}", t.source, t.target)
+        };
+        println!();
+        match &t.key {
+            None => println!(
+                "{arrow}: count or checksum differs (no single integer key, rows not located)"
+            ),
+            Some(key) => {
+                if t.changed_during_check > 0 {
+                    println!(
+                        "{arrow}: {} rows changed during the check",
+                        t.changed_during_check
+                    );
+                }
+                for d in t.diffs.iter().take(max_diffs) {
+                    let cols = if d.columns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", d.columns.join(", "))
+                    };
+                    println!("{arrow}: {key} = {}: {}{cols}", d.key, d.kind.as_str());
+                }
+                let more = t.diffs.len().saturating_sub(max_diffs) + t.diffs_omitted;
+                if more > 0 {
+                    println!("{arrow}: … and {more} more (raise --max-diffs to list them)");
+                }
+            }
+        }
+    }
+    println!(
+        "\n{}",
+        if report.identical {
+            "identical"
+        } else {
+            "differences found"
+        }
+    );
 }

@@ -1,0 +1,353 @@
+//! One side of a comparison: a connection to PostgreSQL or MySQL/MariaDB that answers the
+//! few questions verify asks (columns, key range, chunk checksums, rows), all as text.
+//!
+//! Every query goes through the text protocol (`simple_query` / `query`), so values arrive
+//! as the canonical text the database computed and are compared byte for byte.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use mysql_async::prelude::Queryable;
+use sluice_core::{Error, ErrorKind, Result};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+use crate::canon::{self, ColKind, Column, Dialect, quote_ident, quote_literal};
+
+/// A physical table: schema (PostgreSQL) or database (MySQL), and name.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+}
+
+impl Table {
+    /// `"schema"."name"` / `` `db`.`name` ``.
+    pub fn sql(&self, d: Dialect) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(d, &self.schema),
+            quote_ident(d, &self.name)
+        )
+    }
+}
+
+/// Rows keyed by their integer key; values are the canonical column texts.
+pub type Rows = BTreeMap<i128, Vec<Option<String>>>;
+
+/// A connection to one side.
+pub enum Db {
+    Postgres(tokio_postgres::Client, tokio::task::JoinHandle<()>),
+    Mysql(mysql_async::Conn),
+}
+
+fn conn_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Connection, format!("{what}: {e}"))
+        .with_hint("check that the server is up and the url in the job file is right")
+}
+
+fn parse_key(s: &str) -> Result<i128> {
+    i128::from_str(s.trim()).map_err(|_| Error::data(format!("key value {s:?} is not an integer")))
+}
+
+impl Db {
+    /// Connects to PostgreSQL; the session runs in UTC.
+    pub async fn postgres(url: &str) -> Result<Db> {
+        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
+            Error::config(format!("invalid PostgreSQL url: {e}"))
+                .with_hint("write it as postgres://user:password@host:5432/database")
+        })?;
+        let (client, conn) = cfg
+            .connect(NoTls)
+            .await
+            .map_err(|e| conn_err("connecting to PostgreSQL", e))?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended.");
+            }
+        });
+        let db = Db::Postgres(client, task);
+        db.text_rows("SET TimeZone = 'UTC'; SET statement_timeout = 0")
+            .await?;
+        Ok(db)
+    }
+
+    /// Connects to MySQL/MariaDB; the session runs in UTC with utf8mb4 and backslash escapes.
+    pub async fn mysql(url: &str) -> Result<(Db, Option<String>)> {
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| {
+            Error::config(format!("invalid mysql url: {e}").replace(url, "<url>"))
+                .with_hint("write it as mysql://user:password@127.0.0.1:3306/database")
+        })?;
+        let database = opts.db_name().map(str::to_owned).filter(|d| !d.is_empty());
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .into();
+        let conn = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| conn_err("connecting to MySQL", e))?;
+        let mut db = Db::Mysql(conn);
+        db.exec(
+            "SET NAMES utf8mb4 COLLATE utf8mb4_bin, time_zone = '+00:00', \
+             sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+        )
+        .await?;
+        Ok((db, database))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Postgres(..) => Dialect::Postgres,
+            Db::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    /// Runs `sql` and returns every row as optional texts.
+    pub async fn text_rows_mut(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        match self {
+            Db::Postgres(..) => self.text_rows(sql).await,
+            Db::Mysql(conn) => {
+                let rows: Vec<mysql_async::Row> = conn
+                    .query(sql)
+                    .await
+                    .map_err(|e| Error::data(format!("MySQL: {e}")))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| r.unwrap().into_iter().map(my_text).collect())
+                    .collect())
+            }
+        }
+    }
+
+    async fn text_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        match self {
+            Db::Postgres(client, _) => {
+                let msgs = client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| pg_err(e, "PostgreSQL"))?;
+                Ok(msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Db::Mysql(_) => Err(Error::internal(
+                "text_rows needs a mutable MySQL connection",
+            )),
+        }
+    }
+
+    /// Runs a statement (or, on PostgreSQL, several separated by `;`).
+    pub async fn exec(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Db::Postgres(client, _) => client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| pg_err(e, "PostgreSQL")),
+            Db::Mysql(conn) => conn
+                .query_drop(sql)
+                .await
+                .map_err(|e| Error::data(format!("MySQL: {e}"))),
+        }
+    }
+
+    /// The table's columns in order, and the names of its primary-key columns.
+    pub async fn columns(&mut self, t: &Table) -> Result<(Vec<Column>, Vec<String>)> {
+        let d = self.dialect();
+        let (s, n) = (quote_literal(d, &t.schema), quote_literal(d, &t.name));
+        let sql = match d {
+            Dialect::Postgres => format!(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                 coalesce(bt.typname, ty.typname)::text, coalesce(bt.typtype, ty.typtype)::text, \
+                 (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
+                   AND a.attnum = ANY(i.indkey)))::text \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace ns ON ns.oid = c.relnamespace \
+                 JOIN pg_type ty ON ty.oid = a.atttypid \
+                 LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype \
+                 WHERE ns.nspname = {s} AND c.relname = {n} AND a.attnum > 0 \
+                 AND NOT a.attisdropped ORDER BY a.attnum"
+            ),
+            Dialect::Mysql => format!(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, '', \
+                 IF(COLUMN_KEY = 'PRI', 'true', 'false') FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = {s} AND TABLE_NAME = {n} ORDER BY ORDINAL_POSITION"
+            ),
+        };
+        let rows = self.text_rows_mut(&sql).await?;
+        let mut cols = Vec::new();
+        let mut pk = Vec::new();
+        for r in rows {
+            let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            let name = get(0);
+            let kind = match d {
+                Dialect::Postgres => ColKind::of_postgres(&get(2), &get(3)),
+                Dialect::Mysql => ColKind::of_mysql(&get(2)),
+            };
+            if get(4) == "true" {
+                pk.push(name.clone());
+            }
+            cols.push(Column {
+                name,
+                kind,
+                sql_type: get(1),
+            });
+        }
+        Ok((cols, pk))
+    }
+
+    /// `(count, min key, max key)` of the whole table.
+    pub async fn key_range(&mut self, t: &Table, key: &str) -> Result<(u64, Option<(i128, i128)>)> {
+        let d = self.dialect();
+        let kq = quote_ident(d, key);
+        // Aggregates, not `ORDER BY key LIMIT 1`: an output column named like the key would
+        // sort as text.
+        let sql = match d {
+            Dialect::Postgres => format!(
+                "SELECT count(*)::text, min({kq})::text, max({kq})::text FROM {}",
+                t.sql(d)
+            ),
+            Dialect::Mysql => format!(
+                "SELECT CAST(COUNT(*) AS CHAR), CAST(MIN({kq}) AS CHAR), CAST(MAX({kq}) AS CHAR) \
+                 FROM {}",
+                t.sql(d)
+            ),
+        };
+        let rows = self.text_rows_mut(&sql).await?;
+        let r = rows.first().cloned().unwrap_or_default();
+        let count = r
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        let range = match (r.get(1).cloned().flatten(), r.get(2).cloned().flatten()) {
+            (Some(lo), Some(hi)) => Some((parse_key(&lo)?, parse_key(&hi)?)),
+            _ => None,
+        };
+        Ok((count, range))
+    }
+
+    /// `(count, checksum)` of rows with `lo <= key < hi` (or of the whole table without a key).
+    pub async fn checksum(
+        &mut self,
+        t: &Table,
+        cols: &[Column],
+        range: Option<(&str, i128, i128)>,
+    ) -> Result<(u64, String)> {
+        let d = self.dialect();
+        let sql = format!(
+            "SELECT {} FROM {}{}",
+            canon::checksum_select(d, cols),
+            t.sql(d),
+            where_range(d, range)
+        );
+        let rows = self.text_rows_mut(&sql).await?;
+        let r = rows.first().cloned().unwrap_or_default();
+        let count = r
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        let sum = r.get(1).cloned().flatten().unwrap_or_default();
+        Ok((count, sum))
+    }
+
+    /// The canonical values (or, with `repair`, the values to write) of rows in a key range
+    /// or with the given keys.
+    pub async fn rows(
+        &mut self,
+        t: &Table,
+        key: &str,
+        cols: &[Column],
+        which: Which<'_>,
+        repair: bool,
+    ) -> Result<Rows> {
+        let d = self.dialect();
+        let mut select = vec![canon::key_text(d, key)];
+        for c in cols {
+            select.push(if repair {
+                canon::repair_expr(d, c)
+            } else {
+                canon::value_expr(d, c)
+            });
+        }
+        let filter = match which {
+            Which::Range(lo, hi) => where_range(d, Some((key, lo, hi))),
+            Which::Keys(keys) => {
+                let list: Vec<String> = keys.iter().map(i128::to_string).collect();
+                format!(" WHERE {} IN ({})", quote_ident(d, key), list.join(", "))
+            }
+        };
+        let sql = format!("SELECT {} FROM {}{filter}", select.join(", "), t.sql(d));
+        let mut out = Rows::new();
+        for mut r in self.text_rows_mut(&sql).await? {
+            if r.is_empty() {
+                continue;
+            }
+            let k = r.remove(0).unwrap_or_default();
+            out.insert(parse_key(&k)?, r);
+        }
+        Ok(out)
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        match self {
+            Db::Postgres(client, task) => {
+                drop(client);
+                let _ = task.await;
+            }
+            Db::Mysql(conn) => {
+                let _ = conn.disconnect().await;
+            }
+        }
+    }
+}
+
+/// Which rows [`Db::rows`] reads.
+#[derive(Clone, Copy)]
+pub enum Which<'a> {
+    Range(i128, i128),
+    Keys(&'a [i128]),
+}
+
+fn where_range(d: Dialect, range: Option<(&str, i128, i128)>) -> String {
+    match range {
+        Some((key, lo, hi)) => {
+            let k = quote_ident(d, key);
+            format!(" WHERE {k} >= {lo} AND {k} < {hi}")
+        }
+        None => String::new(),
+    }
+}
+
+fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {
+    let msg = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    let kind = if e.is_closed() || e.as_db_error().is_none() {
+        ErrorKind::Connection
+    } else {
+        ErrorKind::Data
+    };
+    Error::new(kind, format!("{what}: {msg}"))
+}
+
+fn my_text(v: mysql_async::Value) -> Option<String> {
+    use mysql_async::Value as V;
+    match v {
+        V::NULL => None,
+        V::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        V::Int(i) => Some(i.to_string()),
+        V::UInt(u) => Some(u.to_string()),
+        V::Float(f) => Some(f.to_string()),
+        V::Double(f) => Some(f.to_string()),
+        other => Some(other.as_sql(true)),
+    }
+}

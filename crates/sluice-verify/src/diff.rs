@@ -1,0 +1,256 @@
+//! Comparing one table pair: key range, chunk checksums, bisection, row diff, re-check.
+//!
+//! Both sides answer the same question at once (`tokio::join!`), so a chunk costs one round
+//! trip per side. Chunks whose count and checksum agree are done; the others are split in
+//! [`FANOUT`] parts until they hold at most [`LEAF_ROWS`] rows, whose canonical values are
+//! then read from both sides and compared by key.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use sluice_core::{Error, Result};
+
+use crate::canon::Column;
+use crate::db::{Db, Rows, Table, Which};
+use crate::{DiffKind, RowDiff, TableReport};
+
+/// Chunks the key range is first cut into.
+pub const INITIAL_CHUNKS: i128 = 16;
+/// Parts a differing chunk is cut into.
+pub const FANOUT: i128 = 8;
+/// A differing chunk with at most this many rows on each side is compared row by row.
+pub const LEAF_ROWS: u64 = 1000;
+/// Keys per `IN (…)` list when rows are re-read by key.
+pub const KEYS_PER_QUERY: usize = 500;
+
+/// What is compared: the two tables and their matched columns.
+pub struct Pair {
+    pub source_name: String,
+    pub target_name: String,
+    pub source: Table,
+    pub target: Table,
+    /// Source columns, in source order.
+    pub src_cols: Vec<Column>,
+    /// The target's columns of the same names, in the same order.
+    pub dst_cols: Vec<Column>,
+    /// The single integer key column, if the source has one.
+    pub key: Option<String>,
+}
+
+/// Matches the target's columns to the source's by name (exactly, else ignoring case).
+pub fn match_columns(table: &str, src: &[Column], dst: &[Column]) -> Result<Vec<Column>> {
+    src.iter()
+        .map(|c| {
+            dst.iter()
+                .find(|d| d.name == c.name)
+                .or_else(|| dst.iter().find(|d| d.name.eq_ignore_ascii_case(&c.name)))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::schema(format!(
+                        "table {table}: the target has no column {:?}",
+                        c.name
+                    ))
+                    .with_hint(
+                        "verify compares the source's columns by name; add the column to the \
+                         target or run the copy again",
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Compares one pair and returns its report (every differing row, re-checked once).
+pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport> {
+    let started = Instant::now();
+    let mut rep = TableReport::new(&p.source_name, &p.target_name, p.key.clone());
+    let Some(key) = p.key.as_deref() else {
+        // No integer key: whole-table count and checksum only.
+        let (s, d) = tokio::join!(
+            src.checksum(&p.source, &p.src_cols, None),
+            dst.checksum(&p.target, &p.dst_cols, None)
+        );
+        let (s, d) = (s?, d?);
+        rep.source_rows = s.0;
+        rep.target_rows = d.0;
+        rep.checksum_differs = s != d;
+        rep.seconds = started.elapsed().as_secs_f64();
+        return Ok(rep);
+    };
+    let (s, d) = tokio::join!(src.key_range(&p.source, key), dst.key_range(&p.target, key));
+    let ((s_count, s_range), (d_count, d_range)) = (s?, d?);
+    rep.source_rows = s_count;
+    rep.target_rows = d_count;
+    let (lo, hi) = match (s_range, d_range) {
+        (None, None) => {
+            rep.seconds = started.elapsed().as_secs_f64();
+            return Ok(rep);
+        }
+        (Some(a), None) | (None, Some(a)) => (a.0, a.1 + 1),
+        (Some(a), Some(b)) => (a.0.min(b.0), a.1.max(b.1) + 1),
+    };
+    let mut work = split(lo, hi, INITIAL_CHUNKS);
+    let mut diffs = Vec::new();
+    while let Some((a, b)) = work.pop() {
+        let range = Some((key, a, b));
+        let (s, d) = tokio::join!(
+            src.checksum(&p.source, &p.src_cols, range),
+            dst.checksum(&p.target, &p.dst_cols, range)
+        );
+        let (s, d) = (s?, d?);
+        rep.chunks_checked += 1;
+        if s == d {
+            continue;
+        }
+        if s.0.max(d.0) <= LEAF_ROWS || b - a <= 1 {
+            let (s_rows, d_rows) = tokio::join!(
+                src.rows(&p.source, key, &p.src_cols, Which::Range(a, b), false),
+                dst.rows(&p.target, key, &p.dst_cols, Which::Range(a, b), false)
+            );
+            diffs.extend(diff_rows(&s_rows?, &d_rows?, &p.src_cols));
+        } else {
+            work.extend(split(a, b, FANOUT));
+        }
+    }
+    let diffs = recheck(src, dst, p, key, diffs).await?;
+    for d in &diffs {
+        match d.kind {
+            DiffKind::Missing => rep.missing += 1,
+            DiffKind::Extra => rep.extra += 1,
+            DiffKind::Changed => rep.changed += 1,
+            DiffKind::ChangedDuringCheck => rep.changed_during_check += 1,
+        }
+    }
+    rep.diffs = diffs;
+    rep.seconds = started.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Cuts `[lo, hi)` into up to `n` non-empty ranges, returned last-first so that popping
+/// visits them in key order.
+fn split(lo: i128, hi: i128, n: i128) -> Vec<(i128, i128)> {
+    let width = hi - lo;
+    let step = (width + n - 1) / n;
+    let step = step.max(1);
+    let mut out = Vec::new();
+    let mut a = lo;
+    while a < hi {
+        let b = (a + step).min(hi);
+        out.push((a, b));
+        a = b;
+    }
+    out.reverse();
+    out
+}
+
+/// The differences between the rows of one range, in key order.
+pub fn diff_rows(src: &Rows, dst: &Rows, cols: &[Column]) -> Vec<RowDiff> {
+    let keys: BTreeSet<i128> = src.keys().chain(dst.keys()).copied().collect();
+    keys.into_iter()
+        .filter_map(|k| match (src.get(&k), dst.get(&k)) {
+            (Some(_), None) => Some(RowDiff::new(k, DiffKind::Missing, Vec::new())),
+            (None, Some(_)) => Some(RowDiff::new(k, DiffKind::Extra, Vec::new())),
+            (Some(a), Some(b)) if a != b => {
+                let changed = cols
+                    .iter()
+                    .zip(a.iter().zip(b.iter()))
+                    .filter(|(_, (x, y))| x != y)
+                    .map(|(c, _)| c.name.clone())
+                    .collect();
+                Some(RowDiff::new(k, DiffKind::Changed, changed))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads the differing rows once more from both sides. A row that now agrees is dropped
+/// (the target caught up); a row whose values moved between the two reads on either side
+/// is reported as [`DiffKind::ChangedDuringCheck`]; the others stand.
+async fn recheck(
+    src: &mut Db,
+    dst: &mut Db,
+    p: &Pair,
+    key: &str,
+    diffs: Vec<RowDiff>,
+) -> Result<Vec<RowDiff>> {
+    let mut out = Vec::with_capacity(diffs.len());
+    for batch in diffs.chunks(KEYS_PER_QUERY) {
+        let keys: Vec<i128> = batch.iter().map(|d| d.key).collect();
+        let (s, d) = tokio::join!(
+            src.rows(&p.source, key, &p.src_cols, Which::Keys(&keys), false),
+            dst.rows(&p.target, key, &p.dst_cols, Which::Keys(&keys), false)
+        );
+        let (s, d) = (s?, d?);
+        let now: std::collections::HashMap<i128, RowDiff> = diff_rows(&s, &d, &p.src_cols)
+            .into_iter()
+            .map(|r| (r.key, r))
+            .collect();
+        for first in batch {
+            match now.get(&first.key) {
+                None => {}
+                Some(again) if again.kind == first.kind && again.columns == first.columns => {
+                    out.push(first.clone());
+                }
+                Some(again) => {
+                    let mut r = again.clone();
+                    r.kind = DiffKind::ChangedDuringCheck;
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canon::ColKind;
+
+    #[test]
+    fn split_covers_the_range_in_order() {
+        let mut parts = split(0, 100, 16);
+        parts.reverse();
+        assert_eq!(parts.first(), Some(&(0, 7)));
+        assert_eq!(parts.last().map(|p| p.1), Some(100));
+        assert!(parts.windows(2).all(|w| w[0].1 == w[1].0));
+        assert_eq!(split(5, 6, 16), vec![(5, 6)]);
+    }
+
+    #[test]
+    fn diff_names_changed_columns() {
+        let cols = vec![
+            Column {
+                name: "a".into(),
+                kind: ColKind::Int,
+                sql_type: String::new(),
+            },
+            Column {
+                name: "b".into(),
+                kind: ColKind::Text,
+                sql_type: String::new(),
+            },
+        ];
+        let row = |a: &str, b: Option<&str>| vec![Some(a.to_string()), b.map(str::to_string)];
+        let src: Rows = [
+            (1, row("1", Some("x"))),
+            (2, row("2", None)),
+            (3, row("3", Some(""))),
+        ]
+        .into_iter()
+        .collect();
+        let dst: Rows = [
+            (2, row("2", Some(""))),
+            (3, row("3", Some(""))),
+            (4, row("4", None)),
+        ]
+        .into_iter()
+        .collect();
+        let d = diff_rows(&src, &dst, &cols);
+        assert_eq!(d.len(), 3);
+        assert_eq!((d[0].key, d[0].kind), (1, DiffKind::Missing));
+        assert_eq!((d[1].key, d[1].kind), (2, DiffKind::Changed));
+        assert_eq!(d[1].columns, vec!["b".to_string()]);
+        assert_eq!((d[2].key, d[2].kind), (4, DiffKind::Extra));
+    }
+}
