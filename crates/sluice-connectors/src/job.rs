@@ -61,6 +61,9 @@ pub struct JobSection {
     /// Streaming: a checkpoint taking longer than this fails, e.g. `"60s"`.
     #[serde(default)]
     pub checkpoint_timeout: Option<HumanDuration>,
+    /// Run `sluice verify` after a finished batch run; differences fail the run (exit 4).
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// `[errors]`: how many bad records are tolerated, and where they go.
@@ -143,6 +146,21 @@ impl JobFile {
                 "job.parallelism",
                 "`parallelism` must be at least 1",
                 Some("leave it out to use the number of cores".into()),
+            ));
+        }
+        let db = |t: &str| matches!(t, "postgres" | "mysql");
+        if self.job.verify && !(db(self.source.type_name()) && db(self.sink.type_name())) {
+            return Err(doc.error_at(
+                "job.verify",
+                format!(
+                    "verify compares PostgreSQL and MySQL tables; this job copies {} to {}",
+                    self.source.type_name(),
+                    self.sink.type_name()
+                ),
+                Some(
+                    "remove `verify = true`; verify for files and SQLite is not available yet"
+                        .into(),
+                ),
             ));
         }
         if let Some(r) = self.errors.max_error_ratio

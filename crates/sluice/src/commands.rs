@@ -205,7 +205,22 @@ async fn run(
     let _ = display.await;
     signals.abort();
 
+    // `[job] verify = true`: a finished copy that does not verify is a failed run.
+    let mut verify_failed: Option<sluice_core::Error> = None;
+    if outcome.state == RunState::Finished && job.job.verify {
+        match verify_cmd::after_run(&job).await {
+            Ok(true) => info!(job = %name, "Verify: source and target are identical."),
+            Ok(false) => {
+                verify_failed = Some(
+                    sluice_core::Error::data("verify found differences between source and target")
+                        .with_hint("`sluice verify JOB.toml --repair` fixes the target"),
+                )
+            }
+            Err(e) => verify_failed = Some(e.context("verify after the run")),
+        }
+    }
     let state = match outcome.state {
+        _ if verify_failed.is_some() => "FAILED",
         RunState::Finished => "FINISHED",
         RunState::Stopped => "STOPPED",
         RunState::Aborted => "ABORTED",
@@ -228,7 +243,11 @@ async fn run(
         state,
         rows_written: outcome.rows_written(),
         bytes_read: outcome.bytes_read(),
-        error: outcome.error.as_ref().map(|e| redact(&e.to_string())),
+        error: outcome
+            .error
+            .as_ref()
+            .or(verify_failed.as_ref())
+            .map(|e| redact(&e.to_string())),
         tables: &tables,
     };
     // Invariant: the run's end is persisted before it is reported.
@@ -241,6 +260,14 @@ async fn run(
         error!(error = %e, "Recording that the job finished failed; the next run resumes it.");
     }
     print!("{}", display::summary(&outcome));
+    if let Some(e) = &verify_failed {
+        let code = report(e);
+        return if e.kind() == sluice_core::ErrorKind::Data {
+            exit::DIFFERENCES
+        } else {
+            code
+        };
+    }
     if bad_records.count() > 0 {
         let to = bad_records
             .dead_letter

@@ -43,6 +43,18 @@ pub async fn run(job: &JobFile, args: &VerifyArgs) -> u8 {
     }
 }
 
+/// `[job] verify = true`: verifies after a finished run and prints the report. Returns
+/// whether source and target are identical.
+pub async fn after_run(job: &JobFile) -> sluice_core::Result<bool> {
+    let mut session = Session::open(&job.source, &job.sink).await?;
+    let result = session.verify().await;
+    session.close().await;
+    let report = result?;
+    println!("\nverify:");
+    print_report(&report, 20);
+    Ok(report.identical)
+}
+
 async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::Result<u8> {
     let mut report = session.verify().await?;
     let mut json = serde_json::Map::new();

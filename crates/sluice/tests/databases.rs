@@ -767,3 +767,58 @@ fn a_database_restart_in_the_middle_of_a_copy_is_survived() {
     let count = dst.psql("dst", "SELECT count(*), sum(id), sum(v) FROM t");
     assert_eq!(count.trim(), "1000000|500000500000|1500001500000");
 }
+
+#[test]
+fn job_verify_true_fails_a_run_whose_target_differs() {
+    let src = PgDb::new();
+    let dst = PgDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g;",
+    );
+    let job = |name: &str| {
+        let j = Job::new(
+            &format!(
+                "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]",
+                src.url()
+            ),
+            &format!(
+                "type = \"postgres\"\nurl = \"{}\"\nwrite = \"upsert\"",
+                dst.url()
+            ),
+        );
+        let text = std::fs::read_to_string(j.path("job.toml")).unwrap();
+        std::fs::write(
+            j.path("job.toml"),
+            text.replace("[job]\n", &format!("[job]\nverify = true\n# {name}\n")),
+        )
+        .unwrap();
+        j
+    };
+    let j = job("clean");
+    let o = j.run();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("verify:"));
+    // A row the source does not have: the copy succeeds, verify does not.
+    psql(&dst.0, "INSERT INTO t VALUES (999999, 'stray')");
+    let j = job("dirty");
+    let o = j.run();
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("verify found differences"));
+    let s = j
+        .cmd(&["status", "crash", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["runs"][0]["state"], "FAILED");
+}
