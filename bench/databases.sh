@@ -21,9 +21,27 @@ source "$SHARED/common.sh"
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS" "$WORK/sluice"
 
+# Set-up without touching the servers' configuration (../shared/bench/setup.sh tunes and
+# restarts them, which needs the Debian layout of /etc/mysql): databases, the `bench` MariaDB
+# user the peers log in with, the peers' venvs, then TPC-H loaded by ../shared/bench/gen.sh.
 if [ -z "${SKIP_SETUP:-}" ]; then
-  bash "$SHARED/setup.sh"
-  [ "$(cat "$BENCH_HOME/sf" 2>/dev/null)" = "$SF" ] || bash "$SHARED/gen.sh" "$SF"
+  bash scripts/test-services.sh >/dev/null
+  for db in src dst; do
+    psql -X -At -d postgres -c "select 1 from pg_database where datname='$db'" | grep -q 1 ||
+      psql -X -q -d postgres -c "CREATE DATABASE $db"
+  done
+  psql -X -q -d postgres -c "ALTER USER postgres PASSWORD 'postgres'"
+  mariadb -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS src; CREATE DATABASE IF NOT EXISTS dst;
+    CREATE USER IF NOT EXISTS '$MY_USER'@'127.0.0.1' IDENTIFIED BY '$MY_PASS';
+    CREATE USER IF NOT EXISTS '$MY_USER'@'localhost' IDENTIFIED BY '$MY_PASS';
+    GRANT ALL ON *.* TO '$MY_USER'@'127.0.0.1'; GRANT ALL ON *.* TO '$MY_USER'@'localhost';"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  [ -x "$VENV/bin/tpchgen-cli" ] || "$VENV/bin/pip" install -q --disable-pip-version-check tpchgen-cli==4.0.0
+  if [[ " $PEERS " == *ingestr* ]]; then
+    [ -x "$VENV_INGESTR/bin/python" ] || python3 -m venv "$VENV_INGESTR"
+    [ -x "$VENV_INGESTR/bin/ingestr" ] || "$VENV_INGESTR/bin/pip" install -q --disable-pip-version-check ingestr==1.1.19
+  fi
+  [ "$(cat "$BENCH_HOME/sf" 2>/dev/null)" = "$SF" ] || bash "$SHARED/gen.sh" "$SF" || exit 1
 fi
 cargo build --release -q -p sluice || exit 1
 SLUICE=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
@@ -51,7 +69,8 @@ job() {  # job NAME SOURCE-BLOCK SINK-BLOCK
 pg_dst_fresh() { pgq dst "DROP TABLE IF EXISTS public.lineitem CASCADE; DROP TABLE IF EXISTS public._sluice_checkpoints" >/dev/null 2>&1; }
 my_dst_fresh() { myq dst "DROP TABLE IF EXISTS lineitem; DROP TABLE IF EXISTS _sluice_checkpoints"; }
 
-ROWS=$(pgq src "select count(*) from lineitem")
+ROWS=$(pgq src "select count(*) from lineitem") || { echo "error: no lineitem in PostgreSQL db src; run without SKIP_SETUP"; exit 1; }
+[ "$(myq src 'select count(*) from lineitem')" = "$ROWS" ] || { echo "error: MariaDB src.lineitem does not match PostgreSQL's"; exit 1; }
 echo "lineitem SF$SF: $ROWS rows"
 
 # --- PG -> PG: the binary COPY pipe into a table with the primary key, then Sluice ---
