@@ -11,7 +11,7 @@ ROWS=${ROWS:-200000}
 DURATION=${DURATION:-300}
 SINK=${SINK:-postgres}       # postgres | mysql
 WRITE=${WRITE:-append}       # append | upsert | overwrite
-MAX_DELAY_MS=${MAX_DELAY_MS:-1500}
+MAX_DELAY_MS=${MAX_DELAY_MS:-800}
 bash scripts/test-services.sh >/dev/null
 cargo build --release -q -p sluice
 SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
@@ -56,24 +56,42 @@ write = "$WRITE"
 EOT
 
 cd "$WORK"
-kills=0; end=$((SECONDS + DURATION)); finished=0
-while [ $SECONDS -lt $end ]; do
-  "$SLUICE" run --no-progress job.toml >/dev/null 2>&1 & pid=$!
-  sleep "$(awk -v m="$MAX_DELAY_MS" 'BEGIN{srand(); printf "%.3f", (50 + rand() * m) / 1000}')"
-  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; wait "$pid" 2>/dev/null || true; kills=$((kills + 1)); else
-    wait "$pid" && { finished=1; break; }
+checksum_src() { $PSQL -d "$SRC" -c "SELECT count(*), sum(id), sum(v), md5(string_agg(note, '' ORDER BY id)) FROM t"; }
+checksum_dst() {
+  if [ "$SINK" = mysql ]; then
+    $MARIADB "$DST" -e "SET SESSION group_concat_max_len = 1 << 30; SELECT count(*), sum(id), sum(v), md5(group_concat(note ORDER BY id SEPARATOR '')) FROM t" | tr '\t' '|'
+  else
+    $PSQL -d "$DST" -c "SELECT count(*), sum(id), sum(v), md5(string_agg(note, '' ORDER BY id)) FROM t"
   fi
-  state=$("$SLUICE" status soak --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["runs"][0]["state"])')
-  [ "$state" = FINISHED ] && { finished=1; break; }
+}
+drop_dst() {
+  if [ "$SINK" = mysql ]; then $MARIADB "$DST" -e "DROP TABLE IF EXISTS t"; else $PSQL -d "$DST" -c "DROP TABLE IF EXISTS t"; fi
+}
+want=$(checksum_src)
+kills=0; rounds=0; end=$((SECONDS + DURATION))
+# Each round copies the table from scratch, SIGKILLing the copy at random moments and
+# resuming it until it finishes, then compares source and target.
+while [ $SECONDS -lt $end ]; do
+  drop_dst; flag=--from-scratch
+  while :; do
+    "$SLUICE" run --no-progress $flag job.toml >run.log 2>&1 & pid=$!; flag=
+    sleep "$(( 50 + RANDOM % MAX_DELAY_MS ))e-3"
+    if kill -9 "$pid" 2>/dev/null; then
+      rc=0; wait "$pid" 2>/dev/null || rc=$?
+      [ $rc = 137 ] && kills=$((kills + 1))   # else it had just ended by itself
+      [ $rc = 0 ] || [ $rc = 137 ] || { echo "a run failed ($rc):"; tail -5 run.log; exit 1; }
+    else
+      rc=0; wait "$pid" || rc=$?
+      [ $rc = 0 ] || { echo "a run failed ($rc):"; tail -5 run.log; exit 1; }
+      break
+    fi
+    state=$("$SLUICE" status soak --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["runs"][0]["state"])')
+    [ "$state" = FINISHED ] && break
+  done
+  rounds=$((rounds + 1))
+  got=$(checksum_dst)
+  if [ "$got" != "$want" ]; then
+    echo "DIFFERENT after round $rounds ($kills kills so far)"; echo "source: $want"; echo "target: $got"; exit 1
+  fi
 done
-[ $finished = 1 ] || "$SLUICE" run --no-progress job.toml >/dev/null
-src_sum=$($PSQL -d "$SRC" -c "SELECT count(*), sum(id), sum(v), md5(string_agg(note, '' ORDER BY id)) FROM t")
-if [ "$SINK" = mysql ]; then
-  dst_sum=$($MARIADB "$DST" -e "SET SESSION group_concat_max_len = 1 << 30; SELECT count(*), sum(id), sum(v), md5(group_concat(note ORDER BY id SEPARATOR '')) FROM t" | tr '\t' '|')
-else
-  dst_sum=$($PSQL -d "$DST" -c "SELECT count(*), sum(id), sum(v), md5(string_agg(note, '' ORDER BY id)) FROM t")
-fi
-echo "rows=$ROWS sink=$SINK write=$WRITE duration=${DURATION}s kills=$kills"
-echo "source: $src_sum"
-echo "target: $dst_sum"
-if [ "$src_sum" = "$dst_sum" ]; then echo "IDENTICAL"; else echo "DIFFERENT"; exit 1; fi
+echo "rows=$ROWS sink=$SINK write=$WRITE duration=${DURATION}s rounds=$rounds kills=$kills: every round IDENTICAL"
