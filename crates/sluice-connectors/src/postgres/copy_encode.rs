@@ -263,11 +263,7 @@ fn writer<'a>(a: &'a dyn Array, enc: &'a Enc) -> std::result::Result<Writer<'a>,
                     .downcast_ref::<Decimal128Array>()
                     .ok_or_else(mismatch)?;
                 let s = *s;
-                Box::new(move |i, out| {
-                    sized(out, |o| {
-                        numeric::from_text(&numeric::scaled_text(a.value(i), s), o)
-                    })
-                })
+                Box::new(move |i, out| sized(out, |o| numeric::from_i128(a.value(i), s, o)))
             }
             D::Decimal256(_, s) => {
                 let a = a
