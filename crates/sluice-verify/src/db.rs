@@ -2,7 +2,9 @@
 //! few questions verify asks (columns, key range, chunk checksums, rows), all as text.
 //!
 //! Every query goes through the text protocol (`simple_query` / `query`), so values arrive
-//! as the canonical text the database computed and are compared byte for byte.
+//! as the canonical text the database computed and are compared byte for byte. A third kind
+//! of side, [`Db::Local`], reads SQLite databases and files through their connectors and
+//! computes the same canonical text in Rust (see [`crate::local`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -12,6 +14,7 @@ use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::canon::{self, ColKind, Column, Dialect, quote_ident, quote_literal};
+use crate::local::Local;
 
 /// A physical table: schema (PostgreSQL) or database (MySQL), and name.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub type Rows = BTreeMap<i128, Vec<Option<String>>>;
 pub enum Db {
     Postgres(tokio_postgres::Client, tokio::task::JoinHandle<()>),
     Mysql(mysql_async::Conn),
+    /// SQLite or files, read through the connector (no SQL).
+    Local(Box<Local>),
 }
 
 fn conn_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -97,7 +102,14 @@ impl Db {
         match self {
             Db::Postgres(..) => Dialect::Postgres,
             Db::Mysql(_) => Dialect::Mysql,
+            // Never used to build SQL: every method handles a local side before.
+            Db::Local(_) => Dialect::Postgres,
         }
+    }
+
+    /// Whether this side is read locally (SQLite, files).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Db::Local(_))
     }
 
     /// Runs `sql` and returns every row as optional texts.
@@ -114,6 +126,7 @@ impl Db {
                     .map(|r| r.unwrap().into_iter().map(my_text).collect())
                     .collect())
             }
+            Db::Local(l) => Err(no_sql(l)),
         }
     }
 
@@ -137,6 +150,7 @@ impl Db {
             Db::Mysql(_) => Err(Error::internal(
                 "text_rows needs a mutable MySQL connection",
             )),
+            Db::Local(l) => Err(no_sql(l)),
         }
     }
 
@@ -151,11 +165,15 @@ impl Db {
                 .query_drop(sql)
                 .await
                 .map_err(|e| Error::data(format!("MySQL: {e}"))),
+            Db::Local(l) => Err(no_sql(l)),
         }
     }
 
     /// The table's columns in order, and the names of its primary-key columns.
     pub async fn columns(&mut self, t: &Table) -> Result<(Vec<Column>, Vec<String>)> {
+        if let Db::Local(l) = self {
+            return l.columns(t);
+        }
         let d = self.dialect();
         let (s, n) = (quote_literal(d, &t.schema), quote_literal(d, &t.name));
         let sql = match d {
@@ -200,7 +218,15 @@ impl Db {
     }
 
     /// `(count, min key, max key)` of the whole table.
-    pub async fn key_range(&mut self, t: &Table, key: &str) -> Result<(u64, Option<(i128, i128)>)> {
+    pub async fn key_range(
+        &mut self,
+        t: &Table,
+        key: &str,
+        cols: &[Column],
+    ) -> Result<(u64, Option<(i128, i128)>)> {
+        if let Db::Local(l) = self {
+            return l.key_range(t, key, cols).await;
+        }
         let d = self.dialect();
         let kq = quote_ident(d, key);
         // Aggregates, not `ORDER BY key LIMIT 1`: an output column named like the key would
@@ -238,6 +264,9 @@ impl Db {
         cols: &[Column],
         range: Option<(&str, i128, i128)>,
     ) -> Result<(u64, String)> {
+        if let Db::Local(l) = self {
+            return l.checksum(t, cols, range).await;
+        }
         let d = self.dialect();
         let sql = format!(
             "SELECT {} FROM {}{}",
@@ -267,6 +296,9 @@ impl Db {
         which: Which<'_>,
         repair: bool,
     ) -> Result<Rows> {
+        if let Db::Local(l) = self {
+            return l.rows(t, key, cols, which, repair).await;
+        }
         let d = self.dialect();
         let mut select = vec![canon::key_text(d, key)];
         for c in cols {
@@ -295,6 +327,28 @@ impl Db {
         Ok(out)
     }
 
+    /// A local side reads the rows of all these ranges in one pass, for the `rows` calls
+    /// that follow; a database side does nothing (it is queried per range).
+    pub async fn prefetch(
+        &mut self,
+        t: &Table,
+        key: &str,
+        cols: &[Column],
+        ranges: &[(i128, i128)],
+    ) -> Result<()> {
+        match self {
+            Db::Local(l) => l.prefetch(t, key, cols, ranges).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A local side forgets prefetched rows except these keys (the differing ones).
+    pub fn keep_only(&mut self, keys: &std::collections::BTreeSet<i128>) {
+        if let Db::Local(l) = self {
+            l.keep_only(keys);
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         match self {
@@ -305,6 +359,7 @@ impl Db {
             Db::Mysql(conn) => {
                 let _ = conn.disconnect().await;
             }
+            Db::Local(_) => {}
         }
     }
 }
@@ -324,6 +379,10 @@ fn where_range(d: Dialect, range: Option<(&str, i128, i128)>) -> String {
         }
         None => String::new(),
     }
+}
+
+fn no_sql(l: &Local) -> Error {
+    Error::internal(format!("a {} side takes no SQL", l.kind()))
 }
 
 fn pg_err(e: tokio_postgres::Error, what: &str) -> Error {

@@ -3,7 +3,9 @@
 //! Both sides answer the same question at once (`tokio::join!`), so a chunk costs one round
 //! trip per side. Chunks whose count and checksum agree are done; the others are split in
 //! [`FANOUT`] parts until they hold at most [`LEAF_ROWS`] rows, whose canonical values are
-//! then read from both sides and compared by key.
+//! then read from both sides and compared by key. Leaf ranges are handled in groups of
+//! [`LEAF_GROUP`], so that a locally read side (SQLite, files) reads a group's rows in one
+//! pass over the table.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -20,6 +22,8 @@ pub const INITIAL_CHUNKS: i128 = 16;
 pub const FANOUT: i128 = 8;
 /// A differing chunk with at most this many rows on each side is compared row by row.
 pub const LEAF_ROWS: u64 = 1000;
+/// Differing leaf ranges whose rows are read together.
+pub const LEAF_GROUP: usize = 256;
 /// Keys per `IN (…)` list when rows are re-read by key.
 pub const KEYS_PER_QUERY: usize = 500;
 
@@ -76,7 +80,10 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
         rep.seconds = started.elapsed().as_secs_f64();
         return Ok(rep);
     };
-    let (s, d) = tokio::join!(src.key_range(&p.source, key), dst.key_range(&p.target, key));
+    let (s, d) = tokio::join!(
+        src.key_range(&p.source, key, &p.src_cols),
+        dst.key_range(&p.target, key, &p.dst_cols)
+    );
     let ((s_count, s_range), (d_count, d_range)) = (s?, d?);
     rep.source_rows = s_count;
     rep.target_rows = d_count;
@@ -90,6 +97,7 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     };
     let mut work = split(lo, hi, INITIAL_CHUNKS);
     let mut diffs = Vec::new();
+    let mut leaves = Vec::new();
     while let Some((a, b)) = work.pop() {
         let range = Some((key, a, b));
         let (s, d) = tokio::join!(
@@ -102,15 +110,16 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
             continue;
         }
         if s.0.max(d.0) <= LEAF_ROWS || b - a <= 1 {
-            let (s_rows, d_rows) = tokio::join!(
-                src.rows(&p.source, key, &p.src_cols, Which::Range(a, b), false),
-                dst.rows(&p.target, key, &p.dst_cols, Which::Range(a, b), false)
-            );
-            diffs.extend(diff_rows(&s_rows?, &d_rows?, &p.src_cols));
+            leaves.push((a, b));
+            if leaves.len() >= LEAF_GROUP {
+                diffs.extend(leaf_diffs(src, dst, p, key, &leaves).await?);
+                leaves.clear();
+            }
         } else {
             work.extend(split(a, b, FANOUT));
         }
     }
+    diffs.extend(leaf_diffs(src, dst, p, key, &leaves).await?);
     let diffs = recheck(src, dst, p, key, diffs).await?;
     for d in &diffs {
         match d.kind {
@@ -123,6 +132,38 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     rep.diffs = diffs;
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// Reads the rows of differing leaf ranges from both sides and compares them by key.
+async fn leaf_diffs(
+    src: &mut Db,
+    dst: &mut Db,
+    p: &Pair,
+    key: &str,
+    leaves: &[(i128, i128)],
+) -> Result<Vec<RowDiff>> {
+    if leaves.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (s, d) = tokio::join!(
+        src.prefetch(&p.source, key, &p.src_cols, leaves),
+        dst.prefetch(&p.target, key, &p.dst_cols, leaves)
+    );
+    s?;
+    d?;
+    let mut diffs = Vec::new();
+    for &(a, b) in leaves {
+        let (s_rows, d_rows) = tokio::join!(
+            src.rows(&p.source, key, &p.src_cols, Which::Range(a, b), false),
+            dst.rows(&p.target, key, &p.dst_cols, Which::Range(a, b), false)
+        );
+        diffs.extend(diff_rows(&s_rows?, &d_rows?, &p.src_cols));
+    }
+    // A local side keeps only the differing rows, for the re-check.
+    let keys: BTreeSet<i128> = diffs.iter().map(|d: &RowDiff| d.key).collect();
+    src.keep_only(&keys);
+    dst.keep_only(&keys);
+    Ok(diffs)
 }
 
 /// Cuts `[lo, hi)` into up to `n` non-empty ranges, returned last-first so that popping

@@ -9,20 +9,25 @@
 //! sides and compared by key (see [`diff`]). Differing rows are read once more before they
 //! are reported, so rows written during the check show up as "changed during check".
 //!
-//! Supported sides: PostgreSQL and MySQL/MariaDB, in any combination. Tables without a
-//! single integer key are compared by count and whole-table checksum only. See
-//! `docs/verify.md` for the canonical row form and the limits.
+//! Supported sides: PostgreSQL and MySQL/MariaDB (checksums computed in SQL), and SQLite,
+//! CSV, JSON Lines and Parquet (read locally through their connectors, same canonical form
+//! computed in Rust, see [`local`]), in any combination. Tables without a single integer key
+//! are compared by count and whole-table checksum only. See `docs/verify.md` for the
+//! canonical row form, the key rule for files and the limits.
 
 pub mod canon;
 pub mod db;
 pub mod diff;
+pub mod local;
 pub mod repair;
+mod sides;
+pub mod values;
 
 use serde::Serialize;
-use sluice_connectors::registry::{SinkConfig, SinkKind, SourceConfig};
-use sluice_core::{Error, Result, TableId};
+use sluice_connectors::registry::{SinkConfig, SourceConfig};
+use sluice_core::{Error, Result};
 
-use crate::db::{Db, Table};
+use crate::db::Db;
 use crate::diff::Pair;
 
 /// How a row differs.
@@ -144,76 +149,29 @@ pub struct Session {
     pairs: Vec<Pair>,
 }
 
-/// A side's URL and, for names without a schema, the schema/database they live in.
-fn side_of_source(source: &SourceConfig) -> Result<(&str, bool)> {
-    match source {
-        SourceConfig::Postgres(c) => Ok((&c.url, true)),
-        SourceConfig::Mysql(c) => Ok((&c.url, false)),
-        other => Err(unsupported("source", other.type_name())),
-    }
-}
-
-fn unsupported(side: &str, ty: &str) -> Error {
-    Error::config(format!("sluice verify does not support a {ty} {side} yet"))
-        .with_hint("verify compares PostgreSQL and MySQL/MariaDB sources and sinks")
-}
-
-async fn connect(url: &str, postgres: bool, default_schema: &str) -> Result<(Db, String)> {
-    if postgres {
-        Ok((Db::postgres(url).await?, default_schema.to_string()))
-    } else {
-        let (db, database) = Db::mysql(url).await?;
-        Ok((db, database.unwrap_or_default()))
-    }
-}
-
-fn physical(id: &TableId, default: &str) -> Result<Table> {
-    match id.parts() {
-        [n] if !default.is_empty() => Ok(Table {
-            schema: default.to_string(),
-            name: n.clone(),
-        }),
-        [s, n] => Ok(Table {
-            schema: s.clone(),
-            name: n.clone(),
-        }),
-        _ => Err(
-            Error::config(format!("table {id}: cannot tell its schema or database"))
-                .with_hint("write it as schema.table (or add the database to the url)"),
-        ),
-    }
-}
-
 impl Session {
-    /// Lists the source's tables, maps them through `table_map`, connects to both sides and
-    /// reads both catalogs.
+    /// Lists the source's tables, maps them through `table_map`, opens both sides and reads
+    /// both catalogs.
     pub async fn open(source: &SourceConfig, sink: &SinkConfig) -> Result<Session> {
-        let (src_url, src_pg) = side_of_source(source)?;
-        let (dst_url, dst_pg, dst_schema) = match &sink.kind {
-            SinkKind::Postgres(c) => (
-                c.url.as_str(),
-                true,
-                c.schema.clone().unwrap_or_else(|| "public".into()),
-            ),
-            SinkKind::Mysql(c) => (c.url.as_str(), false, String::new()),
-            _ => return Err(unsupported("sink", sink.type_name())),
+        let built = source.build()?;
+        let listed = match built.tables().await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = built.close().await;
+                return Err(e);
+            }
         };
-        let listed = {
-            let s = source.build()?;
-            let t = s.tables().await;
-            let _ = s.close().await;
-            t?
-        };
-        let (mut src, src_default) = connect(src_url, src_pg, "public").await?;
-        let (mut dst, dst_default) = connect(dst_url, dst_pg, &dst_schema).await?;
+        let (mut src, src_default) = sides::source_side(source, built, &listed).await?;
+        let (mut dst, dst_default) = sides::sink_side(sink).await?;
         let mut pairs = Vec::new();
         for t in listed {
             let id = &t.schema.id;
             let target_id = sink.target_of(id)?;
-            let source = physical(id, &src_default)?;
-            let target = physical(&target_id, &dst_default)?;
-            let (src_cols, pk) = src.columns(&source).await?;
-            let (dst_all, _) = dst.columns(&target).await?;
+            let source = sides::physical(&src, id, &src_default)?;
+            let target = sides::physical(&dst, &target_id, &dst_default)?;
+            sides::add_file_target(&mut dst, sink, &target_id, &t).await?;
+            let (src_cols, src_pk) = src.columns(&source).await?;
+            let (dst_all, dst_pk) = dst.columns(&target).await?;
             if dst_all.is_empty() {
                 return Err(
                     Error::schema(format!("target table {target_id} does not exist"))
@@ -221,12 +179,12 @@ impl Session {
                 );
             }
             let dst_cols = diff::match_columns(&id.to_string(), &src_cols, &dst_all)?;
-            let key = match pk.as_slice() {
-                [k] if src_cols.iter().any(|c| &c.name == k && c.kind.is_integer()) => {
-                    Some(k.clone())
-                }
-                _ => None,
-            };
+            let key = sides::choose_key(
+                &src_cols,
+                &src_pk,
+                &dst_pk,
+                src.is_local() || dst.is_local(),
+            );
             pairs.push(Pair {
                 source_name: id.to_string(),
                 target_name: target_id.to_string(),
@@ -268,6 +226,14 @@ impl Session {
         report: &Report,
         dry_run: bool,
     ) -> Result<Vec<(String, Vec<String>)>> {
+        if let Db::Local(l) = &self.dst {
+            return Err(
+                Error::config(format!("--repair cannot write to a {} target", l.kind())).with_hint(
+                    "repair writes SQL to PostgreSQL and MySQL/MariaDB targets; for SQLite or \
+                 files run the job again (write = \"overwrite\") to rewrite the target",
+                ),
+            );
+        }
         let mut out = Vec::new();
         for (p, t) in self.pairs.iter().zip(&report.tables) {
             if t.diffs.is_empty() {

@@ -420,28 +420,6 @@ fn postgres_to_mysql_same_canonical_rows() {
 }
 
 #[test]
-fn verify_refuses_unsupported_sides_with_a_hint() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("a.csv"), "id\n1\n").expect("csv");
-    let job = job(
-        dir.path(),
-        &format!(
-            "type = \"csv\"\npath = \"{}\"",
-            dir.path().join("a.csv").display()
-        ),
-        &format!("type = \"postgres\"\nurl = \"{PG}/postgres\""),
-    );
-    let o = verify(&job, &[]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("error: sluice verify does not support a csv source"),
-        "{err}"
-    );
-    assert!(err.contains("  = help: "), "{err}");
-}
-
-#[test]
 fn table_without_key_compares_count_and_checksum_only() {
     let (src, dst) = (PgDb::new(), PgDb::new());
     for db in [&src, &dst] {
@@ -468,4 +446,186 @@ fn table_without_key_compares_count_and_checksum_only() {
     let o = verify(&job, &[]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("no single integer key"), "{text}");
+}
+
+// ---- SQLite and files as verify sides (read locally, canonical form computed in Rust) ----
+
+const LOCAL_ROWS: i64 = 5_000;
+
+/// A SQLite database with `items`: LOCAL_ROWS rows of integers, doubles, text (NULL, empty,
+/// `|`, non-ASCII) and dates.
+fn sqlite_items(path: &Path) {
+    let c = rusqlite::Connection::open(path).expect("open sqlite");
+    c.execute_batch(&format!(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER, score REAL, name TEXT, \
+         note TEXT, day DATE);
+         WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {LOCAL_ROWS})
+         INSERT INTO items SELECT g, g % 1000, g / 7.0, 'name ' || g,
+           CASE WHEN g % 10 = 0 THEN NULL WHEN g % 10 = 1 THEN '' ELSE 'note|' || g || ' é' END,
+           date('2024-01-01', '+' || (g % 365) || ' days') FROM s;"
+    ))
+    .expect("fill sqlite");
+}
+
+fn sqlite_exec(path: &Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .expect("open sqlite")
+        .execute_batch(sql)
+        .expect("sqlite statement");
+}
+
+fn sqlite_job(dir: &Path, db: &Path, sink: &str) -> std::path::PathBuf {
+    job(
+        dir,
+        &format!(
+            "type = \"sqlite\"\nurl = \"sqlite://{}\"\ntables = [\"items\"]",
+            db.display()
+        ),
+        sink,
+    )
+}
+
+#[test]
+fn sqlite_to_parquet_copied_by_run_verifies_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("src.db");
+    sqlite_items(&db);
+    let out = dir.path().join("lake");
+    let job = sqlite_job(
+        dir.path(),
+        &db,
+        &format!("type = \"parquet\"\npath = \"{}\"", out.display()),
+    );
+    let o = Command::cargo_bin("sluice")
+        .expect("binary")
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&job)
+        .output()
+        .expect("run sluice");
+    assert!(
+        o.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc = verify_json(&job, 0);
+    check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64);
+    assert_eq!(doc["tables"][0]["key"], "id", "{doc}");
+
+    // The source moves on: the Parquet target now has one extra row and one changed row.
+    sqlite_exec(
+        &db,
+        "DELETE FROM items WHERE id = 4321; UPDATE items SET note = 'x' WHERE id = 77",
+    );
+    let doc = verify_json(&job, 4);
+    let want: BTreeSet<(i64, String, String)> = [
+        (77, "changed".to_string(), "note".to_string()),
+        (4321, "extra".to_string(), String::new()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(found(&doc), want);
+
+    // Files cannot be repaired in place: a config error with a hint.
+    let o = verify(&job, &["--repair"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--repair cannot write to a parquet target"),
+        "{err}"
+    );
+    assert!(err.contains("  = help: "), "{err}");
+}
+
+#[test]
+fn sqlite_to_sqlite_differences_found_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, dst) = (dir.path().join("src.db"), dir.path().join("dst.db"));
+    sqlite_items(&src);
+    std::fs::copy(&src, &dst).expect("copy db");
+    let job = sqlite_job(
+        dir.path(),
+        &src,
+        &format!("type = \"sqlite\"\nurl = \"sqlite://{}\"", dst.display()),
+    );
+    let doc = verify_json(&job, 0);
+    check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64);
+
+    sqlite_exec(
+        &dst,
+        "DELETE FROM items WHERE id IN (1, 2500, 5000);
+         INSERT INTO items (id, qty, name) VALUES (5001, 1, 'x'), (9000, 2, NULL);
+         UPDATE items SET qty = qty + 1 WHERE id = 100;
+         UPDATE items SET score = score * 1.0001 WHERE id = 300;
+         UPDATE items SET note = NULL WHERE id = 401;
+         UPDATE items SET day = '2020-02-02' WHERE id = 600;",
+    );
+    let doc = verify_json(&job, 4);
+    check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64 - 1);
+    let want: BTreeSet<(i64, String, String)> = [
+        (1, "missing", ""),
+        (2500, "missing", ""),
+        (5000, "missing", ""),
+        (5001, "extra", ""),
+        (9000, "extra", ""),
+        (100, "changed", "qty"),
+        (300, "changed", "score"),
+        (401, "changed", "note"),
+        (600, "changed", "day"),
+    ]
+    .into_iter()
+    .map(|(k, kind, c)| (k, kind.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(found(&doc), want);
+}
+
+#[test]
+fn sqlite_and_postgres_same_rows_verify_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("src.db");
+    sqlite_items(&db);
+    let pg = PgDb::new();
+    psql(
+        &pg.0,
+        &format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, qty bigint, score double precision, \
+             name text, note text, day date);
+             INSERT INTO items SELECT g, g % 1000, g / 7.0::float8, 'name ' || g, \
+             CASE WHEN g % 10 = 0 THEN NULL WHEN g % 10 = 1 THEN '' ELSE 'note|' || g || ' é' END, \
+             date '2024-01-01' + (g % 365) FROM generate_series(1, {LOCAL_ROWS}) g"
+        ),
+    );
+    let job = sqlite_job(
+        dir.path(),
+        &db,
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntable_map = {{ \"main.items\" = \"public.items\" }}",
+            pg.url()
+        ),
+    );
+    let doc = verify_json(&job, 0);
+    check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64);
+
+    psql(
+        &pg.0,
+        "UPDATE items SET score = score + 1 WHERE id = 42; DELETE FROM items WHERE id = 43",
+    );
+    let doc = verify_json(&job, 4);
+    let want: BTreeSet<(i64, String, String)> = [
+        (42, "changed".to_string(), "score".to_string()),
+        (43, "missing".to_string(), String::new()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(found(&doc), want);
+
+    // A SQLite source repairs a PostgreSQL target.
+    let o = verify(&job, &["--repair"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -1,0 +1,247 @@
+//! Opening the two sides of a job for verify: database connections for PostgreSQL and
+//! MySQL/MariaDB, connector-backed [`Local`] sides for SQLite and files (a file or SQLite
+//! *sink* is read back through the matching *source* connector), the physical table names,
+//! and the choice of the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sluice_connectors::files::{
+    CsvSourceConfig, InputCompression, JsonlSourceConfig, OutputCompression, ParquetSourceConfig,
+};
+use sluice_connectors::registry::{SinkConfig, SinkKind, SourceConfig};
+use sluice_connectors::sqlite::SqliteSourceConfig;
+use sluice_core::source::{DynSource, SourceTable};
+use sluice_core::{Error, LogicalType, Result, TableId};
+
+use crate::canon::Column;
+use crate::db::{Db, Table};
+use crate::local::Local;
+
+async fn connect(url: &str, postgres: bool, default_schema: &str) -> Result<(Db, String)> {
+    if postgres {
+        Ok((Db::postgres(url).await?, default_schema.to_string()))
+    } else {
+        let (db, database) = Db::mysql(url).await?;
+        Ok((db, database.unwrap_or_default()))
+    }
+}
+
+/// The source side; `built` is the job's source, already asked for its `listed` tables.
+pub async fn source_side(
+    source: &SourceConfig,
+    built: DynSource,
+    listed: &[SourceTable],
+) -> Result<(Db, String)> {
+    let url = match source {
+        SourceConfig::Postgres(c) => Some((c.url.as_str(), true)),
+        SourceConfig::Mysql(c) => Some((c.url.as_str(), false)),
+        _ => None,
+    };
+    match url {
+        Some((url, pg)) => {
+            let _ = built.close().await;
+            connect(url, pg, "public").await
+        }
+        None => {
+            let mut local = Local::new(source.type_name());
+            local.add_listed(built, listed.to_vec());
+            Ok((Db::Local(Box::new(local)), String::new()))
+        }
+    }
+}
+
+/// The sink side. File sinks start without tables: [`add_file_target`] adds each.
+pub async fn sink_side(sink: &SinkConfig) -> Result<(Db, String)> {
+    match &sink.kind {
+        SinkKind::Postgres(c) => {
+            let schema = c.schema.clone().unwrap_or_else(|| "public".into());
+            connect(&c.url, true, &schema).await
+        }
+        SinkKind::Mysql(c) => connect(&c.url, false, "").await,
+        SinkKind::Sqlite(c) => {
+            let cfg: SqliteSourceConfig =
+                serde_json::from_value(serde_json::json!({ "url": c.url }))
+                    .map_err(|e| Error::internal(format!("reading the SQLite target back: {e}")))?;
+            let path = sluice_connectors::sqlite::parse_url(&c.url)?;
+            if !path.exists() {
+                return Err(Error::schema(format!(
+                    "the SQLite target {} does not exist",
+                    path.display()
+                ))
+                .with_hint("run the job first, or check url in [sink]"));
+            }
+            let mut local = Local::new("sqlite");
+            local.add(cfg.build()?).await?;
+            Ok((Db::Local(Box::new(local)), String::new()))
+        }
+        SinkKind::Csv(_) | SinkKind::Jsonl(_) | SinkKind::Parquet(_) => Ok((
+            Db::Local(Box::new(Local::new(sink.type_name()))),
+            String::new(),
+        )),
+    }
+}
+
+/// The physical table of `id` on a side (schema or database from `default` if the name has
+/// none; local sides use the name as written).
+pub fn physical(db: &Db, id: &TableId, default: &str) -> Result<Table> {
+    if db.is_local() {
+        return Ok(Table {
+            schema: String::new(),
+            name: id.to_string(),
+        });
+    }
+    match id.parts() {
+        [n] if !default.is_empty() => Ok(Table {
+            schema: default.to_string(),
+            name: n.clone(),
+        }),
+        [s, n] => Ok(Table {
+            schema: s.clone(),
+            name: n.clone(),
+        }),
+        _ => Err(
+            Error::config(format!("table {id}: cannot tell its schema or database"))
+                .with_hint("write it as schema.table (or add the database to the url)"),
+        ),
+    }
+}
+
+fn suffix(c: OutputCompression) -> &'static str {
+    match c {
+        OutputCompression::None => "",
+        OutputCompression::Gzip => ".gz",
+        OutputCompression::Zstd => ".zst",
+    }
+}
+
+/// For a file sink: reads `target`'s output back, `<path>/<name>/` (several parts) or
+/// `<path>/<name>.<ext>`, with the source table's column types (CSV and JSON Lines are
+/// not re-inferred). Does nothing for other sinks.
+pub async fn add_file_target(
+    db: &mut Db,
+    sink: &SinkConfig,
+    target: &TableId,
+    source: &SourceTable,
+) -> Result<()> {
+    let Db::Local(local) = db else {
+        return Ok(());
+    };
+    let (dir, ext) = match &sink.kind {
+        SinkKind::Parquet(c) => (c.path.as_str(), "parquet".to_string()),
+        SinkKind::Csv(c) => (c.path.as_str(), format!("csv{}", suffix(c.compression))),
+        SinkKind::Jsonl(c) => (c.path.as_str(), format!("jsonl{}", suffix(c.compression))),
+        _ => return Ok(()),
+    };
+    let name = target.name().to_string();
+    let parts = Path::new(dir).join(&name);
+    let single = Path::new(dir).join(format!("{name}.{ext}"));
+    let path = if parts.is_dir() {
+        parts
+    } else if single.is_file() {
+        single
+    } else {
+        return Err(Error::schema(format!(
+            "target table {target} does not exist: neither {} nor {} is there",
+            single.display(),
+            parts.display()
+        ))
+        .with_hint("run the job first, or check path and table_map in [sink]"));
+    };
+    let path = path.to_string_lossy().into_owned();
+    let types: BTreeMap<String, LogicalType> = source
+        .schema
+        .arrow
+        .fields()
+        .iter()
+        .filter_map(|f| Some((f.name().clone(), LogicalType::of_field(f).ok()?)))
+        .collect();
+    let built = match &sink.kind {
+        SinkKind::Parquet(_) => ParquetSourceConfig {
+            path,
+            table: Some(name),
+            batch_size: None,
+        }
+        .build()?,
+        SinkKind::Csv(c) => CsvSourceConfig {
+            path,
+            table: Some(name),
+            header: c.header,
+            delimiter: c.delimiter.clone(),
+            quote: None,
+            escape: None,
+            null: c.null.clone().filter(|n| !n.is_empty()),
+            compression: InputCompression::Auto,
+            schema: types,
+            infer_rows: None,
+            batch_size: None,
+        }
+        .build()?,
+        SinkKind::Jsonl(_) => JsonlSourceConfig {
+            path,
+            table: Some(name),
+            compression: InputCompression::Auto,
+            schema: types,
+            infer_rows: None,
+            batch_size: None,
+        }
+        .build()?,
+        _ => return Ok(()),
+    };
+    local.add(built).await
+}
+
+/// The chunking key: the source's single integer primary key. When either side is read
+/// locally and the source has none, the target's single-column primary key, else a column
+/// named `id` (any case) — provided it is an integer column of the source.
+pub fn choose_key(
+    src_cols: &[Column],
+    src_pk: &[String],
+    dst_pk: &[String],
+    any_local: bool,
+) -> Option<String> {
+    let int = |name: &str, exact: bool| {
+        src_cols
+            .iter()
+            .find(|c| {
+                (if exact {
+                    c.name == name
+                } else {
+                    c.name.eq_ignore_ascii_case(name)
+                }) && c.kind.is_integer()
+            })
+            .map(|c| c.name.clone())
+    };
+    if let [k] = src_pk {
+        return int(k, true);
+    }
+    if !any_local || !src_pk.is_empty() {
+        return None;
+    }
+    match dst_pk {
+        [k] => int(k, false),
+        _ => int("id", false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canon::ColKind;
+
+    #[test]
+    fn key_rule() {
+        let col = |n: &str, kind| Column {
+            name: n.into(),
+            kind,
+            sql_type: String::new(),
+        };
+        let cols = [col("ID", ColKind::Int), col("n", ColKind::Int)];
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_key(&cols, &s(&["n"]), &[], false), Some("n".into()));
+        assert_eq!(choose_key(&cols, &[], &[], false), None);
+        assert_eq!(choose_key(&cols, &[], &[], true), Some("ID".into()));
+        assert_eq!(choose_key(&cols, &[], &s(&["n"]), true), Some("n".into()));
+        assert_eq!(choose_key(&cols, &s(&["ID", "n"]), &[], true), None);
+    }
+}

@@ -1,0 +1,380 @@
+//! The canonical row form computed in Rust, from Arrow arrays: the same text PostgreSQL and
+//! MySQL/MariaDB compute in SQL (see [`crate::canon`]), for sides that are read locally
+//! (SQLite databases, CSV, JSON Lines and Parquet files).
+//!
+//! Values are rendered by their Arrow type (and Sluice's logical-type metadata): integers as
+//! decimal text, booleans `1`/`0`, decimals with trailing zeros trimmed (`0` for zero),
+//! doubles rounded to 15 and singles to 6 significant digits (exactly like PostgreSQL's
+//! `float8::numeric` / `float4::numeric`), text as stored, binary as lowercase hex, UUIDs in
+//! their 8-4-4-4-12 form, dates `YYYY-MM-DD`, timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (in UTC
+//! when the type carries a zone; nanoseconds truncated to microseconds), times
+//! `HH:MM:SS.ffffff`. Anything else (lists, intervals) uses Arrow's display text.
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
+    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use md5::{Digest, Md5};
+use sluice_core::{Error, LogicalType, Result};
+
+use crate::canon::ColKind;
+
+/// The verify class of a column read locally, from its logical type.
+pub fn kind_of(t: &LogicalType) -> ColKind {
+    use LogicalType as L;
+    match t {
+        L::Int8 | L::Int16 | L::Int32 | L::Int64 | L::UInt8 | L::UInt16 | L::UInt32 | L::UInt64 => {
+            ColKind::Int
+        }
+        L::Float32 => ColKind::Float4,
+        L::Float64 => ColKind::Float8,
+        L::Decimal { .. } => ColKind::Decimal,
+        L::Bool => ColKind::Bool,
+        L::Text | L::Enum(_) | L::Uuid => ColKind::Text,
+        L::Binary => ColKind::Binary,
+        L::Date => ColKind::Date,
+        L::Time(_) => ColKind::Time,
+        L::Timestamp { tz: false, .. } => ColKind::Timestamp,
+        L::Timestamp { tz: true, .. } => ColKind::TimestampTz,
+        L::Json => ColKind::Json,
+        L::Interval | L::Array(_) => ColKind::Other,
+    }
+}
+
+/// Strips trailing zeros after a decimal point (and then the point); `0` for any zero.
+pub fn trim_decimal(s: &str) -> String {
+    let s = s.trim();
+    let t = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    };
+    if t.trim_start_matches(['-', '+']).chars().all(|c| c == '0') {
+        return "0".to_string();
+    }
+    t.strip_prefix('+').unwrap_or(t).to_string()
+}
+
+/// A float rounded to `digits` significant digits, as plain decimal text with trailing zeros
+/// trimmed: PostgreSQL's `trim_scale(x::numeric)::text`.
+pub fn float_text(v: f64, digits: usize, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let sci = if single {
+        format!("{:.*e}", digits - 1, v as f32)
+    } else {
+        format!("{:.*e}", digits - 1, v)
+    };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let neg = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // The point goes after `exp + 1` digits.
+    let pos = exp + 1;
+    let len = digits.len() as i64;
+    let mut out = String::with_capacity(digits.len() + 8);
+    if neg {
+        out.push('-');
+    }
+    if pos <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-pos) as usize));
+        out.push_str(&digits);
+    } else if pos >= len {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', (pos - len) as usize));
+    } else {
+        out.push_str(&digits[..pos as usize]);
+        out.push('.');
+        out.push_str(&digits[pos as usize..]);
+    }
+    if out.contains('.') {
+        let t = out.trim_end_matches('0').trim_end_matches('.').len();
+        out.truncate(t);
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn uuid_text(b: &[u8]) -> String {
+    let h = hex(b);
+    if h.len() != 32 {
+        return h;
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+const TS: &str = "%Y-%m-%d %H:%M:%S%.6f";
+const TIME: &str = "%H:%M:%S%.6f";
+
+fn micros_text(us: i64, fmt: &str) -> Option<String> {
+    arrow::temporal_conversions::timestamp_us_to_datetime(us).map(|d| d.format(fmt).to_string())
+}
+
+fn time_text(us: i64) -> Option<String> {
+    arrow::temporal_conversions::time64us_to_time(us).map(|t| t.format(TIME).to_string())
+}
+
+/// The canonical values of one column of a batch (`None` for NULL), with `full_floats`
+/// floats keep their shortest round-trip text instead (for repair statements).
+pub fn column_values(
+    array: &ArrayRef,
+    logical: &LogicalType,
+    full_floats: bool,
+) -> Result<Vec<Option<String>>> {
+    let n = array.len();
+    let mut out: Vec<Option<String>> = Vec::with_capacity(n);
+    macro_rules! each {
+        ($arr:expr, |$v:ident| $e:expr) => {{
+            let a = $arr;
+            for i in 0..n {
+                out.push(if a.is_null(i) {
+                    None
+                } else {
+                    let $v = a.value(i);
+                    $e
+                });
+            }
+        }};
+    }
+    match array.data_type() {
+        DataType::Boolean => each!(array.as_boolean(), |v| Some(
+            if v { "1" } else { "0" }.to_string()
+        )),
+        DataType::Int8 => each!(array.as_primitive::<Int8Type>(), |v| Some(v.to_string())),
+        DataType::Int16 => each!(array.as_primitive::<Int16Type>(), |v| Some(v.to_string())),
+        DataType::Int32 => each!(array.as_primitive::<Int32Type>(), |v| Some(v.to_string())),
+        DataType::Int64 => each!(array.as_primitive::<Int64Type>(), |v| Some(v.to_string())),
+        DataType::UInt8 => each!(array.as_primitive::<UInt8Type>(), |v| Some(v.to_string())),
+        DataType::UInt16 => each!(array.as_primitive::<UInt16Type>(), |v| Some(v.to_string())),
+        DataType::UInt32 => each!(array.as_primitive::<UInt32Type>(), |v| Some(v.to_string())),
+        DataType::UInt64 => each!(array.as_primitive::<UInt64Type>(), |v| Some(v.to_string())),
+        DataType::Float64 if full_floats => {
+            each!(array.as_primitive::<Float64Type>(), |v| Some(v.to_string()))
+        }
+        DataType::Float64 => each!(array.as_primitive::<Float64Type>(), |v| Some(float_text(
+            v, 15, false
+        ))),
+        DataType::Float32 if full_floats => {
+            each!(array.as_primitive::<Float32Type>(), |v| Some(v.to_string()))
+        }
+        DataType::Float32 => each!(array.as_primitive::<Float32Type>(), |v| Some(float_text(
+            f64::from(v),
+            6,
+            true
+        ))),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let decimal = matches!(logical, LogicalType::Decimal { .. });
+            let texts: Vec<Option<&str>> = match array.data_type() {
+                DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+                DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+                _ => array.as_string_view().iter().collect(),
+            };
+            out.extend(texts.into_iter().map(|t| {
+                t.map(|s| {
+                    if decimal {
+                        trim_decimal(s)
+                    } else {
+                        s.to_string()
+                    }
+                })
+            }));
+        }
+        DataType::Binary => each!(array.as_binary::<i32>(), |v| Some(hex(v))),
+        DataType::LargeBinary => each!(array.as_binary::<i64>(), |v| Some(hex(v))),
+        DataType::BinaryView => each!(array.as_binary_view(), |v| Some(hex(v))),
+        DataType::FixedSizeBinary(_) => {
+            let uuid = matches!(logical, LogicalType::Uuid);
+            each!(array.as_fixed_size_binary(), |v| Some(if uuid {
+                uuid_text(v)
+            } else {
+                hex(v)
+            }))
+        }
+        DataType::Date32 => each!(array.as_primitive::<Date32Type>(), |v| {
+            arrow::temporal_conversions::date32_to_datetime(v)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+        }),
+        DataType::Date64 => each!(array.as_primitive::<Date64Type>(), |v| {
+            arrow::temporal_conversions::date64_to_datetime(v)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+        }),
+        DataType::Timestamp(unit, _) => {
+            // The stored value is UTC for zoned timestamps and wall-clock time otherwise:
+            // either way it is printed as is.
+            let (mul, div) = match unit {
+                TimeUnit::Second => (1_000_000, 1),
+                TimeUnit::Millisecond => (1_000, 1),
+                TimeUnit::Microsecond => (1, 1),
+                TimeUnit::Nanosecond => (1, 1_000),
+            };
+            let a = arrow::compute::cast(array, &DataType::Int64)
+                .map_err(|e| Error::data(format!("reading timestamps: {e}")))?;
+            each!(a.as_primitive::<Int64Type>(), |v| micros_text(
+                v.saturating_mul(mul).div_euclid(div),
+                TS
+            ))
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            each!(
+                array.as_primitive::<Time64MicrosecondType>(),
+                |v| time_text(v)
+            )
+        }
+        DataType::Time64(_) => each!(array.as_primitive::<Time64NanosecondType>(), |v| {
+            time_text(v.div_euclid(1_000))
+        }),
+        DataType::Time32(TimeUnit::Second) => {
+            each!(array.as_primitive::<Time32SecondType>(), |v| time_text(
+                i64::from(v) * 1_000_000
+            ))
+        }
+        DataType::Time32(_) => each!(array.as_primitive::<Time32MillisecondType>(), |v| {
+            time_text(i64::from(v) * 1_000)
+        }),
+        DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::Decimal64(..) => {
+            let opts = FormatOptions::default();
+            let f = ArrayFormatter::try_new(array.as_ref(), &opts)
+                .map_err(|e| Error::data(format!("formatting decimals: {e}")))?;
+            for i in 0..n {
+                out.push((!array.is_null(i)).then(|| trim_decimal(&f.value(i).to_string())));
+            }
+        }
+        _ => {
+            let opts = FormatOptions::default();
+            let f = ArrayFormatter::try_new(array.as_ref(), &opts)
+                .map_err(|e| Error::data(format!("formatting values: {e}")))?;
+            for i in 0..n {
+                out.push((!array.is_null(i)).then(|| f.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key values of an integer column (`None` for NULL).
+pub fn key_values(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
+    let a = arrow::compute::cast(array, &DataType::Int64).map_err(|e| {
+        Error::data(format!(
+            "key values do not fit a 64-bit integer: {e} (verify of a local side needs keys \
+             between -2^63 and 2^63-1)"
+        ))
+    })?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect())
+}
+
+/// The canonical row text: tokens `N` or `<chars>:<value>` joined by `|`.
+pub fn row_text(values: &[Option<&str>]) -> String {
+    let mut s = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            s.push('|');
+        }
+        match v {
+            None => s.push('N'),
+            Some(v) => {
+                s.push_str(&v.chars().count().to_string());
+                s.push(':');
+                s.push_str(v);
+            }
+        }
+    }
+    s
+}
+
+/// The row hash: the first 15 hex digits (60 bits) of md5 of the row text.
+pub fn row_hash(text: &str) -> u64 {
+    let d = Md5::digest(text.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b) >> 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn floats_like_postgres_numeric() {
+        assert_eq!(float_text(0.1 + 0.2, 15, false), "0.3");
+        assert_eq!(float_text(1234.5, 15, false), "1234.5");
+        assert_eq!(float_text(-0.00025, 15, false), "-0.00025");
+        assert_eq!(float_text(1e20, 15, false), "100000000000000000000");
+        assert_eq!(float_text(3.0, 15, false), "3");
+        assert_eq!(float_text(f64::from(0.1f32), 6, true), "0.1");
+        assert_eq!(float_text(0.0, 15, false), "0");
+        assert_eq!(float_text(f64::NAN, 15, false), "NaN");
+    }
+
+    #[test]
+    fn decimals_are_trimmed() {
+        assert_eq!(trim_decimal("12.50"), "12.5");
+        assert_eq!(trim_decimal("3.00"), "3");
+        assert_eq!(trim_decimal("-0.00"), "0");
+        assert_eq!(trim_decimal("100"), "100");
+    }
+
+    #[test]
+    fn row_text_and_hash_match_the_sql_form() {
+        let t = row_text(&[Some("7"), None, Some(""), Some("a|b")]);
+        assert_eq!(t, "1:7|N|0:|3:a|b");
+        // md5("1:7|N|0:|3:a|b") starts with these 15 hex digits in PostgreSQL.
+        let full = hex(&Md5::digest(t.as_bytes()));
+        assert_eq!(row_hash(&t), u64::from_str_radix(&full[..15], 16).unwrap());
+    }
+
+    #[test]
+    fn temporal_and_binary_values() {
+        let a: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![Some(19844), None]));
+        assert_eq!(
+            column_values(&a, &LogicalType::Date, false).unwrap(),
+            vec![Some("2024-05-01".to_string()), None]
+        );
+        let a: ArrayRef = Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![1_714_571_100_250_000])
+                .with_timezone("UTC"),
+        );
+        let t = LogicalType::Timestamp {
+            tz: true,
+            precision: sluice_core::types::Precision::Micros,
+        };
+        assert_eq!(
+            column_values(&a, &t, false).unwrap(),
+            vec![Some("2024-05-01 13:45:00.250000".to_string())]
+        );
+        let a: ArrayRef = Arc::new(arrow::array::BinaryArray::from(vec![&b"\x01\xab"[..]]));
+        assert_eq!(
+            column_values(&a, &LogicalType::Binary, false).unwrap(),
+            vec![Some("01ab".to_string())]
+        );
+    }
+}
