@@ -286,6 +286,53 @@ impl Db {
         Ok((count, sum))
     }
 
+    /// `(count, checksum)` per bucket of `width` keys counted from `lo`, over `[lo, hi)`, in
+    /// one pass (one `GROUP BY` query) over the table.
+    pub async fn bucket_checksums(
+        &mut self,
+        t: &Table,
+        cols: &[Column],
+        key: &str,
+        (lo, hi, width): (i128, i128, i128),
+    ) -> Result<std::collections::HashMap<i128, (u64, String)>> {
+        if let Db::Local(l) = self {
+            return l.bucket_checksums(t, cols, key, (lo, hi, width)).await;
+        }
+        let d = self.dialect();
+        let k = quote_ident(d, key);
+        let bucket = match d {
+            Dialect::Postgres => format!("div({k}::numeric - ({lo}), {width})::text"),
+            Dialect::Mysql => {
+                format!("CAST((CAST({k} AS DECIMAL(65,0)) - ({lo})) DIV {width} AS CHAR)")
+            }
+        };
+        let sql = format!(
+            "SELECT {bucket}, {} FROM {}{} GROUP BY 1",
+            canon::checksum_select(d, cols),
+            t.sql(d),
+            where_range(d, Some((key, lo, hi)))
+        );
+        let rows = self.text_rows_mut(&sql).await?;
+        let mut out = std::collections::HashMap::with_capacity(rows.len());
+        for r in rows {
+            let b = r
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|b| b.parse::<i128>().ok())
+                .ok_or_else(|| Error::internal("bucket query returned no bucket number"))?;
+            let count = r
+                .get(1)
+                .cloned()
+                .flatten()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let sum = r.get(2).cloned().flatten().unwrap_or_default();
+            out.insert(b, (count, sum));
+        }
+        Ok(out)
+    }
+
     /// The canonical values (or, with `repair`, the values to write) of rows in a key range
     /// or with the given keys.
     pub async fn rows(

@@ -1,9 +1,10 @@
 //! Comparing one table pair: key range, chunk checksums, bisection, row diff, re-check.
 //!
-//! Both sides answer the same question at once (`tokio::join!`), so a chunk costs one round
-//! trip per side. Chunks whose count and checksum agree are done; the others are split in
-//! [`FANOUT`] parts until they hold at most [`LEAF_ROWS`] rows, whose canonical values are
-//! then read from both sides and compared by key. Leaf ranges are handled in groups of
+//! Both sides answer the same question at once (`tokio::join!`). The first pass is one
+//! `GROUP BY` query per side giving the count and checksum of every bucket of about
+//! [`LEAF_ROWS`] rows, so the table is hashed once; differing buckets are read row by row
+//! (a bucket much larger than that, from skewed keys, is bisected: split in [`FANOUT`] parts
+//! until it holds at most [`LEAF_ROWS`] rows). Rows are compared by key. Leaf ranges are handled in groups of
 //! [`LEAF_GROUP`], so that a locally read side (SQLite, files) reads a group's rows in one
 //! pass over the table.
 
@@ -95,9 +96,45 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
         (Some(a), None) | (None, Some(a)) => (a.0, a.1 + 1),
         (Some(a), Some(b)) => (a.0.min(b.0), a.1.max(b.1) + 1),
     };
-    let mut work = split(lo, hi, INITIAL_CHUNKS);
     let mut diffs = Vec::new();
     let mut leaves = Vec::new();
+    let mut work = Vec::new();
+    let total = rep.source_rows.max(rep.target_rows);
+    if total > LEAF_ROWS {
+        // One pass per side: buckets of about LEAF_ROWS rows each.
+        let width = ((hi - lo) * i128::from(LEAF_ROWS) / i128::from(total)).max(1);
+        let (s, d) = tokio::join!(
+            src.bucket_checksums(&p.source, &p.src_cols, key, (lo, hi, width)),
+            dst.bucket_checksums(&p.target, &p.dst_cols, key, (lo, hi, width))
+        );
+        let (s, d) = (s?, d?);
+        let buckets: BTreeSet<i128> = s.keys().chain(d.keys()).copied().collect();
+        rep.chunks_checked += buckets.len() as u64;
+        for b in buckets {
+            let (sb, db) = (s.get(&b), d.get(&b));
+            if sb == db {
+                continue;
+            }
+            let a = lo + b * width;
+            let z = (a + width).min(hi);
+            let rows = sb.map_or(0, |x| x.0).max(db.map_or(0, |x| x.0));
+            if rows <= 4 * LEAF_ROWS || z - a <= 1 {
+                leaves.push((a, z));
+            } else {
+                work.extend(split(a, z, FANOUT));
+            }
+        }
+    } else {
+        work = split(lo, hi, INITIAL_CHUNKS);
+    }
+    for group in leaves
+        .chunks(LEAF_GROUP)
+        .map(<[_]>::to_vec)
+        .collect::<Vec<_>>()
+    {
+        diffs.extend(leaf_diffs(src, dst, p, key, &group).await?);
+    }
+    leaves.clear();
     while let Some((a, b)) = work.pop() {
         let range = Some((key, a, b));
         let (s, d) = tokio::join!(

@@ -256,6 +256,28 @@ impl Local {
         Ok((part.len() as u64, sum.to_string()))
     }
 
+    /// `(count, checksum)` per bucket of `width` keys from `lo`, over `[lo, hi)`.
+    pub async fn bucket_checksums(
+        &mut self,
+        t: &Table,
+        cols: &[Column],
+        key: &str,
+        (lo, hi, width): (i128, i128, i128),
+    ) -> Result<std::collections::HashMap<i128, (u64, String)>> {
+        self.load(t, Some(key), cols).await?;
+        let l = self.loaded()?;
+        let mut acc: std::collections::HashMap<i128, (u64, u128)> = Default::default();
+        for (k, h) in &l.index[slice(&l.index, lo, hi)] {
+            let e = acc.entry((i128::from(*k) - lo) / width).or_default();
+            e.0 += 1;
+            e.1 += u128::from(*h);
+        }
+        Ok(acc
+            .into_iter()
+            .map(|(b, (c, s))| (b, (c, s.to_string())))
+            .collect())
+    }
+
     /// Reads, in one pass, the canonical rows of every range in `ranges` and keeps them for
     /// [`Local::rows`].
     pub async fn prefetch(
