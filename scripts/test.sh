@@ -27,5 +27,6 @@ fi
 
 bash scripts/test-services.sh
 
-cargo nextest run --workspace --no-fail-fast --profile ci "$@"
+# Doc tests first, so the run ends with nextest's summary of every test.
 cargo test --workspace --doc -q
+cargo nextest run --workspace --no-fail-fast --profile ci "$@"
