@@ -15,7 +15,8 @@ mod support;
 
 use support::{MyDb, PgDb, mysql, psql, sh};
 
-const ROWS: i64 = 200_000;
+/// Large enough that 20 kills at random moments land before a copy can finish.
+const ROWS: i64 = 400_000;
 
 /// Source rows as `id\tv\tnote` lines, sorted (what both CLIs print).
 fn expected() -> Vec<String> {
