@@ -57,6 +57,10 @@ rm -f "$WORK/li.tsv"
 
 "${PSQL[@]}" -d dst -c "$INJECT"
 "${MY[@]}" vdst -e "$INJECT"
+# Statistics, as autovacuum / InnoDB would have them on a table in use.
+"${PSQL[@]}" -d src -c "ANALYZE li"
+"${PSQL[@]}" -d dst -c "ANALYZE li"
+"${MY[@]}" vdst -e "ANALYZE TABLE li" >/dev/null
 fi
 WANT=$( (echo "$UPD,$DEL" | tr , '\n'; seq 10000001 10000030) | sort -n | tr '\n' ' ')
 

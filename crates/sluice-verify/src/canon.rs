@@ -1,12 +1,19 @@
 //! The canonical row form: one text per row that PostgreSQL and MySQL/MariaDB both compute
 //! identically for the same data, so checksums can be taken inside each database.
 //!
-//! Every column becomes a *token*: `N` for NULL, otherwise `<characters>:<value>` (the value's
-//! length in characters, a colon, the canonical value). Tokens are joined with `|` in the
-//! source's column order. Because every non-NULL token carries its length, no separator or
-//! escape inside a value can make two different rows produce the same text, and NULL (`N`)
-//! differs from the empty string (`0:`). The per-type rules are in [`ColKind`] and
-//! `docs/verify.md`. This module is pure SQL text generation, unit-tested below.
+//! Every column becomes a *token*: `N` for NULL; otherwise, for kinds whose text can never hold
+//! `|` or be `N` (numbers, dates and times, booleans, hex of binary) the canonical value, and
+//! for the others (text, JSON, anything else) `<bytes>:<value>` (the value's length in UTF-8
+//! bytes, a colon, the value). Tokens are joined with `|` in the source's column order.
+//! Because every token that could contain a `|` carries its length, no separator or escape
+//! inside a value can make two different rows produce the same text, and NULL (`N`) differs
+//! from the empty string (`0:`). The per-type rules are in [`ColKind`] and `docs/verify.md`.
+//!
+//! The form is agreed per column for each pair of sides ([`plan`]): a decimal whose scale both
+//! databases declare alike is hashed in the databases' own text (`12.50`, cheap) rather than
+//! trimmed (`12.5`); two PostgreSQL sides with hash-compatible column types skip the text
+//! altogether and sum PostgreSQL's own 64-bit value hash (`hash_record_extended`). This module
+//! is pure SQL text generation, unit-tested below.
 
 /// Which SQL dialect a side speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +100,25 @@ impl ColKind {
     pub fn is_integer(self) -> bool {
         self == ColKind::Int
     }
+
+    /// Whether the canonical text of this kind can contain `|` or be `N`, so that its token
+    /// needs a length prefix.
+    pub fn needs_length(self) -> bool {
+        matches!(self, ColKind::Text | ColKind::Json | ColKind::Other)
+    }
+}
+
+/// How one column is written in the hashed row text, agreed for a pair of sides by [`plan`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Form {
+    /// The token is `<bytes>:<value>` (the value could contain `|` or be `N`).
+    pub counted: bool,
+    /// Both sides declare the same decimal scale, so the databases' own text (`12.50`) is
+    /// hashed instead of the trimmed form (`12.5`).
+    pub fixed_scale: bool,
+    /// The length in a counted token is in characters, not bytes: cheaper for a
+    /// blank-padded `char(n)` column, whose padding PostgreSQL would otherwise strip twice.
+    pub chars: bool,
 }
 
 /// A column as one side sees it.
@@ -102,6 +128,97 @@ pub struct Column {
     pub kind: ColKind,
     /// The declared type (`format_type` / `COLUMN_TYPE`), used to cast repair values.
     pub sql_type: String,
+    /// PostgreSQL's type name (`pg_type.typname`), for deciding on the native hash.
+    pub type_name: String,
+    /// Declared `NOT NULL`: its token needs no NULL test.
+    pub not_null: bool,
+    /// Text is stored as UTF-8 (or ASCII), so it is hashed without conversion.
+    pub utf8: bool,
+    /// How the column is hashed; set for the pair by [`plan`].
+    pub form: Form,
+}
+
+impl Column {
+    /// A nullable column whose token is counted when its kind needs it.
+    pub fn new(name: impl Into<String>, kind: ColKind, sql_type: impl Into<String>) -> Column {
+        Column {
+            name: name.into(),
+            kind,
+            sql_type: sql_type.into(),
+            type_name: String::new(),
+            not_null: false,
+            utf8: true,
+            form: Form {
+                counted: kind.needs_length(),
+                ..Form::default()
+            },
+        }
+    }
+
+    /// The declared scale of a decimal column (`numeric(15,2)`, `decimal(15,2) unsigned`).
+    fn decimal_scale(&self) -> Option<u32> {
+        if self.kind != ColKind::Decimal {
+            return None;
+        }
+        let args = self.sql_type.split_once('(')?.1.split_once(')')?.0;
+        args.split_once(',')?.1.trim().parse().ok()
+    }
+}
+
+/// The method of hashing rows, agreed for a pair of sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowHash {
+    /// md5 of the canonical row text (any pair of sides).
+    Text,
+    /// PostgreSQL's `hash_record_extended` over the values (two PostgreSQL 14+ sides whose
+    /// column types hash alike).
+    Native,
+}
+
+/// PostgreSQL types whose value hash is a function of the value alone (not of a collation,
+/// an OID or a normalisation looser than the canonical text), by `typname`.
+fn pg_native_family(type_name: &str, kind: ColKind) -> Option<&str> {
+    Some(match type_name {
+        "int2" | "int4" | "int8" => "int",
+        "text" | "varchar" | "name" | "citext" => "text",
+        "numeric" | "float4" | "float8" | "bool" | "bytea" | "date" | "timestamp"
+        | "timestamptz" | "time" | "uuid" | "jsonb" | "bpchar" => type_name,
+        _ if kind == ColKind::Text => "enum",
+        _ => return None,
+    })
+}
+
+/// Agrees, for one pair of sides, how each column is hashed (setting [`Column::form`] on
+/// both lists) and which [`RowHash`] is used. `dialects` are the two sides' SQL dialects
+/// (`None` for a side read locally); `native` says both are PostgreSQL 14 or later.
+pub fn plan(
+    src: &mut [Column],
+    dst: &mut [Column],
+    dialects: (Option<Dialect>, Option<Dialect>),
+    native: bool,
+) -> RowHash {
+    let both_sql = dialects.0.is_some() && dialects.1.is_some();
+    for (s, d) in src.iter_mut().zip(dst.iter_mut()) {
+        let padded = |c: &Column| matches!(c.type_name.as_str(), "bpchar" | "char");
+        let form = Form {
+            counted: s.kind.needs_length() || d.kind.needs_length(),
+            fixed_scale: both_sql
+                && s.decimal_scale().is_some()
+                && s.decimal_scale() == d.decimal_scale(),
+            chars: padded(s) || padded(d),
+        };
+        s.form = form;
+        d.form = form;
+    }
+    let same_families = src.iter().zip(dst.iter()).all(|(s, d)| {
+        let f = pg_native_family(&s.type_name, s.kind);
+        f.is_some() && f == pg_native_family(&d.type_name, d.kind)
+    });
+    if native && dialects == (Some(Dialect::Postgres), Some(Dialect::Postgres)) && same_families {
+        RowHash::Native
+    } else {
+        RowHash::Text
+    }
 }
 
 /// Quotes an identifier for `dialect`.
@@ -160,7 +277,8 @@ pub fn value_expr(d: Dialect, col: &Column) -> String {
             }
             ColKind::Bool => format!("({c}::int)::text"),
             ColKind::Binary => format!("encode({c}, 'hex')"),
-            ColKind::Date => format!("to_char({c}, 'YYYY-MM-DD')"),
+            // The session runs with DateStyle ISO: `YYYY-MM-DD`.
+            ColKind::Date => format!("{c}::text"),
             ColKind::Timestamp => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')"),
             ColKind::TimestampTz => {
                 format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
@@ -180,7 +298,7 @@ pub fn value_expr(d: Dialect, col: &Column) -> String {
             ColKind::Float4 => my_float(&c, 6),
             ColKind::Text => format!("CONVERT({c} USING utf8mb4)"),
             ColKind::Binary => format!("LOWER(HEX({c}))"),
-            ColKind::Date => format!("DATE_FORMAT({c}, '%Y-%m-%d')"),
+            ColKind::Date => format!("CAST({c} AS CHAR)"),
             ColKind::Timestamp | ColKind::TimestampTz => {
                 format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')")
             }
@@ -200,36 +318,84 @@ pub fn repair_expr(d: Dialect, col: &Column) -> String {
     }
 }
 
-/// The canonical row text of `cols`: tokens `N` or `<len>:<value>` joined by `|`.
+/// The value of one column inside the hashed row text: the canonical value, written the
+/// cheapest way each database has of producing it.
+fn hashed_value(d: Dialect, col: &Column) -> String {
+    let c = quote_ident(d, &col.name);
+    match (d, col.kind) {
+        (Dialect::Postgres, ColKind::Decimal) if col.form.fixed_scale => format!("{c}::text"),
+        // MySQL turns these into the canonical text itself inside CONCAT_WS (numbers and
+        // dates as `CAST(… AS CHAR)` would, UTF-8 text as stored).
+        (Dialect::Mysql, ColKind::Int | ColKind::Date) => c,
+        (Dialect::Mysql, ColKind::Decimal) if col.form.fixed_scale => c,
+        (Dialect::Mysql, ColKind::Text) if col.utf8 => c,
+        _ => value_expr(d, col),
+    }
+}
+
+/// The canonical row text of `cols`: tokens `N`, `<value>` or `<length>:<value>` (per
+/// [`Column::form`]; the length in UTF-8 bytes, or in characters for `char(n)` columns)
+/// joined by `|`.
 pub fn row_expr(d: Dialect, cols: &[Column]) -> String {
     let tokens: Vec<String> = cols
         .iter()
         .map(|col| {
-            let v = value_expr(d, col);
-            match d {
-                Dialect::Postgres => format!("coalesce(length({v})::text || ':' || {v}, 'N')"),
-                Dialect::Mysql => format!("COALESCE(CONCAT(CHAR_LENGTH({v}), ':', {v}), 'N')"),
+            let v = hashed_value(d, col);
+            let len = match (col.form.chars, d) {
+                // length() of a bpchar counts without the padding, as `::text` strips it.
+                (true, Dialect::Postgres) if col.type_name == "bpchar" => {
+                    format!("length({})", quote_ident(d, &col.name))
+                }
+                (true, Dialect::Postgres) => format!("length({v})"),
+                (false, Dialect::Postgres) => format!("octet_length({v})"),
+                (true, Dialect::Mysql) => format!("CHAR_LENGTH({v})"),
+                (false, Dialect::Mysql) => format!("LENGTH({v})"),
+            };
+            let token = match (col.form.counted, d) {
+                (false, _) => v,
+                (true, Dialect::Postgres) => format!("{len} || ':' || {v}"),
+                (true, Dialect::Mysql) => format!("CONCAT({len}, ':', {v})"),
+            };
+            match (col.not_null, d) {
+                (true, _) => token,
+                (false, Dialect::Postgres) => format!("coalesce({token}, 'N')"),
+                (false, Dialect::Mysql) => format!("COALESCE({token}, 'N')"),
             }
         })
         .collect();
+    // Every argument is non-NULL, so concat_ws skips none.
     match d {
-        Dialect::Postgres => tokens.join(" || '|' || "),
-        Dialect::Mysql => format!("CONCAT({})", tokens.join(", '|', ")),
+        Dialect::Postgres => format!("concat_ws('|', {})", tokens.join(", ")),
+        Dialect::Mysql => format!("CONCAT_WS('|', {})", tokens.join(", ")),
     }
 }
 
-/// The row's hash as an integer: the first 15 hex digits (60 bits) of md5 of the row text.
-pub fn hash_expr(d: Dialect, cols: &[Column]) -> String {
+/// The row's hash as an integer: the first 15 hex digits (60 bits) of md5 of the row text,
+/// or PostgreSQL's 64-bit value hash of the row.
+pub fn hash_expr(d: Dialect, cols: &[Column], how: RowHash) -> String {
+    if how == RowHash::Native && d == Dialect::Postgres {
+        let values: Vec<String> = cols
+            .iter()
+            .map(|col| {
+                let c = quote_ident(d, &col.name);
+                match col.kind {
+                    ColKind::Text | ColKind::Json => format!("{c}::text COLLATE \"C\""),
+                    _ => c,
+                }
+            })
+            .collect();
+        return format!("hash_record_extended(ROW({}), 0)", values.join(", "));
+    }
     let row = row_expr(d, cols);
     match d {
         Dialect::Postgres => format!("('x' || substr(md5({row}), 1, 15))::bit(60)::bigint"),
-        Dialect::Mysql => format!("CAST(CONV(SUBSTRING(MD5({row}), 1, 15), 16, 10) AS UNSIGNED)"),
+        Dialect::Mysql => format!("CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)"),
     }
 }
 
 /// `count(*)` and the sum of row hashes (as decimal text; `0` when empty).
-pub fn checksum_select(d: Dialect, cols: &[Column]) -> String {
-    let h = hash_expr(d, cols);
+pub fn checksum_select(d: Dialect, cols: &[Column], how: RowHash) -> String {
+    let h = hash_expr(d, cols, how);
     match d {
         Dialect::Postgres => format!("count(*)::text, coalesce(sum({h}), 0)::text"),
         Dialect::Mysql => format!("CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM({h}), 0) AS CHAR)"),
@@ -250,11 +416,13 @@ mod tests {
     use super::*;
 
     fn col(name: &str, kind: ColKind) -> Column {
-        Column {
-            name: name.into(),
-            kind,
-            sql_type: String::new(),
-        }
+        Column::new(name, kind, "")
+    }
+
+    fn pg(name: &str, kind: ColKind, ty: &str, typname: &str) -> Column {
+        let mut c = Column::new(name, kind, ty);
+        c.type_name = typname.into();
+        c
     }
 
     #[test]
@@ -287,10 +455,83 @@ mod tests {
         let pg = row_expr(Dialect::Postgres, &cols);
         assert!(pg.contains("'N'") && pg.contains("'|'"), "{pg}");
         let my = row_expr(Dialect::Mysql, &cols);
-        assert!(
-            my.starts_with("CONCAT(COALESCE(CONCAT(CHAR_LENGTH("),
-            "{my}"
+        assert_eq!(
+            my,
+            "CONCAT_WS('|', COALESCE(CONCAT(LENGTH(`a`), ':', `a`), 'N'), COALESCE(`b`, 'N'))"
         );
+        let mut strict = cols.clone();
+        strict.iter_mut().for_each(|c| c.not_null = true);
+        assert_eq!(
+            row_expr(Dialect::Postgres, &strict),
+            "concat_ws('|', octet_length(\"a\"::text) || ':' || \"a\"::text, \"b\"::text)"
+        );
+        // Text in another character set is converted to UTF-8 first.
+        strict[0].utf8 = false;
+        assert!(row_expr(Dialect::Mysql, &strict).starts_with(
+            "CONCAT_WS('|', CONCAT(LENGTH(CONVERT(`a` USING utf8mb4)), ':', CONVERT("
+        ));
+    }
+
+    #[test]
+    fn plan_agrees_forms_for_a_pair() {
+        let mut src = vec![
+            pg("id", ColKind::Int, "integer", "int4"),
+            pg("price", ColKind::Decimal, "numeric(15,2)", "numeric"),
+            pg("raw", ColKind::Decimal, "numeric", "numeric"),
+            pg("note", ColKind::Int, "integer", "int4"),
+        ];
+        let mut dst = vec![
+            pg("id", ColKind::Int, "bigint", "int8"),
+            pg(
+                "price",
+                ColKind::Decimal,
+                "decimal(15,2) unsigned",
+                "decimal",
+            ),
+            pg("raw", ColKind::Decimal, "decimal(20,4)", "decimal"),
+            pg("note", ColKind::Text, "text", "text"),
+        ];
+        let sql = (Some(Dialect::Postgres), Some(Dialect::Mysql));
+        assert_eq!(plan(&mut src, &mut dst, sql, true), RowHash::Text);
+        let fixed: Vec<bool> = src.iter().map(|c| c.form.fixed_scale).collect();
+        assert_eq!(fixed, [false, true, false, false]);
+        // A column that is text on either side is counted on both.
+        assert!(src[3].form.counted && dst[3].form.counted && !src[0].form.counted);
+        assert_eq!(hashed_value(Dialect::Mysql, &dst[1]), "`price`");
+        // A locally read side keeps the trimmed decimal.
+        assert_eq!(plan(&mut src, &mut dst, (sql.0, None), true), RowHash::Text);
+        assert!(!src[1].form.fixed_scale);
+    }
+
+    #[test]
+    fn native_hash_only_for_hash_compatible_postgres_pairs() {
+        let cols = || {
+            vec![
+                pg("id", ColKind::Int, "integer", "int4"),
+                pg("t", ColKind::Text, "character varying(9)", "varchar"),
+                pg("m", ColKind::Text, "mood", "mood"),
+            ]
+        };
+        let pgs = (Some(Dialect::Postgres), Some(Dialect::Postgres));
+        let (mut a, mut b) = (cols(), cols());
+        b[0] = pg("id", ColKind::Int, "bigint", "int8");
+        b[1] = pg("t", ColKind::Text, "text", "text");
+        assert_eq!(plan(&mut a, &mut b, pgs, true), RowHash::Native);
+        assert_eq!(plan(&mut a, &mut b, pgs, false), RowHash::Text);
+        let h = hash_expr(Dialect::Postgres, &a, RowHash::Native);
+        assert_eq!(
+            h,
+            "hash_record_extended(ROW(\"id\", \"t\"::text COLLATE \"C\", \
+             \"m\"::text COLLATE \"C\"), 0)"
+        );
+        // interval hashes '1 day' like '24 hours': never native.
+        b[2] = pg("m", ColKind::Other, "interval", "interval");
+        a[2] = b[2].clone();
+        assert_eq!(plan(&mut a, &mut b, pgs, true), RowHash::Text);
+        // bpchar and text disagree on trailing spaces.
+        let (mut a, mut b) = (cols(), cols());
+        a[1] = pg("t", ColKind::Text, "character(9)", "bpchar");
+        assert_eq!(plan(&mut a, &mut b, pgs, true), RowHash::Text);
     }
 
     #[test]

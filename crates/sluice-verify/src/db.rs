@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::canon::{self, ColKind, Column, Dialect, quote_ident, quote_literal};
+use crate::canon::{self, ColKind, Column, Dialect, RowHash, quote_ident, quote_literal};
 use crate::local::Local;
 
 /// A physical table: schema (PostgreSQL) or database (MySQL), and name.
@@ -34,13 +34,17 @@ impl Table {
     }
 }
 
+/// Tables the catalog estimates at fewer rows than this are counted exactly before the first
+/// pass (it decides between one bucket pass and plain bisection).
+const EXACT_COUNT_BELOW: i64 = 100_000;
+
 /// Rows keyed by their integer key; values are the canonical column texts.
 pub type Rows = BTreeMap<i128, Vec<Option<String>>>;
 
 /// A connection to one side.
 pub enum Db {
-    Postgres(tokio_postgres::Client, tokio::task::JoinHandle<()>),
-    Mysql(mysql_async::Conn),
+    Postgres(Box<PgSide>),
+    Mysql(mysql_async::Conn, mysql_async::Opts),
     /// SQLite or files, read through the connector (no SQL).
     Local(Box<Local>),
 }
@@ -54,14 +58,27 @@ fn parse_key(s: &str) -> Result<i128> {
     i128::from_str(s.trim()).map_err(|_| Error::data(format!("key value {s:?} is not an integer")))
 }
 
+/// A PostgreSQL side: the client, its connection task, and what reconnecting needs.
+pub struct PgSide {
+    client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+    config: tokio_postgres::Config,
+    /// `server_version_num`, e.g. 150004.
+    version: u32,
+}
+
 impl Db {
-    /// Connects to PostgreSQL; the session runs in UTC.
+    /// Connects to PostgreSQL; the session runs in UTC with ISO dates.
     pub async fn postgres(url: &str) -> Result<Db> {
         let cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
             Error::config(format!("invalid PostgreSQL url: {e}"))
                 .with_hint("write it as postgres://user:password@host:5432/database")
         })?;
-        let (client, conn) = cfg
+        Db::postgres_with(cfg).await
+    }
+
+    async fn postgres_with(config: tokio_postgres::Config) -> Result<Db> {
+        let (client, conn) = config
             .connect(NoTls)
             .await
             .map_err(|e| conn_err("connecting to PostgreSQL", e))?;
@@ -70,10 +87,42 @@ impl Db {
                 tracing::debug!(error = %e, "PostgreSQL connection ended.");
             }
         });
-        let db = Db::Postgres(client, task);
-        db.text_rows("SET TimeZone = 'UTC'; SET statement_timeout = 0")
+        let mut db = Db::Postgres(Box::new(PgSide {
+            client,
+            task,
+            config,
+            version: 0,
+        }));
+        let rows = db
+            .text_rows(
+                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
+                 SHOW server_version_num",
+            )
             .await?;
+        let version = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if let Db::Postgres(pg) = &mut db {
+            pg.version = version;
+        }
         Ok(db)
+    }
+
+    /// Whether this side can hash rows with `hash_record_extended` (PostgreSQL 14+).
+    pub fn has_native_hash(&self) -> bool {
+        matches!(self, Db::Postgres(pg) if pg.version >= 140_000)
+    }
+
+    /// One more connection to the same database, for queries run side by side; `None` for a
+    /// side read locally.
+    pub async fn fork(&self) -> Result<Option<Db>> {
+        match self {
+            Db::Postgres(pg) => Ok(Some(Db::postgres_with(pg.config.clone()).await?)),
+            Db::Mysql(_, opts) => Ok(Some(Db::mysql_with(opts.clone()).await?)),
+            Db::Local(_) => Ok(None),
+        }
     }
 
     /// Connects to MySQL/MariaDB; the session runs in UTC with utf8mb4 and backslash escapes.
@@ -86,22 +135,26 @@ impl Db {
         let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
             .prefer_socket(false)
             .into();
-        let conn = mysql_async::Conn::new(opts)
+        Ok((Db::mysql_with(opts).await?, database))
+    }
+
+    async fn mysql_with(opts: mysql_async::Opts) -> Result<Db> {
+        let conn = mysql_async::Conn::new(opts.clone())
             .await
             .map_err(|e| conn_err("connecting to MySQL", e))?;
-        let mut db = Db::Mysql(conn);
+        let mut db = Db::Mysql(conn, opts);
         db.exec(
             "SET NAMES utf8mb4 COLLATE utf8mb4_bin, time_zone = '+00:00', \
              sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
         )
         .await?;
-        Ok((db, database))
+        Ok(db)
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Db::Postgres(..) => Dialect::Postgres,
-            Db::Mysql(_) => Dialect::Mysql,
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Mysql(..) => Dialect::Mysql,
             // Never used to build SQL: every method handles a local side before.
             Db::Local(_) => Dialect::Postgres,
         }
@@ -115,8 +168,8 @@ impl Db {
     /// Runs `sql` and returns every row as optional texts.
     pub async fn text_rows_mut(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         match self {
-            Db::Postgres(..) => self.text_rows(sql).await,
-            Db::Mysql(conn) => {
+            Db::Postgres(_) => self.text_rows(sql).await,
+            Db::Mysql(conn, _) => {
                 let rows: Vec<mysql_async::Row> = conn
                     .query(sql)
                     .await
@@ -132,8 +185,9 @@ impl Db {
 
     async fn text_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         match self {
-            Db::Postgres(client, _) => {
-                let msgs = client
+            Db::Postgres(pg) => {
+                let msgs = pg
+                    .client
                     .simple_query(sql)
                     .await
                     .map_err(|e| pg_err(e, "PostgreSQL"))?;
@@ -147,7 +201,7 @@ impl Db {
                     })
                     .collect())
             }
-            Db::Mysql(_) => Err(Error::internal(
+            Db::Mysql(..) => Err(Error::internal(
                 "text_rows needs a mutable MySQL connection",
             )),
             Db::Local(l) => Err(no_sql(l)),
@@ -157,11 +211,12 @@ impl Db {
     /// Runs a statement (or, on PostgreSQL, several separated by `;`).
     pub async fn exec(&mut self, sql: &str) -> Result<()> {
         match self {
-            Db::Postgres(client, _) => client
+            Db::Postgres(pg) => pg
+                .client
                 .batch_execute(sql)
                 .await
                 .map_err(|e| pg_err(e, "PostgreSQL")),
-            Db::Mysql(conn) => conn
+            Db::Mysql(conn, _) => conn
                 .query_drop(sql)
                 .await
                 .map_err(|e| Error::data(format!("MySQL: {e}"))),
@@ -181,7 +236,7 @@ impl Db {
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
                  coalesce(bt.typname, ty.typname)::text, coalesce(bt.typtype, ty.typtype)::text, \
                  (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
-                   AND a.attnum = ANY(i.indkey)))::text \
+                   AND a.attnum = ANY(i.indkey)))::text, a.attnotnull::text \
                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
                  JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                  JOIN pg_type ty ON ty.oid = a.atttypid \
@@ -191,7 +246,10 @@ impl Db {
             ),
             Dialect::Mysql => format!(
                 "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, '', \
-                 IF(COLUMN_KEY = 'PRI', 'true', 'false') FROM information_schema.COLUMNS \
+                 IF(COLUMN_KEY = 'PRI', 'true', 'false'), \
+                 IF(IS_NULLABLE = 'NO', 'true', 'false'), \
+                 IF(COALESCE(CHARACTER_SET_NAME, 'utf8mb4') IN ('utf8mb4', 'utf8mb3', 'utf8', \
+                    'ascii'), 'true', 'false') FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {s} AND TABLE_NAME = {n} ORDER BY ORDINAL_POSITION"
             ),
         };
@@ -208,16 +266,18 @@ impl Db {
             if get(4) == "true" {
                 pk.push(name.clone());
             }
-            cols.push(Column {
-                name,
-                kind,
-                sql_type: get(1),
-            });
+            let mut col = Column::new(name, kind, get(1));
+            col.type_name = get(2);
+            col.not_null = get(5) == "true";
+            col.utf8 = d == Dialect::Postgres || get(6) == "true";
+            cols.push(col);
         }
         Ok((cols, pk))
     }
 
-    /// `(count, min key, max key)` of the whole table.
+    /// The table's row count and `(min key, max key)`. The count is the catalog's estimate
+    /// when that says the table is large (an exact `count(*)` would read it all once more;
+    /// the first pass counts every bucket anyway), else exact.
     pub async fn key_range(
         &mut self,
         t: &Table,
@@ -233,27 +293,43 @@ impl Db {
         // sort as text.
         let sql = match d {
             Dialect::Postgres => format!(
-                "SELECT count(*)::text, min({kq})::text, max({kq})::text FROM {}",
+                "SELECT min({kq})::text, max({kq})::text, \
+                 (SELECT reltuples::int8 FROM pg_class WHERE oid = {}::regclass)::text FROM {}",
+                quote_literal(d, &t.sql(d)),
                 t.sql(d)
             ),
             Dialect::Mysql => format!(
-                "SELECT CAST(COUNT(*) AS CHAR), CAST(MIN({kq}) AS CHAR), CAST(MAX({kq}) AS CHAR) \
-                 FROM {}",
+                "SELECT CAST(MIN({kq}) AS CHAR), CAST(MAX({kq}) AS CHAR), \
+                 (SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES \
+                  WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}) FROM {}",
+                quote_literal(d, &t.schema),
+                quote_literal(d, &t.name),
                 t.sql(d)
             ),
         };
         let rows = self.text_rows_mut(&sql).await?;
         let r = rows.first().cloned().unwrap_or_default();
-        let count = r
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|c| c.parse::<u64>().ok())
-            .unwrap_or(0);
-        let range = match (r.get(1).cloned().flatten(), r.get(2).cloned().flatten()) {
+        let range = match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
             (Some(lo), Some(hi)) => Some((parse_key(&lo)?, parse_key(&hi)?)),
             _ => None,
         };
+        let estimate = r
+            .get(2)
+            .cloned()
+            .flatten()
+            .and_then(|c| c.parse::<i64>().ok())
+            .unwrap_or(-1);
+        if estimate >= EXACT_COUNT_BELOW {
+            return Ok((estimate as u64, range));
+        }
+        let sql = format!("SELECT count(*) FROM {}", t.sql(d));
+        let count = self
+            .text_rows_mut(&sql)
+            .await?
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
         Ok((count, range))
     }
 
@@ -262,6 +338,7 @@ impl Db {
         &mut self,
         t: &Table,
         cols: &[Column],
+        how: RowHash,
         range: Option<(&str, i128, i128)>,
     ) -> Result<(u64, String)> {
         if let Db::Local(l) = self {
@@ -270,7 +347,7 @@ impl Db {
         let d = self.dialect();
         let sql = format!(
             "SELECT {} FROM {}{}",
-            canon::checksum_select(d, cols),
+            canon::checksum_select(d, cols, how),
             t.sql(d),
             where_range(d, range)
         );
@@ -292,6 +369,7 @@ impl Db {
         &mut self,
         t: &Table,
         cols: &[Column],
+        how: RowHash,
         key: &str,
         (lo, hi, width): (i128, i128, i128),
     ) -> Result<std::collections::HashMap<i128, (u64, String)>> {
@@ -300,18 +378,33 @@ impl Db {
         }
         let d = self.dialect();
         let k = quote_ident(d, key);
-        let bucket = match d {
-            Dialect::Postgres => format!("div({k}::numeric - ({lo}), {width})::text"),
-            Dialect::Mysql => {
-                format!("CAST((CAST({k} AS DECIMAL(65,0)) - ({lo})) DIV {width} AS CHAR)")
+        // 64-bit integer arithmetic when `key - lo` cannot overflow it, else exact decimals.
+        let fits = i64::try_from(lo).is_ok() && i64::try_from(hi - lo).is_ok();
+        let bucket = match (d, fits) {
+            (Dialect::Postgres, true) => format!("(({k})::int8 - ({lo})::int8) / {width}"),
+            (Dialect::Postgres, false) => format!("div({k}::numeric - ({lo}), {width})"),
+            (Dialect::Mysql, true) => format!("({k} - ({lo})) DIV {width}"),
+            (Dialect::Mysql, false) => {
+                format!("(CAST({k} AS DECIMAL(65,0)) - ({lo})) DIV {width}")
             }
         };
-        let sql = format!(
-            "SELECT {bucket}, {} FROM {}{} GROUP BY 1",
-            canon::checksum_select(d, cols),
-            t.sql(d),
-            where_range(d, Some((key, lo, hi)))
-        );
+        // PostgreSQL estimates as many groups as keys and would sort them all (spilling to
+        // disk); the buckets are few, so hashing them is right: `enable_sort = off`.
+        let sql = match d {
+            Dialect::Postgres => format!(
+                "SET enable_sort = off; SELECT ({bucket})::text, {} FROM {}{} GROUP BY {bucket}; \
+                 RESET enable_sort",
+                canon::checksum_select(d, cols, how),
+                t.sql(d),
+                where_range(d, Some((key, lo, hi)))
+            ),
+            Dialect::Mysql => format!(
+                "SELECT {bucket}, {} FROM {}{} GROUP BY 1",
+                canon::checksum_select(d, cols, how),
+                t.sql(d),
+                where_range(d, Some((key, lo, hi)))
+            ),
+        };
         let rows = self.text_rows_mut(&sql).await?;
         let mut out = std::collections::HashMap::with_capacity(rows.len());
         for r in rows {
@@ -399,11 +492,12 @@ impl Db {
     /// Closes the connection politely.
     pub async fn close(self) {
         match self {
-            Db::Postgres(client, task) => {
+            Db::Postgres(pg) => {
+                let PgSide { client, task, .. } = *pg;
                 drop(client);
                 let _ = task.await;
             }
-            Db::Mysql(conn) => {
+            Db::Mysql(conn, _) => {
                 let _ = conn.disconnect().await;
             }
             Db::Local(_) => {}

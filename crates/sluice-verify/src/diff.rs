@@ -8,12 +8,12 @@
 //! [`LEAF_GROUP`], so that a locally read side (SQLite, files) reads a group's rows in one
 //! pass over the table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use sluice_core::{Error, Result};
 
-use crate::canon::Column;
+use crate::canon::{Column, RowHash};
 use crate::db::{Db, Rows, Table, Which};
 use crate::{DiffKind, RowDiff, TableReport};
 
@@ -27,6 +27,11 @@ pub const LEAF_ROWS: u64 = 1000;
 pub const LEAF_GROUP: usize = 256;
 /// Keys per `IN (…)` list when rows are re-read by key.
 pub const KEYS_PER_QUERY: usize = 500;
+/// Connections per MySQL side in the first pass, so that MySQL (which runs a query on one
+/// core) uses more than one.
+pub const CONNECTIONS: usize = 2;
+/// Slices of the key range those connections share in the first pass.
+pub const SLICES: i128 = 16;
 
 /// What is compared: the two tables and their matched columns.
 pub struct Pair {
@@ -40,6 +45,8 @@ pub struct Pair {
     pub dst_cols: Vec<Column>,
     /// The single integer key column, if the source has one.
     pub key: Option<String>,
+    /// How both sides hash rows (agreed by [`crate::canon::plan`]).
+    pub hash: RowHash,
 }
 
 /// Matches the target's columns to the source's by name (exactly, else ignoring case).
@@ -71,8 +78,8 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     let Some(key) = p.key.as_deref() else {
         // No integer key: whole-table count and checksum only.
         let (s, d) = tokio::join!(
-            src.checksum(&p.source, &p.src_cols, None),
-            dst.checksum(&p.target, &p.dst_cols, None)
+            src.checksum(&p.source, &p.src_cols, p.hash, None),
+            dst.checksum(&p.target, &p.dst_cols, p.hash, None)
         );
         let (s, d) = (s?, d?);
         rep.source_rows = s.0;
@@ -86,8 +93,9 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
         dst.key_range(&p.target, key, &p.dst_cols)
     );
     let ((s_count, s_range), (d_count, d_range)) = (s?, d?);
-    rep.source_rows = s_count;
-    rep.target_rows = d_count;
+    // A side without a key range is empty, whatever its catalog estimates.
+    rep.source_rows = if s_range.is_some() { s_count } else { 0 };
+    rep.target_rows = if d_range.is_some() { d_count } else { 0 };
     let (lo, hi) = match (s_range, d_range) {
         (None, None) => {
             rep.seconds = started.elapsed().as_secs_f64();
@@ -104,10 +112,13 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
         // One pass per side: buckets of about LEAF_ROWS rows each.
         let width = ((hi - lo) * i128::from(LEAF_ROWS) / i128::from(total)).max(1);
         let (s, d) = tokio::join!(
-            src.bucket_checksums(&p.source, &p.src_cols, key, (lo, hi, width)),
-            dst.bucket_checksums(&p.target, &p.dst_cols, key, (lo, hi, width))
+            bucket_pass(src, &p.source, &p.src_cols, p.hash, key, (lo, hi, width)),
+            bucket_pass(dst, &p.target, &p.dst_cols, p.hash, key, (lo, hi, width))
         );
         let (s, d) = (s?, d?);
+        // The pass counted every row; the counts before may have been estimates.
+        rep.source_rows = s.values().map(|v| v.0).sum();
+        rep.target_rows = d.values().map(|v| v.0).sum();
         let buckets: BTreeSet<i128> = s.keys().chain(d.keys()).copied().collect();
         rep.chunks_checked += buckets.len() as u64;
         for b in buckets {
@@ -138,8 +149,8 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     while let Some((a, b)) = work.pop() {
         let range = Some((key, a, b));
         let (s, d) = tokio::join!(
-            src.checksum(&p.source, &p.src_cols, range),
-            dst.checksum(&p.target, &p.dst_cols, range)
+            src.checksum(&p.source, &p.src_cols, p.hash, range),
+            dst.checksum(&p.target, &p.dst_cols, p.hash, range)
         );
         let (s, d) = (s?, d?);
         rep.chunks_checked += 1;
@@ -169,6 +180,72 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     rep.diffs = diffs;
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// The first pass over one side: `(count, checksum)` per bucket of `width` keys from `lo`.
+/// A MySQL side works through [`SLICES`] slices of the key range on [`CONNECTIONS`]
+/// connections (one, if no more can be opened); PostgreSQL spreads one query over its own
+/// parallel workers.
+async fn bucket_pass(
+    db: &mut Db,
+    t: &Table,
+    cols: &[Column],
+    how: RowHash,
+    key: &str,
+    (lo, hi, width): (i128, i128, i128),
+) -> Result<HashMap<i128, (u64, String)>> {
+    let buckets = (hi - lo + width - 1) / width;
+    if db.dialect() == crate::canon::Dialect::Postgres || db.is_local() || buckets < 2 {
+        return db
+            .bucket_checksums(t, cols, how, key, (lo, hi, width))
+            .await;
+    }
+    let mut forks = Vec::new();
+    for _ in 1..CONNECTIONS {
+        match db.fork().await {
+            Ok(Some(f)) => forks.push(f),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "No extra connection; hashing on one.");
+                break;
+            }
+        }
+    }
+    // Many more slices than connections: keys are rarely spread evenly over their range, and
+    // a connection that is done takes the next slice.
+    let n = SLICES.min(buckets);
+    let queue: std::sync::Mutex<Vec<(i128, i128)>> = std::sync::Mutex::new(
+        (0..n)
+            .rev()
+            .map(|i| (buckets * i / n, buckets * (i + 1) / n))
+            .collect(),
+    );
+    let mut conns: Vec<&mut Db> = vec![db];
+    conns.extend(forks.iter_mut());
+    let workers = conns.into_iter().map(|conn| {
+        let queue = &queue;
+        async move {
+            let mut out = HashMap::new();
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| Error::internal("slice queue"))?
+                    .pop();
+                let Some((b0, b1)) = next else { break };
+                let (a, z) = (lo + b0 * width, (lo + b1 * width).min(hi));
+                let m = conn
+                    .bucket_checksums(t, cols, how, key, (a, z, width))
+                    .await?;
+                out.extend(m.into_iter().map(|(b, v)| (b + b0, v)));
+            }
+            Ok::<_, Error>(out)
+        }
+    });
+    let parts = futures::future::try_join_all(workers).await;
+    for f in forks {
+        f.close().await;
+    }
+    Ok(parts?.into_iter().flatten().collect())
 }
 
 /// Reads the rows of differing leaf ranges from both sides and compares them by key.
@@ -298,16 +375,8 @@ mod tests {
     #[test]
     fn diff_names_changed_columns() {
         let cols = vec![
-            Column {
-                name: "a".into(),
-                kind: ColKind::Int,
-                sql_type: String::new(),
-            },
-            Column {
-                name: "b".into(),
-                kind: ColKind::Text,
-                sql_type: String::new(),
-            },
+            Column::new("a", ColKind::Int, ""),
+            Column::new("b", ColKind::Text, ""),
         ];
         let row = |a: &str, b: Option<&str>| vec![Some(a.to_string()), b.map(str::to_string)];
         let src: Rows = [

@@ -178,7 +178,15 @@ impl Session {
                         .with_hint("run the job first, or check table_map in [sink]"),
                 );
             }
-            let dst_cols = diff::match_columns(&id.to_string(), &src_cols, &dst_all)?;
+            let mut src_cols = src_cols;
+            let mut dst_cols = diff::match_columns(&id.to_string(), &src_cols, &dst_all)?;
+            let dialect = |db: &Db| (!db.is_local()).then(|| db.dialect());
+            let hash = canon::plan(
+                &mut src_cols,
+                &mut dst_cols,
+                (dialect(&src), dialect(&dst)),
+                src.has_native_hash() && dst.has_native_hash(),
+            );
             let key = sides::choose_key(
                 &src_cols,
                 &src_pk,
@@ -193,6 +201,7 @@ impl Session {
                 src_cols,
                 dst_cols,
                 key,
+                hash,
             });
         }
         Ok(Session { src, dst, pairs })

@@ -17,7 +17,7 @@ use sluice_core::source::{BatchSender, DynSource, SourceTable};
 use sluice_core::{Error, LogicalType, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::canon::Column;
+use crate::canon::{Column, Form};
 use crate::db::{Rows, Table, Which};
 use crate::values;
 
@@ -106,11 +106,9 @@ impl Local {
         let mut cols = Vec::new();
         for f in l.table.schema.arrow.fields() {
             let lt = LogicalType::of_field(f)?;
-            cols.push(Column {
-                name: f.name().clone(),
-                kind: values::kind_of(&lt),
-                sql_type: lt.to_string(),
-            });
+            let mut col = Column::new(f.name().clone(), values::kind_of(&lt), lt.to_string());
+            col.not_null = !f.is_nullable();
+            cols.push(col);
         }
         Ok((cols, l.table.schema.primary_key.clone()))
     }
@@ -490,12 +488,13 @@ fn batch_texts(
         None => None,
     };
     let columns = column_texts(b, cols, logical, repair)?;
+    let forms: Vec<Form> = cols.iter().map(|c| c.form).collect();
     let mut refs: Vec<Option<&str>> = Vec::with_capacity(cols.len());
     let texts = (0..b.num_rows())
         .map(|i| {
             refs.clear();
             refs.extend(columns.iter().map(|c| c[i].as_deref()));
-            values::row_text(&refs)
+            values::row_text(&refs, &forms)
         })
         .collect();
     Ok((keys, texts))

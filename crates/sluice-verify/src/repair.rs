@@ -131,11 +131,7 @@ mod tests {
     use super::*;
 
     fn col(kind: ColKind, ty: &str) -> Column {
-        Column {
-            name: "c".into(),
-            kind,
-            sql_type: ty.into(),
-        }
+        Column::new("c", kind, ty)
     }
 
     #[test]

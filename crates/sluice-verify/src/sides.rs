@@ -231,11 +231,7 @@ mod tests {
 
     #[test]
     fn key_rule() {
-        let col = |n: &str, kind| Column {
-            name: n.into(),
-            kind,
-            sql_type: String::new(),
-        };
+        let col = |n: &str, kind| Column::new(n, kind, "");
         let cols = [col("ID", ColKind::Int), col("n", ColKind::Int)];
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(choose_key(&cols, &s(&["n"]), &[], false), Some("n".into()));

@@ -20,7 +20,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use md5::{Digest, Md5};
 use sluice_core::{Error, LogicalType, Result};
 
-use crate::canon::ColKind;
+use crate::canon::{ColKind, Form};
 
 /// The verify class of a column read locally, from its logical type.
 pub fn kind_of(t: &LogicalType) -> ColKind {
@@ -291,20 +291,27 @@ pub fn key_values(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
-/// The canonical row text: tokens `N` or `<chars>:<value>` joined by `|`.
-pub fn row_text(values: &[Option<&str>]) -> String {
+/// The canonical row text: tokens `N`, `<value>` or, where counted, `<length>:<value>`,
+/// joined by `|` (see [`crate::canon`]).
+pub fn row_text(values: &[Option<&str>], forms: &[Form]) -> String {
     let mut s = String::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, (v, form)) in values.iter().zip(forms).enumerate() {
         if i > 0 {
             s.push('|');
         }
         match v {
             None => s.push('N'),
-            Some(v) => {
-                s.push_str(&v.chars().count().to_string());
+            Some(v) if form.counted => {
+                let len = if form.chars {
+                    v.chars().count()
+                } else {
+                    v.len()
+                };
+                s.push_str(&len.to_string());
                 s.push(':');
                 s.push_str(v);
             }
+            Some(v) => s.push_str(v),
         }
     }
     s
@@ -345,9 +352,23 @@ mod tests {
 
     #[test]
     fn row_text_and_hash_match_the_sql_form() {
-        let t = row_text(&[Some("7"), None, Some(""), Some("a|b")]);
-        assert_eq!(t, "1:7|N|0:|3:a|b");
-        // md5("1:7|N|0:|3:a|b") starts with these 15 hex digits in PostgreSQL.
+        let bare = Form::default();
+        let counted = Form {
+            counted: true,
+            ..Form::default()
+        };
+        let t = row_text(
+            &[Some("7"), None, Some(""), Some("a|b")],
+            &[bare, counted, counted, counted],
+        );
+        assert_eq!(t, "7|N|0:|3:a|b");
+        // Lengths count UTF-8 bytes, as octet_length / LENGTH do; characters for char(n).
+        assert_eq!(row_text(&[Some("é|")], &[counted]), "3:é|");
+        let chars = Form {
+            chars: true,
+            ..counted
+        };
+        assert_eq!(row_text(&[Some("é|")], &[chars]), "2:é|");
         let full = hex(&Md5::digest(t.as_bytes()));
         assert_eq!(row_hash(&t), u64::from_str_radix(&full[..15], 16).unwrap());
     }

@@ -103,11 +103,23 @@ pub enum Command {
     },
     /// Compare source and target (counts, key ranges, chunked checksums, differing rows).
     #[command(
-        after_help = "Example: sluice verify job.toml --format json\n\nExit status: 0 identical, 4 differences found, 1 error, 2 bad usage."
+        after_help = "Examples:\n  sluice verify job.toml --format json\n  sluice verify --source postgres://postgres@127.0.0.1/shop --target mysql://root@127.0.0.1/shop --table public.orders=shop.orders\n\nExit status: 0 identical, 4 differences found, 1 error, 2 bad usage."
     )]
     Verify {
         /// The job file whose source and sink are compared (`table_map` applies).
-        job: PathBuf,
+        #[arg(required_unless_present = "source")]
+        job: Option<PathBuf>,
+        /// Without a job file: the source database, e.g. postgres://user@host/db,
+        /// mysql://user@host/db or sqlite:///path/file.db.
+        #[arg(long, value_name = "URL", conflicts_with = "job", requires_all = ["target", "table"])]
+        source: Option<String>,
+        /// Without a job file: the target database (same URL forms as --source).
+        #[arg(long, value_name = "URL", requires = "source")]
+        target: Option<String>,
+        /// Without a job file: a table to compare, `name` or `name=target_name`, e.g.
+        /// `public.orders` or `public.orders=shop.orders`; repeat for more tables.
+        #[arg(long, value_name = "TABLE", requires = "source")]
+        table: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,

@@ -36,12 +36,23 @@ pub async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Verify {
             job,
+            source,
+            target,
+            table,
             format,
             repair,
             dry_run,
             max_diffs,
         } => {
-            let job = match load(&job) {
+            let loaded = match (&job, &source, &target) {
+                (Some(path), _, _) => load(path),
+                (None, Some(src), Some(dst)) => verify_cmd::adhoc_job(src, dst, &table),
+                _ => {
+                    eprintln!("error: give a job file, or --source, --target and --table");
+                    return exit::USAGE;
+                }
+            };
+            let job = match loaded {
                 Ok(j) => j,
                 Err(code) => return code,
             };

@@ -23,6 +23,58 @@ fn report_error(e: &Error) -> u8 {
     exit_code_for(e.kind())
 }
 
+/// The job `sluice verify --source URL --target URL --table T…` stands for: the same
+/// source and sink a job file would name, checked by the same loader (so a bad URL or an
+/// unknown scheme gets the same message). `T` may be `source_name=target_name`.
+pub fn adhoc_job(source: &str, target: &str, tables: &[String]) -> Result<JobFile, u8> {
+    let kind = |url: &str| -> Result<&'static str, u8> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok("postgres"),
+            "mysql" | "mariadb" => Ok("mysql"),
+            "sqlite" => Ok("sqlite"),
+            _ => {
+                eprintln!(
+                    "error: cannot tell the database of {:?} from its scheme\n  = help: \
+                     write postgres://…, mysql://… or sqlite:///path/file.db",
+                    redact(url)
+                );
+                Err(exit::USAGE)
+            }
+        }
+    };
+    let url = |u: &str| u.replacen("mariadb:", "mysql:", 1);
+    // JSON strings are valid TOML basic strings.
+    let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let mut names = Vec::new();
+    let mut map = Vec::new();
+    for t in tables {
+        match t.split_once('=') {
+            Some((from, to)) => {
+                names.push(q(from.trim()));
+                map.push(format!("{} = {}", q(from.trim()), q(to.trim())));
+            }
+            None => names.push(q(t.trim())),
+        }
+    }
+    let text = format!(
+        "[job]\nname = \"verify\"\n\n[source]\ntype = \"{}\"\nurl = {}\ntables = [{}]\n\n\
+         [sink]\ntype = \"{}\"\nurl = {}\ntable_map = {{ {} }}\n",
+        kind(source)?,
+        q(&url(source)),
+        names.join(", "),
+        kind(target)?,
+        q(&url(target)),
+        map.join(", ")
+    );
+    let doc = sluice_core::config::ConfigDoc::parse_toml("<command line>", &text)
+        .and_then(|doc| JobFile::from_doc(&doc));
+    doc.map_err(|e| {
+        eprintln!("error: {}", redact(&e.render()));
+        exit::USAGE
+    })
+}
+
 /// Runs verify; returns the exit status (0 identical, 4 differences, 1 error, 2 config).
 pub async fn run(job: &JobFile, args: &VerifyArgs) -> u8 {
     if args.dry_run && !args.repair {

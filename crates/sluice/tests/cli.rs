@@ -148,6 +148,60 @@ fn malformed_toml_and_missing_job_file_exit_2() {
 }
 
 #[test]
+fn verify_without_job_file_checks_its_arguments() {
+    let env = Env::new();
+    // Neither a job file nor --source.
+    let o = env.sluice(&["verify"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // --source without --table.
+    let o = env.sluice(&[
+        "verify",
+        "--source",
+        "sqlite:///a.db",
+        "--target",
+        "sqlite:///b.db",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--table"), "{}", stderr(&o));
+    // A URL whose database cannot be told; the password never shows.
+    let o = env.sluice(&[
+        "verify",
+        "--source",
+        "oracle://scott:tiger@db/orcl",
+        "--target",
+        "sqlite:///b.db",
+        "--table",
+        "t",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("postgres://"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("tiger"), "{}", stderr(&o));
+    // Two SQLite files, compared without a job file.
+    for (name, rows) in [
+        ("a.db", "(1, 'x'), (2, 'y')"),
+        ("b.db", "(1, 'x'), (2, 'z')"),
+    ] {
+        let conn = rusqlite::Connection::open(env.path(name)).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES {rows};"
+        ))
+        .unwrap();
+    }
+    let (a, b) = (env.path("a.db"), env.path("b.db"));
+    let o = env.sluice(&[
+        "verify",
+        "--source",
+        &format!("sqlite://{}", a.display()),
+        "--target",
+        &format!("sqlite://{}", b.display()),
+        "--table",
+        "t",
+    ]);
+    assert_eq!(code(&o), 4, "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("id = 2: changed (v)"), "{}", stdout(&o));
+}
+
+#[test]
 fn csv_to_parquet_to_sqlite_round_trip_and_status() {
     let env = Env::new();
     csv_to(&env, "type = \"parquet\"\npath = \"out/pq\"");

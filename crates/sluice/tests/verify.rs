@@ -311,6 +311,152 @@ fn postgres_to_mysql_same_canonical_rows() {
     );
 }
 
+/// The cheaper hashed forms agree across systems: blank-padded `char(n)`, `NOT NULL`
+/// columns, fixed-scale decimals and a latin1 column in MariaDB hash like PostgreSQL's
+/// UTF-8 text; a change in the latin1 column is still found.
+#[test]
+fn postgres_to_mysql_char_latin1_and_not_null_columns() {
+    let (src, dst) = (PgDb::new(), MyDb::new());
+    psql(
+        &src.0,
+        "CREATE TABLE t (id int PRIMARY KEY, code char(6) NOT NULL, label varchar(20), \
+         amount numeric(10,2) NOT NULL, day date NOT NULL);
+         INSERT INTO t SELECT g, 'c' || (g % 97), CASE WHEN g % 5 = 0 THEN NULL \
+         ELSE 'café ' || g END, g * 0.5, date '2020-02-29' + g FROM generate_series(1, 3000) g",
+    );
+    mysql(
+        &dst.0,
+        "SET SESSION max_recursive_iterations = 1000000;
+         CREATE TABLE t (id int PRIMARY KEY, code char(6) NOT NULL, \
+         label varchar(20) CHARACTER SET latin1, amount decimal(10,2) NOT NULL, \
+         day date NOT NULL);
+         INSERT INTO t WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s \
+         WHERE g < 3000) SELECT g, CONCAT('c', g % 97), IF(g % 5 = 0, NULL, \
+         CONCAT('café ', g)), g * 0.5, DATE_ADD('2020-02-29', INTERVAL g DAY) FROM s",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job(
+        dir.path(),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.t']",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ 'public.t' = 't' }}",
+            dst.url()
+        ),
+    );
+    let doc = verify_json(&job, 0);
+    assert_eq!(doc["identical"], true, "{doc}");
+    // Every bucket agreed, so no row was read: the hashes matched, not just the rows.
+    assert!(
+        doc["tables"][0]["chunks_checked"].as_u64() > Some(1),
+        "{doc}"
+    );
+    mysql(&dst.0, "UPDATE t SET label = 'cafe 7' WHERE id = 7");
+    let doc = verify_json(&job, 4);
+    let want: BTreeSet<(i64, String, String)> = [(7, "changed".into(), "label".into())].into();
+    assert_eq!(found(&doc), want, "{doc}");
+
+    // The same comparison without a job file.
+    let o = Command::cargo_bin("sluice")
+        .expect("binary")
+        .args(["verify", "--source", &src.url(), "--target", &dst.url()])
+        .args(["--table", "public.t=t", "--format", "json"])
+        .output()
+        .expect("run sluice");
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(found(&doc), want, "{doc}");
+}
+
+/// Verify on a source that is being written: a writer keeps changing rows 15000..15099 of
+/// the source (which never reach the target). Every run finds the static differences, and
+/// each of the moving rows — all changed before verify starts — as `changed` (qty) or
+/// `changed_during_check`; no row that nobody touched is ever reported.
+#[test]
+fn source_written_during_verify_reports_only_real_or_moving_rows() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (src, dst) = (PgDb::new(), PgDb::new());
+    pg_table(&src);
+    pg_table(&dst);
+    let want = inject(Some(&dst), None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job(
+        dir.path(),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+    );
+    let (stop, rounds) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let writer = {
+        let (stop, rounds, db) = (stop.clone(), rounds.clone(), src.0.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = rounds.load(Ordering::Relaxed);
+                psql(
+                    &db,
+                    &format!(
+                        "UPDATE \"Order Items\" SET qty = qty + 1 WHERE id = {}",
+                        15000 + r % 100
+                    ),
+                );
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while rounds.load(Ordering::Relaxed) < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let moving: BTreeSet<i64> = (15000..15100).collect();
+    for _ in 0..3 {
+        let o = verify(&job, &["--format", "json", "--max-diffs", "1000"]);
+        assert_eq!(
+            o.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let got = found(&doc);
+        for w in &want {
+            assert!(got.contains(w), "static difference {w:?} not found: {doc}");
+        }
+        let mut seen_moving = BTreeSet::new();
+        for (k, kind, cols) in &got {
+            if want.iter().any(|w| w.0 == *k) {
+                continue;
+            }
+            assert!(
+                moving.contains(k),
+                "row {k} ({kind} {cols}) reported but nobody changed it: {doc}"
+            );
+            assert!(
+                kind == "changed" && cols == "qty" || kind == "changed_during_check",
+                "moving row {k} reported as {kind} ({cols}): {doc}"
+            );
+            seen_moving.insert(*k);
+        }
+        assert_eq!(
+            seen_moving, moving,
+            "every moving row differs from the target: {doc}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+}
+
 #[test]
 fn table_without_key_compares_count_and_checksum_only() {
     let (src, dst) = (PgDb::new(), PgDb::new());
