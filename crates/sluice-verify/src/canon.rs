@@ -3,11 +3,12 @@
 //!
 //! Every column becomes a *token*: `N` for NULL; otherwise, for kinds whose text can never hold
 //! `|` or be `N` (numbers, dates and times, booleans, hex of binary) the canonical value, and
-//! for the others (text, JSON, anything else) `<bytes>:<value>` (the value's length in UTF-8
-//! bytes, a colon, the value). Tokens are joined with `|` in the source's column order.
+//! for the others (text, JSON, anything else) `<length>|<value>` (the value's length in UTF-8
+//! bytes — in characters for `char(n)` —, a `|`, the value). Tokens are joined with `|` in
+//! the source's column order.
 //! Because every token that could contain a `|` carries its length, no separator or escape
 //! inside a value can make two different rows produce the same text, and NULL (`N`) differs
-//! from the empty string (`0:`). The per-type rules are in [`ColKind`] and `docs/verify.md`.
+//! from the empty string (`0|`). The per-type rules are in [`ColKind`] and `docs/verify.md`.
 //!
 //! The form is agreed per column for each pair of sides ([`plan`]): a decimal whose scale both
 //! databases declare alike is hashed in the databases' own text (`12.50`, cheap) rather than
@@ -111,7 +112,7 @@ impl ColKind {
 /// How one column is written in the hashed row text, agreed for a pair of sides by [`plan`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Form {
-    /// The token is `<bytes>:<value>` (the value could contain `|` or be `N`).
+    /// The token is `<length>|<value>` (the value could contain `|` or be `N`).
     pub counted: bool,
     /// Both sides declare the same decimal scale, so the databases' own text (`12.50`) is
     /// hashed instead of the trimmed form (`12.5`).
@@ -319,11 +320,19 @@ pub fn repair_expr(d: Dialect, col: &Column) -> String {
 }
 
 /// The value of one column inside the hashed row text: the canonical value, written the
-/// cheapest way each database has of producing it.
+/// cheapest way each database has of producing it. Inside `concat_ws` a column needs no
+/// cast where the type's own output is the canonical text (PostgreSQL calls the output
+/// function once; `::text` would go through it and a copy).
 fn hashed_value(d: Dialect, col: &Column) -> String {
     let c = quote_ident(d, &col.name);
     match (d, col.kind) {
-        (Dialect::Postgres, ColKind::Decimal) if col.form.fixed_scale => format!("{c}::text"),
+        (Dialect::Postgres, ColKind::Int | ColKind::Date) => c,
+        (Dialect::Postgres, ColKind::Decimal) if col.form.fixed_scale => c,
+        (Dialect::Postgres, ColKind::Text)
+            if matches!(col.type_name.as_str(), "text" | "varchar") =>
+        {
+            c
+        }
         // MySQL turns these into the canonical text itself inside CONCAT_WS (numbers and
         // dates as `CAST(… AS CHAR)` would, UTF-8 text as stored).
         (Dialect::Mysql, ColKind::Int | ColKind::Date) => c,
@@ -333,40 +342,40 @@ fn hashed_value(d: Dialect, col: &Column) -> String {
     }
 }
 
-/// The canonical row text of `cols`: tokens `N`, `<value>` or `<length>:<value>` (per
+/// The canonical row text of `cols`: tokens `N`, `<value>` or `<length>|<value>` (per
 /// [`Column::form`]; the length in UTF-8 bytes, or in characters for `char(n)` columns)
 /// joined by `|`.
+///
+/// Built by one `concat_ws('|', …)`, which skips NULL arguments: a column contributes its
+/// value (a counted one its length first), and a nullable one also
+/// `CASE WHEN col IS NULL THEN 'N' END`, so exactly one of the two is non-NULL. That is
+/// cheaper than `coalesce(col::text, 'N')`, which needs the cast.
 pub fn row_expr(d: Dialect, cols: &[Column]) -> String {
-    let tokens: Vec<String> = cols
-        .iter()
-        .map(|col| {
-            let v = hashed_value(d, col);
-            let len = match (col.form.chars, d) {
+    let mut args = Vec::new();
+    for col in cols {
+        let c = quote_ident(d, &col.name);
+        let v = hashed_value(d, col);
+        if col.form.counted {
+            args.push(match (col.form.chars, d) {
                 // length() of a bpchar counts without the padding, as `::text` strips it.
-                (true, Dialect::Postgres) if col.type_name == "bpchar" => {
-                    format!("length({})", quote_ident(d, &col.name))
-                }
+                (true, Dialect::Postgres) if col.type_name == "bpchar" => format!("length({c})"),
                 (true, Dialect::Postgres) => format!("length({v})"),
                 (false, Dialect::Postgres) => format!("octet_length({v})"),
                 (true, Dialect::Mysql) => format!("CHAR_LENGTH({v})"),
                 (false, Dialect::Mysql) => format!("LENGTH({v})"),
-            };
-            let token = match (col.form.counted, d) {
-                (false, _) => v,
-                (true, Dialect::Postgres) => format!("{len} || ':' || {v}"),
-                (true, Dialect::Mysql) => format!("CONCAT({len}, ':', {v})"),
-            };
-            match (col.not_null, d) {
-                (true, _) => token,
-                (false, Dialect::Postgres) => format!("coalesce({token}, 'N')"),
-                (false, Dialect::Mysql) => format!("COALESCE({token}, 'N')"),
-            }
-        })
-        .collect();
-    // Every argument is non-NULL, so concat_ws skips none.
+            });
+        }
+        args.push(v);
+        if !col.not_null {
+            args.push(match d {
+                Dialect::Postgres => format!("CASE WHEN {c} IS NULL THEN 'N' END"),
+                Dialect::Mysql => format!("IF({c} IS NULL, 'N', NULL)"),
+            });
+        }
+    }
     match d {
-        Dialect::Postgres => format!("concat_ws('|', {})", tokens.join(", ")),
-        Dialect::Mysql => format!("CONCAT_WS('|', {})", tokens.join(", ")),
+        Dialect::Postgres => format!("concat_ws('|', {})", args.join(", ")),
+        Dialect::Mysql => format!("CONCAT_WS('|', {})", args.join(", ")),
     }
 }
 
@@ -457,19 +466,21 @@ mod tests {
         let my = row_expr(Dialect::Mysql, &cols);
         assert_eq!(
             my,
-            "CONCAT_WS('|', COALESCE(CONCAT(LENGTH(`a`), ':', `a`), 'N'), COALESCE(`b`, 'N'))"
+            "CONCAT_WS('|', LENGTH(`a`), `a`, IF(`a` IS NULL, 'N', NULL), `b`, \
+             IF(`b` IS NULL, 'N', NULL))"
         );
         let mut strict = cols.clone();
         strict.iter_mut().for_each(|c| c.not_null = true);
         assert_eq!(
             row_expr(Dialect::Postgres, &strict),
-            "concat_ws('|', octet_length(\"a\"::text) || ':' || \"a\"::text, \"b\"::text)"
+            "concat_ws('|', octet_length(\"a\"::text), \"a\"::text, \"b\")"
         );
         // Text in another character set is converted to UTF-8 first.
         strict[0].utf8 = false;
-        assert!(row_expr(Dialect::Mysql, &strict).starts_with(
-            "CONCAT_WS('|', CONCAT(LENGTH(CONVERT(`a` USING utf8mb4)), ':', CONVERT("
-        ));
+        assert_eq!(
+            row_expr(Dialect::Mysql, &strict),
+            "CONCAT_WS('|', LENGTH(CONVERT(`a` USING utf8mb4)), CONVERT(`a` USING utf8mb4), `b`)"
+        );
     }
 
     #[test]

@@ -291,7 +291,7 @@ pub fn key_values(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
-/// The canonical row text: tokens `N`, `<value>` or, where counted, `<length>:<value>`,
+/// The canonical row text: tokens `N`, `<value>` or, where counted, `<length>|<value>`,
 /// joined by `|` (see [`crate::canon`]).
 pub fn row_text(values: &[Option<&str>], forms: &[Form]) -> String {
     let mut s = String::new();
@@ -308,7 +308,7 @@ pub fn row_text(values: &[Option<&str>], forms: &[Form]) -> String {
                     v.len()
                 };
                 s.push_str(&len.to_string());
-                s.push(':');
+                s.push('|');
                 s.push_str(v);
             }
             Some(v) => s.push_str(v),
@@ -361,14 +361,14 @@ mod tests {
             &[Some("7"), None, Some(""), Some("a|b")],
             &[bare, counted, counted, counted],
         );
-        assert_eq!(t, "7|N|0:|3:a|b");
+        assert_eq!(t, "7|N|0||3|a|b");
         // Lengths count UTF-8 bytes, as octet_length / LENGTH do; characters for char(n).
-        assert_eq!(row_text(&[Some("é|")], &[counted]), "3:é|");
+        assert_eq!(row_text(&[Some("é|")], &[counted]), "3|é|");
         let chars = Form {
             chars: true,
             ..counted
         };
-        assert_eq!(row_text(&[Some("é|")], &[chars]), "2:é|");
+        assert_eq!(row_text(&[Some("é|")], &[chars]), "2|é|");
         let full = hex(&Md5::digest(t.as_bytes()));
         assert_eq!(row_hash(&t), u64::from_str_radix(&full[..15], 16).unwrap());
     }
