@@ -449,7 +449,14 @@ impl Db {
             });
         }
         let filter = match which {
-            Which::Range(lo, hi) => where_range(d, Some((key, lo, hi))),
+            Which::Ranges(ranges) => {
+                let k = quote_ident(d, key);
+                let parts: Vec<String> = ranges
+                    .iter()
+                    .map(|(lo, hi)| format!("({k} >= {lo} AND {k} < {hi})"))
+                    .collect();
+                format!(" WHERE {}", parts.join(" OR "))
+            }
             Which::Keys(keys) => {
                 let list: Vec<String> = keys.iter().map(i128::to_string).collect();
                 format!(" WHERE {} IN ({})", quote_ident(d, key), list.join(", "))
@@ -508,7 +515,8 @@ impl Db {
 /// Which rows [`Db::rows`] reads.
 #[derive(Clone, Copy)]
 pub enum Which<'a> {
-    Range(i128, i128),
+    /// Rows in any of these `[lo, hi)` key ranges.
+    Ranges(&'a [(i128, i128)]),
     Keys(&'a [i128]),
 }
 

@@ -25,6 +25,8 @@ pub const FANOUT: i128 = 8;
 pub const LEAF_ROWS: u64 = 1000;
 /// Differing leaf ranges whose rows are read together.
 pub const LEAF_GROUP: usize = 256;
+/// Differing leaf ranges read by one query (each holds at most about [`LEAF_ROWS`] rows).
+pub const RANGES_PER_QUERY: usize = 16;
 /// Keys per `IN (…)` list when rows are re-read by key.
 pub const KEYS_PER_QUERY: usize = 500;
 /// Connections per MySQL side in the first pass, so that MySQL (which runs a query on one
@@ -266,10 +268,11 @@ async fn leaf_diffs(
     s?;
     d?;
     let mut diffs = Vec::new();
-    for &(a, b) in leaves {
+    // Rows are compared by key, so several ranges can be read in one query.
+    for ranges in leaves.chunks(RANGES_PER_QUERY) {
         let (s_rows, d_rows) = tokio::join!(
-            src.rows(&p.source, key, &p.src_cols, Which::Range(a, b), false),
-            dst.rows(&p.target, key, &p.dst_cols, Which::Range(a, b), false)
+            src.rows(&p.source, key, &p.src_cols, Which::Ranges(ranges), false),
+            dst.rows(&p.target, key, &p.dst_cols, Which::Ranges(ranges), false)
         );
         diffs.extend(diff_rows(&s_rows?, &d_rows?, &p.src_cols));
     }

@@ -319,7 +319,9 @@ impl Local {
             let covered = |k: i128| l.covered.iter().any(|&(a, b)| a <= k && k < b);
             let hit = l.table == t.name
                 && match which {
-                    Which::Range(a, b) => l.covered.iter().any(|&(x, y)| x <= a && b <= y),
+                    Which::Ranges(ranges) => ranges
+                        .iter()
+                        .all(|&(a, b)| l.covered.iter().any(|&(x, y)| x <= a && b <= y)),
                     Which::Keys(keys) => keys.iter().all(|&k| covered(k)),
                 };
             if hit {
@@ -327,7 +329,7 @@ impl Local {
                     .rows
                     .iter()
                     .filter(|(k, _)| match which {
-                        Which::Range(a, b) => a <= **k && **k < b,
+                        Which::Ranges(ranges) => ranges.iter().any(|&(a, b)| a <= **k && **k < b),
                         Which::Keys(keys) => keys.contains(k),
                     })
                     .map(|(k, v)| (*k, v.clone()))
@@ -335,7 +337,11 @@ impl Local {
             }
         }
         let filter = match which {
-            Which::Range(a, b) => Filter::Ranges(&[(a, b)]).owned(),
+            Which::Ranges(ranges) => {
+                let mut sorted = ranges.to_vec();
+                sorted.sort_unstable();
+                OwnedFilter::Ranges(sorted)
+            }
             Which::Keys(keys) => OwnedFilter::Keys(keys.iter().copied().collect()),
         };
         self.read_rows(t, key, cols, &filter.as_filter(), repair)
@@ -379,13 +385,6 @@ enum OwnedFilter {
 }
 
 impl Filter<'_> {
-    fn owned(&self) -> OwnedFilter {
-        match self {
-            Filter::Ranges(r) => OwnedFilter::Ranges(r.to_vec()),
-            Filter::Keys(k) => OwnedFilter::Keys((*k).clone()),
-        }
-    }
-
     fn matches(&self, k: i128) -> bool {
         match self {
             // Sorted, non-overlapping: the last range starting at or before k.
