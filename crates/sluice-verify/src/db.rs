@@ -65,6 +65,8 @@ pub struct PgSide {
     config: tokio_postgres::Config,
     /// `server_version_num`, e.g. 150004.
     version: u32,
+    /// `max_parallel_workers_per_gather` > 0: one query runs on several cores.
+    parallel: bool,
 }
 
 impl Db {
@@ -92,22 +94,33 @@ impl Db {
             task,
             config,
             version: 0,
+            parallel: false,
         }));
         let rows = db
             .text_rows(
                 "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
-                 SHOW server_version_num",
+                 SELECT current_setting('server_version_num'), \
+                 current_setting('max_parallel_workers_per_gather')",
             )
             .await?;
-        let version = rows
-            .first()
-            .and_then(|r| r.first().cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let setting = |i: usize| -> u32 {
+            rows.first()
+                .and_then(|r| r.get(i).cloned().flatten())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (version, workers) = (setting(0), setting(1));
         if let Db::Postgres(pg) = &mut db {
             pg.version = version;
+            pg.parallel = workers > 0;
         }
         Ok(db)
+    }
+
+    /// Whether the server spreads one query over several cores (PostgreSQL's parallel query,
+    /// unless turned off); MySQL does not.
+    pub fn runs_queries_in_parallel(&self) -> bool {
+        matches!(self, Db::Postgres(pg) if pg.parallel)
     }
 
     /// Whether this side can hash rows with `hash_record_extended` (PostgreSQL 14+).

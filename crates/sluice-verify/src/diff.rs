@@ -29,8 +29,8 @@ pub const LEAF_GROUP: usize = 256;
 pub const RANGES_PER_QUERY: usize = 16;
 /// Keys per `IN (…)` list when rows are re-read by key.
 pub const KEYS_PER_QUERY: usize = 500;
-/// Connections per MySQL side in the first pass, so that MySQL (which runs a query on one
-/// core) uses more than one.
+/// Connections per side in the first pass when the server runs a query on one core (MySQL,
+/// PostgreSQL with parallel query off), so that it uses more than one.
 pub const CONNECTIONS: usize = 2;
 /// Slices of the key range those connections share in the first pass.
 pub const SLICES: i128 = 16;
@@ -185,9 +185,9 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
 }
 
 /// The first pass over one side: `(count, checksum)` per bucket of `width` keys from `lo`.
-/// A MySQL side works through [`SLICES`] slices of the key range on [`CONNECTIONS`]
-/// connections (one, if no more can be opened); PostgreSQL spreads one query over its own
-/// parallel workers.
+/// A MySQL side (or PostgreSQL with parallel query off) works through [`SLICES`] slices of
+/// the key range on [`CONNECTIONS`] connections (one, if no more can be opened); PostgreSQL
+/// otherwise spreads one query over its own parallel workers.
 async fn bucket_pass(
     db: &mut Db,
     t: &Table,
@@ -197,7 +197,7 @@ async fn bucket_pass(
     (lo, hi, width): (i128, i128, i128),
 ) -> Result<HashMap<i128, (u64, String)>> {
     let buckets = (hi - lo + width - 1) / width;
-    if db.dialect() == crate::canon::Dialect::Postgres || db.is_local() || buckets < 2 {
+    if db.runs_queries_in_parallel() || db.is_local() || buckets < 2 {
         return db
             .bucket_checksums(t, cols, how, key, (lo, hi, width))
             .await;

@@ -493,6 +493,38 @@ fn differences_in_every_bucket_are_all_found() {
     check_counts(&doc, ROWS as u64, (ROWS - ROWS / 7) as u64);
 }
 
+/// A PostgreSQL target without parallel query is hashed in slices over two connections;
+/// the differences are found all the same.
+#[test]
+fn postgres_without_parallel_query_is_sliced() {
+    let (src, dst) = (PgDb::new(), PgDb::new());
+    pg_table(&src);
+    pg_table(&dst);
+    psql(
+        &dst.0,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET max_parallel_workers_per_gather = 0', \
+         current_database()); END $$",
+    );
+    let want = inject(Some(&dst), None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job(
+        dir.path(),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+    );
+    let doc = verify_json(&job, 4);
+    assert_eq!(found(&doc), want, "{doc}");
+    check_counts(&doc, ROWS as u64, ROWS as u64 - 1);
+    // One bucket query for the source, one per slice for the target.
+    let o = verify(&job, &["--log-level", "debug"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    let queries = log.matches("SET enable_sort = off").count();
+    assert!(queries > 2, "{queries} bucket queries:\n{log}");
+}
+
 #[test]
 fn table_without_key_compares_count_and_checksum_only() {
     let (src, dst) = (PgDb::new(), PgDb::new());
