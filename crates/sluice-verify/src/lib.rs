@@ -147,6 +147,8 @@ pub struct Session {
     src: Db,
     dst: Db,
     pairs: Vec<Pair>,
+    /// The database file when the target is SQLite (repair writes it).
+    sqlite_target: Option<std::path::PathBuf>,
 }
 
 impl Session {
@@ -204,7 +206,18 @@ impl Session {
                 hash,
             });
         }
-        Ok(Session { src, dst, pairs })
+        let sqlite_target = match &sink.kind {
+            sluice_connectors::registry::SinkKind::Sqlite(c) => {
+                Some(sluice_connectors::sqlite::parse_url(&c.url)?)
+            }
+            _ => None,
+        };
+        Ok(Session {
+            src,
+            dst,
+            pairs,
+            sqlite_target,
+        })
     }
 
     /// Compares every table pair.
@@ -235,13 +248,29 @@ impl Session {
         report: &Report,
         dry_run: bool,
     ) -> Result<Vec<(String, Vec<String>)>> {
-        if let Db::Local(l) = &self.dst {
-            return Err(
-                Error::config(format!("--repair cannot write to a {} target", l.kind())).with_hint(
-                    "repair writes SQL to PostgreSQL and MySQL/MariaDB targets; for SQLite or \
-                 files run the job again (write = \"overwrite\") to rewrite the target",
-                ),
-            );
+        if let Db::Local(l) = &mut self.dst {
+            let Some(path) = &self.sqlite_target else {
+                return Err(Error::config(format!(
+                    "--repair cannot write to a {} target",
+                    l.kind()
+                ))
+                .with_hint(
+                    "repair writes to PostgreSQL, MySQL/MariaDB and SQLite targets; for files \
+                     run the job again (write = \"overwrite\") to rewrite the target",
+                ));
+            };
+            let mut out = Vec::new();
+            for (p, t) in self.pairs.iter().zip(&report.tables) {
+                if t.diffs.is_empty() {
+                    continue;
+                }
+                let stmts = repair::sqlite(&mut self.src, l, path, p, &t.diffs, dry_run)
+                    .await
+                    .map_err(|e| e.context(format!("repairing table {}", p.target_name)))?;
+                out.push((p.target_name.clone(), stmts));
+            }
+            l.forget();
+            return Ok(out);
         }
         let mut out = Vec::new();
         for (p, t) in self.pairs.iter().zip(&report.tables) {

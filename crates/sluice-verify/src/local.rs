@@ -98,6 +98,16 @@ impl Local {
             })
     }
 
+    /// The table's own name (unquoted), if the side has it.
+    pub fn table_name(&self, t: &Table) -> Option<String> {
+        self.find(t).map(|l| l.table.schema.id.name().to_string())
+    }
+
+    /// Forgets what was read (after the table was written, e.g. repaired).
+    pub fn forget(&mut self) {
+        self.loaded = None;
+    }
+
     /// The table's columns (empty if there is no such table) and its primary key.
     pub fn columns(&self, t: &Table) -> Result<(Vec<Column>, Vec<String>)> {
         let Some(l) = self.find(t) else {

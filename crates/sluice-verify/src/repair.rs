@@ -3,13 +3,21 @@
 //! Missing rows are inserted, extra rows deleted, changed rows updated (only their differing
 //! columns). Values are read from the source by key (floats at full precision) and written
 //! as literals cast to the target column's declared type, so the same statements are both
-//! run and shown by `--dry-run`. Rows that changed during the check are left alone.
+//! run and shown by `--dry-run`. Rows that changed during the check are left alone. A SQLite
+//! target is written through the SQLite sink's encoder instead ([`sqlite`]).
 
-use sluice_core::Result;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use sluice_core::{Error, Result};
 
 use crate::canon::{ColKind, Column, Dialect, quote_ident, quote_literal};
 use crate::db::{Db, Which};
 use crate::diff::{KEYS_PER_QUERY, Pair};
+use crate::local::Local;
+use crate::values;
 use crate::{DiffKind, RowDiff};
 
 /// A value as a literal for a target column.
@@ -103,6 +111,131 @@ pub async fn statements(
         }
     }
     Ok(out)
+}
+
+/// Repairs a SQLite target: in one transaction, deletes the extra rows and the missing and
+/// changed keys, then inserts the source's current values of the missing and changed rows,
+/// written with the SQLite sink's own encodings (so they read back as the sink wrote them).
+/// Returns the statements, values shown as literals; with `dry_run` changes nothing.
+pub async fn sqlite(
+    src: &mut Db,
+    dst: &Local,
+    path: &Path,
+    p: &Pair,
+    diffs: &[RowDiff],
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let Some(key) = p.key.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let table = dst.table_name(&p.target).ok_or_else(|| {
+        Error::schema(format!(
+            "table {} not found in the SQLite target",
+            p.target_name
+        ))
+    })?;
+    let logical = dst.logical_types(&p.target);
+    let types = p
+        .dst_cols
+        .iter()
+        .map(|c| {
+            logical
+                .iter()
+                .find(|(n, _)| *n == c.name)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| Error::schema(format!("column {} not found", c.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let as_i64 =
+        |k: i128| i64::try_from(k).map_err(|_| Error::data(format!("key {k} does not fit SQLite")));
+    let mut delete: Vec<i64> = Vec::new();
+    for r in diffs.iter().filter(|r| r.kind == DiffKind::Extra) {
+        delete.push(as_i64(r.key)?);
+    }
+    let wanted: Vec<i128> = diffs
+        .iter()
+        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed))
+        .map(|r| r.key)
+        .collect();
+    // Values per column, of the rows still in the source.
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); p.dst_cols.len()];
+    let mut rows_shown = Vec::new();
+    for batch in wanted.chunks(KEYS_PER_QUERY) {
+        let rows = src
+            .rows(&p.source, key, &p.src_cols, Which::Keys(batch), true)
+            .await?;
+        for k in batch {
+            // A row gone from the source since the check is left for the next run.
+            let Some(values) = rows.get(k) else { continue };
+            delete.push(as_i64(*k)?);
+            let shown: Vec<String> = values
+                .iter()
+                .zip(&p.src_cols)
+                .map(|(v, c)| match v {
+                    None => "NULL".to_string(),
+                    Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
+                    Some(v) => quote_literal(Dialect::Postgres, v),
+                })
+                .collect();
+            rows_shown.push(shown.join(", "));
+            for (i, v) in values.iter().enumerate() {
+                columns[i].push(v.clone());
+            }
+        }
+    }
+    let arrays = columns
+        .iter()
+        .zip(&types)
+        .zip(&p.src_cols)
+        .map(|((texts, t), c)| {
+            let refs: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
+            values::text_array(&refs, t, c.kind == ColKind::Binary)
+                .map_err(|e| e.context(format!("column {}", c.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fields: Vec<Field> = p
+        .dst_cols
+        .iter()
+        .zip(&arrays)
+        .map(|(c, a)| Field::new(&c.name, a.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| Error::internal(format!("repair batch: {e}")))?;
+
+    let t = sqlite_ident(&table);
+    let names: Vec<String> = p.dst_cols.iter().map(|c| sqlite_ident(&c.name)).collect();
+    let mut out = Vec::new();
+    for chunk in delete.chunks(KEYS_PER_QUERY) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        out.push(format!(
+            "DELETE FROM {t} WHERE {} IN ({})",
+            sqlite_ident(key),
+            list.join(", ")
+        ));
+    }
+    for r in rows_shown {
+        out.push(format!(
+            "INSERT INTO {t} ({}) VALUES ({r})",
+            names.join(", ")
+        ));
+    }
+    if !dry_run && !out.is_empty() {
+        let (path, key) = (path.to_path_buf(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            sluice_connectors::sqlite::repair_rows(&path, &table, &key, &delete, &types, &batch)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("repair task: {e}")))?
+        .map_err(|e| {
+            e.with_hint("nothing was changed in this table; fix the cause and run again")
+        })?;
+    }
+    Ok(out)
+}
+
+/// A SQLite identifier in double quotes.
+fn sqlite_ident(s: &str) -> String {
+    quote_ident(Dialect::Postgres, s)
 }
 
 /// Runs `stmts` in one transaction; rolls back on the first failure.

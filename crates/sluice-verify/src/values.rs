@@ -10,11 +10,14 @@
 //! when the type carries a zone; nanoseconds truncated to microseconds), times
 //! `HH:MM:SS.ffffff`. Anything else (lists, intervals) uses Arrow's display text.
 
+use std::sync::Arc;
+
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
     Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use md5::{Digest, Md5};
@@ -291,6 +294,116 @@ pub fn key_values(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
+/// The inverse of [`column_values`] for repair: an Arrow array of logical type `t` from the
+/// source's repair texts (`hex`: the texts are the hex of binary values). Casts with
+/// Arrow's parsers (integers, floats, decimals, dates, times, timestamps — naive ones in
+/// the target's time zone, i.e. UTC); an unparsable value is an error naming it.
+pub fn text_array(texts: &[Option<&str>], t: &LogicalType, hex: bool) -> Result<ArrayRef> {
+    use arrow::array::{BinaryArray, BooleanArray, FixedSizeBinaryBuilder, StringArray};
+    let bad = |v: &str| Error::data(format!("cannot write {v:?} as {t}"));
+    let out: ArrayRef = match t {
+        LogicalType::Bool => Arc::new(
+            texts
+                .iter()
+                .map(|v| match v.map(str::to_ascii_lowercase).as_deref() {
+                    None => Ok(None),
+                    Some("1" | "t" | "true") => Ok(Some(true)),
+                    Some("0" | "f" | "false") => Ok(Some(false)),
+                    Some(other) => Err(bad(other)),
+                })
+                .collect::<Result<BooleanArray>>()?,
+        ),
+        LogicalType::Binary => {
+            let bytes = texts
+                .iter()
+                .map(|v| match v {
+                    None => Ok(None),
+                    Some(v) if hex => from_hex(v).map(Some).ok_or_else(|| bad(v)),
+                    Some(v) => Ok(Some(v.as_bytes().to_vec())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(BinaryArray::from_iter(bytes))
+        }
+        LogicalType::Uuid => {
+            let mut b = FixedSizeBinaryBuilder::with_capacity(texts.len(), 16);
+            for v in texts {
+                match v {
+                    None => b.append_null(),
+                    Some(v) => {
+                        let raw = from_hex(&v.replace('-', "")).filter(|r| r.len() == 16);
+                        b.append_value(raw.ok_or_else(|| bad(v))?)
+                            .map_err(|e| Error::internal(e.to_string()))?;
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        LogicalType::Interval | LogicalType::Array(_) => {
+            return Err(
+                Error::config(format!("--repair cannot write {t} values into SQLite"))
+                    .with_hint("run the job again (write = \"overwrite\") to rewrite the target"),
+            );
+        }
+        _ => {
+            let strings: ArrayRef = Arc::new(StringArray::from_iter(texts.iter().copied()));
+            let opts = arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            let cast = |to: &DataType| {
+                arrow::compute::cast_with_options(&strings, to, &opts)
+                    .map_err(|e| Error::data(format!("cannot write a value as {t}: {e}")))
+            };
+            match t.arrow_type() {
+                // Canonical zoned timestamps are UTC without an offset: parse them naive,
+                // then label the same instants with the zone (Arrow cannot parse "UTC" as a
+                // zone name without chrono-tz).
+                DataType::Timestamp(unit, Some(tz)) => {
+                    let naive = cast(&DataType::Timestamp(unit, None))?;
+                    match unit {
+                        TimeUnit::Second => Arc::new(
+                            naive
+                                .as_primitive::<TimestampSecondType>()
+                                .clone()
+                                .with_timezone(tz),
+                        ),
+                        TimeUnit::Millisecond => Arc::new(
+                            naive
+                                .as_primitive::<TimestampMillisecondType>()
+                                .clone()
+                                .with_timezone(tz),
+                        ),
+                        TimeUnit::Microsecond => Arc::new(
+                            naive
+                                .as_primitive::<TimestampMicrosecondType>()
+                                .clone()
+                                .with_timezone(tz),
+                        ),
+                        TimeUnit::Nanosecond => Arc::new(
+                            naive
+                                .as_primitive::<TimestampNanosecondType>()
+                                .clone()
+                                .with_timezone(tz),
+                        ),
+                    }
+                }
+                to => cast(&to)?,
+            }
+        }
+    };
+    Ok(out)
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// The canonical row text: tokens `N`, `<value>` or, where counted, `<length>|<value>`,
 /// joined by `|` (see [`crate::canon`]).
 pub fn row_text(values: &[Option<&str>], forms: &[Form]) -> String {
@@ -371,6 +484,57 @@ mod tests {
         assert_eq!(row_text(&[Some("é|")], &[chars]), "2|é|");
         let full = hex(&Md5::digest(t.as_bytes()));
         assert_eq!(row_hash(&t), u64::from_str_radix(&full[..15], 16).unwrap());
+    }
+
+    #[test]
+    fn repair_texts_become_arrays_that_read_back_alike() {
+        let cases: Vec<(LogicalType, Vec<Option<&str>>, bool)> = vec![
+            (
+                LogicalType::Int64,
+                vec![Some("7"), None, Some("-12")],
+                false,
+            ),
+            (LogicalType::Bool, vec![Some("1"), Some("0"), None], false),
+            (LogicalType::Binary, vec![Some("01ab"), None], true),
+            (LogicalType::Date, vec![Some("2024-05-01")], false),
+            (
+                LogicalType::Decimal {
+                    precision: Some(12),
+                    scale: Some(3),
+                },
+                vec![Some("1.125"), Some("-3"), None],
+                false,
+            ),
+            (
+                LogicalType::Timestamp {
+                    tz: true,
+                    precision: sluice_core::types::Precision::Micros,
+                },
+                vec![Some("2024-05-01 13:45:00.250000")],
+                false,
+            ),
+            (
+                LogicalType::Uuid,
+                vec![Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")],
+                false,
+            ),
+        ];
+        for (t, texts, hex) in cases {
+            let a = text_array(&texts, &t, hex).unwrap();
+            let back = column_values(&a, &t, true).unwrap();
+            let want: Vec<Option<String>> = texts
+                .iter()
+                .map(|v| {
+                    v.map(|v| match &t {
+                        LogicalType::Decimal { .. } => trim_decimal(v),
+                        _ => v.to_string(),
+                    })
+                })
+                .collect();
+            assert_eq!(back, want, "{t}");
+        }
+        assert!(text_array(&[Some("x")], &LogicalType::Int32, false).is_err());
+        assert!(text_array(&[Some("0g")], &LogicalType::Binary, true).is_err());
     }
 
     #[test]

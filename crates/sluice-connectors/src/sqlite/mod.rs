@@ -75,5 +75,5 @@ mod text;
 pub mod types;
 
 pub use config::{SqliteSinkConfig, SqliteSourceConfig, parse_url};
-pub use sink::{CHECKPOINT_TABLE, STAGE_PREFIX, SqliteSink};
+pub use sink::{CHECKPOINT_TABLE, STAGE_PREFIX, SqliteSink, repair_rows};
 pub use source::SqliteSource;

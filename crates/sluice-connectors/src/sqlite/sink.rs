@@ -634,35 +634,82 @@ impl SqliteWriter {
     }
 }
 
+/// What `sluice verify --repair` does to a SQLite target, with the sink's own value
+/// encodings: in one transaction, deletes the rows of `table` whose `key` is in
+/// `delete_keys`, then inserts the rows of `batch`, whose columns are named as the table's
+/// and carry `types`. Blocking; nothing is changed if any statement fails.
+pub fn repair_rows(
+    path: &std::path::Path,
+    table: &str,
+    key: &str,
+    delete_keys: &[i64],
+    types: &[LogicalType],
+    batch: &RecordBatch,
+) -> Result<()> {
+    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| sql_err(e, format!("opening {}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| sql_err(e, "setting busy_timeout"))?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(e, "starting the repair transaction"))?;
+    let t = quote_ident(table);
+    for chunk in delete_keys.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        tx.execute(
+            &format!(
+                "DELETE FROM {t} WHERE {} IN ({})",
+                quote_ident(key),
+                list.join(", ")
+            ),
+            [],
+        )
+        .map_err(|e| sql_err(e, format!("table {table}")))?;
+    }
+    if batch.num_rows() > 0 {
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| quote_ident(f.name()))
+            .collect();
+        let marks = vec!["?"; names.len()].join(", ");
+        let insert = format!("INSERT INTO {t} ({}) VALUES ({marks})", names.join(", "));
+        insert_batch(&tx, (table, &insert, types), "repair", batch)?;
+    }
+    tx.commit()
+        .map_err(|e| sql_err(e, format!("committing the repair of {table}")))
+}
+
 /// Inserts every row of `batch`. Runs on a blocking thread inside the writer's transaction.
+/// `target` is `(table name, INSERT statement, logical types of the batch's columns)`.
 fn insert_batch(
     conn: &Connection,
-    st: &TableState,
+    (table, insert_sql, types): (&str, &str, &[LogicalType]),
     split: &str,
     batch: &RecordBatch,
 ) -> Result<()> {
-    let table = &st.target;
-    if batch.num_columns() != st.types.len() {
+    if batch.num_columns() != types.len() {
         return Err(Error::internal(format!(
             "table {table}: batch has {} columns, the plan {}",
             batch.num_columns(),
-            st.types.len()
+            types.len()
         )));
     }
     let arrays = batch
         .columns()
         .iter()
-        .zip(&st.types)
+        .zip(types)
         .map(|(a, t)| normalize(a, t))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| e.context(format!("table {table}")))?;
     let cols = arrays
         .iter()
-        .zip(&st.types)
+        .zip(types)
         .map(|(a, t)| EncCol::new(a, t))
         .collect::<Result<Vec<_>>>()?;
     let mut stmt = conn
-        .prepare_cached(&st.insert_sql)
+        .prepare_cached(insert_sql)
         .map_err(|e| sql_err(e, format!("table {table}")))?;
     let mut scratch = String::with_capacity(64);
     for row in 0..batch.num_rows() {
@@ -691,7 +738,12 @@ impl SinkWriter for SqliteWriter {
         }
         let split = self.split.clone();
         self.with_tx("write", move |conn, st| {
-            insert_batch(conn, st, &split, &batch)
+            insert_batch(
+                conn,
+                (&st.target, &st.insert_sql, &st.types),
+                &split,
+                &batch,
+            )
         })
         .await
     }
