@@ -224,6 +224,15 @@ impl Session {
     pub async fn verify(&mut self) -> Result<Report> {
         let mut tables = Vec::new();
         for p in &self.pairs {
+            tracing::info!(
+                table = %p.source_name,
+                key = p.key.as_deref().unwrap_or("(none: count and checksum only)"),
+                hash = match p.hash {
+                    canon::RowHash::Native => "PostgreSQL value hash",
+                    canon::RowHash::Text => "md5 of the canonical row text",
+                },
+                "Verifying table."
+            );
             let rep = diff::compare(&mut self.src, &mut self.dst, p)
                 .await
                 .map_err(|e| e.context(format!("table {}", p.source_name)))?;
