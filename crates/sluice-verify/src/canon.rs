@@ -280,10 +280,14 @@ pub fn value_expr(d: Dialect, col: &Column) -> String {
             ColKind::Binary => format!("encode({c}, 'hex')"),
             // The session runs with DateStyle ISO: `YYYY-MM-DD`.
             ColKind::Date => format!("{c}::text"),
-            ColKind::Timestamp => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')"),
-            ColKind::TimestampTz => {
-                format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+            // to_char gives NULL for ±infinity: those keep their own text.
+            ColKind::Timestamp => {
+                format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US'), {c}::text)")
             }
+            ColKind::TimestampTz => format!(
+                "coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+                 {c}::text)"
+            ),
             ColKind::Time => format!("to_char({c}::interval, 'HH24:MI:SS.US')"),
             ColKind::Json => format!("{c}::jsonb::text"),
         },
@@ -383,22 +387,50 @@ pub fn row_expr(d: Dialect, cols: &[Column]) -> String {
 /// or PostgreSQL's 64-bit value hash of the row.
 pub fn hash_expr(d: Dialect, cols: &[Column], how: RowHash) -> String {
     if how == RowHash::Native && d == Dialect::Postgres {
-        let values: Vec<String> = cols
-            .iter()
-            .map(|col| {
-                let c = quote_ident(d, &col.name);
-                match col.kind {
-                    ColKind::Text | ColKind::Json => format!("{c}::text COLLATE \"C\""),
-                    _ => c,
-                }
-            })
-            .collect();
-        return format!("hash_record_extended(ROW({}), 0)", values.join(", "));
+        let fields: Vec<String> = cols.iter().flat_map(native_fields).collect();
+        // hash_record_extended combines columns linearly (31·h + next), so a sum of raw row
+        // hashes would barely notice values swapped between two rows of a bucket: each row
+        // hash goes through one more, non-linear hash before it is summed.
+        return format!(
+            "hashtextextended(hash_record_extended(ROW({}), 0)::text, 0)",
+            fields.join(", ")
+        );
     }
     let row = row_expr(d, cols);
     match d {
         Dialect::Postgres => format!("('x' || substr(md5({row}), 1, 15))::bit(60)::bigint"),
         Dialect::Mysql => format!("CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)"),
+    }
+}
+
+/// What one column contributes to the row of the native hash, so that values the canonical
+/// text tells apart never hash alike: PostgreSQL's value hashes fold 64-bit integers (and
+/// timestamps and times, which are 64-bit inside) to 32 bits, and hash NULL, float zero and
+/// numeric NaN/±Infinity all as 0.
+fn native_fields(col: &Column) -> Vec<String> {
+    let c = quote_ident(Dialect::Postgres, &col.name);
+    match col.kind {
+        ColKind::Text | ColKind::Json => vec![format!("{c}::text COLLATE \"C\"")],
+        // Both 32-bit halves (sign-extended high, low), for every integer type alike.
+        ColKind::Int => vec![
+            format!("({c}::int8 >> 32)"),
+            format!("({c}::int8 & 4294967295)"),
+        ],
+        ColKind::Timestamp | ColKind::TimestampTz | ColKind::Time => vec![format!("{c}::text")],
+        // NULL, NaN, Infinity and -Infinity all hash as 0: a marker tells them apart (NULL
+        // for every finite value, so it costs two comparisons).
+        ColKind::Decimal => vec![
+            c.clone(),
+            format!(
+                "CASE WHEN {c} > '-Infinity' AND {c} < 'Infinity' THEN NULL \
+                 WHEN {c} IS NULL THEN 'N' ELSE {c}::text END"
+            ),
+        ],
+        // NULL hashes like 0.0.
+        ColKind::Float8 | ColKind::Float4 if !col.not_null => {
+            vec![c.clone(), format!("CASE WHEN {c} IS NULL THEN 'N' END")]
+        }
+        _ => vec![c],
     }
 }
 
@@ -532,8 +564,9 @@ mod tests {
         let h = hash_expr(Dialect::Postgres, &a, RowHash::Native);
         assert_eq!(
             h,
-            "hash_record_extended(ROW(\"id\", \"t\"::text COLLATE \"C\", \
-             \"m\"::text COLLATE \"C\"), 0)"
+            "hashtextextended(hash_record_extended(ROW((\"id\"::int8 >> 32), \
+             (\"id\"::int8 & 4294967295), \"t\"::text COLLATE \"C\", \
+             \"m\"::text COLLATE \"C\"), 0)::text, 0)"
         );
         // interval hashes '1 day' like '24 hours': never native.
         b[2] = pg("m", ColKind::Other, "interval", "interval");

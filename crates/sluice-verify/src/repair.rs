@@ -113,9 +113,10 @@ pub async fn statements(
     Ok(out)
 }
 
-/// Repairs a SQLite target: in one transaction, deletes the extra rows and the missing and
-/// changed keys, then inserts the source's current values of the missing and changed rows,
-/// written with the SQLite sink's own encodings (so they read back as the sink wrote them).
+/// Repairs a SQLite target, in one transaction per table: deletes the extra rows, inserts
+/// the missing ones and updates the changed ones (every compared column) with the source's
+/// current values, written with the SQLite sink's own encodings (so they read back as the
+/// sink wrote them).
 /// Returns the statements, values shown as literals; with `dry_run` changes nothing.
 pub async fn sqlite(
     src: &mut Db,
@@ -152,40 +153,110 @@ pub async fn sqlite(
     for r in diffs.iter().filter(|r| r.kind == DiffKind::Extra) {
         delete.push(as_i64(r.key)?);
     }
-    let wanted: Vec<i128> = diffs
+    // The key as the target names it (columns are matched ignoring case).
+    let dst_key = p
+        .src_cols
         .iter()
-        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed))
-        .map(|r| r.key)
-        .collect();
-    // Values per column, of the rows still in the source.
-    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); p.dst_cols.len()];
-    let mut rows_shown = Vec::new();
-    for batch in wanted.chunks(KEYS_PER_QUERY) {
-        let rows = src
-            .rows(&p.source, key, &p.src_cols, Which::Keys(batch), true)
-            .await?;
-        for k in batch {
-            // A row gone from the source since the check is left for the next run.
-            let Some(values) = rows.get(k) else { continue };
-            delete.push(as_i64(*k)?);
-            let shown: Vec<String> = values
-                .iter()
-                .zip(&p.src_cols)
-                .map(|(v, c)| match v {
-                    None => "NULL".to_string(),
-                    Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
-                    Some(v) => quote_literal(Dialect::Postgres, v),
-                })
-                .collect();
-            rows_shown.push(shown.join(", "));
-            for (i, v) in values.iter().enumerate() {
-                columns[i].push(v.clone());
+        .position(|c| c.name == key)
+        .map_or(key, |i| p.dst_cols[i].name.as_str());
+    let t = sqlite_ident(&table);
+    let names: Vec<String> = p.dst_cols.iter().map(|c| sqlite_ident(&c.name)).collect();
+    let mut out = Vec::new();
+    for chunk in delete.chunks(KEYS_PER_QUERY) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        out.push(format!(
+            "DELETE FROM {t} WHERE {} IN ({})",
+            sqlite_ident(dst_key),
+            list.join(", ")
+        ));
+    }
+    // Missing rows are inserted, changed rows updated in place (columns only the target has
+    // keep their values), with the source's current values.
+    let mut batches = Vec::new();
+    for kind in [DiffKind::Missing, DiffKind::Changed] {
+        let wanted: Vec<i128> = diffs
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.key)
+            .collect();
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); p.dst_cols.len()];
+        for batch in wanted.chunks(KEYS_PER_QUERY) {
+            let rows = src
+                .rows(&p.source, key, &p.src_cols, Which::Keys(batch), true)
+                .await?;
+            for k in batch {
+                // A row gone from the source since the check is left for the next run.
+                let Some(values) = rows.get(k) else { continue };
+                let shown: Vec<String> = values
+                    .iter()
+                    .zip(&p.src_cols)
+                    .map(|(v, c)| match v {
+                        None => "NULL".to_string(),
+                        Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
+                        Some(v) => quote_literal(Dialect::Postgres, v),
+                    })
+                    .collect();
+                out.push(if kind == DiffKind::Missing {
+                    format!(
+                        "INSERT INTO {t} ({}) VALUES ({})",
+                        names.join(", "),
+                        shown.join(", ")
+                    )
+                } else {
+                    let sets: Vec<String> = names
+                        .iter()
+                        .zip(&shown)
+                        .map(|(n, v)| format!("{n} = {v}"))
+                        .collect();
+                    format!(
+                        "UPDATE {t} SET {} WHERE {} = {k}",
+                        sets.join(", "),
+                        sqlite_ident(dst_key)
+                    )
+                });
+                for (i, v) in values.iter().enumerate() {
+                    columns[i].push(v.clone());
+                }
             }
         }
+        batches.push(text_batch(p, &types, &columns)?);
     }
+    let updates = batches
+        .pop()
+        .ok_or_else(|| Error::internal("no update batch"))?;
+    let inserts = batches
+        .pop()
+        .ok_or_else(|| Error::internal("no insert batch"))?;
+    if !dry_run && !out.is_empty() {
+        let (path, key) = (path.to_path_buf(), dst_key.to_string());
+        tokio::task::spawn_blocking(move || {
+            sluice_connectors::sqlite::repair_rows(
+                &path,
+                &table,
+                &key,
+                &delete,
+                &types,
+                (&inserts, &updates),
+            )
+        })
+        .await
+        .map_err(|e| Error::internal(format!("repair task: {e}")))?
+        .map_err(|e| {
+            e.with_hint("nothing was changed in this table; fix the cause and run again")
+        })?;
+    }
+    Ok(out)
+}
+
+/// A batch of the pair's target columns, typed `types`, from the source's repair texts.
+fn text_batch(
+    p: &Pair,
+    types: &[sluice_core::LogicalType],
+    columns: &[Vec<Option<String>>],
+) -> Result<RecordBatch> {
     let arrays = columns
         .iter()
-        .zip(&types)
+        .zip(types)
         .zip(&p.src_cols)
         .map(|((texts, t), c)| {
             let refs: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
@@ -199,38 +270,8 @@ pub async fn sqlite(
         .zip(&arrays)
         .map(|(c, a)| Field::new(&c.name, a.data_type().clone(), true))
         .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-        .map_err(|e| Error::internal(format!("repair batch: {e}")))?;
-
-    let t = sqlite_ident(&table);
-    let names: Vec<String> = p.dst_cols.iter().map(|c| sqlite_ident(&c.name)).collect();
-    let mut out = Vec::new();
-    for chunk in delete.chunks(KEYS_PER_QUERY) {
-        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
-        out.push(format!(
-            "DELETE FROM {t} WHERE {} IN ({})",
-            sqlite_ident(key),
-            list.join(", ")
-        ));
-    }
-    for r in rows_shown {
-        out.push(format!(
-            "INSERT INTO {t} ({}) VALUES ({r})",
-            names.join(", ")
-        ));
-    }
-    if !dry_run && !out.is_empty() {
-        let (path, key) = (path.to_path_buf(), key.to_string());
-        tokio::task::spawn_blocking(move || {
-            sluice_connectors::sqlite::repair_rows(&path, &table, &key, &delete, &types, &batch)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("repair task: {e}")))?
-        .map_err(|e| {
-            e.with_hint("nothing was changed in this table; fix the cause and run again")
-        })?;
-    }
-    Ok(out)
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| Error::internal(format!("repair batch: {e}")))
 }
 
 /// A SQLite identifier in double quotes.

@@ -43,7 +43,11 @@ pub fn adhoc_job(source: &str, target: &str, tables: &[String]) -> Result<JobFil
             }
         }
     };
-    let url = |u: &str| u.replacen("mariadb:", "mysql:", 1);
+    // mariadb://… is read as mysql://… (the scheme only, in any case).
+    let url = |u: &str| match u.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => format!("mysql:{rest}"),
+        _ => u.to_string(),
+    };
     // JSON strings are valid TOML basic strings.
     let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
     let mut names = Vec::new();

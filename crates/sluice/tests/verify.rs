@@ -525,6 +525,66 @@ fn postgres_without_parallel_query_is_sliced() {
     assert!(queries > 2, "{queries} bucket queries:\n{log}");
 }
 
+/// Values PostgreSQL's own hashes treat alike are told apart: names swapped between two rows
+/// of a bucket, NULL vs 0.0, numeric NaN vs Infinity vs -Infinity, bigints 2^32 apart, a
+/// timestamp at infinity. The same on the canonical text path (forced by an interval
+/// column), where ±infinity timestamps swapped between two columns used to drop out.
+#[test]
+fn values_postgres_hashes_alike_are_told_apart() {
+    for text_path in [false, true] {
+        let (src, dst) = (PgDb::new(), PgDb::new());
+        let extra = if text_path { ", iv interval" } else { "" };
+        for db in [&src, &dst] {
+            psql(
+                &db.0,
+                &format!(
+                    "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, f float8, n numeric, \
+                     b bigint, ts timestamp, ts2 timestamp{extra});
+                     INSERT INTO t (id, name, f, n, b, ts, ts2) SELECT g, 'name ' || g, g, g, g, \
+                     timestamp '2024-01-01' + g * interval '1 second', \
+                     timestamp '2024-01-01' FROM generate_series(1, 3000) g"
+                ),
+            );
+        }
+        psql(
+            &src.0,
+            "UPDATE t SET f = 0 WHERE id = 10; UPDATE t SET n = 'NaN' WHERE id = 11;
+             UPDATE t SET n = 'Infinity' WHERE id = 12; UPDATE t SET b = 1 WHERE id = 13;
+             UPDATE t SET ts = 'infinity', ts2 = '2024-01-01' WHERE id = 14",
+        );
+        psql(
+            &dst.0,
+            "UPDATE t SET name = 'name 3' WHERE id = 2; UPDATE t SET name = 'name 2' WHERE id = 3;
+             UPDATE t SET f = NULL WHERE id = 10; UPDATE t SET n = 'Infinity' WHERE id = 11;
+             UPDATE t SET n = '-Infinity' WHERE id = 12; UPDATE t SET b = 4294967296 WHERE id = 13;
+             UPDATE t SET ts = '2024-01-01', ts2 = 'infinity' WHERE id = 14",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(
+            dir.path(),
+            &format!(
+                "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.t']",
+                src.url()
+            ),
+            &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+        );
+        let doc = verify_json(&job, 4);
+        let want: BTreeSet<(i64, String, String)> = [
+            (2, "name"),
+            (3, "name"),
+            (10, "f"),
+            (11, "n"),
+            (12, "n"),
+            (13, "b"),
+            (14, "ts,ts2"),
+        ]
+        .into_iter()
+        .map(|(k, c)| (k, "changed".to_string(), c.to_string()))
+        .collect();
+        assert_eq!(found(&doc), want, "text path: {text_path}: {doc}");
+    }
+}
+
 #[test]
 fn table_without_key_compares_count_and_checksum_only() {
     let (src, dst) = (PgDb::new(), PgDb::new());
@@ -649,6 +709,11 @@ fn sqlite_to_sqlite_differences_found_exactly() {
     let (src, dst) = (dir.path().join("src.db"), dir.path().join("dst.db"));
     sqlite_items(&src);
     std::fs::copy(&src, &dst).expect("copy db");
+    // A column only the target has: verify ignores it, repair must leave it alone.
+    sqlite_exec(
+        &dst,
+        "ALTER TABLE items ADD COLUMN extra TEXT DEFAULT 'default'; UPDATE items SET extra = 'mine'",
+    );
     let job = sqlite_job(
         dir.path(),
         &src,
@@ -704,6 +769,25 @@ fn sqlite_to_sqlite_differences_found_exactly() {
     );
     let doc = verify_json(&job, 0);
     check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64);
+    let c = rusqlite::Connection::open(&dst).expect("open");
+    let extra: Vec<(i64, String)> = c
+        .prepare(
+            "SELECT id, coalesce(extra, 'NULL') FROM items WHERE id IN (1, 100, 300) ORDER BY id",
+        )
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    // Re-inserted row 1 gets the column default; updated rows keep their own value.
+    assert_eq!(
+        extra,
+        [
+            (1, "default".to_string()),
+            (100, "mine".into()),
+            (300, "mine".into())
+        ]
+    );
 }
 
 /// PostgreSQL copied into SQLite by `sluice run` verifies identical; differences injected

@@ -635,16 +635,18 @@ impl SqliteWriter {
 }
 
 /// What `sluice verify --repair` does to a SQLite target, with the sink's own value
-/// encodings: in one transaction, deletes the rows of `table` whose `key` is in
-/// `delete_keys`, then inserts the rows of `batch`, whose columns are named as the table's
-/// and carry `types`. Blocking; nothing is changed if any statement fails.
+/// encodings, in one transaction: deletes the rows of `table` whose `key` is in
+/// `delete_keys`, inserts the rows of `inserts`, and updates, by key, the rows of `updates`
+/// (only the batch's columns: columns the target alone has keep their values). Both batches
+/// have the table's column names and carry `types`. Blocking; nothing is changed if any
+/// statement fails.
 pub fn repair_rows(
     path: &std::path::Path,
     table: &str,
     key: &str,
     delete_keys: &[i64],
     types: &[LogicalType],
-    batch: &RecordBatch,
+    (inserts, updates): (&RecordBatch, &RecordBatch),
 ) -> Result<()> {
     let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| sql_err(e, format!("opening {}", path.display())))?;
@@ -666,23 +668,42 @@ pub fn repair_rows(
         )
         .map_err(|e| sql_err(e, format!("table {table}")))?;
     }
-    if batch.num_rows() > 0 {
-        let names: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| quote_ident(f.name()))
-            .collect();
+    let schema = inserts.schema();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| quote_ident(f.name()))
+        .collect();
+    if inserts.num_rows() > 0 {
         let marks = vec!["?"; names.len()].join(", ");
         let insert = format!("INSERT INTO {t} ({}) VALUES ({marks})", names.join(", "));
-        insert_batch(&tx, (table, &insert, types), "repair", batch)?;
+        insert_batch(&tx, (table, &insert, types), "repair", inserts)?;
+    }
+    if updates.num_rows() > 0 {
+        let key_at = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == key)
+            .ok_or_else(|| Error::internal(format!("repair batch lacks the key {key}")))?;
+        let sets: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n} = ?{}", i + 1))
+            .collect();
+        let update = format!(
+            "UPDATE {t} SET {} WHERE {} = ?{}",
+            sets.join(", "),
+            quote_ident(key),
+            key_at + 1
+        );
+        insert_batch(&tx, (table, &update, types), "repair", updates)?;
     }
     tx.commit()
         .map_err(|e| sql_err(e, format!("committing the repair of {table}")))
 }
 
-/// Inserts every row of `batch`. Runs on a blocking thread inside the writer's transaction.
-/// `target` is `(table name, INSERT statement, logical types of the batch's columns)`.
+/// `target` is `(table name, statement with one `?N` per column of the batch, logical types
+/// of the batch's columns)`; the statement runs once per row.
 fn insert_batch(
     conn: &Connection,
     (table, insert_sql, types): (&str, &str, &[LogicalType]),
