@@ -16,8 +16,7 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
     Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use md5::{Digest, Md5};
@@ -300,7 +299,9 @@ pub fn key_values(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
 /// the target's time zone, i.e. UTC); an unparsable value is an error naming it.
 pub fn text_array(texts: &[Option<&str>], t: &LogicalType, hex: bool) -> Result<ArrayRef> {
     use arrow::array::{BinaryArray, BooleanArray, FixedSizeBinaryBuilder, StringArray};
-    let bad = |v: &str| Error::data(format!("cannot write {v:?} as {t}"));
+    const HINT: &str = "the source value does not fit the target column's type; change the \
+                        column's declared type, or run the job again to rewrite the table";
+    let bad = |v: &str| Error::data(format!("cannot write {v:?} as {t}")).with_hint(HINT);
     let out: ArrayRef = match t {
         LogicalType::Bool => Arc::new(
             texts
@@ -351,41 +352,22 @@ pub fn text_array(texts: &[Option<&str>], t: &LogicalType, hex: bool) -> Result<
                 ..Default::default()
             };
             let cast = |to: &DataType| {
-                arrow::compute::cast_with_options(&strings, to, &opts)
-                    .map_err(|e| Error::data(format!("cannot write a value as {t}: {e}")))
+                arrow::compute::cast_with_options(&strings, to, &opts).map_err(|e| {
+                    Error::data(format!("cannot write a value as {t}: {e}")).with_hint(HINT)
+                })
             };
             match t.arrow_type() {
                 // Canonical zoned timestamps are UTC without an offset: parse them naive,
                 // then label the same instants with the zone (Arrow cannot parse "UTC" as a
                 // zone name without chrono-tz).
                 DataType::Timestamp(unit, Some(tz)) => {
-                    let naive = cast(&DataType::Timestamp(unit, None))?;
-                    match unit {
-                        TimeUnit::Second => Arc::new(
-                            naive
-                                .as_primitive::<TimestampSecondType>()
-                                .clone()
-                                .with_timezone(tz),
-                        ),
-                        TimeUnit::Millisecond => Arc::new(
-                            naive
-                                .as_primitive::<TimestampMillisecondType>()
-                                .clone()
-                                .with_timezone(tz),
-                        ),
-                        TimeUnit::Microsecond => Arc::new(
-                            naive
-                                .as_primitive::<TimestampMicrosecondType>()
-                                .clone()
-                                .with_timezone(tz),
-                        ),
-                        TimeUnit::Nanosecond => Arc::new(
-                            naive
-                                .as_primitive::<TimestampNanosecondType>()
-                                .clone()
-                                .with_timezone(tz),
-                        ),
-                    }
+                    let naive = cast(&DataType::Timestamp(unit, None))?.to_data();
+                    let zoned = naive
+                        .into_builder()
+                        .data_type(DataType::Timestamp(unit, Some(tz)))
+                        .build()
+                        .map_err(|e| Error::internal(format!("relabelling timestamps: {e}")))?;
+                    arrow::array::make_array(zoned)
                 }
                 to => cast(&to)?,
             }
@@ -535,6 +517,11 @@ mod tests {
         }
         assert!(text_array(&[Some("x")], &LogicalType::Int32, false).is_err());
         assert!(text_array(&[Some("0g")], &LogicalType::Binary, true).is_err());
+        let e = text_array(&[Some("1 day")], &LogicalType::Interval, false).unwrap_err();
+        assert!(
+            e.hint().is_some_and(|h| h.contains("run the job again")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -143,6 +143,25 @@ fn verify(job: &Path, extra: &[&str]) -> Output {
         .expect("run sluice")
 }
 
+/// Asserts the exit status of a run, showing its output otherwise.
+fn expect_status(o: &Output, status: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(status),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The `[source]` block reading `"Order Items"` from a PostgreSQL test database.
+fn pg_items_source(db: &PgDb) -> String {
+    format!(
+        "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
+        db.url()
+    )
+}
+
 /// Runs `verify --format json`, checks the exit status, returns the document.
 fn verify_json(job: &Path, status: i32) -> serde_json::Value {
     let o = verify(job, &["--format", "json", "--max-diffs", "1000"]);
@@ -191,10 +210,7 @@ fn postgres_to_postgres_identical_differences_and_repair() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
     );
     let doc = verify_json(&job, 0);
@@ -231,13 +247,7 @@ fn postgres_to_postgres_identical_differences_and_repair() {
 
     // --repair fixes the target and verifies again.
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
     let doc = verify_json(&job, 0);
     check_counts(&doc, ROWS as u64, ROWS as u64);
 }
@@ -265,13 +275,7 @@ fn mysql_to_mysql_identical_differences_and_repair() {
     assert_eq!(found(&doc), want, "{doc}");
 
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
     verify_json(&job, 0);
 }
 
@@ -283,10 +287,7 @@ fn postgres_to_mysql_same_canonical_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!(
             "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ 'public.\"Order Items\"' = '\"Order Items\"' }}",
             dst.url()
@@ -302,13 +303,7 @@ fn postgres_to_mysql_same_canonical_rows() {
 
     // Repair across systems: MariaDB is written from PostgreSQL's values.
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
 }
 
 /// The cheaper hashed forms agree across systems: blank-padded `char(n)`, `NOT NULL`
@@ -390,10 +385,7 @@ fn source_written_during_verify_reports_only_real_or_moving_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
     );
     let (stop, rounds) = (
@@ -468,10 +460,7 @@ fn differences_in_every_bucket_are_all_found() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!(
             "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ 'public.\"Order Items\"' = '\"Order Items\"' }}",
             dst.url()
@@ -509,10 +498,7 @@ fn postgres_without_parallel_query_is_sliced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
     );
     let doc = verify_json(&job, 4);
@@ -763,13 +749,7 @@ fn sqlite_to_sqlite_differences_found_exactly() {
     assert!(text.contains("INSERT INTO \"items\""), "{text}");
     assert_eq!(verify_json(&job, 4)["tables"][0]["missing"], 3);
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
     let doc = verify_json(&job, 0);
     check_counts(&doc, LOCAL_ROWS as u64, LOCAL_ROWS as u64);
     let c = rusqlite::Connection::open(&dst).expect("open");
@@ -804,10 +784,7 @@ fn postgres_to_sqlite_repair_writes_values_as_the_sink_does() {
     let db = dir.path().join("copy.db");
     let job = job(
         dir.path(),
-        &format!(
-            "type = \"postgres\"\nurl = \"{}\"\ntables = ['public.\"Order Items\"']",
-            src.url()
-        ),
+        &pg_items_source(&src),
         &format!(
             "type = \"sqlite\"\nurl = \"sqlite://{}\"\n\
              table_map = {{ 'public.\"Order Items\"' = '\"Order Items\"' }}",
@@ -839,13 +816,7 @@ fn postgres_to_sqlite_repair_writes_values_as_the_sink_does() {
     let doc = verify_json(&job, 4);
     assert_eq!(doc["tables"][0]["changed"], 2, "{doc}");
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
     let doc = verify_json(&job, 0);
     check_counts(&doc, ROWS as u64, ROWS as u64);
 }
@@ -892,11 +863,5 @@ fn sqlite_and_postgres_same_rows_verify_identical() {
 
     // A SQLite source repairs a PostgreSQL target.
     let o = verify(&job, &["--repair"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    expect_status(&o, 0);
 }
