@@ -22,6 +22,9 @@ use crate::progress::{Progress, TableProgress};
 
 /// How long an abort waits for in-flight writers to roll back.
 const ABORT_ROLLBACK_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a stop lets a reader wind down on its own (it sees the stop and cancels its
+/// server-side query) before the reader task is aborted.
+const READER_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Maps a source table name to its target name (`table_map`).
 pub type TargetNamer = Arc<dyn Fn(&TableId) -> Result<TableId> + Send + Sync>;
@@ -530,8 +533,8 @@ async fn run_split(
     };
     if interrupted {
         drop(rx);
-        reader.abort();
-        rollback(writer, ctl.is_aborting()).await;
+        let aborting = ctl.is_aborting();
+        tokio::join!(wind_down(reader, aborting), rollback(writer, aborting));
         return Ok(false);
     }
     let read_result = match (&mut reader).await {
@@ -585,6 +588,21 @@ async fn fail(
     reader.abort();
     rollback(writer, false).await;
     Err(e)
+}
+
+/// Ends an interrupted reader. On a stop the reader gets [`READER_STOP_GRACE`] to return by
+/// itself: aborting its task at once would drop it before it cancels its query on the
+/// server, and a database keeps computing a query whose client has gone (a `pg_sleep(60)`
+/// ran on for a minute). An abort ends it at once.
+async fn wind_down(mut reader: tokio::task::JoinHandle<Result<()>>, aborting: bool) {
+    if !aborting
+        && tokio::time::timeout(READER_STOP_GRACE, &mut reader)
+            .await
+            .is_ok()
+    {
+        return;
+    }
+    reader.abort();
 }
 
 async fn rollback(writer: Box<dyn SinkWriter>, aborting: bool) {

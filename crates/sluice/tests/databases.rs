@@ -387,14 +387,22 @@ fn stop_while_a_query_hangs_completes_within_the_deadline() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // The sleeping query is gone from the server.
-    let left = psql(
-        "postgres",
-        &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
-            src.0
-        ),
-    );
+    // The sleeping query is gone from the server (its backend may take a moment to exit
+    // after the cancel; pg_sleep(60) would stay for a minute).
+    let sleeping = || {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+                src.0
+            ),
+        )
+    };
+    let mut left = sleeping();
+    while left.trim() != "0" && asked.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        left = sleeping();
+    }
     assert_eq!(left.trim(), "0", "the hung query was not cancelled");
 }
 

@@ -565,7 +565,11 @@ impl PgSource {
         let stop = out.stop_token().clone();
         let stream = tokio::select! {
             biased;
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => {
+                // The COPY may already run on the server: cancel it there too.
+                cancel_on_server(&conn.client).await;
+                return Ok(());
+            }
             s = conn.client.copy_out(sql.as_str()) => s.map_err(|e| pg_error(e, "starting COPY"))?,
         };
         futures::pin_mut!(stream);
@@ -596,8 +600,7 @@ impl PgSource {
                 biased;
                 _ = stop.cancelled() => {
                     // Stop promptly: cancel the server side and drop the stream.
-                    let token = conn.client.cancel_token();
-                    tokio::spawn(async move { let _ = token.cancel_query(NoTls).await; });
+                    cancel_on_server(&conn.client).await;
                     return Ok(());
                 }
                 c = stream.next() => c,
@@ -669,5 +672,18 @@ impl PgSource {
             Err(e) if e.kind() == ErrorKind::Stopped => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Asks the server to cancel what `client` is running, and waits (at most 2 s) for the
+/// request to be delivered: a cancel sent from a detached task could be lost when the
+/// process exits right after a stop, leaving the query running on the server (a backend
+/// does not notice its client is gone while it computes).
+async fn cancel_on_server(client: &tokio_postgres::Client) {
+    let token = client.cancel_token();
+    let sent =
+        tokio::time::timeout(std::time::Duration::from_secs(2), token.cancel_query(NoTls)).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        debug!("Cancelling the server-side query failed or timed out.");
     }
 }
