@@ -177,7 +177,8 @@ fn kill_9_at_random_points_sqlite_to_parquet() {
         c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL, note TEXT)")
             .unwrap();
         let tx = c.transaction().unwrap();
-        for id in 0..400_000i64 {
+        // Enough rows that 20 kills land before a copy can finish, even on an idle machine.
+        for id in 0..800_000i64 {
             let note = format!("row {id} \u{e9}");
             tx.execute(
                 "INSERT INTO t VALUES (?1, ?2, ?3)",
