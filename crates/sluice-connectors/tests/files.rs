@@ -114,6 +114,8 @@ fn split(name: &str, index: usize) -> Split {
         estimated_rows: None,
         estimated_bytes: None,
         detail: Value::Null,
+        continues: false,
+        start: None,
     }
 }
 

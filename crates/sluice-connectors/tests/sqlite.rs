@@ -110,6 +110,8 @@ async fn write(
         estimated_rows: None,
         estimated_bytes: None,
         detail: json!({}),
+        continues: false,
+        start: None,
     };
     let mut w = sink.open(plan, &split).await?;
     for b in batches {
@@ -421,6 +423,8 @@ async fn append_overwrite_upsert() {
         estimated_rows: None,
         estimated_bytes: None,
         detail: json!({}),
+        continues: false,
+        start: None,
     };
     let mut w = s.open(&p, &split).await.unwrap();
     w.write(int_text_batch(&[(5, "x")])).await.unwrap();

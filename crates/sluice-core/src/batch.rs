@@ -31,8 +31,19 @@ pub struct Split {
     pub estimated_rows: Option<u64>,
     /// Estimated input bytes, if the source knows (for progress and ETA).
     pub estimated_bytes: Option<u64>,
-    /// Source-specific description (a file path, a key range). Only the source reads it.
+    /// Source-specific description (a file path, a key range). Only the source reads it; it
+    /// must hold everything needed to read the split, because a resumed generation reads the
+    /// splits persisted when it started, not ones planned anew.
     pub detail: serde_json::Value,
+    /// Reads only what is new since the previous generation's final position of the split
+    /// with the same id (`read = "incremental"`): the job runner carries that position over
+    /// into [`start`](Self::start) when a new generation starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
+    /// The position value the split starts after (carried over for a continuing split);
+    /// `None`: from its beginning. Read like a resume position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<serde_json::Value>,
 }
 
 /// Where a split stands after some batch: enough for its source to continue from there.

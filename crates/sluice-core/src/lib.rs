@@ -21,6 +21,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod naming;
 pub mod schema;
 pub mod sink;
 pub mod source;
@@ -30,7 +31,10 @@ pub mod types;
 pub use batch::{Batch, Position, Split};
 pub use error::{Error, ErrorKind, Result};
 pub use schema::{TableId, TableSchema};
-pub use sink::{JobContext, Sink, SinkWriter, TablePlan, WriteMode};
+pub use sink::{
+    Checkpoint, GenerationRecord, JobContext, JobSlot, Sink, SinkLockGuard, SinkWriter, TablePlan,
+    WriteMode,
+};
 pub use source::{BatchSender, Source, SourceBatch, SourceTable};
 pub use transform::{BoundTransform, Transform};
 pub use types::LogicalType;

@@ -20,10 +20,27 @@
 //! 6. [`Sink::finish_table`] is called after every split of a table has committed, in a
 //!    successful run only (swap a staging table in, write a manifest). It must be idempotent:
 //!    after a crash it may be called again for a table it already finished.
-//! 8. Checkpoints: [`Sink::begin`] names the job and its generation before `prepare`. A sink
-//!    that can stores each split's position in the same transaction as the split's rows
-//!    (`_sluice_checkpoints`) and reports them through [`Sink::committed_positions`].
 //! 7. [`Sink::close`] is called last, in every outcome.
+//!
+//! ## What a sink remembers (databases)
+//!
+//! A sink that can keeps the truth about a job in the target itself, so that losing the
+//! local state directory, or running the job from another one, never doubles or loses rows:
+//!
+//! * [`Sink::load_generation`] / [`Sink::save_generation`]: the job's current *generation*
+//!   (one logical copy, from a from-scratch start to the run that finishes) with its
+//!   manifest — what the plan depends on and every split with its bounds — in `_sluice_jobs`.
+//! * [`Sink::begin`] names the job and generation; each writer stores its split's position
+//!   (and the rows it wrote) in the same transaction as the rows (`_sluice_checkpoints`);
+//!   [`Sink::committed_positions`] reports them, [`Sink::checkpoint`] answers for one split
+//!   when a `COMMIT` failed and it is unknown whether it landed.
+//! * [`Sink::lock`] takes a lock in the target per job and per target table (an advisory
+//!   lock, `GET_LOCK`, a lock file), so two processes never write the same job or table.
+//! * [`Sink::holds_rows`] tells whether a table still holds rows, so checkpoints of a table
+//!   emptied since (truncated, dropped and re-created) are not trusted.
+//!
+//! A sink that cannot (files) returns `None` from these, and the engine relies on the local
+//! state store instead.
 
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -74,12 +91,88 @@ pub struct JobContext {
     pub generation: String,
 }
 
+/// Where a sink keeps the [`JobContext`] given to [`Sink::begin`], which may be called again
+/// (with another generation) before `prepare`.
+#[derive(Debug, Default)]
+pub struct JobSlot(std::sync::RwLock<Option<JobContext>>);
+
+impl JobSlot {
+    /// Replaces the context.
+    pub fn set(&self, ctx: &JobContext) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
+    }
+    /// The context (empty names before `begin`).
+    pub fn get(&self) -> JobContext {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(JobContext {
+                job: String::new(),
+                generation: String::new(),
+            })
+    }
+}
+
+/// A split's committed position, as a sink that keeps checkpoints reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The position (`done` when the split is complete).
+    pub position: Position,
+    /// Rows the split wrote, all its commits together.
+    pub rows: u64,
+    /// The target table the rows went to, as the sink names it (`public.orders`).
+    pub table: String,
+}
+
+/// A job's generation as the target remembers it (`_sluice_jobs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    /// The generation id (see [`JobContext::generation`]).
+    pub generation: String,
+    /// Whether a run of it finished.
+    pub finished: bool,
+    /// What the plan depends on and the plan itself, as the job runner wrote it. Opaque to
+    /// sinks, which store it verbatim.
+    pub manifest: serde_json::Value,
+}
+
+/// Held while a job writes; dropping it releases the sink's locks.
+pub type SinkLockGuard = Box<dyn std::any::Any + Send + Sync>;
+
 /// Writes one system. See the module docs for the contract.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    /// Tells the sink which job and generation it writes for. Called once, before
-    /// [`prepare`](Self::prepare). Sinks that store checkpoints or name files after the
-    /// generation keep it.
+    /// Whether this sink keeps generations and checkpoints in the target (databases). When it
+    /// does, what it reports is authoritative; when it does not, the engine relies on the
+    /// local state store. Pure: no I/O.
+    fn keeps_checkpoints(&self) -> bool {
+        false
+    }
+
+    /// Takes the target-side locks of `job` and of each of `targets`, or fails (naming who
+    /// holds them, where the target can tell) if another process holds one. Called first,
+    /// before [`load_generation`](Self::load_generation); the locks last until the guard is
+    /// dropped. `None`: the sink has no locks of its own (the state directory's lock applies).
+    async fn lock(&self, _job: &str, _targets: &[TableId]) -> Result<Option<SinkLockGuard>> {
+        Ok(None)
+    }
+
+    /// The job's current generation as the target remembers it, if any.
+    async fn load_generation(&self, _job: &str) -> Result<Option<GenerationRecord>> {
+        Ok(None)
+    }
+
+    /// Records the job's generation (a new one replaces the old; the same one is updated, e.g.
+    /// when it finishes). Durable when it returns.
+    async fn save_generation(&self, _job: &str, _record: &GenerationRecord) -> Result<()> {
+        Ok(())
+    }
+
+    /// Tells the sink which job and generation it writes for. Called before
+    /// [`committed_positions`](Self::committed_positions) and [`prepare`](Self::prepare), and
+    /// possibly again with another generation (the last call counts). Sinks that store
+    /// checkpoints or name files after the generation keep it (see [`JobSlot`]).
     fn begin(&self, _ctx: &JobContext) -> Result<()> {
         Ok(())
     }
@@ -89,7 +182,23 @@ pub trait Sink: Send + Sync {
     /// [`prepare`](Self::prepare). `None` means the sink keeps no checkpoints, and the engine
     /// relies on its state store instead; `Some` is authoritative: a split is resumed from the
     /// position the sink reports, or from the start if it reports none.
-    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+    async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
+        Ok(None)
+    }
+
+    /// The committed position of one split of the current generation, asked when a writer's
+    /// `commit` failed and it is unknown whether the `COMMIT` landed before the connection
+    /// broke. `Ok(None)`: not committed (or the sink keeps no checkpoints: its commits are
+    /// all-or-nothing locally, like a rename).
+    async fn checkpoint(&self, _split: &str) -> Result<Option<Position>> {
+        Ok(None)
+    }
+
+    /// Whether the table `table` is written to (its stage, for `overwrite`) holds any row.
+    /// Called on resume for tables this generation committed rows to: an empty one was
+    /// truncated or re-created since, and its checkpoints no longer describe it. `None`: the
+    /// sink cannot tell.
+    async fn holds_rows(&self, _table: &TablePlan) -> Result<Option<bool>> {
         Ok(None)
     }
 

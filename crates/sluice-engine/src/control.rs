@@ -9,11 +9,22 @@
 //!      └──all splits committed──► FINISHED
 //! ```
 
+use std::future::Future;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use sluice_core::{Error, Result};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// How long a graceful stop may take before it becomes an abort (in-flight queries are then
+/// dropped, their transactions rolled back by the server). A stop normally ends in
+/// milliseconds; this bounds one that waits on a lock or a server that stopped answering.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long, after an abort, a run may take to return before its caller gives up on it.
+pub const ABORT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Where a run is. Reported by `sluice status`; persisted by the caller before reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +99,59 @@ impl Controller {
             state: watch::channel(RunState::Running).0,
             paused: watch::channel(false).0,
             reason: Mutex::new(None),
+        }
+    }
+
+    /// Requests a graceful stop that becomes an abort if the run has not ended within
+    /// `deadline`. Returns at once; idempotent (the first deadline stays). Needs a Tokio
+    /// runtime.
+    pub fn stop_within(self: &std::sync::Arc<Self>, reason: StopReason, deadline: Duration) {
+        let first = !self.is_stopping();
+        self.stop(reason);
+        if first {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                if !me.state().is_terminal() && !me.is_aborting() {
+                    warn!(deadline = ?deadline, "The stop did not complete within its deadline; aborting.");
+                    me.abort();
+                }
+            });
+        }
+    }
+
+    /// Stops the run after `timeout` (`[job] timeout`), unless it ended before. Needs a Tokio
+    /// runtime.
+    pub fn arm_timeout(self: &std::sync::Arc<Self>, timeout: Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if !me.state().is_terminal() {
+                warn!(timeout = ?timeout, "Job timeout elapsed; stopping.");
+                me.stop_within(StopReason::Timeout, STOP_DEADLINE);
+            }
+        });
+    }
+
+    /// Runs `fut` unless the job is asked to stop first: a stop drops it (closing whatever
+    /// connection it waits on, e.g. for a lock) and returns [`Error::stopped`].
+    pub async fn unless_stopped<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.is_stopping() {
+            return Err(Error::stopped());
+        }
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(Error::stopped()),
+            r = fut => r,
+        }
+    }
+
+    /// Runs `fut` unless the job is aborted first (see [`unless_stopped`](Self::unless_stopped)).
+    pub async fn unless_aborted<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => Err(Error::stopped()),
+            r = fut => r,
         }
     }
 
@@ -195,7 +259,7 @@ impl Controller {
     }
 
     /// Sets a terminal state (called by the runner).
-    pub(crate) fn finish(&self, state: RunState) {
+    pub fn finish(&self, state: RunState) {
         self.state.send_replace(state);
     }
 }

@@ -29,11 +29,11 @@ mod progress;
 mod run;
 
 pub use bad_records::BadRecordPolicy;
-pub use control::{Controller, RunState, StopReason};
+pub use control::{ABORT_DEADLINE, Controller, RunState, STOP_DEADLINE, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{
-    CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RunOutcome, TableSummary, plan_tables,
-    run_batch,
+    CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RetryPolicy, RunOutcome, TableSummary,
+    close, describe_tables, list_splits, plan_tables, run_batch, run_planned, set_splits,
 };
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ pub struct TableProgress {
     pub name: String,
     /// Rows the source produced.
     pub rows_read: AtomicU64,
-    /// Rows made durable in the sink (counted at split commit).
+    /// Rows made durable in the sink by this run (counted at split commit).
     pub rows_written: AtomicU64,
+    /// Rows earlier runs of the same generation made durable (splits this run skips).
+    pub rows_written_earlier: AtomicU64,
     /// Input bytes consumed.
     pub bytes_read: AtomicU64,
     /// Estimated total rows (0 if unknown).
@@ -31,6 +33,7 @@ pub struct TableSnapshot {
     pub name: String,
     pub rows_read: u64,
     pub rows_written: u64,
+    pub rows_written_earlier: u64,
     pub bytes_read: u64,
     pub rows_total: u64,
     pub bytes_total: u64,
@@ -59,6 +62,7 @@ impl TableProgress {
             name: self.name.clone(),
             rows_read: self.rows_read.load(Ordering::Relaxed),
             rows_written: self.rows_written.load(Ordering::Relaxed),
+            rows_written_earlier: self.rows_written_earlier.load(Ordering::Relaxed),
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             rows_total: self.rows_total.load(Ordering::Relaxed),
             bytes_total: self.bytes_total.load(Ordering::Relaxed),

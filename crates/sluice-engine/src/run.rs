@@ -1,4 +1,5 @@
-//! The batch runner: plan, then run splits on `parallelism` workers. See the crate docs.
+//! The batch runner: describe the tables, list (or take) their splits, then run the splits on
+//! `parallelism` workers. See the crate docs.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -14,10 +15,10 @@ use sluice_core::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::bad_records::{BadRecordPolicy, apply_tolerant};
-use crate::control::{Controller, RunState, StopReason};
+use crate::control::{ABORT_DEADLINE, Controller, RunState, StopReason};
 use crate::progress::{Progress, TableProgress};
 
 /// How long an abort waits for in-flight writers to roll back.
@@ -29,12 +30,42 @@ const READER_STOP_GRACE: Duration = Duration::from_secs(2);
 /// Maps a source table name to its target name (`table_map`).
 pub type TargetNamer = Arc<dyn Fn(&TableId) -> Result<TableId> + Send + Sync>;
 
-/// How many times a split failing with a transient error (connection lost, server restart)
-/// is retried, and the first back-off (doubled each time).
-const TRANSIENT_RETRIES: u32 = 3;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How transient failures (a connection lost, a server restarting) are retried: the split is
+/// rolled back and redone after a back-off that doubles from `first` up to `max_backoff`, for
+/// as long as the failures keep coming within `give_up_after` of the first one. The default
+/// outlasts a database server's restart and crash recovery.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub first: Duration,
+    pub max_backoff: Duration,
+    pub give_up_after: Duration,
+}
 
-/// Where the engine records committed positions (the state store, wired by the binary).
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            give_up_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt` (1-based), or `None` once the budget is spent.
+    fn next_wait(&self, attempt: u32, since_first_failure: Duration) -> Option<Duration> {
+        if since_first_failure >= self.give_up_after {
+            return None;
+        }
+        let wait = self
+            .first
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+            .min(self.max_backoff);
+        Some(wait)
+    }
+}
+
+/// Where the engine records committed positions (the state store, wired by the job runner).
 pub trait CheckpointLog: Send + Sync {
     /// Positions committed in the current generation, with the rows each split wrote.
     fn load(&self) -> Result<Vec<(Position, u64)>>;
@@ -78,6 +109,8 @@ pub struct JobSpec {
     pub checkpoints: Arc<dyn CheckpointLog>,
     /// How many bad records are tolerated, and where they go (`[errors]`).
     pub bad_records: Arc<BadRecordPolicy>,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
 }
 
 /// One table, planned: its transforms bound, its target named, its splits listed.
@@ -88,7 +121,7 @@ pub struct PlannedTable {
     pub transforms: Vec<Box<dyn BoundTransform>>,
     /// What the sink will be told.
     pub plan: TablePlan,
-    /// The table's splits.
+    /// The table's splits (empty until listed, see [`list_splits`]).
     pub splits: Vec<Split>,
     /// Live counters.
     pub progress: Arc<TableProgress>,
@@ -102,7 +135,10 @@ pub struct TableSummary {
     pub table: String,
     pub target: String,
     pub rows_read: u64,
+    /// Rows this run committed.
     pub rows_written: u64,
+    /// Rows earlier runs of the same generation committed (their splits were skipped).
+    pub rows_written_earlier: u64,
     pub bytes_read: u64,
     pub splits_done: usize,
     pub splits_total: usize,
@@ -126,26 +162,43 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Total rows written.
+    /// Rows this run committed.
     pub fn rows_written(&self) -> u64 {
         self.tables.iter().map(|t| t.rows_written).sum()
+    }
+    /// Rows earlier runs of the same generation committed.
+    pub fn rows_written_earlier(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows_written_earlier).sum()
     }
     /// Total input bytes read.
     pub fn bytes_read(&self) -> u64 {
         self.tables.iter().map(|t| t.bytes_read).sum()
     }
+
+    /// An outcome for a run that ended before (or without) running: `error` decides between
+    /// FAILED and STOPPED.
+    pub fn early(ctl: &Controller, progress: &Progress, error: Error, started: Instant) -> Self {
+        let (state, error) = end_state(ctl, Err(error), false);
+        ctl.finish(state);
+        RunOutcome {
+            state,
+            error,
+            stop_reason: stop_reason(ctl, state),
+            tables: summaries(progress, &[]),
+            elapsed: started.elapsed(),
+        }
+    }
 }
 
-/// Discovers tables, binds transforms, names targets and lists splits. Moves no data; used by
-/// `sluice validate` as well as by [`run_batch`].
-pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<PlannedTable>> {
+/// Discovers tables, binds transforms and names targets. Lists no splits and moves no data.
+pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<PlannedTable>> {
     let tables = spec.source.tables().await?;
     if tables.is_empty() {
         return Err(Error::config("the source matched no tables")
             .with_hint("check `tables` / `path` in [source]"));
     }
     let mut planned = Vec::with_capacity(tables.len());
-    let mut targets: HashMap<TableId, TableId> = HashMap::new();
+    let mut targets: HashMap<TableId, TableId> = HashMap::with_capacity(tables.len());
     for table in tables {
         let id = table.schema.id.clone();
         let mut schema = table.schema.clone();
@@ -164,37 +217,26 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
             ))
             .with_hint("give one of them another name with table_map in [sink]"));
         }
-        let splits = spec
-            .source
-            .splits(&table)
-            .await
-            .map_err(|e| e.context(format!("table {id}")))?;
         let p = progress.add_table(id.to_string());
-        p.splits_total.store(splits.len(), Ordering::Relaxed);
-        let rows: u64 = splits.iter().filter_map(|s| s.estimated_rows).sum();
-        let bytes: u64 = splits.iter().filter_map(|s| s.estimated_bytes).sum();
-        p.rows_total
-            .store(table.estimated_rows.unwrap_or(rows), Ordering::Relaxed);
-        p.bytes_total
-            .store(table.estimated_bytes.unwrap_or(bytes), Ordering::Relaxed);
+        if let Some(r) = table.estimated_rows {
+            p.rows_total.store(r, Ordering::Relaxed);
+        }
+        if let Some(b) = table.estimated_bytes {
+            p.bytes_total.store(b, Ordering::Relaxed);
+        }
         schema.id = target.clone();
-        let plan_check = TablePlan {
-            target: target.clone(),
-            schema: schema.clone(),
-            splits: 0,
-        };
-        // A type the target cannot hold is refused here, before any data moves.
-        let target_types = spec.sink.target_types(&plan_check)?;
         let plan = TablePlan {
             target,
             schema,
-            splits: splits.len(),
+            splits: 0,
         };
+        // A type the target cannot hold is refused here, before any data moves.
+        let target_types = spec.sink.target_types(&plan)?;
         planned.push(PlannedTable {
             source: table,
             transforms: bound,
             plan,
-            splits,
+            splits: Vec::new(),
             progress: p,
             target_types,
         });
@@ -202,35 +244,126 @@ pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<Plan
     Ok(planned)
 }
 
-/// Runs a batch job to its end, a stop, or an error. Never panics on connector errors: they
-/// come back in [`RunOutcome::error`].
+/// Asks the source for `table`'s splits.
+pub async fn list_splits(spec: &JobSpec, table: &mut PlannedTable) -> Result<()> {
+    let splits = spec
+        .source
+        .splits(&table.source)
+        .await
+        .map_err(|e| e.context(format!("table {}", table.source.schema.id)))?;
+    set_splits(table, splits);
+    Ok(())
+}
+
+/// Gives `table` its splits (listed now, or persisted by an earlier run of the generation).
+pub fn set_splits(table: &mut PlannedTable, splits: Vec<Split>) {
+    let p = &table.progress;
+    p.splits_total.store(splits.len(), Ordering::Relaxed);
+    if table.source.estimated_rows.is_none() {
+        let rows: u64 = splits.iter().filter_map(|s| s.estimated_rows).sum();
+        p.rows_total.store(rows, Ordering::Relaxed);
+    }
+    if table.source.estimated_bytes.is_none() {
+        let bytes: u64 = splits.iter().filter_map(|s| s.estimated_bytes).sum();
+        p.bytes_total.store(bytes, Ordering::Relaxed);
+    }
+    table.plan.splits = splits.len();
+    table.splits = splits;
+}
+
+/// Describes the tables and lists their splits. Moves no data; used by `sluice validate` and
+/// by [`run_batch`].
+pub async fn plan_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<PlannedTable>> {
+    let mut planned = describe_tables(spec, progress).await?;
+    for t in &mut planned {
+        list_splits(spec, t).await?;
+    }
+    Ok(planned)
+}
+
+/// Plans and runs a batch job to its end, a stop, or an error (the whole path for callers
+/// without generations; the job runner plans itself and calls [`run_planned`]).
 pub async fn run_batch(spec: JobSpec, ctl: Arc<Controller>, progress: Progress) -> RunOutcome {
     let started = Instant::now();
-    let spec = Arc::new(spec);
     if let Some(t) = spec.timeout {
-        let c = ctl.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(t).await;
-            if !c.state().is_terminal() {
-                warn!(timeout = ?t, "Job timeout elapsed; stopping.");
-                c.stop(StopReason::Timeout);
-            }
-        });
+        ctl.arm_timeout(t);
     }
-    let result = run_inner(&spec, &ctl, &progress).await;
-    let tables_ok = result.as_ref().map(|v| v.clone()).unwrap_or_default();
+    let planned = match ctl.unless_stopped(plan_tables(&spec, &progress)).await {
+        Ok(p) => p,
+        Err(e) => {
+            close(&spec).await;
+            return RunOutcome::early(&ctl, &progress, e, started);
+        }
+    };
+    let spec = Arc::new(spec);
+    let outcome = run_planned(spec.clone(), planned, ctl, progress, started).await;
+    close(&spec).await;
+    outcome
+}
+
+/// Closes the source and the sink, giving up after [`ABORT_DEADLINE`].
+pub async fn close(spec: &JobSpec) {
+    if tokio::time::timeout(ABORT_DEADLINE, close_both(spec))
+        .await
+        .is_err()
+    {
+        warn!("Closing the source and sink did not finish in time; leaving them.");
+    }
+}
+
+async fn close_both(spec: &JobSpec) {
     if let Err(e) = spec.sink.close().await {
         warn!(error = %e, "Closing the sink failed.");
     }
     if let Err(e) = spec.source.close().await {
         warn!(error = %e, "Closing the source failed.");
     }
-    let snapshot = progress.snapshot();
-    let tables = snapshot
+}
+
+/// Runs planned tables (their splits listed) to the end, a stop, or an error. Never panics
+/// on connector errors: they come back in [`RunOutcome::error`]. Returns at the latest
+/// [`ABORT_DEADLINE`] after an abort, even if a connector does not return. Does not close the
+/// source and sink (see [`close`]).
+pub async fn run_planned(
+    spec: Arc<JobSpec>,
+    planned: Vec<PlannedTable>,
+    ctl: Arc<Controller>,
+    progress: Progress,
+    started: Instant,
+) -> RunOutcome {
+    let span = info_span!("run", job = %spec.name, generation = %spec.context.generation);
+    let abort = ctl.abort_token();
+    let result = tokio::select! {
+        r = run_inner(&spec, &ctl, planned).instrument(span) => r,
+        _ = async {
+            abort.cancelled().await;
+            tokio::time::sleep(ABORT_DEADLINE).await;
+        } => {
+            warn!(deadline = ?ABORT_DEADLINE, "The run did not wind down after the abort; leaving it.");
+            Err(Error::stopped())
+        }
+    };
+    let complete: Vec<(String, bool)> = result.as_ref().map(|v| v.clone()).unwrap_or_default();
+    let tables = summaries(&progress, &complete);
+    let all_complete = !tables.is_empty() && tables.iter().all(|t| t.complete);
+    let (state, error) = end_state(&ctl, result.map(|_| ()), all_complete);
+    ctl.finish(state);
+    RunOutcome {
+        state,
+        error,
+        stop_reason: stop_reason(&ctl, state),
+        tables,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn summaries(progress: &Progress, complete: &[(String, bool)]) -> Vec<TableSummary> {
+    progress
+        .snapshot()
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (target, complete) = tables_ok
+            let (target, complete) = complete
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| (s.name.clone(), false));
@@ -239,36 +372,48 @@ pub async fn run_batch(spec: JobSpec, ctl: Arc<Controller>, progress: Progress) 
                 target,
                 rows_read: s.rows_read,
                 rows_written: s.rows_written,
+                rows_written_earlier: s.rows_written_earlier,
                 bytes_read: s.bytes_read,
                 splits_done: s.splits_done,
                 splits_total: s.splits_total,
                 complete,
             }
         })
-        .collect::<Vec<_>>();
-    let all_complete = !tables.is_empty() && tables.iter().all(|t| t.complete);
-    let (state, error) = match result {
-        Err(e) if e.kind() == ErrorKind::Stopped => (stopped_state(&ctl), None),
+        .collect()
+}
+
+/// The final state of a run that returned `result` (`all_complete`: every table finished).
+fn end_state(
+    ctl: &Controller,
+    result: Result<()>,
+    all_complete: bool,
+) -> (RunState, Option<Error>) {
+    match result {
+        // A stop error counts as a stop only when a stop was asked for: a query cancelled by
+        // the server (a statement timeout, an administrator) is a failure to report.
+        Err(e) if e.kind() == ErrorKind::Stopped && ctl.is_stopping() => (stopped_state(ctl), None),
+        Err(e) if e.kind() == ErrorKind::Stopped => (
+            RunState::Failed,
+            Some(e.with_hint(
+                "the server cancelled a statement although no stop was requested (a \
+                 statement_timeout, or an administrator); run the job again to resume",
+            )),
+        ),
         Err(e) => (RunState::Failed, Some(e)),
         // A stop that arrived after the last split committed changes nothing: report the truth.
-        Ok(_) if all_complete => (RunState::Finished, None),
-        Ok(_) if ctl.is_stopping() => (stopped_state(&ctl), None),
-        Ok(_) => (
+        Ok(()) if all_complete => (RunState::Finished, None),
+        Ok(()) if ctl.is_stopping() => (stopped_state(ctl), None),
+        Ok(()) => (
             RunState::Failed,
             Some(Error::internal("run ended with unfinished tables")),
         ),
-    };
-    ctl.finish(state);
-    let stop_reason = match state {
+    }
+}
+
+fn stop_reason(ctl: &Controller, state: RunState) -> Option<StopReason> {
+    match state {
         RunState::Stopped | RunState::Aborted => ctl.stop_reason().map(|r| r.0),
         _ => None,
-    };
-    RunOutcome {
-        state,
-        error,
-        stop_reason,
-        tables,
-        elapsed: started.elapsed(),
     }
 }
 
@@ -280,22 +425,26 @@ fn stopped_state(ctl: &Controller) -> RunState {
     }
 }
 
+/// A split's committed state as the resume sees it.
+#[derive(Debug, Clone)]
+struct Committed {
+    position: Position,
+    rows: u64,
+}
+
 /// Returns, per planned table, its target name and whether it completed.
 async fn run_inner(
     spec: &Arc<JobSpec>,
     ctl: &Arc<Controller>,
-    progress: &Progress,
+    planned: Vec<PlannedTable>,
 ) -> Result<Vec<(String, bool)>> {
-    let planned = plan_tables(spec, progress).await?;
     let plans: Vec<TablePlan> = planned.iter().map(|p| p.plan.clone()).collect();
-    if ctl.is_stopping() {
-        return Err(Error::stopped());
-    }
     spec.sink.begin(&spec.context)?;
-    spec.sink.prepare(&plans).await?;
-    let resume = load_committed(spec).await?;
+    ctl.unless_stopped(spec.sink.prepare(&plans)).await?;
+    let mut resume = load_committed(spec, ctl).await?;
+    ctl.unless_stopped(forget_emptied_targets(spec, &planned, &mut resume))
+        .await?;
     info!(
-        job = %spec.name,
         tables = planned.len(),
         splits = planned.iter().map(|p| p.splits.len()).sum::<usize>(),
         parallelism = spec.parallelism,
@@ -313,27 +462,42 @@ async fn run_inner(
         let mut left = 0;
         for split in &t.splits {
             match resume.get(&split.id) {
-                Some((p, rows)) if p.done => {
+                Some(c) if c.position.done => {
                     // Committed by an earlier run of this generation: nothing to redo.
                     t.progress.splits_done.fetch_add(1, Ordering::Relaxed);
-                    t.progress.rows_written.fetch_add(*rows, Ordering::Relaxed);
+                    t.progress
+                        .rows_written_earlier
+                        .fetch_add(c.rows, Ordering::Relaxed);
                     skipped += 1;
                 }
                 other => {
-                    queue.push_back((i, split.clone(), other.map(|(p, _)| p.clone())));
+                    // A continuing split (incremental) starts after the position carried
+                    // over from the previous generation, until it commits one of its own.
+                    let from = other.map(|c| c.position.clone()).or_else(|| {
+                        split
+                            .start
+                            .clone()
+                            .map(|v| Position::new(split.id.clone(), v))
+                    });
+                    queue.push_back((i, split.clone(), from));
                     left += 1;
                 }
             }
         }
         if left == 0 {
             // Every split is already committed (or there are none): finishing is idempotent.
-            spec.sink.finish_table(&t.plan).await?;
+            retrying(
+                spec,
+                ctl,
+                &format!("finishing table {}", t.plan.target),
+                || spec.sink.finish_table(&t.plan),
+            )
+            .await?;
             *done[i].lock().unwrap_or_else(|e| e.into_inner()) = true;
         }
     }
     if skipped > 0 {
         info!(
-            job = %spec.name,
             skipped,
             left = queue.len(),
             "Resuming: splits committed by an earlier run are skipped."
@@ -355,65 +519,61 @@ async fn run_inner(
             run_stop.clone(),
             first_error.clone(),
         );
-        workers.spawn(async move {
-            loop {
-                if run_stop.is_cancelled() {
-                    return;
-                }
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some((ti, split, resume)) = next else { return };
-                let table = &planned[ti];
-                let split_id = split.id.clone();
-                debug!(worker = w, split = %split_id, "Split started.");
-                let mut attempt = 0;
-                let result = loop {
-                    let r = run_split(&spec, &ctl, &run_stop, table, split.clone(), resume.clone()).await;
-                    match r {
-                        Err(e) if e.kind().is_transient()
-                            && attempt < TRANSIENT_RETRIES
-                            && !run_stop.is_cancelled() =>
-                        {
-                            let wait = FIRST_BACKOFF * 2u32.pow(attempt);
-                            attempt += 1;
-                            warn!(split = %split_id, error = %e, attempt, wait = ?wait, "Transient error; redoing the split.");
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                _ = run_stop.cancelled() => break Ok(false),
-                            }
-                        }
-                        r => break r,
-                    }
-                };
-                match result {
-                    Ok(true) => {
-                        let n = table.progress.splits_done.fetch_add(1, Ordering::AcqRel) + 1;
-                        if n == table.splits.len() {
-                            if let Err(e) = spec.sink.finish_table(&table.plan).await {
-                                record_error(
-                                    &first_error,
-                                    &run_stop,
-                                    e.context(format!("table {}", table.source.schema.id)),
-                                );
-                                return;
-                            }
-                            *done[ti].lock().unwrap_or_else(|e| e.into_inner()) = true;
-                            info!(
-                                table = %table.source.schema.id,
-                                target = %table.plan.target,
-                                rows = table.progress.rows_written.load(Ordering::Relaxed),
-                                "Table finished."
-                            );
-                        }
-                    }
-                    Ok(false) => return,
-                    Err(e) if e.kind() == ErrorKind::Stopped => return,
-                    Err(e) => {
-                        record_error(&first_error, &run_stop, e);
+        workers.spawn(
+            async move {
+                loop {
+                    if run_stop.is_cancelled() {
                         return;
+                    }
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some((ti, split, resume)) = next else {
+                        return;
+                    };
+                    let table = &planned[ti];
+                    let span = info_span!("split", split = %split.id, table = %table.plan.target);
+                    let result = run_split_retrying(&spec, &ctl, &run_stop, table, split, resume)
+                        .instrument(span)
+                        .await;
+                    match result {
+                        Ok(true) => {
+                            let n = table.progress.splits_done.fetch_add(1, Ordering::AcqRel) + 1;
+                            if n == table.splits.len() {
+                                let what = format!("finishing table {}", table.plan.target);
+                                if let Err(e) = retrying(&spec, &ctl, &what, || {
+                                    spec.sink.finish_table(&table.plan)
+                                })
+                                .await
+                                {
+                                    record_error(
+                                        &first_error,
+                                        &run_stop,
+                                        e.context(format!("table {}", table.source.schema.id)),
+                                    );
+                                    return;
+                                }
+                                *done[ti].lock().unwrap_or_else(|e| e.into_inner()) = true;
+                                info!(
+                                    table = %table.source.schema.id,
+                                    target = %table.plan.target,
+                                    rows = table.progress.rows_written.load(Ordering::Relaxed)
+                                        + table.progress.rows_written_earlier.load(Ordering::Relaxed),
+                                    "Table finished."
+                                );
+                            }
+                        }
+                        Ok(false) => return,
+                        Err(e) if e.kind() == ErrorKind::Stopped && run_stop.is_cancelled() => {
+                            return;
+                        }
+                        Err(e) => {
+                            record_error(&first_error, &run_stop, e);
+                            return;
+                        }
                     }
                 }
             }
-        });
+            .instrument(info_span!("worker", worker = w)),
+        );
     }
     while let Some(r) = workers.join_next().await {
         if let Err(e) = r {
@@ -439,24 +599,97 @@ async fn run_inner(
         .collect())
 }
 
+/// Runs `op` until it succeeds, fails for good, or the transient failures outlast the retry
+/// policy; a stop ends the waiting.
+async fn retrying<T, F, Fut>(spec: &JobSpec, ctl: &Controller, what: &str, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut first_failure: Option<Instant> = None;
+    let mut attempt = 0;
+    loop {
+        match ctl.unless_stopped(op()).await {
+            Err(e) if e.kind().is_transient() => {
+                let since = first_failure.get_or_insert_with(Instant::now).elapsed();
+                attempt += 1;
+                let Some(wait) = spec.retry.next_wait(attempt, since) else {
+                    return Err(e.context(format!(
+                        "{what}: still failing after {attempt} attempts over {:.0} s",
+                        since.as_secs_f64()
+                    )));
+                };
+                warn!(error = %e, attempt, wait = ?wait, "{what}: transient error; trying again.");
+                ctl.unless_stopped(async {
+                    tokio::time::sleep(wait).await;
+                    Ok(())
+                })
+                .await?;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Committed positions for this generation: the sink's own if it keeps them (authoritative),
-/// else the state store's. Rows per split come from the state store when it knows them.
-async fn load_committed(
-    spec: &JobSpec,
-) -> Result<std::collections::HashMap<String, (Position, u64)>> {
-    let stored = spec.checkpoints.load()?;
-    let rows: HashMap<String, u64> = stored.iter().map(|(p, r)| (p.split.clone(), *r)).collect();
-    let positions = match spec.sink.committed_positions().await? {
-        Some(v) => v,
-        None => stored.into_iter().map(|(p, _)| p).collect(),
+/// else the state store's.
+async fn load_committed(spec: &JobSpec, ctl: &Controller) -> Result<HashMap<String, Committed>> {
+    let from_sink = retrying(spec, ctl, "reading the checkpoints", || {
+        spec.sink.committed_positions()
+    })
+    .await?;
+    let list: Vec<Committed> = match from_sink {
+        Some(v) => v
+            .into_iter()
+            .map(|c| Committed {
+                position: c.position,
+                rows: c.rows,
+            })
+            .collect(),
+        None => spec
+            .checkpoints
+            .load()?
+            .into_iter()
+            .map(|(position, rows)| Committed { position, rows })
+            .collect(),
     };
-    Ok(positions
+    Ok(list
         .into_iter()
-        .map(|p| {
-            let r = rows.get(&p.split).copied().unwrap_or(0);
-            (p.split.clone(), (p, r))
-        })
+        .map(|c| (c.position.split.clone(), c))
         .collect())
+}
+
+/// Checkpoints describe rows in the target. A table that is empty although this generation
+/// committed rows to it was truncated, or dropped and re-created, since: its checkpoints are
+/// void and its splits are copied again.
+async fn forget_emptied_targets(
+    spec: &JobSpec,
+    planned: &[PlannedTable],
+    resume: &mut HashMap<String, Committed>,
+) -> Result<()> {
+    for t in planned {
+        let committed: u64 = t
+            .splits
+            .iter()
+            .filter_map(|s| resume.get(&s.id))
+            .map(|c| c.rows)
+            .sum();
+        if committed == 0 {
+            continue;
+        }
+        if spec.sink.holds_rows(&t.plan).await? == Some(false) {
+            warn!(
+                table = %t.plan.target,
+                rows = committed,
+                "The target table is empty although this copy committed rows to it (it was \
+                 truncated or re-created since): its splits are copied again."
+            );
+            for s in &t.splits {
+                resume.remove(&s.id);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Error) {
@@ -465,6 +698,83 @@ fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Er
         *s = Some(e);
     }
     run_stop.cancel();
+}
+
+/// How one attempt at a split ended, when it did not commit cleanly.
+enum SplitFailure {
+    /// Failed before its commit: nothing of it is in the target.
+    Failed(Error),
+    /// `commit` failed: the rows may or may not have landed with their checkpoint.
+    InDoubt(Error, Position),
+}
+
+/// Runs a split, redoing it after transient failures (see [`RetryPolicy`]). A failed commit
+/// is resolved first: if the sink's checkpoint shows it landed, the split is done.
+async fn run_split_retrying(
+    spec: &Arc<JobSpec>,
+    ctl: &Controller,
+    run_stop: &CancellationToken,
+    table: &PlannedTable,
+    split: Split,
+    resume: Option<Position>,
+) -> Result<bool> {
+    let mut first_failure: Option<Instant> = None;
+    let mut attempt = 0;
+    loop {
+        let e = match run_split(spec, ctl, run_stop, table, split.clone(), resume.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(SplitFailure::Failed(e)) => e,
+            Err(SplitFailure::InDoubt(e, position)) => {
+                match resolve_in_doubt(spec, ctl, &position).await {
+                    Ok(true) => {
+                        warn!(
+                            error = %e,
+                            "The split's COMMIT failed, but its checkpoint is in the target: \
+                             it committed, and is not written again."
+                        );
+                        return Ok(true);
+                    }
+                    Ok(false) => e,
+                    Err(e2) => {
+                        return Err(e.context(format!(
+                            "whether the split's COMMIT landed cannot be told ({e2}); run the \
+                             job again: it resumes from what the target holds"
+                        )));
+                    }
+                }
+            }
+        };
+        if !e.kind().is_transient() || run_stop.is_cancelled() {
+            return Err(e);
+        }
+        let since = first_failure.get_or_insert_with(Instant::now).elapsed();
+        attempt += 1;
+        let Some(wait) = spec.retry.next_wait(attempt, since) else {
+            return Err(e.context(format!(
+                "still failing after {attempt} attempts over {:.0} s",
+                since.as_secs_f64()
+            )));
+        };
+        warn!(error = %e, attempt, wait = ?wait, "Transient error; redoing the split.");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = run_stop.cancelled() => return Ok(false),
+        }
+    }
+}
+
+/// Whether the split's commit of `position` landed: asks the sink (retrying while the
+/// connection is still down). A sink that keeps no checkpoints commits atomically locally
+/// (a rename), so its failed commit did not land.
+async fn resolve_in_doubt(spec: &JobSpec, ctl: &Controller, position: &Position) -> Result<bool> {
+    if !spec.sink.keeps_checkpoints() {
+        return Ok(false);
+    }
+    let found = retrying(spec, ctl, "checking whether a failed COMMIT landed", || {
+        spec.sink.checkpoint(&position.split)
+    })
+    .await?;
+    Ok(found.as_ref() == Some(position))
 }
 
 /// Runs one split: reader task → bounded channel → transforms → writer. Returns `Ok(true)`
@@ -476,21 +786,33 @@ async fn run_split(
     table: &PlannedTable,
     split: Split,
     resume: Option<Position>,
-) -> Result<bool> {
+) -> std::result::Result<bool, SplitFailure> {
+    use SplitFailure::Failed;
     let ctx = || format!("table {}, split {}", table.source.schema.id, split.index);
     let (tx, mut rx) = mpsc::channel(spec.channel_capacity.max(1));
     let sender = BatchSender::new(tx, run_stop.clone()).with_pause(ctl.pause_watch());
     let source = spec.source.clone();
     let read_split = split.clone();
     let resume_from = resume.clone();
-    let mut reader =
-        tokio::spawn(async move { source.read(read_split, resume_from, sender).await });
+    let mut reader = tokio::spawn(
+        async move { source.read(read_split, resume_from, sender).await }
+            .instrument(tracing::Span::current()),
+    );
 
-    let mut writer = match spec.sink.open(&table.plan, &split).await {
-        Ok(w) => w,
-        Err(e) => {
+    let opened = tokio::select! {
+        biased;
+        _ = run_stop.cancelled() => None,
+        w = spec.sink.open(&table.plan, &split) => Some(w),
+    };
+    let mut writer = match opened {
+        None => {
+            wind_down(reader, ctl.is_aborting()).await;
+            return Ok(false);
+        }
+        Some(Ok(w)) => w,
+        Some(Err(e)) => {
             reader.abort();
-            return Err(e.context(ctx()));
+            return Err(Failed(e.context(ctx())));
         }
     };
     let abort = ctl.abort_token();
@@ -519,9 +841,17 @@ async fn run_split(
                     };
                     let kept = data.num_rows() as u64;
                     if kept > 0 {
-                        // The batch in hand is finished even if a stop arrives meanwhile.
-                        if let Err(e) = writer.write(data).await {
-                            return fail(reader, writer, e.context(ctx())).await;
+                        // A stop interrupts even a write that waits (on a lock, on a server
+                        // that stopped answering): the split is rolled back anyway.
+                        let written = tokio::select! {
+                            biased;
+                            _ = run_stop.cancelled() => None,
+                            r = writer.write(data) => Some(r),
+                        };
+                        match written {
+                            None => break true,
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => return fail(reader, writer, e.context(ctx())).await,
                         }
                     }
                     rows += kept;
@@ -543,10 +873,10 @@ async fn run_split(
     };
     if let Err(e) = read_result {
         rollback(writer, false).await;
-        if e.kind() == ErrorKind::Stopped {
+        if e.kind() == ErrorKind::Stopped && run_stop.is_cancelled() {
             return Ok(false);
         }
-        return Err(e.context(ctx()));
+        return Err(Failed(e.context(ctx())));
     }
     if run_stop.is_cancelled() {
         // The reader may have returned early because of the stop: the split is not known to
@@ -559,11 +889,16 @@ async fn run_split(
         .unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
     position.done = true;
     // Invariant: the split counts as done only after the sink made it durable (data and, for
-    // database sinks, the checkpoint row in one transaction).
-    writer
-        .commit(&position)
-        .await
-        .map_err(|e| e.context(ctx()))?;
+    // database sinks, the checkpoint row in one transaction). Only an abort interrupts a
+    // commit; whether an interrupted or failed commit landed is asked of the sink.
+    let committed = ctl.unless_aborted(writer.commit(&position)).await;
+    if let Err(e) = committed {
+        if e.kind() == ErrorKind::Stopped && ctl.is_aborting() {
+            return Ok(false);
+        }
+        rollback(writer, false).await;
+        return Err(SplitFailure::InDoubt(e.context(ctx()), position));
+    }
     table
         .progress
         .rows_written
@@ -574,9 +909,9 @@ async fn run_split(
     {
         // The sink's own checkpoint (databases) or a redo of this split (files, same names)
         // keeps the result exact; only `status` lags.
-        warn!(split = %split.id, error = %e, "Recording the split's position in the state store failed.");
+        warn!(error = %e, "Recording the split's position in the state store failed.");
     }
-    debug!(split = %split.id, rows, "Split committed.");
+    debug!(rows, "Split committed.");
     Ok(true)
 }
 
@@ -584,10 +919,10 @@ async fn fail(
     reader: tokio::task::JoinHandle<Result<()>>,
     writer: Box<dyn SinkWriter>,
     e: Error,
-) -> Result<bool> {
+) -> std::result::Result<bool, SplitFailure> {
     reader.abort();
     rollback(writer, false).await;
-    Err(e)
+    Err(SplitFailure::Failed(e))
 }
 
 /// Ends an interrupted reader. On a stop the reader gets [`READER_STOP_GRACE`] to return by
@@ -606,17 +941,44 @@ async fn wind_down(mut reader: tokio::task::JoinHandle<Result<()>>, aborting: bo
 }
 
 async fn rollback(writer: Box<dyn SinkWriter>, aborting: bool) {
-    let r = if aborting {
-        match tokio::time::timeout(ABORT_ROLLBACK_DEADLINE, writer.abort()).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::internal(
-                "roll-back did not finish before the abort deadline",
-            )),
-        }
+    let deadline = if aborting {
+        ABORT_ROLLBACK_DEADLINE
     } else {
-        writer.abort().await
+        // A roll-back that hangs (a server that stopped answering) must not hold the stop.
+        READER_STOP_GRACE * 5
+    };
+    let r = match tokio::time::timeout(deadline, writer.abort()).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::internal(
+            "the roll-back did not finish in time; the server rolls the transaction back when \
+             the connection closes",
+        )),
     };
     if let Err(e) = r {
         warn!(error = %e, "Rolling back an unfinished split failed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_up_to_the_cap_and_stop_after_the_budget() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.next_wait(1, Duration::ZERO),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(p.next_wait(2, Duration::ZERO), Some(Duration::from_secs(1)));
+        assert_eq!(
+            p.next_wait(10, Duration::ZERO),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            p.next_wait(40, Duration::from_secs(60)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(p.next_wait(3, Duration::from_secs(121)), None);
     }
 }

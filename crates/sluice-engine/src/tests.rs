@@ -48,6 +48,8 @@ impl Source for CountingSource {
                 estimated_rows: None,
                 estimated_bytes: None,
                 detail: serde_json::Value::Null,
+                continues: false,
+                start: None,
             })
             .collect())
     }
@@ -157,6 +159,7 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
         },
         checkpoints: Arc::new(crate::NoCheckpoints),
         bad_records: Arc::new(crate::BadRecordPolicy::default()),
+        retry: crate::RetryPolicy::default(),
     }
 }
 

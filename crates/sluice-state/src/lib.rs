@@ -4,7 +4,9 @@
 //! directory (`.sluice/` by default). Every change is committed before the call returns, so
 //! anything reported after it (a status line, an exit code) is already on disk.
 //!
-//! Schema (version 1):
+//! The schema is versioned (`PRAGMA user_version`); [`SqliteStore::open`] applies the
+//! migrations a state directory lacks, each in its own transaction, and refuses a directory
+//! written by a newer Sluice. Version 1:
 //!
 //! * `jobs(name, created_at)` — one row per job name ever run here.
 //! * `runs(id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error)` — one
@@ -19,6 +21,15 @@
 //!   last committed position of every split of the current generation. For sinks that store
 //!   checkpoints with their data (databases) the sink's copy is authoritative and this one
 //!   serves `status`; for file sinks this is the record.
+//!
+//! Version 2:
+//!
+//! * `generations(job, generation, started_at, finished_at, manifest)` — every generation a
+//!   job started, with its manifest (what the plan depends on, and every split with its
+//!   bounds), so a resume reads exactly the planned splits.
+//! * `runs.generation`, `runs.rows_earlier` (rows committed by earlier runs of the same
+//!   generation), `runs.updated_at`; `run_tables.rows_written_earlier`. A running job updates
+//!   its run row (state, rows so far) as it goes, so `status` shows it live.
 
 use std::path::{Path, PathBuf};
 
@@ -34,16 +45,24 @@ pub const STATE_FILE: &str = "state.db";
 pub struct RunRecord {
     pub id: i64,
     pub job: String,
+    /// The generation the run worked on (empty for runs recorded before version 2).
+    pub generation: String,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub ended_at: Option<String>,
-    /// RUNNING, FINISHED, STOPPED, ABORTED, FAILED.
+    /// RUNNING, PAUSED, STOPPING while the process runs; FINISHED, STOPPED, ABORTED, FAILED
+    /// at its end.
     pub state: String,
     pub pid: u32,
+    /// Rows this run committed (so far, while it runs).
     pub rows_written: u64,
+    /// Rows earlier runs of the same generation committed.
+    pub rows_earlier: u64,
     pub bytes_read: u64,
     /// The error message (redacted) when FAILED.
     pub error: Option<String>,
+    /// When the run row was last updated (RFC 3339).
+    pub updated_at: Option<String>,
 }
 
 /// Per-table figures of a run.
@@ -52,28 +71,49 @@ pub struct RunTable {
     pub table: String,
     pub target: String,
     pub rows_read: u64,
+    /// Rows this run committed.
     pub rows_written: u64,
+    /// Rows earlier runs of the same generation committed.
+    pub rows_written_earlier: u64,
     pub splits_done: u64,
     pub splits_total: u64,
     pub complete: bool,
 }
 
+/// A job's generation as the state store keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GenerationInfo {
+    pub id: String,
+    pub finished: bool,
+    /// What the plan depends on and the plan (absent for generations recorded before
+    /// version 2).
+    pub manifest: Option<serde_json::Value>,
+}
+
 /// The persistent state of jobs. Implementations commit before returning.
 pub trait StateStore: Send + Sync {
-    /// Records the start of a run of `job` by process `pid`; returns the run id.
-    fn begin_run(&self, job: &str, pid: u32) -> Result<i64>;
+    /// Records the start of a run of `job`'s `generation` by process `pid`; returns the run id.
+    fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64>;
+    /// Records a running run's state and figures so far (persisted before they are shown).
+    fn update_run(&self, run: i64, progress: &RunUpdate<'_>) -> Result<()>;
     /// Records the end of a run with its final state, totals and per-table figures.
-    fn end_run(&self, run: i64, end: &RunEnd<'_>) -> Result<()>;
+    fn end_run(&self, run: i64, end: &RunUpdate<'_>) -> Result<()>;
     /// Job names, sorted.
     fn jobs(&self) -> Result<Vec<String>>;
     /// Runs of `job`, newest first, at most `limit`.
     fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>>;
     /// Per-table figures of a run.
     fn run_tables(&self, run: i64) -> Result<Vec<RunTable>>;
-    /// The job's current generation and whether it finished.
-    fn generation(&self, job: &str) -> Result<Option<(String, bool)>>;
-    /// Starts a new generation: forgets the job's positions.
-    fn start_generation(&self, job: &str, generation: &str) -> Result<()>;
+    /// The job's current generation.
+    fn generation(&self, job: &str) -> Result<Option<GenerationInfo>>;
+    /// Makes `generation` (with its manifest) the job's current one, unfinished: forgets the
+    /// positions of any other generation. Also used to adopt a generation the target holds.
+    fn start_generation(
+        &self,
+        job: &str,
+        generation: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<()>;
     /// Marks the current generation finished (the next run starts a new one).
     fn finish_generation(&self, job: &str) -> Result<()>;
     /// Records a split's committed position (and the rows it wrote in total).
@@ -95,11 +135,14 @@ pub struct SplitRecord {
     pub updated_at: String,
 }
 
-/// What [`StateStore::end_run`] records.
+/// What [`StateStore::update_run`] and [`StateStore::end_run`] record.
 #[derive(Debug, Clone)]
-pub struct RunEnd<'a> {
+pub struct RunUpdate<'a> {
     pub state: &'a str,
+    /// The generation the run works on, once chosen (empty: unchanged).
+    pub generation: &'a str,
     pub rows_written: u64,
+    pub rows_earlier: u64,
     pub bytes_read: u64,
     pub error: Option<String>,
     pub tables: &'a [RunTable],
@@ -133,33 +176,21 @@ impl SqliteStore {
             )
         })?;
         let path = dir.join(STATE_FILE);
-        let conn = Connection::open(&path).map_err(db_err(&path))?;
+        let mut conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err(&path))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS jobs(
-                name TEXT PRIMARY KEY, created_at TEXT NOT NULL, generation TEXT,
-                generation_finished INTEGER NOT NULL DEFAULT 0);
-             CREATE TABLE IF NOT EXISTS positions(
-                job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL,
-                table_name TEXT NOT NULL, position TEXT NOT NULL, done INTEGER NOT NULL,
-                rows INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(job, split));
-             CREATE TABLE IF NOT EXISTS runs(
-                id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL REFERENCES jobs(name),
-                started_at TEXT NOT NULL, ended_at TEXT, state TEXT NOT NULL, pid INTEGER NOT NULL,
-                rows_written INTEGER NOT NULL DEFAULT 0, bytes_read INTEGER NOT NULL DEFAULT 0,
-                error TEXT);
-             CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
-             CREATE TABLE IF NOT EXISTS run_tables(
-                run_id INTEGER NOT NULL REFERENCES runs(id), table_name TEXT NOT NULL,
-                target TEXT NOT NULL, rows_read INTEGER NOT NULL, rows_written INTEGER NOT NULL,
-                splits_done INTEGER NOT NULL, splits_total INTEGER NOT NULL,
-                complete INTEGER NOT NULL, PRIMARY KEY(run_id, table_name));
-             PRAGMA user_version = 1;",
-        )
-        .map_err(db_err(&path))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(db_err(&path))?;
+        migrate(&mut conn).map_err(|e| match e {
+            Migration::Db(e) => db_err(&path)(e),
+            Migration::Newer(v) => Error::config(format!(
+                "the state directory {} was written by a newer Sluice (schema version {v}, this \
+                 one knows up to {})",
+                dir.display(),
+                MIGRATIONS.len()
+            ))
+            .with_hint("run the newer sluice, or give this one another --state directory"),
+        })?;
         Ok(SqliteStore {
             conn: std::sync::Mutex::new(conn),
             path,
@@ -178,6 +209,105 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn write_run(&self, run: i64, u: &RunUpdate<'_>, end: bool) -> Result<()> {
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(db_err(&self.path))?;
+        let t = now();
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
+                error = ?6, rows_earlier = ?7, updated_at = ?8,
+                generation = CASE WHEN ?9 = '' THEN generation ELSE ?9 END WHERE id = ?1",
+            params![
+                run,
+                end.then_some(&t),
+                u.state,
+                u.rows_written as i64,
+                u.bytes_read as i64,
+                u.error,
+                u.rows_earlier as i64,
+                t,
+                u.generation
+            ],
+        )
+        .map_err(db_err(&self.path))?;
+        for r in u.tables {
+            tx.execute(
+                "INSERT OR REPLACE INTO run_tables(run_id, table_name, target, rows_read,
+                    rows_written, splits_done, splits_total, complete, rows_written_earlier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run,
+                    r.table,
+                    r.target,
+                    r.rows_read as i64,
+                    r.rows_written as i64,
+                    r.splits_done as i64,
+                    r.splits_total as i64,
+                    r.complete,
+                    r.rows_written_earlier as i64
+                ],
+            )
+            .map_err(db_err(&self.path))?;
+        }
+        tx.commit().map_err(db_err(&self.path))
+    }
+}
+
+/// The schema, one migration per version (index 0 makes version 1). Never edit a released
+/// migration: add one.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS jobs(
+        name TEXT PRIMARY KEY, created_at TEXT NOT NULL, generation TEXT,
+        generation_finished INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE IF NOT EXISTS positions(
+        job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL,
+        table_name TEXT NOT NULL, position TEXT NOT NULL, done INTEGER NOT NULL,
+        rows INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(job, split));
+     CREATE TABLE IF NOT EXISTS runs(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL REFERENCES jobs(name),
+        started_at TEXT NOT NULL, ended_at TEXT, state TEXT NOT NULL, pid INTEGER NOT NULL,
+        rows_written INTEGER NOT NULL DEFAULT 0, bytes_read INTEGER NOT NULL DEFAULT 0,
+        error TEXT);
+     CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+     CREATE TABLE IF NOT EXISTS run_tables(
+        run_id INTEGER NOT NULL REFERENCES runs(id), table_name TEXT NOT NULL,
+        target TEXT NOT NULL, rows_read INTEGER NOT NULL, rows_written INTEGER NOT NULL,
+        splits_done INTEGER NOT NULL, splits_total INTEGER NOT NULL,
+        complete INTEGER NOT NULL, PRIMARY KEY(run_id, table_name));",
+    "CREATE TABLE generations(
+        job TEXT NOT NULL, generation TEXT NOT NULL, started_at TEXT NOT NULL,
+        finished_at TEXT, manifest TEXT, PRIMARY KEY(job, generation));
+     ALTER TABLE runs ADD COLUMN generation TEXT;
+     ALTER TABLE runs ADD COLUMN rows_earlier INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE runs ADD COLUMN updated_at TEXT;
+     ALTER TABLE run_tables ADD COLUMN rows_written_earlier INTEGER NOT NULL DEFAULT 0;",
+];
+
+enum Migration {
+    Db(rusqlite::Error),
+    Newer(i64),
+}
+
+impl From<rusqlite::Error> for Migration {
+    fn from(e: rusqlite::Error) -> Self {
+        Migration::Db(e)
+    }
+}
+
+/// Brings the schema to the newest version, one migration per transaction.
+fn migrate(conn: &mut Connection) -> std::result::Result<(), Migration> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(Migration::Newer(version));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn now() -> String {
@@ -185,7 +315,7 @@ fn now() -> String {
 }
 
 impl StateStore for SqliteStore {
-    fn begin_run(&self, job: &str, pid: u32) -> Result<i64> {
+    fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64> {
         let mut c = self.conn();
         let tx = c.transaction().map_err(db_err(&self.path))?;
         tx.execute(
@@ -194,8 +324,9 @@ impl StateStore for SqliteStore {
         )
         .map_err(db_err(&self.path))?;
         tx.execute(
-            "INSERT INTO runs(job, started_at, state, pid) VALUES (?1, ?2, 'RUNNING', ?3)",
-            params![job, now(), pid],
+            "INSERT INTO runs(job, started_at, state, pid, generation, updated_at)
+             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?2)",
+            params![job, now(), pid, generation],
         )
         .map_err(db_err(&self.path))?;
         let id = tx.last_insert_rowid();
@@ -203,39 +334,12 @@ impl StateStore for SqliteStore {
         Ok(id)
     }
 
-    fn end_run(&self, run: i64, end: &RunEnd<'_>) -> Result<()> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(db_err(&self.path))?;
-        tx.execute(
-            "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
-                error = ?6 WHERE id = ?1",
-            params![
-                run,
-                now(),
-                end.state,
-                end.rows_written as i64,
-                end.bytes_read as i64,
-                end.error
-            ],
-        )
-        .map_err(db_err(&self.path))?;
-        for t in end.tables {
-            tx.execute(
-                "INSERT OR REPLACE INTO run_tables VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    run,
-                    t.table,
-                    t.target,
-                    t.rows_read as i64,
-                    t.rows_written as i64,
-                    t.splits_done as i64,
-                    t.splits_total as i64,
-                    t.complete
-                ],
-            )
-            .map_err(db_err(&self.path))?;
-        }
-        tx.commit().map_err(db_err(&self.path))
+    fn update_run(&self, run: i64, u: &RunUpdate<'_>) -> Result<()> {
+        self.write_run(run, u, false)
+    }
+
+    fn end_run(&self, run: i64, end: &RunUpdate<'_>) -> Result<()> {
+        self.write_run(run, end, true)
     }
 
     fn jobs(&self) -> Result<Vec<String>> {
@@ -252,7 +356,8 @@ impl StateStore for SqliteStore {
         let c = self.conn();
         let mut st = c
             .prepare(
-                "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error
+                "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error,
+                        coalesce(generation, ''), rows_earlier, updated_at
                  FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(db_err(&self.path))?;
@@ -268,6 +373,9 @@ impl StateStore for SqliteStore {
                     rows_written: r.get::<_, i64>(6)? as u64,
                     bytes_read: r.get::<_, i64>(7)? as u64,
                     error: r.get(8)?,
+                    generation: r.get(9)?,
+                    rows_earlier: r.get::<_, i64>(10)? as u64,
+                    updated_at: r.get(11)?,
                 })
             })
             .map_err(db_err(&self.path))?;
@@ -275,23 +383,45 @@ impl StateStore for SqliteStore {
             .map_err(db_err(&self.path))
     }
 
-    fn generation(&self, job: &str) -> Result<Option<(String, bool)>> {
+    fn generation(&self, job: &str) -> Result<Option<GenerationInfo>> {
         let c = self.conn();
         let mut st = c
-            .prepare("SELECT generation, generation_finished FROM jobs WHERE name = ?1")
+            .prepare(
+                "SELECT j.generation, j.generation_finished, g.manifest FROM jobs j
+                 LEFT JOIN generations g ON g.job = j.name AND g.generation = j.generation
+                 WHERE j.name = ?1",
+            )
             .map_err(db_err(&self.path))?;
         let mut rows = st.query([job]).map_err(db_err(&self.path))?;
-        match rows.next().map_err(db_err(&self.path))? {
-            Some(r) => {
-                let g: Option<String> = r.get(0).map_err(db_err(&self.path))?;
-                let f: bool = r.get(1).map_err(db_err(&self.path))?;
-                Ok(g.map(|g| (g, f)))
-            }
-            None => Ok(None),
-        }
+        let Some(r) = rows.next().map_err(db_err(&self.path))? else {
+            return Ok(None);
+        };
+        let g: Option<String> = r.get(0).map_err(db_err(&self.path))?;
+        let finished: bool = r.get(1).map_err(db_err(&self.path))?;
+        let manifest: Option<String> = r.get(2).map_err(db_err(&self.path))?;
+        let Some(id) = g else { return Ok(None) };
+        let manifest = match manifest {
+            Some(m) => Some(serde_json::from_str(&m).map_err(|e| {
+                Error::internal(format!(
+                    "state store: unreadable manifest of generation {id}: {e}"
+                ))
+                .with_hint("run the job with --from-scratch")
+            })?),
+            None => None,
+        };
+        Ok(Some(GenerationInfo {
+            id,
+            finished,
+            manifest,
+        }))
     }
 
-    fn start_generation(&self, job: &str, generation: &str) -> Result<()> {
+    fn start_generation(
+        &self,
+        job: &str,
+        generation: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<()> {
         let mut c = self.conn();
         let tx = c.transaction().map_err(db_err(&self.path))?;
         tx.execute(
@@ -300,19 +430,35 @@ impl StateStore for SqliteStore {
             params![job, now(), generation],
         )
         .map_err(db_err(&self.path))?;
-        tx.execute("DELETE FROM positions WHERE job = ?1", [job])
-            .map_err(db_err(&self.path))?;
+        tx.execute(
+            "INSERT INTO generations(job, generation, started_at, manifest) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(job, generation) DO UPDATE SET manifest = ?4, finished_at = NULL",
+            params![job, generation, now(), manifest.to_string()],
+        )
+        .map_err(db_err(&self.path))?;
+        tx.execute(
+            "DELETE FROM positions WHERE job = ?1 AND generation <> ?2",
+            [job, generation],
+        )
+        .map_err(db_err(&self.path))?;
         tx.commit().map_err(db_err(&self.path))
     }
 
     fn finish_generation(&self, job: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE jobs SET generation_finished = 1 WHERE name = ?1",
-                [job],
-            )
-            .map_err(db_err(&self.path))?;
-        Ok(())
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(db_err(&self.path))?;
+        tx.execute(
+            "UPDATE jobs SET generation_finished = 1 WHERE name = ?1",
+            [job],
+        )
+        .map_err(db_err(&self.path))?;
+        tx.execute(
+            "UPDATE generations SET finished_at = ?2 WHERE job = ?1
+               AND generation = (SELECT generation FROM jobs WHERE name = ?1)",
+            params![job, now()],
+        )
+        .map_err(db_err(&self.path))?;
+        tx.commit().map_err(db_err(&self.path))
     }
 
     fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()> {
@@ -382,7 +528,8 @@ impl StateStore for SqliteStore {
         let mut st = c
             .prepare(
                 "SELECT table_name, target, rows_read, rows_written, splits_done, splits_total,
-                        complete FROM run_tables WHERE run_id = ?1 ORDER BY table_name",
+                        complete, rows_written_earlier FROM run_tables WHERE run_id = ?1
+                 ORDER BY table_name",
             )
             .map_err(db_err(&self.path))?;
         let rows = st
@@ -395,6 +542,7 @@ impl StateStore for SqliteStore {
                     splits_done: r.get::<_, i64>(4)? as u64,
                     splits_total: r.get::<_, i64>(5)? as u64,
                     complete: r.get(6)?,
+                    rows_written_earlier: r.get::<_, i64>(7)? as u64,
                 })
             })
             .map_err(db_err(&self.path))?;
@@ -424,26 +572,46 @@ mod tests {
     fn run_lifecycle_is_persisted() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
-        let id = s.begin_run("copy", 42).unwrap();
+        let id = s.begin_run("copy", "g1", 42).unwrap();
         let r = last_run(&s, "copy").unwrap().unwrap();
         assert_eq!((r.id, r.state.as_str(), r.pid), (id, "RUNNING", 42));
-        let tables = [RunTable {
+        assert_eq!(r.generation, "g1");
+        let tables = vec![RunTable {
             table: "a".into(),
             target: "a".into(),
-            rows_read: 5,
-            rows_written: 5,
+            rows_read: 2,
+            rows_written: 2,
+            rows_written_earlier: 3,
             splits_done: 1,
-            splits_total: 1,
-            complete: true,
+            splits_total: 2,
+            complete: false,
         }];
+        let u = RunUpdate {
+            state: "PAUSED",
+            generation: "",
+            rows_written: 2,
+            rows_earlier: 3,
+            bytes_read: 4,
+            error: None,
+            tables: &tables,
+        };
+        s.update_run(id, &u).unwrap();
+        let r = last_run(&s, "copy").unwrap().unwrap();
+        assert_eq!(
+            (r.state.as_str(), r.rows_written, r.rows_earlier),
+            ("PAUSED", 2, 3)
+        );
+        assert!(r.ended_at.is_none(), "an update does not end the run");
+        let mut done = tables.clone();
+        done[0].rows_written = 5;
+        done[0].complete = true;
         s.end_run(
             id,
-            &RunEnd {
+            &RunUpdate {
                 state: "FINISHED",
                 rows_written: 5,
-                bytes_read: 9,
-                error: None,
-                tables: &tables,
+                tables: &done,
+                ..u
             },
         )
         .unwrap();
@@ -452,7 +620,8 @@ mod tests {
         let r = last_run(&s, "copy").unwrap().unwrap();
         assert_eq!(r.state, "FINISHED");
         assert_eq!(r.rows_written, 5);
-        assert_eq!(s.run_tables(id).unwrap(), tables);
+        assert!(r.ended_at.is_some());
+        assert_eq!(s.run_tables(id).unwrap(), done);
         assert_eq!(s.jobs().unwrap(), ["copy"]);
     }
 
@@ -461,7 +630,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.generation("j").unwrap(), None);
-        s.start_generation("j", "g1").unwrap();
+        let m1 = serde_json::json!({"plan": 1});
+        s.start_generation("j", "g1", &m1).unwrap();
         let mut p = sluice_core::Position::new("t#0", serde_json::json!({"rows": 5}));
         p.done = true;
         let rec = SplitRecord {
@@ -477,13 +647,50 @@ mod tests {
         assert_eq!(got[0].position, p);
         assert!(s.positions("j", "g2").unwrap().is_empty());
         s.finish_generation("j").unwrap();
-        assert_eq!(s.generation("j").unwrap(), Some(("g1".into(), true)));
-        s.start_generation("j", "g2").unwrap();
-        assert_eq!(s.generation("j").unwrap(), Some(("g2".into(), false)));
+        let g = s.generation("j").unwrap().unwrap();
+        assert_eq!((g.id.as_str(), g.finished), ("g1", true));
+        assert_eq!(g.manifest, Some(m1));
+        s.start_generation("j", "g2", &serde_json::json!({"plan": 2}))
+            .unwrap();
+        let g = s.generation("j").unwrap().unwrap();
+        assert_eq!((g.id.as_str(), g.finished), ("g2", false));
+        assert_eq!(g.manifest, Some(serde_json::json!({"plan": 2})));
         assert!(
             s.positions("j", "g1").unwrap().is_empty(),
             "a new generation forgets positions"
         );
+    }
+
+    #[test]
+    fn a_version_1_state_directory_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO jobs VALUES ('j', 'x', 'g0', 0);
+                 INSERT INTO runs(job, started_at, state, pid) VALUES ('j', 'x', 'STOPPED', 1);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let g = s.generation("j").unwrap().unwrap();
+        assert_eq!((g.id.as_str(), g.finished, g.manifest), ("g0", false, None));
+        let r = last_run(&s, "j").unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.generation.as_str()), ("STOPPED", ""));
+    }
+
+    #[test]
+    fn a_newer_state_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
+            c.execute_batch("PRAGMA user_version = 99").unwrap();
+        }
+        let e = SqliteStore::open(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("newer Sluice"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Config);
     }
 
     #[test]

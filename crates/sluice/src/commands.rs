@@ -4,17 +4,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_connectors::job::JobFile;
-use sluice_core::JobContext;
 use sluice_core::config::redact;
 use sluice_core::{Error, LogicalType};
-use sluice_engine::{
-    CheckpointLog, Controller, Progress, RunState, StopReason, plan_tables, run_batch,
-};
-use sluice_state::{RunEnd, RunTable, SplitRecord, SqliteStore, StateStore, process_alive};
-use tracing::{error, info, warn};
+use sluice_engine::{Controller, Progress, RunState, STOP_DEADLINE, StopReason, plan_tables};
+use sluice_job::{RunRequest, build_spec, run_job};
+use sluice_state::{SqliteStore, StateStore, process_alive};
+use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, OutputFormat};
-use crate::{control, display, exit, exit_code_for, logging, verify_cmd, wire};
+use crate::{control, display, exit, exit_code_for, logging, verify_cmd};
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let logs = match logging::init(&cli.log_level, cli.log_format) {
@@ -73,7 +71,12 @@ pub async fn dispatch(cli: Cli) -> u8 {
 
 /// Prints an error with its hint (redacted) and returns its exit status.
 fn report(e: &Error) -> u8 {
-    eprintln!("error: {}", redact(e.message()));
+    report_in(e, "")
+}
+
+/// [`report`] with a prefix naming what failed.
+fn report_in(e: &Error, what: &str) -> u8 {
+    eprintln!("error: {what}{}", redact(e.message()));
     if let Some(h) = e.hint() {
         eprintln!("  = help: {}", redact(h));
     }
@@ -81,10 +84,16 @@ fn report(e: &Error) -> u8 {
 }
 
 fn load(path: &Path) -> Result<JobFile, u8> {
-    JobFile::load(path).map(|(job, _)| job).map_err(|e| {
-        eprintln!("error: {}", e.render());
-        exit::USAGE
-    })
+    load_doc(path).map(|(job, _)| job)
+}
+
+fn load_doc(path: &Path) -> Result<(JobFile, serde_json::Value), u8> {
+    JobFile::load(path)
+        .map(|(job, doc)| (job, doc.value))
+        .map_err(|e| {
+            eprintln!("error: {}", e.render());
+            exit::USAGE
+        })
 }
 
 async fn control_cmd(
@@ -99,59 +108,6 @@ async fn control_cmd(
     }
 }
 
-/// The state-store side of the engine's checkpoint log.
-struct StoreLog {
-    store: Arc<SqliteStore>,
-    job: String,
-    generation: String,
-}
-
-impl CheckpointLog for StoreLog {
-    fn load(&self) -> sluice_core::Result<Vec<(sluice_core::Position, u64)>> {
-        Ok(self
-            .store
-            .positions(&self.job, &self.generation)?
-            .into_iter()
-            .map(|r| (r.position, r.rows))
-            .collect())
-    }
-    fn save(
-        &self,
-        table: &str,
-        position: &sluice_core::Position,
-        rows: u64,
-    ) -> sluice_core::Result<()> {
-        let rec = SplitRecord {
-            split: position.split.clone(),
-            table: table.to_string(),
-            position: position.clone(),
-            rows,
-            updated_at: String::new(),
-        };
-        self.store.save_position(&self.job, &self.generation, &rec)
-    }
-}
-
-/// The job's generation: the unfinished one to resume, or a new one.
-fn choose_generation(
-    store: &SqliteStore,
-    job: &str,
-    from_scratch: bool,
-) -> sluice_core::Result<(String, bool)> {
-    match store.generation(job)? {
-        Some((g, false)) if !from_scratch => Ok((g, true)),
-        _ => {
-            let millis = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            let g = format!("{millis}-{}", std::process::id());
-            store.start_generation(job, &g)?;
-            Ok((g, false))
-        }
-    }
-}
-
 async fn run(
     path: &Path,
     state_dir: &Path,
@@ -159,47 +115,20 @@ async fn run(
     bars: bool,
     from_scratch: bool,
 ) -> u8 {
-    let job = match load(path) {
+    let (job, document) = match load_doc(path) {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let mut spec = match wire::build_spec(&job) {
-        Ok(s) => s,
-        Err(e) => return report(&e),
-    };
-    let store = match SqliteStore::open(state_dir) {
+    let store: Arc<dyn StateStore> = match SqliteStore::open(state_dir) {
         Ok(s) => Arc::new(s),
         Err(e) => return report(&e),
     };
-    let name = spec.name.clone();
+    let name = job.job.name.clone();
     let _lock = match control::lock_job(state_dir, &name) {
         Ok(l) => l,
         Err(e) => return report(&e),
     };
-    let (generation, resuming) = match choose_generation(&store, &name, from_scratch) {
-        Ok(g) => g,
-        Err(e) => return report(&e),
-    };
-    let run_id = match store.begin_run(&name, std::process::id()) {
-        Ok(id) => id,
-        Err(e) => return report(&e),
-    };
-    spec.context = JobContext {
-        job: name.clone(),
-        generation: generation.clone(),
-    };
-    spec.checkpoints = Arc::new(StoreLog {
-        store: store.clone(),
-        job: name.clone(),
-        generation: generation.clone(),
-    });
-    if resuming {
-        info!(job = %name, run = run_id, generation = %generation, "Job started; resuming the unfinished run.");
-    } else {
-        info!(job = %name, run = run_id, generation = %generation, "Job started.");
-    }
-
-    let bad_records = spec.bad_records.clone();
+    info!(job = %name, "Job started.");
     let ctl = Arc::new(Controller::new());
     let signals = tokio::spawn(watch_signals(ctl.clone()));
     let _control = match control::serve(state_dir, &name, ctl.clone()) {
@@ -211,84 +140,41 @@ async fn run(
     };
     let progress = Progress::new();
     let (done_tx, display) = display::spawn_progress(progress.clone(), logs, bars);
-    let outcome = run_batch(spec, ctl.clone(), progress).await;
+    let verify_job = job.clone();
+    let request = RunRequest {
+        job: &job,
+        document: &document,
+        from_scratch,
+        verify: job.job.verify.then(|| -> sluice_job::Verifier<'_> {
+            Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
+        }),
+    };
+    let done = run_job(request, store, ctl.clone(), progress).await;
     let _ = done_tx.send(());
     let _ = display.await;
     signals.abort();
-
-    // `[job] verify = true`: a finished copy that does not verify is a failed run.
-    let mut verify_failed: Option<sluice_core::Error> = None;
-    if outcome.state == RunState::Finished && job.job.verify {
-        match verify_cmd::after_run(&job).await {
-            Ok(true) => info!(job = %name, "Verify: source and target are identical."),
-            Ok(false) => {
-                verify_failed = Some(
-                    sluice_core::Error::data("verify found differences between source and target")
-                        .with_hint("`sluice verify JOB.toml --repair` fixes the target"),
-                )
-            }
-            Err(e) => verify_failed = Some(e.context("verify after the run")),
+    let outcome = &done.outcome;
+    outln!("{}", display::summary(outcome).trim_end());
+    match &done.verify {
+        Some(Ok(true)) => info!(job = %name, "Verify: source and target are identical."),
+        Some(Ok(false)) => {
+            report(
+                &Error::data("verify found differences between source and target")
+                    .with_hint("`sluice verify JOB.toml --repair` fixes the target"),
+            );
+            return exit::DIFFERENCES;
         }
+        Some(Err(e)) => return report_in(e, "verify after the run: "),
+        None => {}
     }
-    let state = match outcome.state {
-        _ if verify_failed.is_some() => "FAILED",
-        RunState::Finished => "FINISHED",
-        RunState::Stopped => "STOPPED",
-        RunState::Aborted => "ABORTED",
-        _ => "FAILED",
-    };
-    let tables: Vec<RunTable> = outcome
-        .tables
-        .iter()
-        .map(|t| RunTable {
-            table: t.table.clone(),
-            target: t.target.clone(),
-            rows_read: t.rows_read,
-            rows_written: t.rows_written,
-            splits_done: t.splits_done as u64,
-            splits_total: t.splits_total as u64,
-            complete: t.complete,
-        })
-        .collect();
-    let end = RunEnd {
-        state,
-        rows_written: outcome.rows_written(),
-        bytes_read: outcome.bytes_read(),
-        error: outcome
-            .error
-            .as_ref()
-            .or(verify_failed.as_ref())
-            .map(|e| redact(&e.to_string())),
-        tables: &tables,
-    };
-    // Invariant: the run's end is persisted before it is reported.
-    if let Err(e) = store.end_run(run_id, &end) {
-        error!(error = %e, "Recording the end of the run failed.");
-    }
-    if outcome.state == RunState::Finished
-        && let Err(e) = store.finish_generation(&name)
-    {
-        error!(error = %e, "Recording that the job finished failed; the next run resumes it.");
-    }
-    print!("{}", display::summary(&outcome));
-    if let Some(e) = &verify_failed {
-        let code = report(e);
-        return if e.kind() == sluice_core::ErrorKind::Data {
-            exit::DIFFERENCES
-        } else {
-            code
-        };
-    }
-    if bad_records.count() > 0 {
-        let to = bad_records
+    if done.bad_records > 0 {
+        let to = job
+            .errors
             .dead_letter
             .as_ref()
-            .map(|p| format!(" to {}", p.display()))
+            .map(|d| format!(" to {}", d.path.display()))
             .unwrap_or_default();
-        warn!(
-            count = bad_records.count(),
-            "Bad records were set aside{to}."
-        );
+        warn!(count = done.bad_records, "Bad records were set aside{to}.");
     }
     match outcome.state {
         RunState::Finished => {
@@ -298,6 +184,7 @@ async fn run(
         RunState::Stopped | RunState::Aborted => {
             let why = outcome
                 .stop_reason
+                .as_ref()
                 .map(|r| r.to_string())
                 .unwrap_or_default();
             warn!(job = %name, reason = %why, "Job stopped before the end; run it again to resume (finished splits are kept).");
@@ -310,12 +197,14 @@ async fn run(
     }
 }
 
-/// First SIGINT/SIGTERM: graceful stop. Second: abort.
+/// First SIGINT, SIGTERM or SIGHUP (the terminal closed): graceful stop, which becomes an
+/// abort past [`STOP_DEADLINE`]. Second: abort now.
 async fn watch_signals(ctl: Arc<Controller>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         warn!("Cannot install signal handlers; Ctrl-C will kill the job without a clean stop.");
         return;
@@ -325,14 +214,15 @@ async fn watch_signals(ctl: Arc<Controller>) {
         let name = tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
         };
         count += 1;
         if count == 1 {
             warn!(
                 signal = name,
-                "Stopping: finishing the batches in hand, rolling back unfinished splits. Press Ctrl-C again to abort."
+                "Stopping: rolling back unfinished splits. Press Ctrl-C again to abort."
             );
-            ctl.stop(StopReason::Requested(name.to_string()));
+            ctl.stop_within(StopReason::Requested(name.to_string()), STOP_DEADLINE);
         } else {
             warn!(signal = name, "Aborting now.");
             ctl.abort();
@@ -345,7 +235,7 @@ async fn validate(path: &Path) -> u8 {
         Ok(j) => j,
         Err(code) => return code,
     };
-    let spec = match wire::build_spec(&job) {
+    let spec = match build_spec(&job) {
         Ok(s) => s,
         Err(e) => return report(&e),
     };
@@ -354,7 +244,7 @@ async fn validate(path: &Path) -> u8 {
         Err(e) => return report(&e),
     };
     let _ = spec.source.close().await;
-    println!(
+    outln!(
         "job {}: {} → {} ({} write), {} table(s)",
         job.job.name,
         job.source.type_name(),
@@ -366,7 +256,7 @@ async fn validate(path: &Path) -> u8 {
         planned.len()
     );
     for t in &planned {
-        println!(
+        outln!(
             "\n{} → {}  ({} split(s){})",
             t.source.schema.id,
             t.plan.target,
@@ -377,7 +267,7 @@ async fn validate(path: &Path) -> u8 {
                 .unwrap_or_default()
         );
         let src_fields = t.source.schema.arrow.fields();
-        println!("  {:<30} {:<28} target type", "column", "logical type");
+        outln!("  {:<30} {:<28} target type", "column", "logical type");
         for f in t.plan.schema.arrow.fields() {
             let ty = LogicalType::of_field(f)
                 .map(|t| t.to_string())
@@ -408,10 +298,10 @@ async fn validate(path: &Path) -> u8 {
             } else {
                 format!("  ({})", notes.join(", "))
             };
-            println!("  {:<30} {:<28} {target}{notes}", f.name(), ty);
+            outln!("  {:<30} {:<28} {target}{notes}", f.name(), ty);
         }
     }
-    println!("\nOK: configuration valid, source reachable, every column mapped.");
+    outln!("\nOK: configuration valid, source reachable, every column mapped.");
     exit::OK
 }
 
@@ -420,8 +310,8 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
         Ok(Some(s)) => s,
         Ok(None) => {
             match format {
-                OutputFormat::Json => println!("{{\"jobs\":[]}}"),
-                OutputFormat::Text => println!(
+                OutputFormat::Json => outln!("{{\"jobs\":[]}}"),
+                OutputFormat::Text => outln!(
                     "no jobs in {} (nothing has run here yet)",
                     state_dir.display()
                 ),
@@ -452,7 +342,8 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
         let runs: Vec<_> = runs
             .into_iter()
             .map(|mut r| {
-                if r.state == "RUNNING" && !process_alive(r.pid) {
+                let live = matches!(r.state.as_str(), "RUNNING" | "PAUSED" | "STOPPING");
+                if live && !process_alive(r.pid) {
                     r.state = "INTERRUPTED".into();
                 }
                 r
@@ -465,7 +356,7 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
         // The current generation's committed splits (what a resume would skip).
         let generation = store.generation(name).ok().flatten();
         let splits = match (&generation, job) {
-            (Some((g, _)), Some(_)) => store.positions(name, g).unwrap_or_default(),
+            (Some(g), Some(_)) => store.positions(name, &g.id).unwrap_or_default(),
             _ => Vec::new(),
         };
         out.push((name.clone(), runs, tables, generation, splits));
@@ -479,39 +370,49 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
                         "name": n,
                         "runs": runs,
                         "last_run_tables": tables,
-                        "generation": generation.as_ref().map(|(g, done)| {
-                            serde_json::json!({"id": g, "finished": done})
+                        "generation": generation.as_ref().map(|g| {
+                            serde_json::json!({"id": g.id, "finished": g.finished})
                         }),
                         "splits": splits,
                     })
                 })
                 .collect();
-            println!("{}", serde_json::json!({ "jobs": jobs }));
+            outln!("{}", serde_json::json!({ "jobs": jobs }));
         }
         OutputFormat::Text => {
             if job.is_none() {
-                println!(
+                outln!(
                     "{:<30} {:<12} {:<26} {:>12}",
-                    "job", "last run", "started", "rows"
+                    "job",
+                    "last run",
+                    "started",
+                    "rows"
                 );
             }
             for (name, runs, tables, generation, splits) in &out {
                 if job.is_none() {
                     if let Some(r) = runs.first() {
-                        println!(
+                        outln!(
                             "{:<30} {:<12} {:<26} {:>12}",
-                            name, r.state, r.started_at, r.rows_written
+                            name,
+                            r.state,
+                            r.started_at,
+                            r.rows_written
                         );
                     }
                     continue;
                 }
-                println!("job {name}\n");
-                println!(
+                outln!("job {name}\n");
+                outln!(
                     "{:>5}  {:<12} {:<26} {:<26} {:>12}  error",
-                    "run", "state", "started", "ended", "rows"
+                    "run",
+                    "state",
+                    "started",
+                    "ended",
+                    "rows"
                 );
                 for r in runs {
-                    println!(
+                    outln!(
                         "{:>5}  {:<12} {:<26} {:<26} {:>12}  {}",
                         r.id,
                         r.state,
@@ -522,9 +423,9 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
                     );
                 }
                 if !tables.is_empty() {
-                    println!("\nlast run, per table:");
+                    outln!("\nlast run, per table:");
                     for t in tables {
-                        println!(
+                        outln!(
                             "  {:<30} → {:<30} {:>12} rows  splits {}/{}  {}",
                             t.table,
                             t.target,
@@ -535,18 +436,20 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
                         );
                     }
                 }
-                if let Some((g, finished)) = generation {
-                    let what = if *finished {
+                if let Some(g) = generation {
+                    let (g, finished) = (&g.id, g.finished);
+                    let what = if finished {
                         "finished"
                     } else {
                         "unfinished: `sluice run` resumes it"
                     };
-                    println!(
-                        "\ngeneration {g} ({what}), {} split(s) committed:",
-                        splits.len()
+                    outln!(
+                        "\ngeneration {g} ({what}), {} split(s) committed, {} rows:",
+                        splits.len(),
+                        splits.iter().map(|s| s.rows).sum::<u64>()
                     );
                     for sp in splits {
-                        println!(
+                        outln!(
                             "  {:<40} {:>12} rows  {}  at {}",
                             sp.split,
                             sp.rows,

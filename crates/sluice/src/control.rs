@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_core::{Error, ErrorKind, Result};
-use sluice_engine::{Controller, RunState, StopReason};
+use sluice_engine::{Controller, RunState, STOP_DEADLINE, StopReason};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
@@ -122,14 +122,14 @@ fn state_name(s: RunState) -> String {
         .unwrap_or_default()
 }
 
-async fn handle(stream: UnixStream, ctl: &Controller) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, ctl: &Arc<Controller>) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {
         let answer = match line.trim() {
             "stop" => {
                 info!("Stop requested through `sluice stop`.");
-                ctl.stop(StopReason::Requested("sluice stop".into()));
+                ctl.stop_within(StopReason::Requested("sluice stop".into()), STOP_DEADLINE);
                 format!("ok {}", state_name(ctl.state()))
             }
             "kill" => {
@@ -190,7 +190,7 @@ pub async fn command(state: &Path, job: &str, what: &str, timeout: Option<Durati
     if let Some(msg) = answer.strip_prefix("error ") {
         return Err(Error::config(format!("{what}: {msg}")));
     }
-    println!(
+    outln!(
         "{what}: acknowledged in {} ms ({})",
         started.elapsed().as_millis(),
         &answer[3..]
@@ -204,7 +204,7 @@ pub async fn command(state: &Path, job: &str, what: &str, timeout: Option<Durati
     let mut killed = what == "kill";
     loop {
         if UnixStream::connect(&path).await.is_err() {
-            println!(
+            outln!(
                 "{job}: ended after {:.1} s",
                 started.elapsed().as_secs_f64()
             );
@@ -214,7 +214,7 @@ pub async fn command(state: &Path, job: &str, what: &str, timeout: Option<Durati
             && Instant::now() >= d
             && !killed
         {
-            println!("{job}: still running at the deadline; aborting it");
+            outln!("{job}: still running at the deadline; aborting it");
             let _ = request(state, job, "kill").await;
             killed = true;
         }

@@ -145,8 +145,14 @@ pub fn summary(outcome: &RunOutcome) -> String {
     }
     let secs = outcome.elapsed.as_secs_f64();
     let rows = outcome.rows_written();
+    let earlier = outcome.rows_written_earlier();
+    let earlier = if earlier > 0 {
+        format!(" (and {earlier} by earlier runs of this copy)")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{:?}: {} rows written, {} read, {:.2} s, {} rows/s\n",
+        "{:?}: {} rows written{earlier}, {} read, {:.2} s, {} rows/s\n",
         outcome.state,
         rows,
         HumanBytes(outcome.bytes_read()),

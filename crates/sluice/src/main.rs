@@ -4,13 +4,14 @@
 //! Exit status: 0 done, 1 failed, 2 bad usage or config, 3 stopped before the end
 //! (resumable), 4 `verify` found differences.
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod control;
 mod display;
 mod logging;
 mod verify_cmd;
-mod wire;
 
 use std::process::ExitCode;
 

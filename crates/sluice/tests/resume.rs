@@ -272,7 +272,7 @@ fn sigterm_then_resume_finishes_exactly() {
     assert_eq!(v["jobs"][0]["runs"][0]["state"], "STOPPED");
     let o = env.run(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Resuming"), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("splits committed by an earlier run are skipped"),
         "{}",
@@ -281,8 +281,19 @@ fn sigterm_then_resume_finishes_exactly() {
     let got = sqlite_rows(&env.path("out.db"), "t");
     assert_eq!(got.len(), expected.len());
     assert!(got == expected);
-    // A finished job run again is a new run from scratch: append mode adds the rows again.
+    // A finished append job is not appended again by accident (issue 9, case 7) …
     let o = env.run(&["run", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already finished its copy")
+            && stderr(&o).contains("a second time")
+            && stderr(&o).contains("--from-scratch"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sqlite_rows(&env.path("out.db"), "t").len(), expected.len());
+    // … only when asked: --from-scratch copies everything again.
+    let o = env.run(&["run", "job.toml", "--from-scratch"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         sqlite_rows(&env.path("out.db"), "t").len(),

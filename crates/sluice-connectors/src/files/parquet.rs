@@ -102,6 +102,8 @@ pub(crate) fn splits(table: &TableId, files: &[PathBuf]) -> Result<Vec<Split>> {
                 estimated_rows: Some(rows),
                 estimated_bytes: Some(bytes),
                 detail: json!({ "path": f.to_string_lossy(), "row_groups": rgs }),
+                continues: false,
+                start: None,
             });
         }
     }

@@ -140,7 +140,7 @@ pub(crate) struct FileSink {
     /// Names of all tables this run writes.
     tables: Mutex<HashSet<String>>,
     /// The job's generation, set by `begin`; names append-mode files.
-    generation: std::sync::OnceLock<String>,
+    generation: std::sync::RwLock<Option<String>>,
 }
 
 impl FileSink {
@@ -151,7 +151,7 @@ impl FileSink {
             format,
             written: Arc::default(),
             tables: Mutex::default(),
-            generation: std::sync::OnceLock::new(),
+            generation: std::sync::RwLock::new(None),
         }
     }
 }
@@ -359,7 +359,7 @@ impl Sink for FileSink {
                 }
             })
             .collect();
-        let _ = self.generation.set(safe);
+        *self.generation.write().unwrap_or_else(|p| p.into_inner()) = Some(safe);
         Ok(())
     }
 
@@ -378,8 +378,9 @@ impl Sink for FileSink {
                 base,
                 unique: append.then(|| {
                     self.generation
-                        .get()
-                        .cloned()
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
                         .unwrap_or_else(|| unix_millis().to_string())
                 }),
                 ext: self.format.extension(),

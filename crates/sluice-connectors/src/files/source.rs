@@ -178,6 +178,8 @@ impl Inner {
                 estimated_rows: None,
                 estimated_bytes: Some(size),
                 detail: json!({ "path": f.to_string_lossy() }),
+                continues: false,
+                start: None,
             });
         }
         Ok(out)

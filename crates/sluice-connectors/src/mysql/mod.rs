@@ -51,5 +51,5 @@ pub mod types;
 
 pub use check::{SESSION_SQL, quote};
 pub use config::{LoadMethod, MysqlSinkConfig, MysqlSourceConfig, ZeroDates};
-pub use sink::{CHECKPOINT_TABLE, MysqlSink, STAGE_SUFFIX};
+pub use sink::MysqlSink;
 pub use source::MysqlSource;

@@ -15,9 +15,17 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_core::batch::{Position, Split};
+use sluice_core::naming::{
+    LOCK_WAIT, LockScope, MAX_IDENTIFIER_BYTES, STAGE_SUFFIX, lock_key, side_table_name,
+};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
-use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
+use sluice_core::{
+    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
+    WriteMode,
+};
 use tracing::info;
+
+use crate::checkpoints::{self, CHECKPOINTS as CHECKPOINT_TABLE, Dialect, JOBS};
 
 use super::check::{connect, qualified, quote};
 use super::config::{LoadMethod, SinkPlan};
@@ -25,10 +33,7 @@ use super::encode::{Cell, Column, to_value, write_tsv};
 use super::error::map;
 use super::types::{self, KeyRole, Kind};
 
-/// Where positions are stored, in each target database.
-pub const CHECKPOINT_TABLE: &str = "_sluice_checkpoints";
-/// Suffix of staging tables used by `write = "overwrite"`.
-pub const STAGE_SUFFIX: &str = "__sluice_stage";
+const D: Dialect = Dialect::Mysql;
 const OLD_SUFFIX: &str = "__sluice_old";
 /// The per-writer temporary table `upsert` loads into.
 const UPSERT_TEMP: &str = "_sluice_upsert";
@@ -63,23 +68,89 @@ struct TableState {
 pub struct MysqlSink {
     plan: SinkPlan,
     states: Mutex<HashMap<TableId, Arc<TableState>>>,
-    job: std::sync::OnceLock<JobContext>,
+    job: JobSlot,
+    /// The database holding `_sluice_jobs`: the url's, else the first target's (set by `lock`).
+    home: std::sync::OnceLock<String>,
+    /// The databases the job's targets live in (set by `lock`): each has a checkpoint table.
+    target_dbs: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl MysqlSink {
     fn job(&self) -> JobContext {
-        self.job.get().cloned().unwrap_or(JobContext {
-            job: String::new(),
-            generation: String::new(),
-        })
+        self.job.get()
     }
 
     pub(crate) fn new(plan: SinkPlan) -> Self {
         MysqlSink {
             plan,
             states: Mutex::new(HashMap::new()),
-            job: std::sync::OnceLock::new(),
+            job: JobSlot::default(),
+            home: std::sync::OnceLock::new(),
+            target_dbs: Mutex::new(Default::default()),
         }
+    }
+
+    /// The databases whose checkpoint tables hold this job's rows.
+    fn checkpoint_dbs(&self) -> std::collections::BTreeSet<String> {
+        let mut dbs = self
+            .target_dbs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        dbs.extend(
+            self.states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|s| s.db.clone()),
+        );
+        dbs
+    }
+
+    fn home(&self) -> Result<&str> {
+        self.home
+            .get()
+            .or(self.plan.server.database.as_ref())
+            .map(String::as_str)
+            .ok_or_else(|| Error::internal("mysql sink: no database for _sluice_jobs"))
+    }
+
+    /// Whether `db` exists; if it does, its checkpoint table is created or brought up to date.
+    async fn checkpoints_ready(conn: &mut Conn, db: &str) -> Result<bool> {
+        let exists: Option<String> = conn
+            .exec_first(
+                "SELECT SCHEMA_NAME FROM information_schema.schemata WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await
+            .map_err(|e| map(e, format!("checking database {db}")))?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        Self::ensure_checkpoints(conn, db).await?;
+        Ok(true)
+    }
+
+    /// Creates (or brings up to date) the checkpoint table of `db`.
+    async fn ensure_checkpoints(conn: &mut Conn, db: &str) -> Result<()> {
+        let q = qualified(db, CHECKPOINT_TABLE);
+        conn.query_drop(D.create_checkpoints(&q))
+            .await
+            .map_err(|e| map(e, format!("database {db}: creating {CHECKPOINT_TABLE}")))?;
+        let has_rows: Option<String> = conn
+            .exec_first(
+                "SELECT COLUMN_NAME FROM information_schema.columns WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                (db, CHECKPOINT_TABLE, checkpoints::ROWS_COLUMN),
+            )
+            .await
+            .map_err(|e| map(e, format!("database {db}: reading {CHECKPOINT_TABLE}")))?;
+        if has_rows.is_none() {
+            conn.query_drop(D.add_rows_column(&q))
+                .await
+                .map_err(|e| map(e, format!("database {db}: upgrading {CHECKPOINT_TABLE}")))?;
+        }
+        Ok(())
     }
 
     fn state(&self, target: &TableId) -> Result<Arc<TableState>> {
@@ -149,16 +220,7 @@ impl MysqlSink {
                 quote(&db)
             )));
         }
-        // One row per (job, split); rows of another generation are stale and overwritten.
-        conn.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {} (job VARCHAR(255) NOT NULL, split VARCHAR(300) NOT NULL, \
-             generation VARCHAR(64) NOT NULL, table_name VARCHAR(300) NOT NULL, \
-             position LONGTEXT NOT NULL, committed_at DATETIME(6) NOT NULL, PRIMARY KEY (job, split)) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-            qualified(&db, CHECKPOINT_TABLE)
-        ))
-        .await
-        .map_err(|e| map(e, ctx("creating the checkpoint table")))?;
+        Self::ensure_checkpoints(conn, &db).await?;
 
         let existing = existing_columns(conn, &db, &name)
             .await
@@ -291,17 +353,10 @@ async fn existing_columns(
     Ok(cols)
 }
 
-/// `name` + `suffix`, shortened (with a hash) to MySQL's 64-character limit.
+/// `name` + `suffix`, shortened (with a hash) to the identifier limit (the one rule of
+/// `sluice_core::naming`).
 fn side_name(name: &str, suffix: &str) -> String {
-    let full = format!("{name}{suffix}");
-    if full.chars().count() <= 64 {
-        return full;
-    }
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let keep: String = name.chars().take(64 - suffix.len() - 9).collect();
-    format!("{keep}_{:08x}{suffix}", hash as u32)
+    side_table_name(name, suffix, MAX_IDENTIFIER_BYTES)
 }
 
 fn create_sql(db: &str, name: &str, table: &TablePlan, declared: &[(String, String)]) -> String {
@@ -327,45 +382,190 @@ fn create_sql(db: &str, name: &str, table: &TablePlan, declared: &[(String, Stri
     )
 }
 
+/// The named locks of one job, held by a connection of their own: released when it closes
+/// (also when the process dies).
+struct LockHolder {
+    _conn: Conn,
+}
+
 #[async_trait]
 impl Sink for MysqlSink {
+    fn keeps_checkpoints(&self) -> bool {
+        true
+    }
+
+    async fn lock(&self, job: &str, targets: &[TableId]) -> Result<Option<SinkLockGuard>> {
+        let mut resolved = Vec::new();
+        for t in targets {
+            resolved.push(self.plan.server.resolve(t)?);
+        }
+        let home = self
+            .plan
+            .server
+            .database
+            .clone()
+            .or_else(|| resolved.iter().map(|(db, _)| db.clone()).min())
+            .ok_or_else(|| {
+                Error::config("the sink's url names no database and the job writes no table")
+                    .with_hint("add the database to the url, e.g. mysql://root@127.0.0.1/shop")
+            })?;
+        let _ = self.home.set(home.clone());
+        self.target_dbs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(resolved.iter().map(|(db, _)| db.clone()));
+        let mut conn = connect(&self.plan.server, "taking the job's locks in the target").await?;
+        let mut keys = vec![lock_key(LockScope::Job, "", job)];
+        for (db, name) in &resolved {
+            keys.push(lock_key(LockScope::Table, db, name));
+        }
+        for (key, label) in keys {
+            // Lock names are at most 64 characters: the key's hex stands for the name.
+            let name = format!("sluice:{:016x}", key as u64);
+            let got: Option<i64> = conn
+                .exec_first("SELECT GET_LOCK(?, ?)", (&name, LOCK_WAIT.as_secs()))
+                .await
+                .map_err(|e| map(e, "taking the job's locks in the target"))?;
+            if got != Some(1) {
+                let who: Option<Option<u64>> = conn
+                    .exec_first("SELECT IS_USED_LOCK(?)", (&name,))
+                    .await
+                    .ok()
+                    .flatten();
+                let who = match who.flatten() {
+                    Some(id) => format!("connection {id}"),
+                    None => "another connection".to_string(),
+                };
+                let _ = conn.disconnect().await;
+                return Err(Error::config(format!(
+                    "the {label} is locked in MySQL at {} by {who}: another `sluice run` of this \
+                     job, or another job writing this table, is running",
+                    self.plan.server.display
+                ))
+                .with_hint(
+                    "wait for it to end or stop it (`sluice stop JOB`); two runs writing the same \
+                     job or table would double or mix rows",
+                ));
+            }
+        }
+        Ok(Some(Box::new(LockHolder { _conn: conn })))
+    }
+
+    async fn load_generation(&self, job: &str) -> Result<Option<GenerationRecord>> {
+        let home = self.home()?.to_string();
+        let mut conn = connect(&self.plan.server, "reading the job's generation").await?;
+        let exists: Option<String> = conn
+            .exec_first(
+                "SELECT TABLE_NAME FROM information_schema.tables WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = ?",
+                (&home, JOBS),
+            )
+            .await
+            .map_err(|e| map(e, "reading _sluice_jobs"))?;
+        let r = if exists.is_some() {
+            let row: Option<(String, bool, String)> = conn
+                .exec_first(D.select_job(&qualified(&home, JOBS)), (job,))
+                .await
+                .map_err(|e| map(e, "reading _sluice_jobs"))?;
+            row.map(|(g, f, m)| checkpoints::record_of(g, f, &m))
+                .transpose()
+        } else {
+            Ok(None)
+        };
+        let _ = conn.disconnect().await;
+        r
+    }
+
+    async fn save_generation(&self, job: &str, record: &GenerationRecord) -> Result<()> {
+        let home = self.home()?.to_string();
+        let manifest = checkpoints::manifest_text(record)?;
+        let mut conn = connect(&self.plan.server, "recording the job's generation").await?;
+        let q = qualified(&home, JOBS);
+        let r = async {
+            conn.query_drop(D.create_jobs(&q)).await?;
+            conn.exec_drop(
+                D.upsert_job(&q),
+                (job, &record.generation, record.finished, manifest),
+            )
+            .await
+        }
+        .await
+        .map_err(|e| map(e, "writing _sluice_jobs"));
+        let _ = conn.disconnect().await;
+        r
+    }
+
     fn begin(&self, ctx: &JobContext) -> Result<()> {
-        let _ = self.job.set(ctx.clone());
+        self.job.set(ctx);
         Ok(())
     }
 
-    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
-        let dbs: std::collections::BTreeSet<String> = self
-            .states
-            .lock()
-            .map_err(|_| Error::internal("mysql sink: table states poisoned"))?
-            .values()
-            .map(|s| s.db.clone())
-            .collect();
+    async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
+        let dbs = self.checkpoint_dbs();
         let job = self.job();
         let mut conn = connect(&self.plan.server, "reading checkpoints").await?;
         let mut out = Vec::new();
         for db in dbs {
-            let rows: Vec<String> = conn
+            if !Self::checkpoints_ready(&mut conn, &db).await? {
+                continue;
+            }
+            let rows: Vec<(String, String, i64, String)> = conn
                 .exec(
-                    format!(
-                        "SELECT position FROM {} WHERE job = ? AND generation = ?",
-                        qualified(&db, CHECKPOINT_TABLE)
-                    ),
+                    D.select_checkpoints(&qualified(&db, CHECKPOINT_TABLE)),
                     (job.job.clone(), job.generation.clone()),
                 )
                 .await
                 .map_err(|e| map(e, "reading checkpoints"))?;
-            for r in rows {
-                out.push(serde_json::from_str(&r).map_err(|e| {
-                    Error::internal(format!("unreadable checkpoint row {r:?}: {e}")).with_hint(
-                        "delete the job's rows from _sluice_checkpoints and run with --from-scratch",
-                    )
-                })?);
+            for (_, pos, rows, table) in rows {
+                out.push(checkpoints::checkpoint_of(&pos, rows, table)?);
             }
         }
         let _ = conn.disconnect().await;
         Ok(Some(out))
+    }
+
+    async fn checkpoint(&self, split: &str) -> Result<Option<sluice_core::Position>> {
+        let dbs = self.checkpoint_dbs();
+        let job = self.job();
+        let mut conn = connect(&self.plan.server, "reading a checkpoint").await?;
+        let mut found = None;
+        for db in dbs {
+            if !Self::checkpoints_ready(&mut conn, &db).await? {
+                continue;
+            }
+            let row: Option<String> = conn
+                .exec_first(
+                    D.select_checkpoint(&qualified(&db, CHECKPOINT_TABLE)),
+                    (job.job.clone(), job.generation.clone(), split),
+                )
+                .await
+                .map_err(|e| map(e, "reading a checkpoint"))?;
+            if let Some(p) = row {
+                found = Some(checkpoints::parse_position(&p)?);
+                break;
+            }
+        }
+        let _ = conn.disconnect().await;
+        Ok(found)
+    }
+
+    async fn holds_rows(&self, table: &TablePlan) -> Result<Option<bool>> {
+        let st = self.state(&table.target)?;
+        let mut conn = connect(&self.plan.server, "sink").await?;
+        let r: std::result::Result<Option<i64>, _> = conn
+            .query_first(format!(
+                "SELECT EXISTS (SELECT 1 FROM {})",
+                qualified(&st.db, &st.write_to)
+            ))
+            .await;
+        let _ = conn.disconnect().await;
+        let r = r.map_err(|e| {
+            map(
+                e,
+                format!("table {}: checking whether it holds rows", table.target),
+            )
+        })?;
+        Ok(Some(r == Some(1)))
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
@@ -710,19 +910,21 @@ impl SinkWriter for MysqlWriter {
         self.begin().await?;
         let st = self.state.clone();
         let what = self.what.clone();
-        let pos = serde_json::to_string(position).map_err(|e| Error::internal(e.to_string()))?;
+        let pos = checkpoints::position_text(position)?;
         let target = self.target.clone();
         let job = self.job.clone();
+        let rows = self.rows as i64;
         let conn = self.conn()?;
         conn.exec_drop(
-            format!(
-                "INSERT INTO {} (job, split, generation, table_name, position, committed_at) \
-                 VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) \
-                 ON DUPLICATE KEY UPDATE generation = VALUES(generation), table_name = VALUES(table_name), \
-                 position = VALUES(position), committed_at = VALUES(committed_at)",
-                qualified(&st.db, CHECKPOINT_TABLE)
+            D.upsert_checkpoint(&qualified(&st.db, CHECKPOINT_TABLE)),
+            (
+                job.job,
+                position.split.clone(),
+                job.generation,
+                target,
+                pos,
+                rows,
             ),
-            (job.job, position.split.clone(), job.generation, target, pos),
         )
         .await
         .map_err(|e| map(e, format!("{what}: writing the checkpoint")))?;

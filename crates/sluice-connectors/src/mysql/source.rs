@@ -429,6 +429,8 @@ impl Source for MysqlSource {
                 estimated_rows: table.estimated_rows,
                 estimated_bytes: None,
                 detail,
+                continues: false,
+                start: None,
             }]
         };
         let Some((key, _)) = &meta.key else {
@@ -466,6 +468,8 @@ impl Source for MysqlSource {
                     estimated_rows: Some(per),
                     estimated_bytes: None,
                     detail: json!({ "key": key, "lo": lo, "hi": hi }),
+                    continues: false,
+                    start: None,
                 }
             })
             .collect())

@@ -11,11 +11,17 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
+use sluice_core::naming::{LOCK_WAIT, LockScope, lock_key, stage_name};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::types::native_type;
-use sluice_core::{Error, LogicalType, Position, Result, Split, WriteMode};
+use sluice_core::{
+    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Position, Result, SinkLockGuard,
+    Split, TableId, WriteMode,
+};
 use tokio_postgres::{Client, Config, CopyInSink};
 use tracing::debug;
+
+use crate::checkpoints::{self, Dialect};
 
 use super::check::{self, Conn, PgColumn};
 use super::copy_encode::{self, Enc, HEADER, TRAILER};
@@ -24,10 +30,7 @@ use super::types::{create_type, oid, quote_ident, quote_literal};
 
 /// PostgreSQL's identifier limit in bytes.
 const MAX_IDENT: usize = 63;
-const STAGE_SUFFIX: &str = "__sluice_stage";
-
-/// The table holding each split's committed position, written in the split's transaction.
-pub const CHECKPOINT_TABLE: &str = "_sluice_checkpoints";
+const D: Dialect = Dialect::Postgres;
 
 pub(crate) struct PgSink {
     pg: Config,
@@ -35,7 +38,7 @@ pub(crate) struct PgSink {
     mode: WriteMode,
     create: bool,
     targets: std::sync::Mutex<HashMap<sluice_core::TableId, Arc<Target>>>,
-    job: std::sync::OnceLock<JobContext>,
+    job: JobSlot,
 }
 
 /// One prepared target table.
@@ -66,15 +69,12 @@ impl PgSink {
             mode,
             create,
             targets: Default::default(),
-            job: std::sync::OnceLock::new(),
+            job: JobSlot::default(),
         }
     }
 
     fn job(&self) -> JobContext {
-        self.job.get().cloned().unwrap_or(JobContext {
-            job: String::new(),
-            generation: String::new(),
-        })
+        self.job.get()
     }
 
     /// `"schema"."_sluice_checkpoints"` in the sink's default schema.
@@ -82,8 +82,43 @@ impl PgSink {
         format!(
             "{}.{}",
             quote_ident(&self.schema),
-            quote_ident(CHECKPOINT_TABLE)
+            quote_ident(checkpoints::CHECKPOINTS)
         )
+    }
+
+    /// `"schema"."_sluice_jobs"` in the sink's default schema.
+    fn jobs_table(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(checkpoints::JOBS)
+        )
+    }
+
+    /// Creates (or brings up to date) the checkpoint and job tables.
+    async fn ensure_tables(&self, c: &Client) -> Result<()> {
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; {}; {}; {}",
+            quote_ident(&self.schema),
+            D.create_checkpoints(&self.checkpoint_table()),
+            D.add_rows_column(&self.checkpoint_table()),
+            D.create_jobs(&self.jobs_table())
+        );
+        c.batch_execute(&sql).await.map_err(|e| {
+            pg_error(
+                e,
+                "creating Sluice's tables _sluice_checkpoints, _sluice_jobs",
+            )
+        })
+    }
+
+    fn target(&self, table: &TableId) -> Result<Arc<Target>> {
+        self.targets
+            .lock()
+            .map_err(|_| Error::internal("target map poisoned"))?
+            .get(table)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {table} was not prepared")))
     }
 
     fn names(&self, t: &TablePlan) -> Result<(String, String)> {
@@ -365,68 +400,175 @@ fn text_castable(dt: &DataType, native: Option<(&str, &str)>, tc: &PgColumn) -> 
     !binary_known
 }
 
-/// `<name>__sluice_stage`, shortened to PostgreSQL's identifier limit.
-fn stage_name(name: &str) -> String {
-    let mut base = name.to_string();
-    while base.len() + STAGE_SUFFIX.len() > MAX_IDENT {
-        base.pop();
+/// The advisory locks of one job, held by a connection of their own: they are released when
+/// it closes (also when the process dies).
+struct LockHolder {
+    _conn: Conn,
+}
+
+/// Who holds advisory lock `key`, as far as `pg_stat_activity` tells.
+async fn lock_holder(c: &Client, key: i64) -> String {
+    let (hi, lo) = (
+        ((key as u64) >> 32) as i64,
+        (key as u64 & 0xffff_ffff) as i64,
+    );
+    let row = c
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),              a.backend_start::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid              WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = $1              AND l.objid::int8 = $2 AND l.objsubid = 1",
+            &[&hi, &lo],
+        )
+        .await
+        .ok()
+        .flatten();
+    match row {
+        Some(r) => format!(
+            "server process {} ({:?} from {}, connected since {})",
+            r.get::<_, i32>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, String>(3)
+        ),
+        None => "another session".to_string(),
     }
-    format!("{base}{STAGE_SUFFIX}")
 }
 
 #[async_trait]
 impl Sink for PgSink {
-    fn begin(&self, ctx: &JobContext) -> Result<()> {
-        let _ = self.job.set(ctx.clone());
+    fn keeps_checkpoints(&self) -> bool {
+        true
+    }
+
+    async fn lock(&self, job: &str, targets: &[TableId]) -> Result<Option<SinkLockGuard>> {
+        let mut cfg = self.pg.clone();
+        cfg.application_name(format!("sluice lock: {job}"));
+        let conn = check::connect(&cfg, "taking the job's locks in the target").await?;
+        let db = self.pg.get_dbname().unwrap_or("").to_string();
+        let mut keys = vec![lock_key(LockScope::Job, &db, job)];
+        for t in targets {
+            let (schema, name) = match t.parts() {
+                [n] => (self.schema.clone(), n.clone()),
+                [s, n] => (s.clone(), n.clone()),
+                _ => continue,
+            };
+            let id = TableId::new([schema, name]).to_string();
+            keys.push(lock_key(LockScope::Table, &db, &id));
+        }
+        for (key, label) in keys {
+            let started = std::time::Instant::now();
+            let got = loop {
+                let got: bool = conn
+                    .client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                    .await
+                    .map_err(|e| pg_error(e, "taking the job's locks in the target"))?
+                    .get(0);
+                if got || started.elapsed() >= LOCK_WAIT {
+                    break got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            };
+            if !got {
+                let who = lock_holder(&conn.client, key).await;
+                return Err(Error::config(format!(
+                    "the {label} is locked in PostgreSQL database {db:?} by {who}: another \
+                     `sluice run` of this job, or another job writing this table, is running"
+                ))
+                .with_hint(
+                    "wait for it to end or stop it (`sluice stop JOB`); two runs writing the same \
+                     job or table would double or mix rows",
+                ));
+            }
+        }
+        Ok(Some(Box::new(LockHolder { _conn: conn })))
+    }
+
+    async fn load_generation(&self, job: &str) -> Result<Option<GenerationRecord>> {
+        let conn = check::connect(&self.pg, "reading the job's generation in the target").await?;
+        if check::find_relation(&conn.client, &self.schema, checkpoints::JOBS)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let row = conn
+            .client
+            .query_opt(&D.select_job(&self.jobs_table()), &[&job])
+            .await
+            .map_err(|e| pg_error(e, "reading _sluice_jobs"))?;
+        row.map(|r| checkpoints::record_of(r.get(0), r.get(1), r.get::<_, &str>(2)))
+            .transpose()
+    }
+
+    async fn save_generation(&self, job: &str, record: &GenerationRecord) -> Result<()> {
+        let conn = check::connect(&self.pg, "recording the job's generation in the target").await?;
+        self.ensure_tables(&conn.client).await?;
+        let manifest = checkpoints::manifest_text(record)?;
+        conn.client
+            .execute(
+                &D.upsert_job(&self.jobs_table()),
+                &[&job, &record.generation, &record.finished, &manifest],
+            )
+            .await
+            .map_err(|e| pg_error(e, "writing _sluice_jobs"))?;
         Ok(())
     }
 
-    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        self.job.set(ctx);
+        Ok(())
+    }
+
+    async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
         let conn = check::connect(&self.pg, "reading checkpoints").await?;
-        let exists = check::find_relation(&conn.client, &self.schema, CHECKPOINT_TABLE)
-            .await?
-            .is_some();
-        if !exists {
-            return Ok(Some(Vec::new()));
-        }
+        self.ensure_tables(&conn.client).await?;
         let job = self.job();
         let rows = conn
             .client
             .query(
-                &format!(
-                    "SELECT position FROM {} WHERE job = $1 AND generation = $2",
-                    self.checkpoint_table()
-                ),
+                &D.select_checkpoints(&self.checkpoint_table()),
                 &[&job.job, &job.generation],
             )
             .await
             .map_err(|e| pg_error(e, "reading checkpoints"))?;
         rows.iter()
-            .map(|r| {
-                let text: String = r.get(0);
-                serde_json::from_str(&text).map_err(|e| {
-                    Error::internal(format!("unreadable checkpoint row {text:?}: {e}"))
-                        .with_hint("delete the job's rows from _sluice_checkpoints and run with --from-scratch")
-                })
-            })
-            .collect::<Result<Vec<Position>>>()
+            .map(|r| checkpoints::checkpoint_of(r.get(1), r.get(2), r.get(3)))
+            .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    async fn checkpoint(&self, split: &str) -> Result<Option<Position>> {
+        let conn = check::connect(&self.pg, "reading a checkpoint").await?;
+        self.ensure_tables(&conn.client).await?;
+        let job = self.job();
+        let row = conn
+            .client
+            .query_opt(
+                &D.select_checkpoint(&self.checkpoint_table()),
+                &[&job.job, &job.generation, &split],
+            )
+            .await
+            .map_err(|e| pg_error(e, "reading a checkpoint"))?;
+        row.map(|r| checkpoints::parse_position(r.get(0)))
+            .transpose()
+    }
+
+    async fn holds_rows(&self, table: &TablePlan) -> Result<Option<bool>> {
+        let target = self.target(&table.target)?;
+        let conn = check::connect(&self.pg, "sink").await?;
+        let row = conn
+            .client
+            .query_one(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", target.into),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(e, format!("checking whether {} holds rows", target.display)))?;
+        Ok(Some(row.get(0)))
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let conn = check::connect(&self.pg, "sink").await?;
-        // One row per (job, split); rows of another generation are stale and overwritten.
-        conn.client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {} (
-                   job text NOT NULL, split text NOT NULL, generation text NOT NULL,
-                   table_name text NOT NULL, position text NOT NULL,
-                   committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, split))",
-                quote_ident(&self.schema),
-                self.checkpoint_table()
-            ))
-            .await
-            .map_err(|e| pg_error(e, "creating the checkpoint table"))?;
+        self.ensure_tables(&conn.client).await?;
         let mut map = HashMap::new();
         for t in tables {
             let target = self.prepare_one(&conn.client, t).await?;
@@ -451,13 +593,7 @@ impl Sink for PgSink {
     }
 
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
-        let target = self
-            .targets
-            .lock()
-            .map_err(|_| Error::internal("target map poisoned"))?
-            .get(&table.target)
-            .cloned()
-            .ok_or_else(|| Error::internal(format!("table {} was not prepared", table.target)))?;
+        let target = self.target(&table.target)?;
         let ctx = format!("writing {} (split {})", target.display, split.id);
         let conn = check::connect(&self.pg, &ctx).await?;
         Ok(Box::new(PgWriter {
@@ -469,6 +605,7 @@ impl Sink for PgSink {
             buf: BytesMut::new(),
             job: self.job(),
             checkpoints: self.checkpoint_table(),
+            rows: 0,
         }))
     }
 
@@ -476,13 +613,7 @@ impl Sink for PgSink {
         if self.mode != WriteMode::Overwrite {
             return Ok(());
         }
-        let target = self
-            .targets
-            .lock()
-            .map_err(|_| Error::internal("target map poisoned"))?
-            .get(&table.target)
-            .cloned()
-            .ok_or_else(|| Error::internal(format!("table {} was not prepared", table.target)))?;
+        let target = self.target(&table.target)?;
         let conn = check::connect(&self.pg, "sink").await?;
         // Idempotent: a stage that is gone was swapped in by an earlier call.
         if check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
@@ -582,6 +713,8 @@ struct PgWriter {
     job: JobContext,
     /// Qualified name of the checkpoint table.
     checkpoints: String,
+    /// Rows written by this writer (stored with the checkpoint).
+    rows: i64,
 }
 
 impl PgWriter {
@@ -642,7 +775,9 @@ impl SinkWriter for PgWriter {
         })?;
         let data = self.buf.split().freeze();
         let sink = self.copy.as_mut().expect("started above");
-        sink.send(data).await.map_err(|e| pg_error(e, &self.ctx))
+        sink.send(data).await.map_err(|e| pg_error(e, &self.ctx))?;
+        self.rows += batch.num_rows() as i64;
+        Ok(())
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
@@ -661,8 +796,7 @@ impl SinkWriter for PgWriter {
                     .map_err(|e| pg_error(e, &self.ctx))?;
             }
         }
-        let pos = serde_json::to_string(position)
-            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
+        let pos = checkpoints::position_text(position)?;
         let c = self.client()?;
         if !self.in_tx {
             c.batch_execute("BEGIN")
@@ -670,20 +804,14 @@ impl SinkWriter for PgWriter {
                 .map_err(|e| pg_error(e, &self.ctx))?;
         }
         c.execute(
-            &format!(
-                "INSERT INTO {} (job, split, generation, table_name, position, committed_at)
-                 VALUES ($1, $2, $3, $4, $5, now())
-                 ON CONFLICT (job, split) DO UPDATE SET generation = EXCLUDED.generation,
-                   table_name = EXCLUDED.table_name, position = EXCLUDED.position,
-                   committed_at = EXCLUDED.committed_at",
-                self.checkpoints
-            ),
+            &D.upsert_checkpoint(&self.checkpoints),
             &[
                 &self.job.job,
                 &position.split,
                 &self.job.generation,
                 &self.target.display,
                 &pos,
+                &self.rows,
             ],
         )
         .await

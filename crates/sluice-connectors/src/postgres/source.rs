@@ -324,12 +324,18 @@ impl Source for PgSource {
             estimated_rows: est,
             estimated_bytes: None,
             detail,
+            continues: false,
+            start: None,
         };
         let est_total = (info.reltuples >= 0.0).then_some(info.reltuples as u64);
         match &info.split_by {
-            SplitBy::Whole | SplitBy::Incremental { .. } => {
-                Ok(vec![split(0, est_total, json!({"kind": "all"}))])
-            }
+            SplitBy::Whole => Ok(vec![split(0, est_total, json!({"kind": "all"}))]),
+            // One split that continues where the previous generation's read ended: rows
+            // with a cursor past its final position.
+            SplitBy::Incremental { .. } => Ok(vec![Split {
+                continues: true,
+                ..split(0, est_total, json!({"kind": "incremental"}))
+            }]),
             SplitBy::Key(k) => {
                 let row = c
                     .query_one(
@@ -512,14 +518,30 @@ impl PgSource {
                 o.extend(key.iter().map(|(k, _)| format!("{ALIAS}.{k}")));
                 order = format!(" ORDER BY {}", o.join(", "));
             }
-            _ => {
-                // Ctid splits and whole reads restart from the beginning of the split unless
-                // a row count says how far the previous attempt got.
-                if let Some(n) = resume.and_then(|v| v.get("rows")).and_then(Value::as_u64)
-                    && matches!(info.split_by, SplitBy::Whole)
-                {
+            (SplitBy::Whole, Some("all")) => {
+                // A whole read restarts from the beginning unless a row count says how far
+                // the previous attempt got.
+                if let Some(n) = resume.and_then(|v| v.get("rows")).and_then(Value::as_u64) {
                     offset = format!(" OFFSET {n}");
                 }
+            }
+            (how, kind) => {
+                // The split was planned (and persisted) when the copy started; the table no
+                // longer divides the same way (its key or kind changed).
+                return Err(Error::config(format!(
+                    "split {} was planned as a {} range, but table {} now reads as {}: its key \
+                     or kind changed since the copy started",
+                    split.id,
+                    kind.unwrap_or("whole"),
+                    split.table,
+                    match how {
+                        SplitBy::Key(_) => "key ranges",
+                        SplitBy::Ctid => "page ranges",
+                        SplitBy::Whole => "one split",
+                        SplitBy::Incremental { .. } => "an incremental read",
+                    }
+                ))
+                .with_hint("run the job with --from-scratch"));
             }
         }
         let mut cols = info.select.clone();

@@ -16,9 +16,15 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sluice_core::batch::{Position, Split};
+use sluice_core::naming::{LockScope, lock_key};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
-use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
+use sluice_core::{
+    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
+    WriteMode,
+};
 use tokio::sync::OwnedMutexGuard;
+
+use crate::checkpoints::{self, Dialect, JOBS};
 
 use super::config::SinkPlan;
 use super::encode::{EncCol, normalize};
@@ -26,7 +32,8 @@ use super::source::sql_err;
 use super::types::{can_hold, decl_for, logical_from_decl, quote_ident};
 
 /// Where checkpoints live in the target database.
-pub const CHECKPOINT_TABLE: &str = "_sluice_checkpoints";
+pub const CHECKPOINT_TABLE: &str = checkpoints::CHECKPOINTS;
+const D: Dialect = Dialect::Sqlite;
 /// Prefix of staging tables used by `write = "overwrite"`.
 pub const STAGE_PREFIX: &str = "_sluice_stage_";
 
@@ -48,7 +55,7 @@ struct TableState {
 /// The SQLite sink. Built by [`SqliteSinkConfig::build`](super::SqliteSinkConfig::build).
 pub struct SqliteSink {
     plan: SinkPlan,
-    job: Arc<std::sync::OnceLock<JobContext>>,
+    job: JobSlot,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     tables: Mutex<HashMap<TableId, Arc<TableState>>>,
 }
@@ -57,7 +64,7 @@ impl SqliteSink {
     pub(crate) fn new(plan: SinkPlan) -> Self {
         SqliteSink {
             plan,
-            job: Arc::new(std::sync::OnceLock::new()),
+            job: JobSlot::default(),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             tables: Mutex::new(HashMap::new()),
         }
@@ -401,29 +408,98 @@ fn ensure_checkpoint_table(conn: &Connection) -> rusqlite::Result<()> {
         // Written by a pre-release build without job names: nothing can resume from it.
         conn.execute_batch(&format!("DROP TABLE {CHECKPOINT_TABLE}"))?;
     }
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (\
-           job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL, \
-           table_name TEXT NOT NULL, position TEXT NOT NULL, committed_at TEXT NOT NULL, \
-           PRIMARY KEY (job, split))"
-    ))
-}
-
-/// The positions committed for `job` in its current generation.
-fn read_checkpoints(conn: &Connection, job: &JobContext) -> rusqlite::Result<Vec<String>> {
-    let exists: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        [CHECKPOINT_TABLE],
+    conn.execute_batch(&D.create_checkpoints(CHECKPOINT_TABLE))?;
+    let has_rows: bool = conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{CHECKPOINT_TABLE}') WHERE name = '{}'",
+            checkpoints::ROWS_COLUMN
+        ),
+        [],
         |r| r.get(0),
     )?;
-    if !exists {
+    if !has_rows {
+        conn.execute_batch(&D.add_rows_column(CHECKPOINT_TABLE))?;
+    }
+    conn.execute_batch(&D.create_jobs(JOBS))
+}
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+}
+
+/// The checkpoints committed for `job` in its current generation.
+fn read_checkpoints(conn: &Connection, job: &JobContext) -> Result<Vec<Checkpoint>> {
+    let ctx = |e| sql_err(e, "reading _sluice_checkpoints");
+    if !table_exists(conn, CHECKPOINT_TABLE).map_err(ctx)? {
         return Ok(Vec::new());
     }
-    let mut st = conn.prepare(&format!(
-        "SELECT position FROM {CHECKPOINT_TABLE} WHERE job = ?1 AND generation = ?2"
-    ))?;
-    st.query_map([&job.job, &job.generation], |r| r.get(0))?
+    ensure_checkpoint_table(conn).map_err(ctx)?;
+    let mut st = conn
+        .prepare(&D.select_checkpoints(CHECKPOINT_TABLE))
+        .map_err(ctx)?;
+    let rows = st
+        .query_map([&job.job, &job.generation], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(ctx)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(ctx)?;
+    rows.into_iter()
+        .map(|(p, n, t)| checkpoints::checkpoint_of(&p, n, t))
         .collect()
+}
+
+/// The lock files of one job beside the database (`.<file>.sluice-<key>.lock`): an open
+/// file with an exclusive `flock`, released when closed (also when the process dies).
+struct LockFiles {
+    _files: Vec<std::fs::File>,
+}
+
+fn take_locks(db: &std::path::Path, keys: Vec<(i64, String)>) -> Result<LockFiles> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let file = db
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut files = Vec::new();
+    for (key, label) in keys {
+        let path = dir.join(format!(".{file}.sluice-{:016x}.lock", key as u64));
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::from_io(e, format!("cannot open lock file {}", path.display())))?;
+        match f.try_lock() {
+            Ok(()) => files.push(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::config(format!(
+                    "the {label} is locked by another process (lock file {}): another `sluice \
+                     run` of this job, or another job writing this table, is running",
+                    path.display()
+                ))
+                .with_hint(
+                    "wait for it to end or stop it (`sluice stop JOB`); two runs writing the same \
+                     job or table would double or mix rows",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::from_io(e, format!("cannot lock {}", path.display())));
+            }
+        }
+    }
+    Ok(LockFiles { _files: files })
 }
 
 /// Swaps the staging table in, in one transaction: readers see the old or the new table.
@@ -485,17 +561,72 @@ async fn blocking<T: Send + 'static>(
 
 impl SqliteSink {
     fn job_context(&self) -> JobContext {
-        self.job.get().cloned().unwrap_or(JobContext {
-            job: String::new(),
-            generation: String::new(),
-        })
+        self.job.get()
     }
 }
 
 #[async_trait]
 impl Sink for SqliteSink {
+    fn keeps_checkpoints(&self) -> bool {
+        true
+    }
+
+    async fn lock(&self, job: &str, targets: &[TableId]) -> Result<Option<SinkLockGuard>> {
+        let db = self.plan.path.clone();
+        let mut keys = vec![lock_key(LockScope::Job, "", job)];
+        for t in targets {
+            keys.push(lock_key(LockScope::Table, "", &t.name().to_lowercase()));
+        }
+        let files = blocking("lock", move || take_locks(&db, keys)).await?;
+        Ok(Some(Box::new(files)))
+    }
+
+    async fn load_generation(&self, job: &str) -> Result<Option<GenerationRecord>> {
+        let sp = self.plan.clone();
+        let job = job.to_string();
+        if !sp.path.exists() {
+            return Ok(None);
+        }
+        blocking("read _sluice_jobs", move || {
+            let conn = open_write(&sp)?;
+            let ctx = |e| sql_err(e, "reading _sluice_jobs");
+            if !table_exists(&conn, JOBS).map_err(ctx)? {
+                return Ok(None);
+            }
+            let row: Option<(String, bool, String)> = conn
+                .query_row(&D.select_job(JOBS), [&job], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(ctx)?;
+            row.map(|(g, f, m)| checkpoints::record_of(g, f, &m))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn save_generation(&self, job: &str, record: &GenerationRecord) -> Result<()> {
+        let sp = self.plan.clone();
+        let job = job.to_string();
+        let record = record.clone();
+        let manifest = checkpoints::manifest_text(&record)?;
+        let _turn = self.write_lock.lock().await;
+        blocking("write _sluice_jobs", move || {
+            let conn = open_write(&sp)?;
+            let ctx = |e| sql_err(e, "writing _sluice_jobs");
+            ensure_checkpoint_table(&conn).map_err(ctx)?;
+            conn.execute(
+                &D.upsert_job(JOBS),
+                rusqlite::params![job, record.generation, record.finished, manifest],
+            )
+            .map_err(ctx)?;
+            Ok(())
+        })
+        .await
+    }
+
     fn begin(&self, ctx: &JobContext) -> Result<()> {
-        let _ = self.job.set(ctx.clone());
+        self.job.set(ctx);
         Ok(())
     }
 
@@ -512,23 +643,63 @@ impl Sink for SqliteSink {
         ))
     }
 
-    async fn committed_positions(&self) -> Result<Option<Vec<Position>>> {
+    async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
         let sp = self.plan.clone();
         let job = self.job_context();
-        let rows = blocking("read checkpoints", move || {
+        blocking("read checkpoints", move || {
             let conn = open_write(&sp)?;
-            read_checkpoints(&conn, &job).map_err(|e| sql_err(e, sp.path.display()))
+            read_checkpoints(&conn, &job)
         })
-        .await?;
-        rows.iter()
-            .map(|r| {
-                serde_json::from_str(r).map_err(|e| {
-                    Error::internal(format!("unreadable checkpoint row {r:?}: {e}"))
-                        .with_hint("delete the job's rows from _sluice_checkpoints and run with --from-scratch")
-                })
-            })
-            .collect::<Result<Vec<Position>>>()
+        .await
+        .map(Some)
+    }
+
+    async fn checkpoint(&self, split: &str) -> Result<Option<Position>> {
+        let sp = self.plan.clone();
+        let job = self.job_context();
+        let split = split.to_string();
+        blocking("read a checkpoint", move || {
+            let conn = open_write(&sp)?;
+            let ctx = |e| sql_err(e, "reading _sluice_checkpoints");
+            if !table_exists(&conn, CHECKPOINT_TABLE).map_err(ctx)? {
+                return Ok(None);
+            }
+            ensure_checkpoint_table(&conn).map_err(ctx)?;
+            let p: Option<String> = conn
+                .query_row(
+                    &D.select_checkpoint(CHECKPOINT_TABLE),
+                    [&job.job, &job.generation, &split],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(ctx)?;
+            p.map(|p| checkpoints::parse_position(&p)).transpose()
+        })
+        .await
+    }
+
+    async fn holds_rows(&self, table: &TablePlan) -> Result<Option<bool>> {
+        let st = self.state(&table.target)?;
+        let sp = self.plan.clone();
+        blocking("check a table", move || {
+            let conn = open_write(&sp)?;
+            conn.query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {})",
+                    quote_ident(&st.write_to)
+                ),
+                [],
+                |r| r.get::<_, bool>(0),
+            )
             .map(Some)
+            .map_err(|e| {
+                sql_err(
+                    e,
+                    format!("table {}: checking whether it holds rows", st.target),
+                )
+            })
+        })
+        .await
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
@@ -572,6 +743,7 @@ impl Sink for SqliteSink {
             lock: self.write_lock.clone(),
             turn: None,
             in_tx: false,
+            rows: 0,
         }))
     }
 
@@ -598,6 +770,8 @@ struct SqliteWriter {
     lock: Arc<tokio::sync::Mutex<()>>,
     turn: Option<OwnedMutexGuard<()>>,
     in_tx: bool,
+    /// Rows written by this writer (stored with the checkpoint).
+    rows: i64,
 }
 
 impl SqliteWriter {
@@ -758,6 +932,7 @@ impl SinkWriter for SqliteWriter {
             return Ok(());
         }
         let split = self.split.clone();
+        let n = batch.num_rows() as i64;
         self.with_tx("write", move |conn, st| {
             insert_batch(
                 conn,
@@ -766,27 +941,22 @@ impl SinkWriter for SqliteWriter {
                 &batch,
             )
         })
-        .await
+        .await?;
+        self.rows += n;
+        Ok(())
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
         let split = self.split.clone();
-        let pos = serde_json::to_string(position)
-            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
+        let pos = checkpoints::position_text(position)?;
+        let rows = self.rows;
         let res = self
             .with_tx("commit", move |conn, st| {
                 let ctx = |e| sql_err(e, format!("table {}, split {split}", st.target));
                 // Invariant: the checkpoint row commits with the rows it covers.
                 conn.execute(
-                    &format!(
-                        "INSERT INTO {CHECKPOINT_TABLE} \
-                         (job, split, generation, table_name, position, committed_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%d %H:%M:%f', 'now')) \
-                         ON CONFLICT (job, split) DO UPDATE SET \
-                         generation = excluded.generation, table_name = excluded.table_name, \
-                         position = excluded.position, committed_at = excluded.committed_at"
-                    ),
-                    [&st.job.job, &split, &st.job.generation, &st.target, &pos],
+                    &D.upsert_checkpoint(CHECKPOINT_TABLE),
+                    rusqlite::params![st.job.job, split, st.job.generation, st.target, pos, rows],
                 )
                 .map_err(ctx)?;
                 conn.execute_batch("COMMIT").map_err(ctx)

@@ -316,6 +316,8 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         estimated_rows: est,
         estimated_bytes: None,
         detail,
+        continues: false,
+        start: None,
     };
     let conn = open_read_only(path)?;
     let Some(r) = m.rowid else {

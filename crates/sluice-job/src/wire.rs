@@ -33,7 +33,7 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
         transforms,
         targets: Arc::new(move |id| sink_cfg.target_of(id)),
         channel_capacity: CHANNEL_CAPACITY,
-        // `sluice run` replaces these with the job's generation and its state-store log.
+        // The runner replaces these with the job's generation and its state-store log.
         context: sluice_core::JobContext {
             job: job.job.name.clone(),
             generation: String::new(),
@@ -44,5 +44,6 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
             job.errors.max_error_ratio,
             job.errors.dead_letter.as_ref().map(|d| d.path.clone()),
         )),
+        retry: sluice_engine::RetryPolicy::default(),
     })
 }

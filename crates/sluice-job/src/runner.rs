@@ -1,0 +1,687 @@
+//! Running one job: generation choice, the run, and its records. See the crate docs.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_connectors::job::JobFile;
+use sluice_core::{
+    Error, GenerationRecord, JobContext, Position, Result, SinkLockGuard, TableId, WriteMode,
+};
+use sluice_engine::{
+    CheckpointLog, Controller, JobSpec, PlannedTable, Progress, RunOutcome, RunState,
+    describe_tables, list_splits, run_planned, set_splits,
+};
+use sluice_state::{RunTable, RunUpdate, SplitRecord, StateStore};
+use tracing::{error, info, warn};
+
+use crate::manifest::{self, MANIFEST_VERSION, Manifest, TableManifest};
+use crate::wire::build_spec;
+
+/// How often a running job's figures are written to the state store (for `status`).
+const RECORD_EVERY: Duration = Duration::from_secs(1);
+/// How many configuration differences a refusal lists.
+const MAX_DIFFERENCES: usize = 12;
+
+/// Compares source and target after a finished copy (`[job] verify = true`): `Ok(true)` when
+/// they are identical.
+pub type Verifier<'a> =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<bool>> + Send + 'a>> + Send + 'a>;
+
+/// What to run.
+pub struct RunRequest<'a> {
+    /// The checked job file.
+    pub job: &'a JobFile,
+    /// The job document as JSON (its `[source]`, `[[transform]]` and `[sink]` are what a
+    /// generation depends on).
+    pub document: &'a Value,
+    /// Start a new generation even if one is unfinished (`--from-scratch`).
+    pub from_scratch: bool,
+    /// Run after a finished copy; differences fail the run.
+    pub verify: Option<Verifier<'a>>,
+}
+
+/// How a run went, after everything about it was persisted.
+#[derive(Debug)]
+pub struct JobReport {
+    pub outcome: RunOutcome,
+    /// The run's id in the state store (absent if it could not be recorded).
+    pub run_id: Option<i64>,
+    /// The generation it worked on (absent if it ended before choosing one).
+    pub generation: Option<String>,
+    /// Whether it resumed a generation an earlier run started.
+    pub resumed: bool,
+    /// Bad records set aside (`[errors]`).
+    pub bad_records: u64,
+    /// The verify after a finished copy, if one ran: `Ok(true)` identical.
+    pub verify: Option<Result<bool>>,
+}
+
+/// Runs `req` to its end, a stop or an error, recording the run in `store`. Every state
+/// change is persisted before this returns; the returned report is what may be shown.
+pub async fn run_job(
+    mut req: RunRequest<'_>,
+    store: Arc<dyn StateStore>,
+    ctl: Arc<Controller>,
+    progress: Progress,
+) -> JobReport {
+    let started = Instant::now();
+    let name = req.job.job.name.clone();
+    let mut spec = match build_spec(req.job) {
+        Ok(s) => s,
+        Err(e) => return early(&ctl, &progress, e, started, None),
+    };
+    if let Some(t) = spec.timeout {
+        ctl.arm_timeout(t);
+    }
+    let bad_records = spec.bad_records.clone();
+    let run_id = match store.begin_run(&name, "", std::process::id()) {
+        Ok(id) => id,
+        Err(e) => {
+            sluice_engine::close(&spec).await;
+            return early(&ctl, &progress, e, started, None);
+        }
+    };
+    let generation = Arc::new(Mutex::new(String::new()));
+    let recorder = spawn_recorder(
+        store.clone(),
+        run_id,
+        ctl.clone(),
+        progress.clone(),
+        generation.clone(),
+    );
+    let prepared = ctl
+        .unless_stopped(prepare(&req, &mut spec, &store, &progress))
+        .await;
+    let (outcome, report_generation, resumed) = match prepared {
+        Err(e) => {
+            sluice_engine::close(&spec).await;
+            (RunOutcome::early(&ctl, &progress, e, started), None, false)
+        }
+        Ok(p) => {
+            *generation.lock().unwrap_or_else(|e| e.into_inner()) = p.generation.clone();
+            let spec = Arc::new(spec);
+            let outcome = run_planned(
+                spec.clone(),
+                p.planned,
+                ctl.clone(),
+                progress.clone(),
+                started,
+            )
+            .await;
+            if outcome.state == RunState::Finished {
+                finish_generation(&spec, &store, &p.manifest).await;
+            }
+            sluice_engine::close(&spec).await;
+            drop(p.lock);
+            (outcome, Some(p.generation), p.resumed)
+        }
+    };
+    recorder.abort();
+    // A finished copy that does not verify is a failed run.
+    let verify = match req.verify.take() {
+        Some(v) if outcome.state == RunState::Finished => Some(v().await),
+        _ => None,
+    };
+    let (state, error) = match &verify {
+        Some(Ok(false)) => (
+            "FAILED",
+            Some("verify found differences between source and target".to_string()),
+        ),
+        Some(Err(e)) => ("FAILED", Some(format!("verify after the run: {e}"))),
+        _ => (
+            state_name(outcome.state),
+            outcome.error.as_ref().map(|e| e.to_string()),
+        ),
+    };
+    let tables = run_tables(&outcome);
+    let update = RunUpdate {
+        state,
+        generation: report_generation.as_deref().unwrap_or(""),
+        rows_written: outcome.rows_written(),
+        rows_earlier: outcome.rows_written_earlier(),
+        bytes_read: outcome.bytes_read(),
+        error: error.map(|e| sluice_core::config::redact(&e)),
+        tables: &tables,
+    };
+    // Invariant: the run's end is persisted before it is reported.
+    if let Err(e) = store.end_run(run_id, &update) {
+        error!(error = %e, "Recording the end of the run failed.");
+    }
+    JobReport {
+        outcome,
+        run_id: Some(run_id),
+        generation: report_generation,
+        resumed,
+        bad_records: bad_records.count(),
+        verify,
+    }
+}
+
+fn early(
+    ctl: &Controller,
+    progress: &Progress,
+    e: Error,
+    started: Instant,
+    run_id: Option<i64>,
+) -> JobReport {
+    JobReport {
+        outcome: RunOutcome::early(ctl, progress, e, started),
+        run_id,
+        generation: None,
+        resumed: false,
+        bad_records: 0,
+        verify: None,
+    }
+}
+
+/// The name a state has in the state store and in `status`.
+pub(crate) fn state_name(s: RunState) -> &'static str {
+    match s {
+        RunState::Running => "RUNNING",
+        RunState::Paused => "PAUSED",
+        RunState::Stopping => "STOPPING",
+        RunState::Stopped => "STOPPED",
+        RunState::Aborted => "ABORTED",
+        RunState::Failed => "FAILED",
+        RunState::Finished => "FINISHED",
+    }
+}
+
+fn run_tables(outcome: &RunOutcome) -> Vec<RunTable> {
+    outcome
+        .tables
+        .iter()
+        .map(|t| RunTable {
+            table: t.table.clone(),
+            target: t.target.clone(),
+            rows_read: t.rows_read,
+            rows_written: t.rows_written,
+            rows_written_earlier: t.rows_written_earlier,
+            splits_done: t.splits_done as u64,
+            splits_total: t.splits_total as u64,
+            complete: t.complete,
+        })
+        .collect()
+}
+
+/// Writes the running run's state and figures to the state store every second and at every
+/// state change (PAUSED, STOPPING), so `sluice status` shows them while the job runs.
+fn spawn_recorder(
+    store: Arc<dyn StateStore>,
+    run_id: i64,
+    ctl: Arc<Controller>,
+    progress: Progress,
+    generation: Arc<Mutex<String>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut states = ctl.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RECORD_EVERY) => {}
+            }
+            let state = ctl.state();
+            if state.is_terminal() {
+                return;
+            }
+            let snapshot = progress.snapshot();
+            let tables: Vec<RunTable> = snapshot
+                .iter()
+                .map(|s| RunTable {
+                    table: s.name.clone(),
+                    target: String::new(),
+                    rows_read: s.rows_read,
+                    rows_written: s.rows_written,
+                    rows_written_earlier: s.rows_written_earlier,
+                    splits_done: s.splits_done as u64,
+                    splits_total: s.splits_total as u64,
+                    complete: false,
+                })
+                .collect();
+            let generation = generation.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let update = RunUpdate {
+                    state: state_name(state),
+                    generation: &generation,
+                    rows_written: tables.iter().map(|t| t.rows_written).sum(),
+                    rows_earlier: tables.iter().map(|t| t.rows_written_earlier).sum(),
+                    bytes_read: snapshot.iter().map(|s| s.bytes_read).sum(),
+                    error: None,
+                    tables: &[],
+                };
+                if let Err(e) = store.update_run(run_id, &update) {
+                    warn!(error = %e, "Recording the run's progress failed.");
+                }
+            })
+            .await;
+        }
+    })
+}
+
+/// The state-store side of the engine's checkpoint log.
+struct StoreLog {
+    store: Arc<dyn StateStore>,
+    job: String,
+    generation: String,
+}
+
+impl CheckpointLog for StoreLog {
+    fn load(&self) -> Result<Vec<(Position, u64)>> {
+        Ok(self
+            .store
+            .positions(&self.job, &self.generation)?
+            .into_iter()
+            .map(|r| (r.position, r.rows))
+            .collect())
+    }
+    fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()> {
+        let rec = SplitRecord {
+            split: position.split.clone(),
+            table: table.to_string(),
+            position: position.clone(),
+            rows,
+            updated_at: String::new(),
+        };
+        self.store.save_position(&self.job, &self.generation, &rec)
+    }
+}
+
+/// A job ready to run: tables planned, generation chosen and recorded, locks held.
+struct Prepared {
+    planned: Vec<PlannedTable>,
+    generation: String,
+    resumed: bool,
+    manifest: Manifest,
+    lock: Option<SinkLockGuard>,
+}
+
+/// What the job's records say about its latest generation.
+enum Found {
+    /// Unfinished: a resume candidate (with its manifest, if it was recorded).
+    Unfinished { id: String, manifest: Option<Value> },
+    /// Finished.
+    Finished { id: String },
+    /// No generation.
+    Nothing,
+}
+
+async fn prepare(
+    req: &RunRequest<'_>,
+    spec: &mut JobSpec,
+    store: &Arc<dyn StateStore>,
+    progress: &Progress,
+) -> Result<Prepared> {
+    let name = spec.name.clone();
+    let mut planned = describe_tables(spec, progress).await?;
+    let targets: Vec<TableId> = planned.iter().map(|t| t.plan.target.clone()).collect();
+    // Invariant: one process at a time writes a job or a target table (in the target itself,
+    // so that two state directories cannot both run it).
+    let lock = spec.sink.lock(&name, &targets).await?;
+    let config = manifest::job_config(req.document);
+    let found = find_generation(spec, store, &name, req.from_scratch).await?;
+
+    if let Found::Unfinished { id, manifest } = &found
+        && !req.from_scratch
+    {
+        let ctx = context(&name, id);
+        spec.sink.begin(&ctx)?;
+        let committed = committed_splits(spec, store, &name, id).await?;
+        if committed.is_empty() {
+            info!(generation = %id, "The unfinished copy committed nothing yet; starting it over.");
+        } else {
+            let manifest = manifest.as_ref().ok_or_else(|| {
+                Error::config(format!(
+                    "job {name:?} has an unfinished copy (generation {id}) started by an older \
+                     Sluice that did not record its plan, so it cannot be resumed exactly"
+                ))
+                .with_hint(from_scratch_hint())
+            })?;
+            let mut manifest: Manifest = serde_json::from_value(manifest.clone()).map_err(|e| {
+                Error::internal(format!("unreadable manifest of generation {id}: {e}"))
+                    .with_hint(from_scratch_hint())
+            })?;
+            let changed = reconcile(spec, &mut planned, &mut manifest, &config, &committed).await?;
+            if changed {
+                save_manifest(spec, store, &manifest, false).await?;
+            } else {
+                store.start_generation(&name, id, &to_value(&manifest)?)?;
+            }
+            info!(
+                generation = %id,
+                committed = committed.len(),
+                "Resuming the unfinished copy: committed splits are kept, the rest are read."
+            );
+            spec.context = ctx;
+            spec.checkpoints = Arc::new(StoreLog {
+                store: store.clone(),
+                job: name.clone(),
+                generation: id.clone(),
+            });
+            return Ok(Prepared {
+                planned,
+                generation: id.clone(),
+                resumed: true,
+                manifest,
+                lock,
+            });
+        }
+    }
+
+    // A new generation.
+    for t in &mut planned {
+        list_splits(spec, t).await?;
+    }
+    let previous = match &found {
+        Found::Finished { id } | Found::Unfinished { id, .. } => Some(id.clone()),
+        Found::Nothing => None,
+    };
+    let continuing = planned.iter().flat_map(|t| &t.splits).all(|s| s.continues);
+    if let Found::Finished { id } = &found
+        && !req.from_scratch
+        && req.job.sink.write_mode() == WriteMode::Append
+        && !continuing
+    {
+        let targets: Vec<String> = planned.iter().map(|t| t.plan.target.to_string()).collect();
+        return Err(Error::config(format!(
+            "job {name:?} already finished its copy (generation {id}); running it again would \
+             append every row to {} a second time",
+            list(&targets)
+        ))
+        .with_hint(
+            "to copy everything again anyway, run with --from-scratch; for re-runs that replace \
+             or merge instead, use write = \"overwrite\" or \"upsert\" in [sink]",
+        ));
+    }
+    if let Some(prev) = previous.as_deref()
+        && !req.from_scratch
+        && planned.iter().flat_map(|t| &t.splits).any(|s| s.continues)
+    {
+        carry_over(spec, store, &name, prev, &mut planned).await?;
+    }
+    let id = new_generation_id();
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        job: name.clone(),
+        generation: id.clone(),
+        started_at: now(),
+        config,
+        tables: planned.iter().map(TableManifest::of).collect(),
+    };
+    save_manifest(spec, store, &manifest, false).await?;
+    spec.context = context(&name, &id);
+    spec.checkpoints = Arc::new(StoreLog {
+        store: store.clone(),
+        job: name.clone(),
+        generation: id.clone(),
+    });
+    Ok(Prepared {
+        planned,
+        generation: id,
+        resumed: false,
+        manifest,
+        lock,
+    })
+}
+
+fn from_scratch_hint() -> String {
+    "run the job with --from-scratch to copy everything again (with write = \"append\", empty \
+     the target tables first: they hold what the unfinished copy committed)"
+        .to_string()
+}
+
+fn list(items: &[String]) -> String {
+    match items {
+        [] => "the target".to_string(),
+        [one] => one.clone(),
+        many if many.len() <= 5 => many.join(", "),
+        many => format!("{}, … ({} tables)", many[..5].join(", "), many.len()),
+    }
+}
+
+fn context(job: &str, generation: &str) -> JobContext {
+    JobContext {
+        job: job.to_string(),
+        generation: generation.to_string(),
+    }
+}
+
+fn to_value(m: &Manifest) -> Result<Value> {
+    serde_json::to_value(m).map_err(|e| Error::internal(format!("manifest: {e}")))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Unique per generation, never reused: milliseconds since the epoch and the process id.
+fn new_generation_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{millis}-{}", std::process::id())
+}
+
+/// The job's latest generation. A sink that keeps records is the truth: its unfinished
+/// generation is resumed whatever the state directory says (or if it was lost); a state
+/// directory that claims committed splits the target has no record of is refused.
+async fn find_generation(
+    spec: &JobSpec,
+    store: &Arc<dyn StateStore>,
+    name: &str,
+    from_scratch: bool,
+) -> Result<Found> {
+    let local = store.generation(name)?;
+    if !spec.sink.keeps_checkpoints() {
+        return Ok(match local {
+            Some(l) if !l.finished => Found::Unfinished {
+                id: l.id,
+                manifest: l.manifest,
+            },
+            Some(l) => Found::Finished { id: l.id },
+            None => Found::Nothing,
+        });
+    }
+    let remote = spec.sink.load_generation(name).await?;
+    Ok(match (remote, local) {
+        (Some(r), local) if !r.finished => {
+            match &local {
+                Some(l) if l.id == r.generation => {}
+                Some(l) => warn!(
+                    generation = %r.generation,
+                    state_dir_generation = %l.id,
+                    "The target holds an unfinished copy this state directory does not know; \
+                     resuming it."
+                ),
+                None => warn!(
+                    generation = %r.generation,
+                    "The target holds an unfinished copy of this job; the state directory has \
+                     no record of it (another --state, or it was lost): resuming it."
+                ),
+            }
+            Found::Unfinished {
+                id: r.generation,
+                manifest: Some(r.manifest),
+            }
+        }
+        (Some(r), _) => Found::Finished { id: r.generation },
+        (None, Some(l)) if !l.finished => {
+            let committed = store.positions(name, &l.id)?.len();
+            if committed > 0 && !from_scratch {
+                return Err(Error::config(format!(
+                    "the target has no record of job {name:?} (no row in _sluice_jobs), but this \
+                     state directory says its unfinished copy (generation {}) committed {committed} \
+                     split(s) there: the target's Sluice tables were dropped, or the job now \
+                     writes to another database",
+                    l.id
+                ))
+                .with_hint(from_scratch_hint()));
+            }
+            Found::Nothing
+        }
+        (None, Some(l)) => Found::Finished { id: l.id },
+        (None, None) => Found::Nothing,
+    })
+}
+
+/// The splits of generation `id` that committed (with their positions).
+async fn committed_splits(
+    spec: &JobSpec,
+    store: &Arc<dyn StateStore>,
+    name: &str,
+    id: &str,
+) -> Result<HashMap<String, Position>> {
+    let list: Vec<Position> = match spec.sink.committed_positions().await? {
+        Some(v) => v.into_iter().map(|c| c.position).collect(),
+        None => store
+            .positions(name, id)?
+            .into_iter()
+            .map(|r| r.position)
+            .collect(),
+    };
+    Ok(list.into_iter().map(|p| (p.split.clone(), p)).collect())
+}
+
+/// Checks a resume against the manifest of the generation it resumes, and gives each table
+/// its persisted splits. Refuses (naming every difference) a job whose configuration changed,
+/// or a table with committed splits that changed shape or disappeared. A table without
+/// committed splits that changed is planned again; a table that appeared joins the copy.
+/// Returns whether the manifest changed.
+async fn reconcile(
+    spec: &JobSpec,
+    planned: &mut [PlannedTable],
+    manifest: &mut Manifest,
+    config: &Value,
+    committed: &HashMap<String, Position>,
+) -> Result<bool> {
+    let name = &manifest.job;
+    let mut problems = manifest::config_differences(&manifest.config, config, MAX_DIFFERENCES);
+    let has_commits = |m: &TableManifest| m.splits.iter().any(|s| committed.contains_key(&s.id));
+    let mut changed = false;
+    let described: HashSet<String> = planned
+        .iter()
+        .map(|t| t.source.schema.id.to_string())
+        .collect();
+    for m in &manifest.tables {
+        if !described.contains(&m.source) {
+            if has_commits(m) {
+                problems.push(format!(
+                    "table {} is no longer read from the source, but the copy committed splits \
+                     of it",
+                    m.source
+                ));
+            } else {
+                changed = true;
+            }
+        }
+    }
+    for t in planned.iter_mut() {
+        let id = t.source.schema.id.to_string();
+        match manifest.tables.iter().find(|m| m.source == id) {
+            Some(m) => {
+                let d = m.differences(t);
+                if d.is_empty() {
+                    set_splits(t, m.splits.clone());
+                } else if has_commits(m) {
+                    problems.extend(d);
+                } else {
+                    list_splits(spec, t).await?;
+                    changed = true;
+                }
+            }
+            None => {
+                info!(table = %id, "A table appeared in the source since the copy started; it joins the copy.");
+                list_splits(spec, t).await?;
+                changed = true;
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.truncate(MAX_DIFFERENCES);
+        return Err(Error::config(format!(
+            "job {name:?} changed since its unfinished copy started (generation {}, {} split(s) \
+             committed), so resuming it would mix two configurations in the target:\n  - {}",
+            manifest.generation,
+            committed.len(),
+            problems.join("\n  - ")
+        ))
+        .with_hint(format!(
+            "undo the change to resume the copy; or {}",
+            from_scratch_hint()
+        )));
+    }
+    if changed {
+        manifest.tables = planned.iter().map(TableManifest::of).collect();
+    }
+    Ok(changed)
+}
+
+/// Gives every continuing split (incremental) the final position its namesake reached in
+/// generation `previous`, so the new generation reads only what is new.
+async fn carry_over(
+    spec: &JobSpec,
+    store: &Arc<dyn StateStore>,
+    name: &str,
+    previous: &str,
+    planned: &mut [PlannedTable],
+) -> Result<()> {
+    spec.sink.begin(&context(name, previous))?;
+    let before = committed_splits(spec, store, name, previous).await?;
+    for t in planned.iter_mut() {
+        for s in t.splits.iter_mut().filter(|s| s.continues) {
+            if let Some(p) = before.get(&s.id) {
+                info!(split = %s.id, position = %p.value, "Continuing after the previous copy's position.");
+                s.start = Some(p.value.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records a generation's manifest: in the state store, then in the target. The target's
+/// record is what a run from anywhere finds.
+async fn save_manifest(
+    spec: &JobSpec,
+    store: &Arc<dyn StateStore>,
+    manifest: &Manifest,
+    finished: bool,
+) -> Result<()> {
+    let value = to_value(manifest)?;
+    store.start_generation(&manifest.job, &manifest.generation, &value)?;
+    spec.sink
+        .save_generation(
+            &manifest.job,
+            &GenerationRecord {
+                generation: manifest.generation.clone(),
+                finished,
+                manifest: value,
+            },
+        )
+        .await
+}
+
+/// A finished copy: recorded in the target first (the truth), then in the state store.
+async fn finish_generation(spec: &JobSpec, store: &Arc<dyn StateStore>, manifest: &Manifest) {
+    let record = match to_value(manifest) {
+        Ok(v) => GenerationRecord {
+            generation: manifest.generation.clone(),
+            finished: true,
+            manifest: v,
+        },
+        Err(e) => {
+            error!(error = %e, "Recording that the copy finished failed.");
+            return;
+        }
+    };
+    if let Err(e) = spec.sink.save_generation(&manifest.job, &record).await {
+        error!(error = %e, "Recording in the target that the copy finished failed; the next run finds every split committed.");
+    }
+    if let Err(e) = store.finish_generation(&manifest.job) {
+        error!(error = %e, "Recording that the job finished failed; the next run finds every split committed.");
+    }
+}
