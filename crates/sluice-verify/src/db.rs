@@ -38,8 +38,12 @@ impl Table {
 /// pass (it decides between one bucket pass and plain bisection).
 const EXACT_COUNT_BELOW: i64 = 100_000;
 
-/// Rows keyed by their integer key; values are the canonical column texts.
-pub type Rows = BTreeMap<i128, Vec<Option<String>>>;
+/// One row's canonical column texts (`None` for NULL).
+pub type Row = Vec<Option<String>>;
+
+/// Rows by their integer key: every row holding the key, in the order read (a keyless table
+/// can hold several).
+pub type Rows = BTreeMap<i128, Vec<Row>>;
 
 /// A connection to one side.
 pub enum Db {
@@ -482,7 +486,7 @@ impl Db {
                 continue;
             }
             let k = r.remove(0).unwrap_or_default();
-            out.insert(parse_key(&k)?, r);
+            out.entry(parse_key(&k)?).or_default().push(r);
         }
         Ok(out)
     }

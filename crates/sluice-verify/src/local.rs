@@ -373,7 +373,7 @@ impl Local {
             for (k, row) in keys.into_iter().zip(vals) {
                 let k = i128::from(k.ok_or_else(|| null_key(t, Some(key)))?);
                 if filter.matches(k) {
-                    out.insert(k, row);
+                    out.entry(k).or_default().push(row);
                 }
             }
             Ok(())

@@ -51,12 +51,14 @@ pub async fn statements(
     let t = p.target.sql(d);
     let kq = quote_ident(d, key);
     let mut out = Vec::new();
-    let extra: Vec<String> = diffs
+    // Extra rows go, and so do all rows of a duplicated key: the source's rows of that key
+    // are inserted afresh below.
+    let delete: Vec<String> = diffs
         .iter()
-        .filter(|r| r.kind == DiffKind::Extra)
+        .filter(|r| r.kind == DiffKind::Extra || r.copies.is_some())
         .map(|r| r.key.to_string())
         .collect();
-    for batch in extra.chunks(KEYS_PER_QUERY) {
+    for batch in delete.chunks(KEYS_PER_QUERY) {
         out.push(format!(
             "DELETE FROM {t} WHERE {kq} IN ({})",
             batch.join(", ")
@@ -64,7 +66,7 @@ pub async fn statements(
     }
     let wanted: Vec<&RowDiff> = diffs
         .iter()
-        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed))
+        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed) || r.copies.is_some())
         .collect();
     let cols: Vec<String> = p.dst_cols.iter().map(|c| quote_ident(d, &c.name)).collect();
     for batch in wanted.chunks(KEYS_PER_QUERY) {
@@ -74,10 +76,10 @@ pub async fn statements(
             .await?;
         for r in batch {
             // A row gone from the source since the check is left for the next run.
-            let Some(values) = rows.get(&r.key) else {
+            let Some(copies) = rows.get(&r.key) else {
                 continue;
             };
-            let lit = |i: usize| {
+            let lit = |values: &[Option<String>], i: usize| {
                 literal(
                     d,
                     &p.src_cols[i],
@@ -85,20 +87,22 @@ pub async fn statements(
                     values.get(i).and_then(|v| v.as_deref()),
                 )
             };
-            if r.kind == DiffKind::Missing {
-                let vals: Vec<String> = (0..p.dst_cols.len()).map(lit).collect();
-                out.push(format!(
-                    "INSERT INTO {t} ({}) VALUES ({})",
-                    cols.join(", "),
-                    vals.join(", ")
-                ));
-            } else {
+            if r.kind == DiffKind::Missing || r.copies.is_some() {
+                for values in copies {
+                    let vals: Vec<String> = (0..p.dst_cols.len()).map(|i| lit(values, i)).collect();
+                    out.push(format!(
+                        "INSERT INTO {t} ({}) VALUES ({})",
+                        cols.join(", "),
+                        vals.join(", ")
+                    ));
+                }
+            } else if let Some(values) = copies.first() {
                 let sets: Vec<String> = p
                     .src_cols
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| r.columns.contains(&c.name))
-                    .map(|(i, _)| format!("{} = {}", cols[i], lit(i)))
+                    .map(|(i, _)| format!("{} = {}", cols[i], lit(values, i)))
                     .collect();
                 if !sets.is_empty() {
                     out.push(format!(
@@ -149,8 +153,12 @@ pub async fn sqlite(
         .collect::<Result<Vec<_>>>()?;
     let as_i64 =
         |k: i128| i64::try_from(k).map_err(|_| Error::data(format!("key {k} does not fit SQLite")));
+    // Extra rows go, and so do all rows of a duplicated key (re-inserted from the source).
     let mut delete: Vec<i64> = Vec::new();
-    for r in diffs.iter().filter(|r| r.kind == DiffKind::Extra) {
+    for r in diffs
+        .iter()
+        .filter(|r| r.kind == DiffKind::Extra || r.copies.is_some())
+    {
         delete.push(as_i64(r.key)?);
     }
     // The key as the target names it (columns are matched ignoring case).
@@ -174,9 +182,13 @@ pub async fn sqlite(
     // keep their values), with the source's current values.
     let mut batches = Vec::new();
     for kind in [DiffKind::Missing, DiffKind::Changed] {
+        // A duplicated key counts as missing: its rows were all deleted above.
         let wanted: Vec<i128> = diffs
             .iter()
-            .filter(|r| r.kind == kind)
+            .filter(|r| match kind {
+                DiffKind::Missing => r.kind == kind || r.copies.is_some(),
+                _ => r.kind == kind && r.copies.is_none(),
+            })
             .map(|r| r.key)
             .collect();
         let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); p.dst_cols.len()];
@@ -186,36 +198,43 @@ pub async fn sqlite(
                 .await?;
             for k in batch {
                 // A row gone from the source since the check is left for the next run.
-                let Some(values) = rows.get(k) else { continue };
-                let shown: Vec<String> = values
-                    .iter()
-                    .zip(&p.src_cols)
-                    .map(|(v, c)| match v {
-                        None => "NULL".to_string(),
-                        Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
-                        Some(v) => quote_literal(Dialect::Postgres, v),
-                    })
-                    .collect();
-                out.push(if kind == DiffKind::Missing {
-                    format!(
-                        "INSERT INTO {t} ({}) VALUES ({})",
-                        names.join(", "),
-                        shown.join(", ")
-                    )
+                let Some(copies) = rows.get(k) else { continue };
+                let copies = if kind == DiffKind::Missing {
+                    &copies[..]
                 } else {
-                    let sets: Vec<String> = names
+                    &copies[..1]
+                };
+                for values in copies {
+                    let shown: Vec<String> = values
                         .iter()
-                        .zip(&shown)
-                        .map(|(n, v)| format!("{n} = {v}"))
+                        .zip(&p.src_cols)
+                        .map(|(v, c)| match v {
+                            None => "NULL".to_string(),
+                            Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
+                            Some(v) => quote_literal(Dialect::Postgres, v),
+                        })
                         .collect();
-                    format!(
-                        "UPDATE {t} SET {} WHERE {} = {k}",
-                        sets.join(", "),
-                        sqlite_ident(dst_key)
-                    )
-                });
-                for (i, v) in values.iter().enumerate() {
-                    columns[i].push(v.clone());
+                    out.push(if kind == DiffKind::Missing {
+                        format!(
+                            "INSERT INTO {t} ({}) VALUES ({})",
+                            names.join(", "),
+                            shown.join(", ")
+                        )
+                    } else {
+                        let sets: Vec<String> = names
+                            .iter()
+                            .zip(&shown)
+                            .map(|(n, v)| format!("{n} = {v}"))
+                            .collect();
+                        format!(
+                            "UPDATE {t} SET {} WHERE {} = {k}",
+                            sets.join(", "),
+                            sqlite_ident(dst_key)
+                        )
+                    });
+                    for (i, v) in values.iter().enumerate() {
+                        columns[i].push(v.clone());
+                    }
                 }
             }
         }
