@@ -15,6 +15,7 @@
 //! are compared by count and whole-table checksum only. See `docs/verify.md` for the
 //! canonical row form, the key rule for files and the limits.
 
+mod arrays;
 pub mod canon;
 pub mod db;
 pub mod diff;

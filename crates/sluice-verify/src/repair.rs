@@ -26,6 +26,23 @@ fn literal(d: Dialect, src: &Column, dst: &Column, v: Option<&str>) -> String {
         return "NULL".to_string();
     };
     let hex = src.kind == ColKind::Binary;
+    // An array's repair value is a JSON array (see `canon::repair_expr`): a PostgreSQL
+    // array column is built from its elements; MySQL stores the JSON itself.
+    if let (Dialect::Postgres, Some(_), Some(e)) = (d, &dst.elem, dst.form.elem) {
+        let x = quote_ident(d, "__sluice_v");
+        let item = if e.kind == ColKind::Binary {
+            format!("decode({x}, 'hex')")
+        } else {
+            x.clone()
+        };
+        return format!(
+            "(SELECT coalesce(array_agg({item} ORDER BY \"__sluice_i\"), '{{}}') \
+             FROM json_array_elements_text({}::json) WITH ORDINALITY AS \"__sluice_a\"({x}, \
+             \"__sluice_i\"))::{}",
+            quote_literal(d, v),
+            dst.sql_type
+        );
+    }
     match d {
         Dialect::Postgres if dst.kind == ColKind::Binary && hex => {
             format!("decode({}, 'hex')", quote_literal(d, v))
