@@ -62,6 +62,7 @@ pub struct JobSection {
     #[serde(default)]
     pub checkpoint_timeout: Option<HumanDuration>,
     /// Run `sluice verify` after a finished batch run; differences fail the run (exit 4).
+    /// Any source and sink `sluice verify` compares (every database, SQLite and file type).
     #[serde(default)]
     pub verify: bool,
 }
@@ -146,21 +147,6 @@ impl JobFile {
                 "job.parallelism",
                 "`parallelism` must be at least 1",
                 Some("leave it out to use the number of cores".into()),
-            ));
-        }
-        let db = |t: &str| matches!(t, "postgres" | "mysql");
-        if self.job.verify && !(db(self.source.type_name()) && db(self.sink.type_name())) {
-            return Err(doc.error_at(
-                "job.verify",
-                format!(
-                    "verify compares PostgreSQL and MySQL tables; this job copies {} to {}",
-                    self.source.type_name(),
-                    self.sink.type_name()
-                ),
-                Some(
-                    "remove `verify = true`; verify for files and SQLite is not available yet"
-                        .into(),
-                ),
             ));
         }
         if let Some(r) = self.errors.max_error_ratio

@@ -16,6 +16,8 @@
 //! altogether and sum PostgreSQL's own 64-bit value hash (`hash_record_extended`). This module
 //! is pure SQL text generation, unit-tested below.
 
+use crate::arrays;
+
 /// Which SQL dialect a side speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -48,7 +50,12 @@ pub enum ColKind {
     TimestampTz,
     /// `HH:MM:SS.ffffff`.
     Time,
-    /// PostgreSQL: jsonb's normalized text; MySQL: the server's text of the JSON value.
+    /// A duration of months, days and time, in ISO 8601 as PostgreSQL's `iso_8601` style
+    /// writes it: `P1Y2M3DT4H5M6.5S`, each part signed on its own, zero parts left out,
+    /// `PT0S` for zero.
+    Interval,
+    /// The JSON text as the server returns it (PostgreSQL `json` and MariaDB as stored,
+    /// `jsonb` and MySQL 8 normalized by the server).
     Json,
     /// Anything else: the database's own text form (may differ across databases).
     Other,
@@ -69,6 +76,7 @@ impl ColKind {
             "timestamp" => ColKind::Timestamp,
             "timestamptz" => ColKind::TimestampTz,
             "time" => ColKind::Time,
+            "interval" => ColKind::Interval,
             "json" | "jsonb" => ColKind::Json,
             _ if typtype == "e" => ColKind::Text,
             _ => ColKind::Other,
@@ -78,15 +86,19 @@ impl ColKind {
     /// The kind of a MySQL/MariaDB column from `information_schema.COLUMNS.DATA_TYPE`.
     pub fn of_mysql(data_type: &str) -> ColKind {
         match data_type.to_ascii_lowercase().as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
-                ColKind::Int
-            }
+            // `bit(n)` is read as an unsigned integer (see `value_expr`).
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year"
+            | "bit" => ColKind::Int,
             "decimal" | "numeric" => ColKind::Decimal,
             "double" | "real" => ColKind::Float8,
             "float" => ColKind::Float4,
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
             | "set" | "uuid" => ColKind::Text,
-            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            // Spatial values as their stored bytes (SRID + WKB), which is what the MySQL
+            // source reads and copies; `CAST(… AS CHAR)` refuses them.
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+            | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
+            | "multilinestring" | "multipolygon" | "geometrycollection" | "geomcollection" => {
                 ColKind::Binary
             }
             "date" => ColKind::Date,
@@ -117,9 +129,60 @@ pub struct Form {
     /// Both sides declare the same decimal scale, so the databases' own text (`12.50`) is
     /// hashed instead of the trimmed form (`12.5`).
     pub fixed_scale: bool,
-    /// The length in a counted token is in characters, not bytes: cheaper for a
-    /// blank-padded `char(n)` column, whose padding PostgreSQL would otherwise strip twice.
-    pub chars: bool,
+    /// Either side declares the column blank-padded `char(n)`: trailing spaces are not
+    /// significant, so they are stripped on both sides (PostgreSQL's `bpchar::text` and
+    /// MySQL's `CHAR` already return values without them; a copy of `char(n)` into a text
+    /// column keeps them), and the length in a counted token is in characters.
+    pub padded: bool,
+    /// Either side is an interval: a MySQL `TIME` (which Sluice reads as an interval) or a
+    /// PostgreSQL `time` on the other side is written as an interval too.
+    pub interval: bool,
+    /// Either side is an array (a PostgreSQL array, an Arrow list): the column is compared
+    /// element by element, see [`Elem`]. Not set for two PostgreSQL sides, whose array
+    /// text is the same for the same values.
+    pub elem: Option<Elem>,
+}
+
+/// The element type of an array column as one side's catalog declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElemType {
+    pub kind: ColKind,
+    /// PostgreSQL's element `typname` (`int4`, `bpchar`…); `uuid` for a list of UUIDs read
+    /// locally; empty otherwise.
+    pub type_name: String,
+}
+
+/// How the elements of an array column are compared, agreed for a pair of sides.
+///
+/// The canonical value of an array is its element tokens (`N`, the canonical value, or
+/// `<length>|<value>` for kinds that need it) joined by `|`; the empty array is the empty
+/// text. Each side computes it from what it holds: PostgreSQL from `unnest`, MySQL from the
+/// JSON array Sluice writes there (`JSON_TABLE`), a local side from an Arrow list or from
+/// JSON text. Elements written to JSON as strings or numbers come back as their text, so the
+/// kind decides how that text is normalized: decimals trimmed, floats rounded, booleans
+/// `1`/`0`, UUIDs with dashes, `char(n)` elements without trailing spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elem {
+    pub kind: ColKind,
+    /// `char(n)` elements: trailing spaces stripped, lengths in characters.
+    pub padded: bool,
+    /// UUID elements: 32 hex digits get their dashes (MySQL's JSON holds them without).
+    pub uuid: bool,
+}
+
+impl Elem {
+    fn of(t: &ElemType) -> Elem {
+        Elem {
+            kind: t.kind,
+            padded: t.type_name == "bpchar",
+            uuid: t.type_name == "uuid",
+        }
+    }
+
+    /// Whether an element's token carries its length.
+    pub fn counted(self) -> bool {
+        self.kind.needs_length()
+    }
 }
 
 /// A column as one side sees it.
@@ -135,6 +198,8 @@ pub struct Column {
     pub not_null: bool,
     /// Text is stored as UTF-8 (or ASCII), so it is hashed without conversion.
     pub utf8: bool,
+    /// The element type, for an array column (PostgreSQL arrays, Arrow lists).
+    pub elem: Option<ElemType>,
     /// How the column is hashed; set for the pair by [`plan`].
     pub form: Form,
 }
@@ -149,6 +214,7 @@ impl Column {
             type_name: String::new(),
             not_null: false,
             utf8: true,
+            elem: None,
             form: Form {
                 counted: kind.needs_length(),
                 ..Form::default()
@@ -199,14 +265,26 @@ pub fn plan(
     native: bool,
 ) -> RowHash {
     let both_sql = dialects.0.is_some() && dialects.1.is_some();
+    let both_pg = dialects == (Some(Dialect::Postgres), Some(Dialect::Postgres));
     for (s, d) in src.iter_mut().zip(dst.iter_mut()) {
         let padded = |c: &Column| matches!(c.type_name.as_str(), "bpchar" | "char");
+        let elem = match (s.elem.as_ref().map(Elem::of), d.elem.as_ref().map(Elem::of)) {
+            _ if both_pg => None,
+            (Some(a), Some(b)) => Some(Elem {
+                padded: a.padded || b.padded,
+                uuid: a.uuid || b.uuid,
+                ..a
+            }),
+            (a, b) => a.or(b),
+        };
         let form = Form {
-            counted: s.kind.needs_length() || d.kind.needs_length(),
+            counted: s.kind.needs_length() || d.kind.needs_length() || elem.is_some(),
             fixed_scale: both_sql
                 && s.decimal_scale().is_some()
                 && s.decimal_scale() == d.decimal_scale(),
-            chars: padded(s) || padded(d),
+            padded: elem.is_none() && (padded(s) || padded(d)),
+            interval: s.kind == ColKind::Interval || d.kind == ColKind::Interval,
+            elem,
         };
         s.form = form;
         d.form = form;
@@ -253,12 +331,12 @@ pub fn quote_literal(d: Dialect, s: &str) -> String {
 }
 
 /// MySQL: strips trailing zeros (and then a trailing point) from a decimal's text.
-fn my_trim_zeros(s: &str) -> String {
+pub(crate) fn my_trim_zeros(s: &str) -> String {
     format!("IF(LOCATE('.', {s}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s})), {s})")
 }
 
 /// MySQL: a float rounded to `digits` significant digits, as normalized decimal text.
-fn my_float(c: &str, digits: u32) -> String {
+pub(crate) fn my_float(c: &str, digits: u32) -> String {
     let rounded = format!(
         "CAST(ROUND(CAST({c} AS DECIMAL(65,30)), {} - FLOOR(LOG10(ABS({c})))) AS CHAR)",
         digits - 1
@@ -269,9 +347,25 @@ fn my_float(c: &str, digits: u32) -> String {
 /// The canonical value of one column (NULL stays NULL), as a SQL expression.
 pub fn value_expr(d: Dialect, col: &Column) -> String {
     let c = quote_ident(d, &col.name);
+    if let Some(e) = col.form.elem {
+        match (d, &col.elem) {
+            (Dialect::Postgres, Some(t)) => return arrays::pg_array(&c, t, e, false),
+            (Dialect::Mysql, _) if matches!(col.kind, ColKind::Json | ColKind::Text) => {
+                return arrays::my_array(&c, e);
+            }
+            _ => {}
+        }
+    }
     match d {
         Dialect::Postgres => match col.kind {
-            ColKind::Int | ColKind::Text | ColKind::Other => format!("{c}::text"),
+            // A text copy of a char(n) value keeps the padding `bpchar::text` strips.
+            ColKind::Text if col.form.padded && col.type_name != "bpchar" => {
+                format!("rtrim({c}::text, ' ')")
+            }
+            // Intervals: the session's IntervalStyle is iso_8601.
+            ColKind::Int | ColKind::Text | ColKind::Other | ColKind::Json | ColKind::Interval => {
+                format!("{c}::text")
+            }
             // float8 -> numeric keeps 15 significant digits, float4 -> numeric 6.
             ColKind::Decimal | ColKind::Float8 | ColKind::Float4 => {
                 format!("trim_scale({c}::numeric)::text")
@@ -288,11 +382,13 @@ pub fn value_expr(d: Dialect, col: &Column) -> String {
                 "coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
                  {c}::text)"
             ),
+            ColKind::Time if col.form.interval => format!("{c}::interval::text"),
             ColKind::Time => format!("to_char({c}::interval, 'HH24:MI:SS.US')"),
-            ColKind::Json => format!("{c}::jsonb::text"),
         },
         Dialect::Mysql => match col.kind {
-            ColKind::Int | ColKind::Bool | ColKind::Other | ColKind::Json => {
+            // `CAST(bit AS CHAR)` gives the bytes; Sluice reads the number.
+            ColKind::Int if col.type_name == "bit" => format!("CAST({c} + 0 AS CHAR)"),
+            ColKind::Int | ColKind::Bool | ColKind::Other | ColKind::Json | ColKind::Interval => {
                 format!("CAST({c} AS CHAR)")
             }
             ColKind::Decimal => format!(
@@ -301,21 +397,49 @@ pub fn value_expr(d: Dialect, col: &Column) -> String {
             ),
             ColKind::Float8 => my_float(&c, 15),
             ColKind::Float4 => my_float(&c, 6),
+            // CHAR returns its values without the padding; a text copy of one keeps it.
+            ColKind::Text if col.form.padded && col.type_name != "char" => {
+                format!("TRIM(TRAILING ' ' FROM CONVERT({c} USING utf8mb4))")
+            }
             ColKind::Text => format!("CONVERT({c} USING utf8mb4)"),
             ColKind::Binary => format!("LOWER(HEX({c}))"),
             ColKind::Date => format!("CAST({c} AS CHAR)"),
             ColKind::Timestamp | ColKind::TimestampTz => {
                 format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')")
             }
+            ColKind::Time if col.form.interval => my_interval(&c),
             ColKind::Time => format!("TIME_FORMAT({c}, '%H:%i:%s.%f')"),
         },
     }
 }
 
+/// MySQL: a `TIME` (a signed duration up to 838:59:59.999999) as the canonical interval
+/// text, `PT-1H-30M-0.5S`: `HOUR`…`MICROSECOND` give the parts without the sign.
+fn my_interval(c: &str) -> String {
+    let sign = format!("IF({c} < 0, '-', '')");
+    format!(
+        "CASE WHEN {c} IS NULL THEN NULL WHEN {c} = 0 THEN 'PT0S' ELSE CONCAT('PT', \
+         IF(HOUR({c}) > 0, CONCAT({sign}, HOUR({c}), 'H'), ''), \
+         IF(MINUTE({c}) > 0, CONCAT({sign}, MINUTE({c}), 'M'), ''), \
+         IF(SECOND({c}) > 0 OR MICROSECOND({c}) > 0, CONCAT({sign}, SECOND({c}), \
+           IF(MICROSECOND({c}) > 0, \
+             CONCAT('.', TRIM(TRAILING '0' FROM LPAD(MICROSECOND({c}), 6, '0'))), ''), 'S'), \
+           '')) END"
+    )
+}
+
 /// The value to write back when repairing: the canonical value, except that floats keep
-/// full precision (their shortest round-trip text).
+/// full precision (their shortest round-trip text) and arrays are a JSON array (see
+/// [`arrays::pg_array`]; a MySQL side already holds one).
 pub fn repair_expr(d: Dialect, col: &Column) -> String {
     let c = quote_ident(d, &col.name);
+    if let Some(e) = col.form.elem {
+        match (d, &col.elem) {
+            (Dialect::Postgres, Some(t)) => return arrays::pg_array(&c, t, e, true),
+            (Dialect::Mysql, _) => return format!("CAST({c} AS CHAR)"),
+            _ => {}
+        }
+    }
     match (d, col.kind) {
         (Dialect::Postgres, ColKind::Float8 | ColKind::Float4) => format!("{c}::text"),
         (Dialect::Mysql, ColKind::Float8 | ColKind::Float4) => format!("CAST({c} AS CHAR)"),
@@ -329,19 +453,27 @@ pub fn repair_expr(d: Dialect, col: &Column) -> String {
 /// function once; `::text` would go through it and a copy).
 fn hashed_value(d: Dialect, col: &Column) -> String {
     let c = quote_ident(d, &col.name);
+    if col.form.elem.is_some() {
+        return value_expr(d, col);
+    }
     match (d, col.kind) {
         (Dialect::Postgres, ColKind::Int | ColKind::Date) => c,
         (Dialect::Postgres, ColKind::Decimal) if col.form.fixed_scale => c,
         (Dialect::Postgres, ColKind::Text)
-            if matches!(col.type_name.as_str(), "text" | "varchar") =>
+            if matches!(col.type_name.as_str(), "text" | "varchar") && !col.form.padded =>
         {
             c
         }
         // MySQL turns these into the canonical text itself inside CONCAT_WS (numbers and
         // dates as `CAST(… AS CHAR)` would, UTF-8 text as stored).
-        (Dialect::Mysql, ColKind::Int | ColKind::Date) => c,
+        (Dialect::Mysql, ColKind::Int) if col.type_name != "bit" => c,
+        (Dialect::Mysql, ColKind::Date) => c,
         (Dialect::Mysql, ColKind::Decimal) if col.form.fixed_scale => c,
-        (Dialect::Mysql, ColKind::Text) if col.utf8 => c,
+        (Dialect::Mysql, ColKind::Text)
+            if col.utf8 && (!col.form.padded || col.type_name == "char") =>
+        {
+            c
+        }
         _ => value_expr(d, col),
     }
 }
@@ -355,12 +487,14 @@ fn hashed_value(d: Dialect, col: &Column) -> String {
 /// `CASE WHEN col IS NULL THEN 'N' END`, so exactly one of the two is non-NULL. That is
 /// cheaper than `coalesce(col::text, 'N')`, which needs the cast.
 pub fn row_expr(d: Dialect, cols: &[Column]) -> String {
-    let mut args = Vec::new();
+    // One group of arguments per column; each group has at least one non-NULL argument.
+    let mut groups: Vec<Vec<String>> = Vec::new();
     for col in cols {
+        let mut args = Vec::new();
         let c = quote_ident(d, &col.name);
         let v = hashed_value(d, col);
         if col.form.counted {
-            args.push(match (col.form.chars, d) {
+            args.push(match (col.form.padded, d) {
                 // length() of a bpchar counts without the padding, as `::text` strips it.
                 (true, Dialect::Postgres) if col.type_name == "bpchar" => format!("length({c})"),
                 (true, Dialect::Postgres) => format!("length({v})"),
@@ -376,12 +510,43 @@ pub fn row_expr(d: Dialect, cols: &[Column]) -> String {
                 Dialect::Mysql => format!("IF({c} IS NULL, 'N', NULL)"),
             });
         }
+        groups.push(args);
     }
     match d {
-        Dialect::Postgres => format!("concat_ws('|', {})", args.join(", ")),
-        Dialect::Mysql => format!("CONCAT_WS('|', {})", args.join(", ")),
+        Dialect::Postgres => {
+            // A PostgreSQL function takes at most 100 arguments: a wide table's columns are
+            // joined in parts, then the parts. Each part holds whole columns, so it is never
+            // NULL and the text is the same as one flat concat_ws would give.
+            let flat = |g: &[Vec<String>]| {
+                let args: Vec<&str> = g.iter().flatten().map(String::as_str).collect();
+                format!("concat_ws('|', {})", args.join(", "))
+            };
+            if groups.iter().map(Vec::len).sum::<usize>() < PG_MAX_ARGS {
+                return flat(&groups);
+            }
+            let mut parts = Vec::new();
+            let mut start = 0;
+            let mut n = 0;
+            for (i, g) in groups.iter().enumerate() {
+                if n + g.len() >= PG_MAX_ARGS {
+                    parts.push(flat(&groups[start..i]));
+                    start = i;
+                    n = 0;
+                }
+                n += g.len();
+            }
+            parts.push(flat(&groups[start..]));
+            format!("concat_ws('|', {})", parts.join(", "))
+        }
+        Dialect::Mysql => {
+            let args: Vec<&str> = groups.iter().flatten().map(String::as_str).collect();
+            format!("CONCAT_WS('|', {})", args.join(", "))
+        }
     }
 }
+
+/// PostgreSQL's `FUNC_MAX_ARGS`.
+const PG_MAX_ARGS: usize = 100;
 
 /// The row's hash as an integer: the first 15 hex digits (60 bits) of md5 of the row text,
 /// or PostgreSQL's 64-bit value hash of the row.
@@ -470,9 +635,12 @@ mod tests {
     fn kinds_from_catalog_types() {
         assert_eq!(ColKind::of_postgres("int8", "b"), ColKind::Int);
         assert_eq!(ColKind::of_postgres("mood", "e"), ColKind::Text);
-        assert_eq!(ColKind::of_postgres("interval", "b"), ColKind::Other);
+        assert_eq!(ColKind::of_postgres("interval", "b"), ColKind::Interval);
+        assert_eq!(ColKind::of_postgres("_int4", "b"), ColKind::Other);
         assert_eq!(ColKind::of_mysql("BIGINT"), ColKind::Int);
         assert_eq!(ColKind::of_mysql("longblob"), ColKind::Binary);
+        assert_eq!(ColKind::of_mysql("geometry"), ColKind::Binary);
+        assert_eq!(ColKind::of_mysql("multipolygon"), ColKind::Binary);
         assert_eq!(ColKind::of_mysql("datetime"), ColKind::Timestamp);
     }
 
@@ -584,5 +752,71 @@ mod tests {
         assert!(e.contains("14 - FLOOR(LOG10(ABS(`f`)))"), "{e}");
         let e = value_expr(Dialect::Mysql, &col("f", ColKind::Float4));
         assert!(e.contains("5 - FLOOR"), "{e}");
+    }
+
+    #[test]
+    fn wide_rows_stay_under_postgres_argument_limit() {
+        let cols: Vec<Column> = (0..60)
+            .map(|i| col(&format!("c{i}"), ColKind::Text))
+            .collect();
+        let e = row_expr(Dialect::Postgres, &cols);
+        // 60 nullable counted columns: 180 arguments, in parts of whole columns.
+        assert!(
+            e.starts_with("concat_ws('|', concat_ws('|', octet_length(\"c0\"::text)"),
+            "{e}"
+        );
+        assert_eq!(e.matches("concat_ws(").count(), 3, "{e}");
+        let narrow = row_expr(Dialect::Postgres, &cols[..30]);
+        assert_eq!(narrow.matches("concat_ws(").count(), 1, "{narrow}");
+    }
+
+    #[test]
+    fn char_copies_intervals_and_arrays_agree_per_pair() {
+        let mut src = vec![
+            pg("code", ColKind::Text, "character(6)", "bpchar"),
+            pg("d", ColKind::Interval, "interval", "interval"),
+            pg("tags", ColKind::Other, "text[]", "_text"),
+        ];
+        src[2].elem = Some(ElemType {
+            kind: ColKind::Text,
+            type_name: "text".into(),
+        });
+        let mut dst = vec![
+            pg("code", ColKind::Text, "longtext", "longtext"),
+            pg("d", ColKind::Time, "time(6)", "time"),
+            pg("tags", ColKind::Json, "longtext", "longtext"),
+        ];
+        let pair = (Some(Dialect::Postgres), Some(Dialect::Mysql));
+        plan(&mut src, &mut dst, pair, false);
+        // char(n) on one side: both sides drop trailing spaces.
+        assert!(src[0].form.padded && dst[0].form.padded);
+        assert_eq!(value_expr(Dialect::Postgres, &src[0]), "\"code\"::text");
+        assert_eq!(
+            value_expr(Dialect::Mysql, &dst[0]),
+            "TRIM(TRAILING ' ' FROM CONVERT(`code` USING utf8mb4))"
+        );
+        // A MySQL TIME against an interval is written as one.
+        assert!(dst[1].form.interval);
+        assert!(value_expr(Dialect::Mysql, &dst[1]).contains("'PT0S'"));
+        // Arrays element by element on both sides, counted.
+        assert_eq!(
+            src[2].form.elem.map(|e| e.kind),
+            Some(ColKind::Text),
+            "{:?}",
+            src[2].form
+        );
+        assert!(value_expr(Dialect::Postgres, &src[2]).contains("unnest(\"tags\")"));
+        assert!(value_expr(Dialect::Mysql, &dst[2]).contains("JSON_TABLE("));
+        assert!(repair_expr(Dialect::Postgres, &src[2]).contains("to_json("));
+        // Two PostgreSQL sides compare arrays by their own text.
+        let mut other = src.clone();
+        plan(
+            &mut src,
+            &mut other,
+            (Some(Dialect::Postgres), Some(Dialect::Postgres)),
+            false,
+        );
+        assert_eq!(src[2].form.elem, None);
+        assert_eq!(value_expr(Dialect::Postgres, &src[2]), "\"tags\"::text");
     }
 }

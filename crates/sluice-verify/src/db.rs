@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::canon::{self, ColKind, Column, Dialect, RowHash, quote_ident, quote_literal};
+use crate::canon::{self, ColKind, Column, Dialect, ElemType, RowHash, quote_ident, quote_literal};
 use crate::local::Local;
 
 /// A physical table: schema (PostgreSQL) or database (MySQL), and name.
@@ -38,8 +38,12 @@ impl Table {
 /// pass (it decides between one bucket pass and plain bisection).
 const EXACT_COUNT_BELOW: i64 = 100_000;
 
-/// Rows keyed by their integer key; values are the canonical column texts.
-pub type Rows = BTreeMap<i128, Vec<Option<String>>>;
+/// One row's canonical column texts (`None` for NULL).
+pub type Row = Vec<Option<String>>;
+
+/// Rows by their integer key: every row holding the key, in the order read (a keyless table
+/// can hold several).
+pub type Rows = BTreeMap<i128, Vec<Row>>;
 
 /// A connection to one side.
 pub enum Db {
@@ -98,7 +102,8 @@ impl Db {
         }));
         let rows = db
             .text_rows(
-                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
+                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
+                 SET statement_timeout = 0; \
                  SELECT current_setting('server_version_num'), \
                  current_setting('max_parallel_workers_per_gather')",
             )
@@ -158,7 +163,8 @@ impl Db {
         let mut db = Db::Mysql(conn, opts);
         db.exec(
             "SET NAMES utf8mb4 COLLATE utf8mb4_bin, time_zone = '+00:00', \
-             sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+             sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), \
+             group_concat_max_len = 4294967295",
         )
         .await?;
         Ok(db)
@@ -249,11 +255,14 @@ impl Db {
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
                  coalesce(bt.typname, ty.typname)::text, coalesce(bt.typtype, ty.typtype)::text, \
                  (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
-                   AND a.attnum = ANY(i.indkey)))::text, a.attnotnull::text \
+                   AND a.attnum = ANY(i.indkey)))::text, a.attnotnull::text, '', \
+                 et.typname::text, et.typtype::text \
                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
                  JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                  JOIN pg_type ty ON ty.oid = a.atttypid \
                  LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype \
+                 LEFT JOIN pg_type et ON et.oid = coalesce(bt.typelem, ty.typelem) \
+                   AND coalesce(bt.typcategory, ty.typcategory) = 'A' \
                  WHERE ns.nspname = {s} AND c.relname = {n} AND a.attnum > 0 \
                  AND NOT a.attisdropped ORDER BY a.attnum"
             ),
@@ -283,6 +292,12 @@ impl Db {
             col.type_name = get(2);
             col.not_null = get(5) == "true";
             col.utf8 = d == Dialect::Postgres || get(6) == "true";
+            if d == Dialect::Postgres && !get(7).is_empty() {
+                col.elem = Some(ElemType {
+                    kind: ColKind::of_postgres(&get(7), &get(8)),
+                    type_name: get(7),
+                });
+            }
             cols.push(col);
         }
         Ok((cols, pk))
@@ -482,7 +497,7 @@ impl Db {
                 continue;
             }
             let k = r.remove(0).unwrap_or_default();
-            out.insert(parse_key(&k)?, r);
+            out.entry(parse_key(&k)?).or_default().push(r);
         }
         Ok(out)
     }

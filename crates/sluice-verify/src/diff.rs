@@ -14,8 +14,8 @@ use std::time::Instant;
 use sluice_core::{Error, Result};
 
 use crate::canon::{Column, RowHash};
-use crate::db::{Db, Rows, Table, Which};
-use crate::{DiffKind, RowDiff, TableReport};
+use crate::db::{Db, Row, Rows, Table, Which};
+use crate::{Copies, DiffKind, RowDiff, TableReport};
 
 /// Chunks the key range is first cut into.
 pub const INITIAL_CHUNKS: i128 = 16;
@@ -173,8 +173,8 @@ pub async fn compare(src: &mut Db, dst: &mut Db, p: &Pair) -> Result<TableReport
     let diffs = recheck(src, dst, p, key, diffs).await?;
     for d in &diffs {
         match d.kind {
-            DiffKind::Missing => rep.missing += 1,
-            DiffKind::Extra => rep.extra += 1,
+            DiffKind::Missing => rep.missing += d.rows(),
+            DiffKind::Extra => rep.extra += d.rows(),
             DiffKind::Changed => rep.changed += 1,
             DiffKind::ChangedDuringCheck => rep.changed_during_check += 1,
         }
@@ -300,24 +300,73 @@ fn split(lo: i128, hi: i128, n: i128) -> Vec<(i128, i128)> {
     out
 }
 
-/// The differences between the rows of one range, in key order.
+/// The differences between the rows of one range, in key order. A key either side holds
+/// more than once is compared as a multiset of rows (see [`crate::RowDiff::copies`]).
 pub fn diff_rows(src: &Rows, dst: &Rows, cols: &[Column]) -> Vec<RowDiff> {
     let keys: BTreeSet<i128> = src.keys().chain(dst.keys()).copied().collect();
     keys.into_iter()
-        .filter_map(|k| match (src.get(&k), dst.get(&k)) {
-            (Some(_), None) => Some(RowDiff::new(k, DiffKind::Missing, Vec::new())),
-            (None, Some(_)) => Some(RowDiff::new(k, DiffKind::Extra, Vec::new())),
-            (Some(a), Some(b)) if a != b => {
-                let changed = cols
-                    .iter()
-                    .zip(a.iter().zip(b.iter()))
-                    .filter(|(_, (x, y))| x != y)
-                    .map(|(c, _)| c.name.clone())
-                    .collect();
-                Some(RowDiff::new(k, DiffKind::Changed, changed))
+        .filter_map(|k| {
+            let none = Vec::new();
+            let s = src.get(&k).unwrap_or(&none);
+            let d = dst.get(&k).unwrap_or(&none);
+            match (s.as_slice(), d.as_slice()) {
+                ([], []) => None,
+                ([_], []) => Some(RowDiff::new(k, DiffKind::Missing, Vec::new())),
+                ([], [_]) => Some(RowDiff::new(k, DiffKind::Extra, Vec::new())),
+                ([a], [b]) if a != b => Some(RowDiff::new(
+                    k,
+                    DiffKind::Changed,
+                    changed_columns(cols, s, d),
+                )),
+                ([_], [_]) => None,
+                _ => duplicated(k, s, d, cols),
             }
-            _ => None,
         })
+        .collect()
+}
+
+/// A key either side holds more than once: the difference between the two multisets of
+/// rows, if any.
+fn duplicated(k: i128, s: &[Row], d: &[Row], cols: &[Column]) -> Option<RowDiff> {
+    let (mut a, mut b) = (s.to_vec(), d.to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    if a == b {
+        return None;
+    }
+    let kind = match d.len().cmp(&s.len()) {
+        std::cmp::Ordering::Greater => DiffKind::Extra,
+        std::cmp::Ordering::Less => DiffKind::Missing,
+        std::cmp::Ordering::Equal => DiffKind::Changed,
+    };
+    let columns = if kind == DiffKind::Changed {
+        changed_columns(cols, s, d)
+    } else {
+        Vec::new()
+    };
+    let mut r = RowDiff::new(k, kind, columns);
+    r.copies = Some(Copies {
+        source: s.len() as u64,
+        target: d.len() as u64,
+    });
+    Some(r)
+}
+
+/// The columns whose values differ between the rows of one key on the two sides (compared
+/// as multisets of values when a side holds several rows).
+fn changed_columns(cols: &[Column], s: &[Row], d: &[Row]) -> Vec<String> {
+    fn values(rows: &[Row], i: usize) -> Vec<Option<&str>> {
+        let mut v: Vec<Option<&str>> = rows
+            .iter()
+            .map(|r| r.get(i).and_then(|x| x.as_deref()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+    cols.iter()
+        .enumerate()
+        .filter(|(i, _)| values(s, *i) != values(d, *i))
+        .map(|(_, c)| c.name.clone())
         .collect()
 }
 
@@ -346,7 +395,11 @@ async fn recheck(
         for first in batch {
             match now.get(&first.key) {
                 None => {}
-                Some(again) if again.kind == first.kind && again.columns == first.columns => {
+                Some(again)
+                    if again.kind == first.kind
+                        && again.columns == first.columns
+                        && again.copies == first.copies =>
+                {
                     out.push(first.clone());
                 }
                 Some(again) => {
@@ -383,16 +436,16 @@ mod tests {
         ];
         let row = |a: &str, b: Option<&str>| vec![Some(a.to_string()), b.map(str::to_string)];
         let src: Rows = [
-            (1, row("1", Some("x"))),
-            (2, row("2", None)),
-            (3, row("3", Some(""))),
+            (1, vec![row("1", Some("x"))]),
+            (2, vec![row("2", None)]),
+            (3, vec![row("3", Some(""))]),
         ]
         .into_iter()
         .collect();
         let dst: Rows = [
-            (2, row("2", Some(""))),
-            (3, row("3", Some(""))),
-            (4, row("4", None)),
+            (2, vec![row("2", Some(""))]),
+            (3, vec![row("3", Some(""))]),
+            (4, vec![row("4", None)]),
         ]
         .into_iter()
         .collect();
@@ -402,5 +455,56 @@ mod tests {
         assert_eq!((d[1].key, d[1].kind), (2, DiffKind::Changed));
         assert_eq!(d[1].columns, vec!["b".to_string()]);
         assert_eq!((d[2].key, d[2].kind), (4, DiffKind::Extra));
+    }
+
+    #[test]
+    fn duplicated_keys_compare_as_multisets() {
+        let cols = vec![Column::new("v", ColKind::Text, "")];
+        let r = |v: &str| vec![Some(v.to_string())];
+        let src: Rows = [
+            (1, vec![r("a")]),
+            (2, vec![r("b")]),
+            (3, vec![r("c"), r("c")]),
+        ]
+        .into_iter()
+        .collect();
+        let dst: Rows = [
+            (1, vec![r("a"), r("a")]),
+            (2, vec![r("b")]),
+            (3, vec![r("c"), r("x")]),
+            (4, vec![r("d"), r("d")]),
+        ]
+        .into_iter()
+        .collect();
+        let d = diff_rows(&src, &dst, &cols);
+        let copies = |s, t| {
+            Some(Copies {
+                source: s,
+                target: t,
+            })
+        };
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(
+            (d[0].key, d[0].kind, d[0].copies),
+            (1, DiffKind::Extra, copies(1, 2))
+        );
+        assert_eq!(d[0].rows(), 1);
+        assert_eq!((d[1].key, d[1].kind), (3, DiffKind::Changed));
+        assert_eq!(d[1].columns, vec!["v".to_string()]);
+        assert_eq!(
+            (d[2].key, d[2].kind, d[2].copies),
+            (4, DiffKind::Extra, copies(0, 2))
+        );
+        assert_eq!(d[2].rows(), 2);
+        // The same rows in another order agree.
+        let again: Rows = [(3, vec![r("c"), r("c")])].into_iter().collect();
+        assert!(
+            diff_rows(
+                &src.clone().into_iter().filter(|e| e.0 == 3).collect(),
+                &again,
+                &cols
+            )
+            .is_empty()
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! are compared by count and whole-table checksum only. See `docs/verify.md` for the
 //! canonical row form, the key rule for files and the limits.
 
+mod arrays;
 pub mod canon;
 pub mod db;
 pub mod diff;
@@ -34,9 +35,9 @@ use crate::diff::Pair;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiffKind {
-    /// In the source, not in the target.
+    /// In the source, not in the target (or fewer copies of the key in the target).
     Missing,
-    /// In the target, not in the source.
+    /// In the target, not in the source (or more copies of the key in the target).
     Extra,
     /// In both, with different values.
     Changed,
@@ -56,7 +57,7 @@ impl DiffKind {
     }
 }
 
-/// One differing row.
+/// One differing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowDiff {
     /// The key value.
@@ -65,11 +66,38 @@ pub struct RowDiff {
     /// `changed`: the columns whose values differ (source names).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
+    /// Set when either side holds more than one row with this key (a keyless target loaded
+    /// twice, duplicates in a file): how many each side holds. `extra` then means the
+    /// target holds more rows with the key than the source, `missing` fewer, `changed` as
+    /// many but not the same ones. Repair replaces all the target's rows with the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Copies>,
+}
+
+/// How many rows with one key each side holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Copies {
+    pub source: u64,
+    pub target: u64,
 }
 
 impl RowDiff {
     pub fn new(key: i128, kind: DiffKind, columns: Vec<String>) -> Self {
-        RowDiff { key, kind, columns }
+        RowDiff {
+            key,
+            kind,
+            columns,
+            copies: None,
+        }
+    }
+
+    /// The rows this difference stands for: the surplus or shortfall of copies of a
+    /// duplicated key, else one.
+    pub fn rows(&self) -> u64 {
+        match self.copies {
+            Some(c) => c.source.abs_diff(c.target).max(1),
+            None => 1,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use sluice_core::source::{BatchSender, DynSource, SourceTable};
 use sluice_core::{Error, LogicalType, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::canon::{Column, Form};
+use crate::canon::{Column, ElemType, Form};
 use crate::db::{Rows, Table, Which};
 use crate::values;
 
@@ -118,6 +118,16 @@ impl Local {
             let lt = LogicalType::of_field(f)?;
             let mut col = Column::new(f.name().clone(), values::kind_of(&lt), lt.to_string());
             col.not_null = !f.is_nullable();
+            if let LogicalType::Array(inner) = &lt {
+                col.elem = Some(ElemType {
+                    kind: values::kind_of(inner),
+                    type_name: if **inner == LogicalType::Uuid {
+                        "uuid".into()
+                    } else {
+                        String::new()
+                    },
+                });
+            }
             cols.push(col);
         }
         Ok((cols, l.table.schema.primary_key.clone()))
@@ -373,7 +383,7 @@ impl Local {
             for (k, row) in keys.into_iter().zip(vals) {
                 let k = i128::from(k.ok_or_else(|| null_key(t, Some(key)))?);
                 if filter.matches(k) {
-                    out.insert(k, row);
+                    out.entry(k).or_default().push(row);
                 }
             }
             Ok(())
@@ -479,7 +489,7 @@ fn column_texts(
                 .find(|(n, _)| *n == name)
                 .map(|(_, t)| t.clone())
                 .unwrap_or(LogicalType::Text);
-            values::column_values(b.column(i), &lt, repair)
+            values::canonical_values(b.column(i), &lt, &c.form, repair)
         })
         .collect()
 }

@@ -26,6 +26,23 @@ fn literal(d: Dialect, src: &Column, dst: &Column, v: Option<&str>) -> String {
         return "NULL".to_string();
     };
     let hex = src.kind == ColKind::Binary;
+    // An array's repair value is a JSON array (see `canon::repair_expr`): a PostgreSQL
+    // array column is built from its elements; MySQL stores the JSON itself.
+    if let (Dialect::Postgres, Some(_), Some(e)) = (d, &dst.elem, dst.form.elem) {
+        let x = quote_ident(d, "__sluice_v");
+        let item = if e.kind == ColKind::Binary {
+            format!("decode({x}, 'hex')")
+        } else {
+            x.clone()
+        };
+        return format!(
+            "(SELECT coalesce(array_agg({item} ORDER BY \"__sluice_i\"), '{{}}') \
+             FROM json_array_elements_text({}::json) WITH ORDINALITY AS \"__sluice_a\"({x}, \
+             \"__sluice_i\"))::{}",
+            quote_literal(d, v),
+            dst.sql_type
+        );
+    }
     match d {
         Dialect::Postgres if dst.kind == ColKind::Binary && hex => {
             format!("decode({}, 'hex')", quote_literal(d, v))
@@ -51,12 +68,14 @@ pub async fn statements(
     let t = p.target.sql(d);
     let kq = quote_ident(d, key);
     let mut out = Vec::new();
-    let extra: Vec<String> = diffs
+    // Extra rows go, and so do all rows of a duplicated key: the source's rows of that key
+    // are inserted afresh below.
+    let delete: Vec<String> = diffs
         .iter()
-        .filter(|r| r.kind == DiffKind::Extra)
+        .filter(|r| r.kind == DiffKind::Extra || r.copies.is_some())
         .map(|r| r.key.to_string())
         .collect();
-    for batch in extra.chunks(KEYS_PER_QUERY) {
+    for batch in delete.chunks(KEYS_PER_QUERY) {
         out.push(format!(
             "DELETE FROM {t} WHERE {kq} IN ({})",
             batch.join(", ")
@@ -64,7 +83,7 @@ pub async fn statements(
     }
     let wanted: Vec<&RowDiff> = diffs
         .iter()
-        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed))
+        .filter(|r| matches!(r.kind, DiffKind::Missing | DiffKind::Changed) || r.copies.is_some())
         .collect();
     let cols: Vec<String> = p.dst_cols.iter().map(|c| quote_ident(d, &c.name)).collect();
     for batch in wanted.chunks(KEYS_PER_QUERY) {
@@ -74,10 +93,10 @@ pub async fn statements(
             .await?;
         for r in batch {
             // A row gone from the source since the check is left for the next run.
-            let Some(values) = rows.get(&r.key) else {
+            let Some(copies) = rows.get(&r.key) else {
                 continue;
             };
-            let lit = |i: usize| {
+            let lit = |values: &[Option<String>], i: usize| {
                 literal(
                     d,
                     &p.src_cols[i],
@@ -85,20 +104,22 @@ pub async fn statements(
                     values.get(i).and_then(|v| v.as_deref()),
                 )
             };
-            if r.kind == DiffKind::Missing {
-                let vals: Vec<String> = (0..p.dst_cols.len()).map(lit).collect();
-                out.push(format!(
-                    "INSERT INTO {t} ({}) VALUES ({})",
-                    cols.join(", "),
-                    vals.join(", ")
-                ));
-            } else {
+            if r.kind == DiffKind::Missing || r.copies.is_some() {
+                for values in copies {
+                    let vals: Vec<String> = (0..p.dst_cols.len()).map(|i| lit(values, i)).collect();
+                    out.push(format!(
+                        "INSERT INTO {t} ({}) VALUES ({})",
+                        cols.join(", "),
+                        vals.join(", ")
+                    ));
+                }
+            } else if let Some(values) = copies.first() {
                 let sets: Vec<String> = p
                     .src_cols
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| r.columns.contains(&c.name))
-                    .map(|(i, _)| format!("{} = {}", cols[i], lit(i)))
+                    .map(|(i, _)| format!("{} = {}", cols[i], lit(values, i)))
                     .collect();
                 if !sets.is_empty() {
                     out.push(format!(
@@ -149,8 +170,12 @@ pub async fn sqlite(
         .collect::<Result<Vec<_>>>()?;
     let as_i64 =
         |k: i128| i64::try_from(k).map_err(|_| Error::data(format!("key {k} does not fit SQLite")));
+    // Extra rows go, and so do all rows of a duplicated key (re-inserted from the source).
     let mut delete: Vec<i64> = Vec::new();
-    for r in diffs.iter().filter(|r| r.kind == DiffKind::Extra) {
+    for r in diffs
+        .iter()
+        .filter(|r| r.kind == DiffKind::Extra || r.copies.is_some())
+    {
         delete.push(as_i64(r.key)?);
     }
     // The key as the target names it (columns are matched ignoring case).
@@ -174,9 +199,13 @@ pub async fn sqlite(
     // keep their values), with the source's current values.
     let mut batches = Vec::new();
     for kind in [DiffKind::Missing, DiffKind::Changed] {
+        // A duplicated key counts as missing: its rows were all deleted above.
         let wanted: Vec<i128> = diffs
             .iter()
-            .filter(|r| r.kind == kind)
+            .filter(|r| match kind {
+                DiffKind::Missing => r.kind == kind || r.copies.is_some(),
+                _ => r.kind == kind && r.copies.is_none(),
+            })
             .map(|r| r.key)
             .collect();
         let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); p.dst_cols.len()];
@@ -186,36 +215,43 @@ pub async fn sqlite(
                 .await?;
             for k in batch {
                 // A row gone from the source since the check is left for the next run.
-                let Some(values) = rows.get(k) else { continue };
-                let shown: Vec<String> = values
-                    .iter()
-                    .zip(&p.src_cols)
-                    .map(|(v, c)| match v {
-                        None => "NULL".to_string(),
-                        Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
-                        Some(v) => quote_literal(Dialect::Postgres, v),
-                    })
-                    .collect();
-                out.push(if kind == DiffKind::Missing {
-                    format!(
-                        "INSERT INTO {t} ({}) VALUES ({})",
-                        names.join(", "),
-                        shown.join(", ")
-                    )
+                let Some(copies) = rows.get(k) else { continue };
+                let copies = if kind == DiffKind::Missing {
+                    &copies[..]
                 } else {
-                    let sets: Vec<String> = names
+                    &copies[..1]
+                };
+                for values in copies {
+                    let shown: Vec<String> = values
                         .iter()
-                        .zip(&shown)
-                        .map(|(n, v)| format!("{n} = {v}"))
+                        .zip(&p.src_cols)
+                        .map(|(v, c)| match v {
+                            None => "NULL".to_string(),
+                            Some(v) if c.kind == ColKind::Binary => format!("X'{v}'"),
+                            Some(v) => quote_literal(Dialect::Postgres, v),
+                        })
                         .collect();
-                    format!(
-                        "UPDATE {t} SET {} WHERE {} = {k}",
-                        sets.join(", "),
-                        sqlite_ident(dst_key)
-                    )
-                });
-                for (i, v) in values.iter().enumerate() {
-                    columns[i].push(v.clone());
+                    out.push(if kind == DiffKind::Missing {
+                        format!(
+                            "INSERT INTO {t} ({}) VALUES ({})",
+                            names.join(", "),
+                            shown.join(", ")
+                        )
+                    } else {
+                        let sets: Vec<String> = names
+                            .iter()
+                            .zip(&shown)
+                            .map(|(n, v)| format!("{n} = {v}"))
+                            .collect();
+                        format!(
+                            "UPDATE {t} SET {} WHERE {} = {k}",
+                            sets.join(", "),
+                            sqlite_ident(dst_key)
+                        )
+                    });
+                    for (i, v) in values.iter().enumerate() {
+                        columns[i].push(v.clone());
+                    }
                 }
             }
         }

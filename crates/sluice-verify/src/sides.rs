@@ -209,6 +209,7 @@ pub fn choose_key(
                 } else {
                     c.name.eq_ignore_ascii_case(name)
                 }) && c.kind.is_integer()
+                    && c.type_name != "bit"
             })
             .map(|c| c.name.clone())
     };

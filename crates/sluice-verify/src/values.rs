@@ -8,20 +8,23 @@
 //! `float8::numeric` / `float4::numeric`), text as stored, binary as lowercase hex, UUIDs in
 //! their 8-4-4-4-12 form, dates `YYYY-MM-DD`, timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (in UTC
 //! when the type carries a zone; nanoseconds truncated to microseconds), times
-//! `HH:MM:SS.ffffff`. Anything else (lists, intervals) uses Arrow's display text.
+//! `HH:MM:SS.ffffff`, intervals in PostgreSQL's ISO 8601 style ([`interval_text`]), lists
+//! element by element ([`canonical_values`]). Anything else uses Arrow's display text.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Int64Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use md5::{Digest, Md5};
 use sluice_core::{Error, LogicalType, Result};
 
+use crate::arrays;
 use crate::canon::{ColKind, Form};
 
 /// The verify class of a column read locally, from its logical type.
@@ -42,7 +45,8 @@ pub fn kind_of(t: &LogicalType) -> ColKind {
         L::Timestamp { tz: false, .. } => ColKind::Timestamp,
         L::Timestamp { tz: true, .. } => ColKind::TimestampTz,
         L::Json => ColKind::Json,
-        L::Interval | L::Array(_) => ColKind::Other,
+        L::Interval => ColKind::Interval,
+        L::Array(_) => ColKind::Other,
     }
 }
 
@@ -116,7 +120,7 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn uuid_text(b: &[u8]) -> String {
+pub(crate) fn uuid_text(b: &[u8]) -> String {
     let h = hex(b);
     if h.len() != 32 {
         return h;
@@ -132,14 +136,161 @@ fn uuid_text(b: &[u8]) -> String {
 }
 
 const TS: &str = "%Y-%m-%d %H:%M:%S%.6f";
-const TIME: &str = "%H:%M:%S%.6f";
 
 fn micros_text(us: i64, fmt: &str) -> Option<String> {
     arrow::temporal_conversions::timestamp_us_to_datetime(us).map(|d| d.format(fmt).to_string())
 }
 
+/// `HH:MM:SS.ffffff`, by arithmetic: PostgreSQL's `24:00:00` is a valid time of day, which
+/// chrono's times cannot hold.
 fn time_text(us: i64) -> Option<String> {
-    arrow::temporal_conversions::time64us_to_time(us).map(|t| t.format(TIME).to_string())
+    if !(0..=86_400_000_000).contains(&us) {
+        return None;
+    }
+    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
+    Some(format!(
+        "{:02}:{:02}:{:02}.{frac:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ))
+}
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// An interval in ISO 8601 as PostgreSQL's `iso_8601` style writes it: `P1Y2M3DT4H5M6.5S`,
+/// years and months from `months`, each part with its own sign, zero parts left out, `PT0S`
+/// for zero (the time part in hours, minutes and seconds, never folded into days).
+pub fn interval_text(months: i32, days: i32, nanos: i64) -> String {
+    use std::fmt::Write;
+    if months == 0 && days == 0 && nanos == 0 {
+        return "PT0S".into();
+    }
+    let mut out = String::from("P");
+    let (y, m) = (months / 12, months % 12);
+    for (v, unit) in [(y, 'Y'), (m, 'M'), (days, 'D')] {
+        if v != 0 {
+            let _ = write!(out, "{v}{unit}");
+        }
+    }
+    if nanos != 0 {
+        out.push('T');
+        let (h, mi) = (
+            nanos / (3600 * NANOS_PER_SEC),
+            nanos / (60 * NANOS_PER_SEC) % 60,
+        );
+        let sec = nanos % (60 * NANOS_PER_SEC);
+        for (v, unit) in [(h, 'H'), (mi, 'M')] {
+            if v != 0 {
+                let _ = write!(out, "{v}{unit}");
+            }
+        }
+        if sec != 0 {
+            let a = sec.unsigned_abs();
+            let sign = if sec < 0 { "-" } else { "" };
+            let _ = write!(out, "{sign}{}", a / NANOS_PER_SEC as u64);
+            let frac = a % NANOS_PER_SEC as u64;
+            if frac != 0 {
+                let f = format!("{frac:09}");
+                let _ = write!(out, ".{}", f.trim_end_matches('0'));
+            }
+            out.push('S');
+        }
+    }
+    out
+}
+
+/// Parses [`interval_text`]'s form back into `(months, days, nanoseconds)` (for repair).
+pub fn parse_interval_text(s: &str) -> Option<(i32, i32, i64)> {
+    let body = s.trim().strip_prefix('P')?;
+    let (date, time) = match body.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (body, None),
+    };
+    let (mut months, mut days, mut nanos) = (0i64, 0i64, 0i64);
+    let mut num = String::new();
+    for c in date.chars() {
+        match c {
+            'Y' => months += num.parse::<i64>().ok()? * 12,
+            'M' => months += num.parse::<i64>().ok()?,
+            'W' => days += num.parse::<i64>().ok()? * 7,
+            'D' => days += num.parse::<i64>().ok()?,
+            _ => {
+                num.push(c);
+                continue;
+            }
+        }
+        num.clear();
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    for c in time.unwrap_or("").chars() {
+        let unit = match c {
+            'H' => 3600 * NANOS_PER_SEC,
+            'M' => 60 * NANOS_PER_SEC,
+            'S' => NANOS_PER_SEC,
+            _ => {
+                num.push(c);
+                continue;
+            }
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((&num, ""));
+        let neg = int.starts_with('-');
+        let whole: i64 = int.parse().ok()?;
+        let mut part = whole.checked_mul(unit)?;
+        if !frac.is_empty() {
+            if frac.len() > 9 || unit != NANOS_PER_SEC {
+                return None;
+            }
+            let f: i64 = format!("{frac:0<9}").parse().ok()?;
+            part += if neg { -f } else { f };
+        }
+        nanos = nanos.checked_add(part)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some((
+        i32::try_from(months).ok()?,
+        i32::try_from(days).ok()?,
+        nanos,
+    ))
+}
+
+/// The canonical values of one column of a batch as agreed for the pair (`form`): arrays
+/// element by element, `char(n)` copies without trailing spaces, times as intervals where
+/// the other side holds an interval; otherwise [`column_values`]. With `repair`, floats
+/// keep full precision and arrays are JSON arrays.
+pub fn canonical_values(
+    array: &ArrayRef,
+    logical: &LogicalType,
+    form: &Form,
+    repair: bool,
+) -> Result<Vec<Option<String>>> {
+    if let Some(e) = form.elem {
+        return arrays::array_values(array, logical, e, repair);
+    }
+    if form.interval
+        && let DataType::Time32(_) | DataType::Time64(_) = array.data_type()
+    {
+        let us = arrow::compute::cast(array, &DataType::Time64(TimeUnit::Microsecond))
+            .map_err(|e| Error::data(format!("reading times: {e}")))?;
+        let us = us.as_primitive::<Time64MicrosecondType>();
+        return Ok(us
+            .iter()
+            .map(|v| v.map(|v| interval_text(0, 0, v.saturating_mul(1000))))
+            .collect());
+    }
+    let mut out = column_values(array, logical, repair)?;
+    if form.padded {
+        for v in out.iter_mut().flatten() {
+            let t = v.trim_end_matches(' ').len();
+            v.truncate(t);
+        }
+    }
+    Ok(out)
 }
 
 /// The canonical values of one column of a batch (`None` for NULL), with `full_floats`
@@ -259,6 +410,21 @@ pub fn column_values(
         DataType::Time32(_) => each!(array.as_primitive::<Time32MillisecondType>(), |v| {
             time_text(i64::from(v) * 1_000)
         }),
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            each!(array.as_primitive::<IntervalMonthDayNanoType>(), |v| Some(
+                interval_text(v.months, v.days, v.nanoseconds)
+            ))
+        }
+        DataType::Interval(IntervalUnit::YearMonth) => {
+            each!(array.as_primitive::<IntervalYearMonthType>(), |v| Some(
+                interval_text(v, 0, 0)
+            ))
+        }
+        DataType::Interval(IntervalUnit::DayTime) => {
+            each!(array.as_primitive::<IntervalDayTimeType>(), |v| Some(
+                interval_text(0, v.days, i64::from(v.milliseconds) * 1_000_000)
+            ))
+        }
         DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::Decimal64(..) => {
             let opts = FormatOptions::default();
             let f = ArrayFormatter::try_new(array.as_ref(), &opts)
@@ -339,12 +505,23 @@ pub fn text_array(texts: &[Option<&str>], t: &LogicalType, hex: bool) -> Result<
             }
             Arc::new(b.finish())
         }
-        LogicalType::Interval | LogicalType::Array(_) => {
-            return Err(
-                Error::config(format!("--repair cannot write {t} values into SQLite"))
-                    .with_hint("run the job again (write = \"overwrite\") to rewrite the target"),
-            );
+        LogicalType::Interval => {
+            use arrow::array::IntervalMonthDayNanoArray;
+            use arrow::datatypes::IntervalMonthDayNano;
+            Arc::new(
+                texts
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(v) => parse_interval_text(v)
+                            .map(|(m, d, n)| Some(IntervalMonthDayNano::new(m, d, n)))
+                            .ok_or_else(|| bad(v)),
+                    })
+                    .collect::<Result<IntervalMonthDayNanoArray>>()?,
+            )
         }
+        // The repair text of an array is a JSON array (see `canonical_values`).
+        LogicalType::Array(inner) => arrays::list_from_json(texts, inner, &bad)?,
         _ => {
             let strings: ArrayRef = Arc::new(StringArray::from_iter(texts.iter().copied()));
             let opts = arrow::compute::CastOptions {
@@ -397,7 +574,7 @@ pub fn row_text(values: &[Option<&str>], forms: &[Form]) -> String {
         match v {
             None => s.push('N'),
             Some(v) if form.counted => {
-                let len = if form.chars {
+                let len = if form.padded {
                     v.chars().count()
                 } else {
                     v.len()
@@ -460,7 +637,7 @@ mod tests {
         // Lengths count UTF-8 bytes, as octet_length / LENGTH do; characters for char(n).
         assert_eq!(row_text(&[Some("é|")], &[counted]), "3|é|");
         let chars = Form {
-            chars: true,
+            padded: true,
             ..counted
         };
         assert_eq!(row_text(&[Some("é|")], &[chars]), "2|é|");
@@ -548,5 +725,27 @@ mod tests {
             column_values(&a, &LogicalType::Binary, false).unwrap(),
             vec![Some("01ab".to_string())]
         );
+    }
+
+    #[test]
+    fn intervals_in_postgres_iso_8601_style() {
+        let s = 1_000_000_000i64;
+        let cases = [
+            (
+                (14, 3, 4 * 3600 * s + 5 * 60 * s + 6 * s + s / 2),
+                "P1Y2M3DT4H5M6.5S",
+            ),
+            ((0, -1, -2 * 3600 * s), "P-1DT-2H"),
+            ((0, 0, 0), "PT0S"),
+            ((0, 0, -s / 2), "PT-0.5S"),
+            ((0, 0, -(3600 + 30 * 60) * s - s / 2), "PT-1H-30M-0.5S"),
+            ((-14, 3, -1000), "P-1Y-2M3DT-0.000001S"),
+            ((0, 0, 838 * 3600 * s), "PT838H"),
+        ];
+        for ((m, d, n), text) in cases {
+            assert_eq!(interval_text(m, d, n), text);
+            assert_eq!(parse_interval_text(text), Some((m, d, n)), "{text}");
+        }
+        assert_eq!(parse_interval_text("P1"), None);
     }
 }

@@ -178,6 +178,15 @@ async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::R
     })
 }
 
+/// "1 row", "3 rows".
+fn rows(n: u64) -> String {
+    if n == 1 {
+        "1 row".into()
+    } else {
+        format!("{n} rows")
+    }
+}
+
 fn print_report(report: &Report, max_diffs: usize) {
     let width = report
         .tables
@@ -218,10 +227,21 @@ fn print_report(report: &Report, max_diffs: usize) {
                     );
                 }
                 for d in t.diffs.iter().take(max_diffs) {
-                    let cols = if d.columns.is_empty() {
+                    let mut notes = Vec::new();
+                    if let Some(c) = d.copies {
+                        notes.push(format!(
+                            "{} with this key in the target, {} in the source",
+                            rows(c.target),
+                            c.source
+                        ));
+                    }
+                    if !d.columns.is_empty() {
+                        notes.push(d.columns.join(", "));
+                    }
+                    let cols = if notes.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({})", d.columns.join(", "))
+                        format!(" ({})", notes.join("; "))
                     };
                     println!("{arrow}: {key} = {}: {}{cols}", d.key, d.kind.as_str());
                 }

@@ -11,7 +11,12 @@ use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 
+#[path = "../support/mod.rs"]
 mod support;
+
+/// Issue 9, "verify must not be fooled": duplicated rows, cross-engine forms, types verify
+/// cannot compare.
+mod fidelity;
 
 use support::{MyDb, PgDb, mysql, psql};
 
