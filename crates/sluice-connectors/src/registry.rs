@@ -48,6 +48,15 @@ impl SourceConfig {
         }
     }
 
+    /// Like [`build`](Self::build), knowing the sink: a source whose target is the same
+    /// engine keeps what only that engine can hold (MySQL's zero dates).
+    pub fn build_for(&self, sink: &SinkConfig) -> Result<DynSource> {
+        match (self, &sink.kind) {
+            (SourceConfig::Mysql(c), SinkKind::Mysql(_)) => c.build_same_engine(),
+            _ => self.build(),
+        }
+    }
+
     /// The `type` name.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -342,6 +342,30 @@ async fn mysql_type_round_trip_keeps_types_and_values() {
     );
     assert_rows_eq(&dst2.rows("types", "id").await, &b);
 
+    // A same-engine copy (what `sluice run` does for a MySQL sink) keeps row 5's zero dates
+    // too, with both methods.
+    for method in ["load_data", "insert"] {
+        let dst3 = TestDb::new("types_dst3").await;
+        copy(
+            &same_engine_source(&src.url(), json!({})),
+            &sink(
+                &dst3.url(),
+                json!({ "method": method }),
+                WriteMode::Append,
+                true,
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            table_shape(&dst3, "types").await,
+            table_shape(&src, "types").await,
+            "{method}"
+        );
+        assert_rows_eq(&dst3.rows("types", "id").await, &a);
+        dst3.drop_db().await;
+    }
+
     // zero_dates = "error" names table, column and row.
     let e = copy(
         &source(&src.url(), json!({ "zero_dates": "error" })),
@@ -892,4 +916,600 @@ proptest! {
             dst.drop_db().await;
         });
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fidelity: values the target would round, same-engine copies, generated columns, views,
+// AUTO_INCREMENT.
+
+/// Writes `batch` as split 0 of `plan` (prepare, open, write, commit, finish).
+async fn write_batch(
+    dst: &DynSink,
+    plan: &TablePlan,
+    batch: arrow::record_batch::RecordBatch,
+) -> Result<()> {
+    dst.prepare(std::slice::from_ref(plan)).await?;
+    let split = sluice_core::Split {
+        id: format!("{}#0", plan.target),
+        table: plan.target.clone(),
+        index: 0,
+        estimated_rows: None,
+        estimated_bytes: None,
+        detail: json!(null),
+        continues: false,
+        start: None,
+    };
+    let mut w = dst.open(plan, &split).await?;
+    if let Err(e) = w.write(batch).await {
+        let _ = w.abort().await;
+        return Err(e);
+    }
+    w.commit(&Position::new(split.id.clone(), json!({ "rows": 1 })))
+        .await?;
+    dst.finish_table(plan).await
+}
+
+/// A PostgreSQL-like table: `id int` key, `n` unconstrained numeric (canonical text) and
+/// `m numeric(50,35)` (Decimal256).
+fn numeric_plan(
+    name: &str,
+    rows: &[(i32, &str, &str)],
+) -> (TablePlan, arrow::record_batch::RecordBatch) {
+    use arrow::array::{ArrayRef, Decimal256Array, Int32Array, StringArray};
+    use arrow::datatypes::i256;
+    use sluice_core::LogicalType;
+    let fields = vec![
+        LogicalType::Int32.field("id", false),
+        LogicalType::Decimal {
+            precision: None,
+            scale: None,
+        }
+        .field("n", true),
+        LogicalType::Decimal {
+            precision: Some(50),
+            scale: Some(35),
+        }
+        .field("m", true),
+    ];
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let id: ArrayRef = std::sync::Arc::new(Int32Array::from(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+    ));
+    let n: ArrayRef = std::sync::Arc::new(StringArray::from(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+    ));
+    let m: ArrayRef = std::sync::Arc::new(
+        Decimal256Array::from(
+            rows.iter()
+                .map(|r| i256::from_string(r.2).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .with_precision_and_scale(50, 35)
+        .unwrap(),
+    );
+    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), vec![id, n, m]).unwrap();
+    let plan = TablePlan {
+        target: TableId::new([name]),
+        schema: sluice_core::TableSchema {
+            id: TableId::new([name]),
+            arrow: schema,
+            primary_key: vec!["id".into()],
+        },
+        splits: 1,
+    };
+    (plan, batch)
+}
+
+#[tokio::test]
+async fn mysql_decimal_the_target_would_round_is_a_data_error_naming_the_row() {
+    let dst = TestDb::new("round_dst").await;
+    // m is numeric(50,35), given as unscaled integers: 10^35 is 1.
+    let one = "100000000000000000000000000000000000";
+    for method in ["load_data", "insert"] {
+        let table = format!("n_{method}");
+        let k = sink(
+            &dst.url(),
+            json!({ "method": method }),
+            WriteMode::Append,
+            true,
+        );
+        // Values that fit decimal(65,30) are written exactly (trailing zeros aside).
+        let (plan, batch) = numeric_plan(
+            &table,
+            &[
+                (
+                    1,
+                    "12345678901234567890123456789012345.123456789012345678901234567890",
+                    one,
+                ),
+                (2, "-0.000000000000000000000000000001000", "-100000"),
+            ],
+        );
+        write_batch(&k, &plan, batch).await.unwrap();
+        let got: Vec<(i32, String, String)> = dst
+            .query(&format!(
+                "SELECT id, CAST(n AS CHAR), CAST(m AS CHAR) FROM {table} ORDER BY id"
+            ))
+            .await;
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    "12345678901234567890123456789012345.123456789012345678901234567890".into(),
+                    "1.000000000000000000000000000000".into()
+                ),
+                (
+                    2,
+                    "-0.000000000000000000000000000001".into(),
+                    "-0.000000000000000000000000000001".into()
+                ),
+            ],
+            "{method}"
+        );
+        // A value MySQL would round or refuse fails its batch, naming column and key.
+        for (id, n, m, column, why) in [
+            (
+                7,
+                "1.0000000000000000000000000000001",
+                one,
+                "\"n\"",
+                "31 decimal places",
+            ),
+            (8, "1", "1", "\"m\"", "35 decimal places"),
+            (
+                9,
+                "123456789012345678901234567890123456",
+                one,
+                "\"n\"",
+                "36 integer digits",
+            ),
+            (10, "NaN", one, "\"n\"", "NaN"),
+        ] {
+            let (plan, batch) = numeric_plan(&table, &[(6, "1", one), (id, n, m)]);
+            let e = write_batch(&k, &plan, batch).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Data, "{method}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&table)
+                    && msg.contains(column)
+                    && msg.contains(&format!("id = {id}"))
+                    && msg.contains(why),
+                "{method}: {msg}"
+            );
+            assert!(e.hint().unwrap().contains("cast"), "{method}: {e}");
+            // Rolled back: row 6 of the failed batch is not there.
+            assert_eq!(
+                dst.query::<u64>(&format!("SELECT COUNT(*) FROM {table}"))
+                    .await,
+                vec![2],
+                "{method}"
+            );
+        }
+    }
+
+    // What the server itself truncates with only a note (trailing spaces beyond a varchar's
+    // length) fails too.
+    dst.exec("CREATE TABLE sp (id int PRIMARY KEY, v varchar(3))")
+        .await;
+    let fields = vec![
+        sluice_core::LogicalType::Int32.field("id", false),
+        sluice_core::LogicalType::Text.field("v", true),
+    ];
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow::array::Int32Array::from(vec![1, 2])),
+            std::sync::Arc::new(arrow::array::StringArray::from(vec!["abc", "ab   "])),
+        ],
+    )
+    .unwrap();
+    let plan = TablePlan {
+        target: TableId::new(["sp"]),
+        schema: sluice_core::TableSchema {
+            id: TableId::new(["sp"]),
+            arrow: schema,
+            primary_key: vec!["id".into()],
+        },
+        splits: 1,
+    };
+    for method in ["load_data", "insert"] {
+        let k = sink(
+            &dst.url(),
+            json!({ "method": method }),
+            WriteMode::Append,
+            true,
+        );
+        let e = write_batch(&k, &plan, batch.clone()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Data, "{method}: {e}");
+        assert!(
+            e.to_string().contains("truncated") && e.to_string().contains("id = 2"),
+            "{method}: {e}"
+        );
+        assert_eq!(dst.query::<u64>("SELECT COUNT(*) FROM sp").await, vec![0]);
+    }
+    dst.drop_db().await;
+}
+
+fn same_engine_source(url: &str, extra: serde_json::Value) -> DynSource {
+    let mut v = json!({ "url": url });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let c: MysqlSourceConfig = serde_json::from_value(v).unwrap();
+    c.build_same_engine().unwrap()
+}
+
+/// `id, a, b, c` of the generated-columns table.
+type GenRow = (i32, Option<i32>, Option<i32>, Option<String>);
+
+#[tokio::test]
+async fn mysql_generated_target_columns_are_computed_not_written() {
+    let src = TestDb::new("gen_src").await;
+    let dst = TestDb::new("gen_dst").await;
+    src.exec("CREATE TABLE g (id int PRIMARY KEY, a int, b int, c varchar(20))")
+        .await;
+    src.exec("INSERT INTO g VALUES (1, 10, 0, 'ignored'), (2, NULL, 5, NULL), (3, -4, 0, '')")
+        .await;
+    let want: Vec<GenRow> = vec![
+        (1, Some(10), Some(20), Some("x10".to_string())),
+        (2, None, None, None),
+        (3, Some(-4), Some(-8), Some("x-4".to_string())),
+    ];
+    for (method, mode) in [
+        ("load_data", WriteMode::Append),
+        ("insert", WriteMode::Append),
+        ("load_data", WriteMode::Upsert),
+        ("insert", WriteMode::Upsert),
+        ("load_data", WriteMode::Overwrite),
+    ] {
+        dst.exec("DROP TABLE IF EXISTS g").await;
+        dst.exec(
+            "CREATE TABLE g (id int PRIMARY KEY, a int, b int AS (a * 2) VIRTUAL, \
+             c varchar(20) AS (concat('x', a)) STORED)",
+        )
+        .await;
+        copy(
+            &source(&src.url(), json!({})),
+            &sink(&dst.url(), json!({ "method": method }), mode, true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {mode:?}: {e}"));
+        let got: Vec<GenRow> = dst.query("SELECT id, a, b, c FROM g ORDER BY id").await;
+        assert_eq!(got, want, "{method} {mode:?}");
+        // Still generated (overwrite swapped in a stage made LIKE the target).
+        let extra: Vec<String> = dst
+            .query("SELECT EXTRA FROM information_schema.columns WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'g' AND COLUMN_NAME IN ('b', 'c') ORDER BY COLUMN_NAME")
+            .await;
+        assert_eq!(extra, vec!["VIRTUAL GENERATED", "STORED GENERATED"]);
+    }
+    src.drop_db().await;
+    dst.drop_db().await;
+}
+
+#[tokio::test]
+async fn mysql_views_are_read_when_named_and_skipped_by_globs() {
+    let src = TestDb::new("view_src").await;
+    let dst = TestDb::new("view_dst").await;
+    src.exec("CREATE TABLE base (id int PRIMARY KEY, v varchar(10), hidden int)")
+        .await;
+    src.exec("INSERT INTO base VALUES (1, 'a', 0), (2, 'b', 1), (3, 'c', 0)")
+        .await;
+    src.exec("CREATE VIEW visible AS SELECT id, UPPER(v) AS v FROM base WHERE hidden = 0")
+        .await;
+    // A glob lists base tables only.
+    let names: Vec<String> = source(&src.url(), json!({ "tables": ["*"] }))
+        .tables()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.schema.id.to_string())
+        .collect();
+    assert_eq!(names, vec!["base"]);
+    // Named, the view's rows are copied into a table.
+    let n = copy(
+        &source(&src.url(), json!({ "tables": ["visible"] })),
+        &sink(&dst.url(), json!({}), WriteMode::Append, true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    let got: Vec<(i32, String)> = dst.query("SELECT id, v FROM visible ORDER BY id").await;
+    assert_eq!(got, vec![(1, "A".into()), (3, "C".into())]);
+    let kind: Vec<String> = dst
+        .query("SELECT TABLE_TYPE FROM information_schema.tables WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'visible'")
+        .await;
+    assert_eq!(kind, vec!["BASE TABLE"]);
+    // A resumed read of the view continues after the rows already read.
+    let s = source(
+        &src.url(),
+        json!({ "tables": ["visible"], "batch_size": 1 }),
+    );
+    let tables = s.tables().await.unwrap();
+    let split = s.splits(&tables[0]).await.unwrap().remove(0);
+    let read = |resume: Option<Position>| {
+        let (s, split) = (s.clone(), split.clone());
+        async move {
+            let (tx, mut rx) = mpsc::channel(10);
+            s.read(
+                split,
+                resume,
+                BatchSender::new(tx, CancellationToken::new()),
+            )
+            .await
+            .unwrap();
+            let mut out = Vec::new();
+            while let Ok(b) = rx.try_recv() {
+                let ids = b
+                    .data
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int32Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec();
+                out.push((ids, b.position));
+            }
+            out
+        }
+    };
+    let all = read(None).await;
+    assert_eq!(all.len(), 2);
+    let rest = read(Some(all[0].1.clone())).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0, all[1].0);
+    s.close().await.unwrap();
+
+    // With the consistent snapshot (the default) next to a table.
+    let dst2 = TestDb::new("view_dst2").await;
+    let n = copy(
+        &source(&src.url(), json!({ "tables": ["base", "visible"] })),
+        &sink(&dst2.url(), json!({}), WriteMode::Append, true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 5);
+    src.drop_db().await;
+    dst.drop_db().await;
+    dst2.drop_db().await;
+}
+
+#[tokio::test]
+async fn mysql_auto_increment_is_above_the_copied_keys() {
+    let src = TestDb::new("ai_src").await;
+    let dst = TestDb::new("ai_dst").await;
+    src.exec(
+        "CREATE TABLE ai (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, v varchar(10)) ENGINE=InnoDB",
+    )
+    .await;
+    src.exec("INSERT INTO ai VALUES (1, 'a'), (5, 'b'), (100, 'c')")
+        .await;
+    // Pre-created targets, every mode and method.
+    for engine in ["InnoDB", "MyISAM"] {
+        for (method, mode) in [
+            ("load_data", WriteMode::Append),
+            ("insert", WriteMode::Append),
+            ("load_data", WriteMode::Upsert),
+            ("insert", WriteMode::Upsert),
+            ("load_data", WriteMode::Overwrite),
+        ] {
+            dst.exec("DROP TABLE IF EXISTS ai").await;
+            dst.exec(&format!(
+                "CREATE TABLE ai (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, v varchar(10)) ENGINE={engine}"
+            ))
+            .await;
+            copy(
+                &source(&src.url(), json!({})),
+                &sink(&dst.url(), json!({ "method": method }), mode, true),
+            )
+            .await
+            .unwrap();
+            dst.exec("INSERT INTO ai (v) VALUES ('new')").await;
+            let ids: Vec<i32> = dst.query("SELECT id FROM ai ORDER BY id").await;
+            assert_eq!(ids, vec![1, 5, 100, 101], "{engine} {method} {mode:?}");
+            // Overwrite loads a MyISAM target's stage as InnoDB and converts it back.
+            let kept: Vec<(String, String)> = dst
+                .query("SELECT ENGINE, TABLE_COMMENT FROM information_schema.tables WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'ai'")
+                .await;
+            assert_eq!(
+                kept,
+                vec![(engine.to_string(), String::new())],
+                "{method} {mode:?}"
+            );
+        }
+    }
+    // A target created from a MySQL source keeps AUTO_INCREMENT.
+    dst.exec("DROP TABLE ai").await;
+    copy(
+        &same_engine_source(&src.url(), json!({})),
+        &sink(&dst.url(), json!({}), WriteMode::Append, true),
+    )
+    .await
+    .unwrap();
+    dst.exec("INSERT INTO ai (v) VALUES ('new')").await;
+    let ids: Vec<i32> = dst.query("SELECT id FROM ai ORDER BY id").await;
+    assert_eq!(ids, vec![1, 5, 100, 101]);
+    src.drop_db().await;
+    dst.drop_db().await;
+}
+
+/// Everything `SHOW CREATE TABLE` says about a table but its AUTO_INCREMENT counter.
+async fn table_shape(
+    db: &TestDb,
+    table: &str,
+) -> (Vec<Vec<Option<String>>>, Vec<(String, String)>) {
+    type Col = (
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+    );
+    let cols: Vec<Col> = db
+        .query(&format!(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLLATION_NAME, EXTRA, GENERATION_EXPRESSION \
+             FROM information_schema.columns WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' \
+             ORDER BY ORDINAL_POSITION"
+        ))
+        .await;
+    let cols = cols
+        .into_iter()
+        .map(|(a, b, c, d, e, f)| vec![Some(a), Some(b), Some(c), d, Some(e), f])
+        .collect();
+    let t: Vec<(String, String)> = db
+        .query(&format!(
+            "SELECT ENGINE, TABLE_COLLATION FROM information_schema.tables \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+        ))
+        .await;
+    (cols, t)
+}
+
+#[tokio::test]
+async fn mysql_same_engine_copy_keeps_zero_dates_collations_engine_and_generated_columns() {
+    let src = TestDb::new("same_src").await;
+    src.exec(
+        "CREATE TABLE z (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+         name varchar(20) COLLATE latin1_swedish_ci NOT NULL, tag varchar(10), \
+         d date NOT NULL, dt datetime(3) NOT NULL, ts timestamp NOT NULL DEFAULT '2000-01-01 00:00:00', \
+         dn date, twice int AS (id * 2) VIRTUAL, label varchar(40) AS (concat(name, '/', d)) STORED \
+         ) ENGINE=MyISAM DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    )
+    .await;
+    src.exec(
+        "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'; \
+         INSERT INTO z (id, name, tag, d, dt, ts, dn) VALUES \
+         (1, 'été', 'A', '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '2024-00-10'), \
+         (2, 'Zoë', 'b', '2024-05-00', '2024-00-00 10:11:12.345', '2024-01-01 00:00:00', NULL), \
+         (3, 'plain', NULL, '1999-12-31', '1999-12-31 23:59:59.999', '1999-12-31 23:59:59', '0000-00-00')",
+    )
+    .await;
+    for (method, mode) in [
+        ("load_data", WriteMode::Append),
+        ("insert", WriteMode::Append),
+        ("load_data", WriteMode::Overwrite),
+        ("load_data", WriteMode::Upsert),
+    ] {
+        let dst = TestDb::new("same_dst").await;
+        copy(
+            &same_engine_source(&src.url(), json!({})),
+            &sink(&dst.url(), json!({ "method": method }), mode, true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {mode:?}: {e}"));
+        assert_eq!(
+            table_shape(&dst, "z").await,
+            table_shape(&src, "z").await,
+            "{method} {mode:?}"
+        );
+        assert_rows_eq(&dst.rows("z", "id").await, &src.rows("z", "id").await);
+        // Case-insensitive, like the source: 'ZOË' finds 'Zoë'.
+        let found: Vec<i32> = dst.query("SELECT id FROM z WHERE name = 'ZOË'").await;
+        assert_eq!(found, vec![2], "{method} {mode:?}");
+        // (Column defaults are not copied: ts is given.)
+        dst.exec(
+            "INSERT INTO z (name, d, dt, ts) VALUES ('new', '2024-01-01', '2024-01-01', '2024-01-01')",
+        )
+        .await;
+        let next: Vec<i32> = dst.query("SELECT MAX(id) FROM z").await;
+        assert_eq!(next, vec![4], "{method} {mode:?}");
+        dst.drop_db().await;
+    }
+
+    // Another engine's target gets NULL (nullable columns) or an error instead.
+    let other = TestDb::new("same_err").await;
+    let e = copy(
+        &source(&src.url(), json!({ "zero_dates": "error" })),
+        &sink(&other.url(), json!({}), WriteMode::Append, true),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("zero date"), "{e}");
+    other.drop_db().await;
+    let tables = source(&src.url(), json!({})).tables().await.unwrap();
+    let d = tables[0].schema.arrow.field_with_name("d").unwrap();
+    assert!(d.is_nullable());
+    assert!(d.metadata().keys().all(|k| !k.starts_with("sluice.mysql.")));
+    src.drop_db().await;
+}
+
+#[tokio::test]
+async fn mysql_a_non_transactional_engine_is_applied_when_the_load_finishes() {
+    let src = TestDb::new("eng_src").await;
+    let dst = TestDb::new("eng_dst").await;
+    src.exec("CREATE TABLE m (id int PRIMARY KEY, v varchar(10)) ENGINE=Aria")
+        .await;
+    src.exec("INSERT INTO m VALUES (1, 'a'), (2, 'b')").await;
+    let engine = |db: &TestDb| {
+        let name = db.name.clone();
+        async move {
+            let mut c = admin().await;
+            let r: Vec<(String, String)> = c
+                .exec(
+                    "SELECT ENGINE, TABLE_COMMENT FROM information_schema.tables WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'm'",
+                    (name,),
+                )
+                .await
+                .unwrap();
+            c.disconnect().await.unwrap();
+            r
+        }
+    };
+    // A copy stopped before the table finished: loaded as InnoDB, marked.
+    let s = same_engine_source(&src.url(), json!({}));
+    let k = sink(&dst.url(), json!({}), WriteMode::Append, true);
+    let tables = s.tables().await.unwrap();
+    let splits = s.splits(&tables[0]).await.unwrap();
+    let plan = TablePlan {
+        target: TableId::new(["m"]),
+        schema: tables[0].schema.clone(),
+        splits: splits.len(),
+    };
+    k.prepare(std::slice::from_ref(&plan)).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(10);
+    s.read(
+        splits[0].clone(),
+        None,
+        BatchSender::new(tx, CancellationToken::new()),
+    )
+    .await
+    .unwrap();
+    let mut w = k.open(&plan, &splits[0]).await.unwrap();
+    let mut last = None;
+    while let Ok(b) = rx.try_recv() {
+        w.write(b.data).await.unwrap();
+        last = Some(b.position);
+    }
+    w.commit(&last.unwrap()).await.unwrap();
+    s.close().await.unwrap();
+    let e = engine(&dst).await;
+    assert_eq!(e[0].0, "InnoDB");
+    assert!(e[0].1.contains("ENGINE=Aria"), "{e:?}");
+    // The resumed copy (here: a new sink) finds the mark and converts at the end.
+    copy(
+        &same_engine_source(&src.url(), json!({})),
+        &sink(&dst.url(), json!({}), WriteMode::Upsert, true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        engine(&dst).await,
+        vec![("Aria".to_string(), String::new())]
+    );
+    assert_eq!(dst.rows("m", "id").await, src.rows("m", "id").await);
+    // Finishing again changes nothing.
+    copy(
+        &same_engine_source(&src.url(), json!({})),
+        &sink(&dst.url(), json!({}), WriteMode::Upsert, true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        engine(&dst).await,
+        vec![("Aria".to_string(), String::new())]
+    );
+    src.drop_db().await;
+    dst.drop_db().await;
 }

@@ -722,3 +722,183 @@ fn job_verify_true_fails_a_run_whose_target_differs() {
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["jobs"][0]["runs"][0]["state"], "FAILED");
 }
+
+// ---------------------------------------------------------------------------------------
+// Fidelity into MySQL/MariaDB: nothing rounded silently; a same-engine copy is lossless.
+
+#[test]
+fn pg_numeric_mysql_would_round_fails_naming_the_row() {
+    let src = PgDb::new();
+    let dst = MyDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE nums (id int PRIMARY KEY, n numeric, m numeric(50,35));
+         INSERT INTO nums VALUES (1, 1.5, 1), (2, 1.0000000000000000000000000000001, 2);",
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.nums\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ \"public.nums\" = \"nums\" }}",
+            dst.url()
+        ),
+    );
+    // validate says which values would fail, for both columns.
+    let v = job.cmd(&["validate", "job.toml"]).output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let narrowing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("decimal(65,30)") && l.contains("30 decimal places"))
+        .collect();
+    assert!(
+        narrowing.iter().any(|l| l.trim_start().starts_with('n'))
+            && narrowing.iter().any(|l| l.trim_start().starts_with('m')),
+        "{out}"
+    );
+    // The run fails on row 2, naming table, column and key; nothing is rounded.
+    let o = job.run();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nums")
+            && err.contains("\"n\"")
+            && err.contains("id = 2")
+            && err.contains("31 decimal places"),
+        "{err}"
+    );
+    assert!(err.contains("cast"), "the hint names the override: {err}");
+    assert_eq!(mysql(&dst.0, "SELECT COUNT(*) FROM nums").trim(), "0");
+    // Once the value fits, the table Sluice created is accepted again and the copy is exact.
+    psql(
+        &src.0,
+        "UPDATE nums SET n = 0.000000000000000000000000000001 WHERE id = 2",
+    );
+    let o = job.run();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        mysql(&dst.0, "SELECT id, n, m FROM nums ORDER BY id"),
+        "1\t1.500000000000000000000000000000\t1.000000000000000000000000000000\n\
+         2\t0.000000000000000000000000000001\t2.000000000000000000000000000000\n"
+    );
+}
+
+#[test]
+fn mariadb_to_mariadb_copy_is_lossless() {
+    let src = MyDb::new();
+    let dst = MyDb::new();
+    mysql(
+        &src.0,
+        "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';
+         CREATE TABLE z (id int NOT NULL AUTO_INCREMENT PRIMARY KEY,
+           name varchar(20) COLLATE latin1_swedish_ci NOT NULL, tag varchar(10),
+           d date NOT NULL, dt datetime(3) NOT NULL, dn date,
+           twice int AS (id * 2) VIRTUAL, label varchar(40) AS (concat(name, '/', d)) STORED
+         ) ENGINE=MyISAM DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+         INSERT INTO z (id, name, tag, d, dt, dn) VALUES
+           (1, 'été', 'A', '0000-00-00', '0000-00-00 00:00:00', '2024-00-10'),
+           (2, 'Zoë', 'b', '2024-05-00', '2024-00-00 10:11:12.345', NULL),
+           (3, 'plain', NULL, '1999-12-31', '1999-12-31 23:59:59.999', '0000-00-00');
+         CREATE VIEW upper_names AS SELECT id, UPPER(name) AS name FROM z;",
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"z\", \"upper_names\"]",
+            src.url()
+        ),
+        &format!("type = \"mysql\"\nurl = \"{}\"", dst.url()),
+    );
+    let o = job.run();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("upper_names is a view"),
+        "the log says so: {err}"
+    );
+    let shape = |db: &MyDb, t: &str| {
+        mysql(
+            &db.0,
+            &format!(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLLATION_NAME, EXTRA,
+                   GENERATION_EXPRESSION FROM information_schema.columns
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{t}' ORDER BY ORDINAL_POSITION;
+                 SELECT ENGINE, TABLE_COLLATION FROM information_schema.tables
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{t}'"
+            ),
+        )
+    };
+    assert_eq!(shape(&dst, "z"), shape(&src, "z"));
+    let rows = "SELECT id, name, HEX(name), tag, CAST(d AS CHAR), CAST(dt AS CHAR), \
+                CAST(dn AS CHAR), twice, label FROM z ORDER BY id";
+    assert_eq!(mysql(&dst.0, rows), mysql(&src.0, rows));
+    assert!(mysql(&dst.0, rows).contains("0000-00-00"));
+    // Case-insensitive keys and comparisons, as in the source.
+    assert_eq!(
+        mysql(&dst.0, "SELECT id FROM z WHERE name = 'ZOË'").trim(),
+        "2"
+    );
+    // The view's rows, in a table.
+    assert_eq!(
+        mysql(&dst.0, "SELECT id, name FROM upper_names ORDER BY id"),
+        mysql(&src.0, "SELECT id, name FROM upper_names ORDER BY id")
+    );
+    // AUTO_INCREMENT continues after the copied keys.
+    mysql(
+        &dst.0,
+        "INSERT INTO z (name, d, dt) VALUES ('new', '2024-01-01', '2024-01-01')",
+    );
+    assert_eq!(mysql(&dst.0, "SELECT MAX(id) FROM z").trim(), "4");
+}
+
+#[test]
+fn generated_columns_of_an_existing_target_are_not_written() {
+    let src = MyDb::new();
+    mysql(
+        &src.0,
+        "CREATE TABLE a (id int PRIMARY KEY, v int); INSERT INTO a VALUES (1, 1);
+         CREATE TABLE g (id int PRIMARY KEY, v int, doubled int);
+         INSERT INTO g VALUES (1, 21, 0), (2, NULL, 7);",
+    );
+    // (MariaDB ignores a value LOAD DATA gives a generated column with a note; INSERT, and
+    // MySQL, refuse it.)
+    for method in ["load_data", "insert"] {
+        let dst = MyDb::new();
+        mysql(
+            &dst.0,
+            "CREATE TABLE g (id int PRIMARY KEY, v int, doubled int AS (v * 2) STORED)",
+        );
+        let job = Job::new(
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\ntables = [\"a\", \"g\"]",
+                src.url()
+            ),
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\nmethod = \"{method}\"",
+                dst.url()
+            ),
+        );
+        let o = job.run();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{method}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            mysql(&dst.0, "SELECT id, v, doubled FROM g ORDER BY id"),
+            "1\t21\t42\n2\tNULL\tNULL\n",
+            "{method}"
+        );
+        assert_eq!(mysql(&dst.0, "SELECT COUNT(*) FROM a").trim(), "1");
+    }
+}

@@ -21,8 +21,8 @@ use super::source::MysqlSource;
 const URL_HINT: &str = "write the server as a URL: mysql://user:password@127.0.0.1:3306/shop \
                         (MariaDB too); the password may come from ${env:NAME}";
 
-/// What to do with MySQL's zero dates (`0000-00-00`, `2024-00-10`), which no other system
-/// can hold.
+/// What to do with MySQL's zero dates (`0000-00-00`, `2024-00-10`) when the target cannot
+/// hold them: every sink but MySQL/MariaDB, which gets them unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZeroDates {
@@ -69,8 +69,8 @@ pub struct MysqlSourceConfig {
     /// Rows per batch sent downstream, e.g. `8192` (the default).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// `"null"` (default) reads zero dates such as `0000-00-00` as NULL; `"error"` fails
-    /// naming table, column and row.
+    /// For targets other than MySQL/MariaDB (which keep them): `"null"` (default) reads
+    /// zero dates such as `0000-00-00` as NULL; `"error"` fails naming table, column and row.
     #[serde(default)]
     pub zero_dates: ZeroDates,
     /// Whether all readers share one point in time, e.g. `true` (the default): their
@@ -177,14 +177,27 @@ pub(crate) struct SourcePlan {
     pub chunk_rows: u64,
     pub batch_size: usize,
     pub zero_dates: ZeroDates,
+    /// The sink is MySQL/MariaDB: zero dates are kept (whatever `zero_dates` says), and
+    /// fields carry what a same-engine target needs (collations, generated columns, the
+    /// table's engine).
+    pub same_engine: bool,
     pub consistent_snapshot: bool,
     pub connections: usize,
 }
 
 impl MysqlSourceConfig {
-    /// Validates the options (no I/O) and builds the source.
+    /// Validates the options (no I/O) and builds the source, for a sink of another engine.
     pub fn build(&self) -> Result<DynSource> {
         Ok(Arc::new(MysqlSource::new(self.plan()?)))
+    }
+
+    /// Like [`build`](Self::build), for a MySQL/MariaDB sink, which can hold everything a
+    /// MySQL table holds: zero dates are read as they are (`zero_dates` does not apply) and
+    /// date columns keep `NOT NULL`.
+    pub fn build_same_engine(&self) -> Result<DynSource> {
+        let mut plan = self.plan()?;
+        plan.same_engine = true;
+        Ok(Arc::new(MysqlSource::new(plan)))
     }
 
     /// Checks that the server answers and the database exists (`sluice validate`).
@@ -231,6 +244,7 @@ impl MysqlSourceConfig {
             chunk_rows: self.chunk_rows,
             batch_size: self.batch_size,
             zero_dates: self.zero_dates,
+            same_engine: false,
             consistent_snapshot: self.consistent_snapshot,
             connections: self.connections,
         })

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, IntervalMonthDayNano, i256};
 use chrono::NaiveDate;
 use mysql_async::Value;
 
-use super::types::Kind;
+use super::types::{Kind, zero_date_days, zero_datetime_micros};
 
 /// Why a value could not be decoded (the caller adds table, column and row).
 pub type DecodeError = String;
@@ -23,8 +23,9 @@ pub type DecodeError = String;
 /// Result of decoding a temporal value.
 pub enum Temporal {
     Value(i64),
-    /// A zero date (`0000-00-00`, month or day 0).
-    Zero,
+    /// A zero date (`0000-00-00`, month or day 0), with the value that stands for it when
+    /// it is kept (`types::zero_date_days` / `zero_datetime_micros`).
+    Zero(i64),
 }
 
 /// One column's builder.
@@ -105,9 +106,15 @@ impl ColBuilder {
         }
     }
 
-    /// Appends a non-NULL value of a column of `kind`. `Ok(false)` means a zero date (the
-    /// caller decides between NULL and an error).
-    pub fn push(&mut self, kind: Kind, v: Value) -> Result<bool, DecodeError> {
+    /// Appends a value of a column of `kind`. A zero date is appended as its stand-in value
+    /// when `keep_zero_dates` (the target is MySQL); otherwise `Ok(false)` says it is one and
+    /// nothing was appended (the caller decides between NULL and an error).
+    pub fn push(
+        &mut self,
+        kind: Kind,
+        v: Value,
+        keep_zero_dates: bool,
+    ) -> Result<bool, DecodeError> {
         if matches!(v, Value::NULL) {
             self.null();
             return Ok(true);
@@ -160,11 +167,13 @@ impl ColBuilder {
             },
             Self::Date(b) => match temporal(&v, kind)? {
                 Temporal::Value(days) => b.append_value(days as i32),
-                Temporal::Zero => return Ok(false),
+                Temporal::Zero(days) if keep_zero_dates => b.append_value(days as i32),
+                Temporal::Zero(_) => return Ok(false),
             },
             Self::Ts(b, _) => match temporal(&v, kind)? {
                 Temporal::Value(us) => b.append_value(us),
-                Temporal::Zero => return Ok(false),
+                Temporal::Zero(us) if keep_zero_dates => b.append_value(us),
+                Temporal::Zero(_) => return Ok(false),
             },
             Self::Interval(b) => b.append_value(time(&v)?),
             Self::Uuid(b) => {
@@ -303,7 +312,13 @@ fn temporal(v: &Value, kind: Kind) -> Result<Temporal, DecodeError> {
         other => return Err(bad(other, "date")),
     };
     if mo == 0 || d == 0 {
-        return Ok(Temporal::Zero);
+        return Ok(Temporal::Zero(if kind == Kind::Date {
+            i64::from(zero_date_days(y, mo, d))
+        } else {
+            let time = ((i64::from(h) * 60 + i64::from(mi)) * 60 + i64::from(s)) * 1_000_000
+                + i64::from(us);
+            zero_datetime_micros(y, mo, d, time)
+        }));
     }
     let date = NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d))
         .ok_or_else(|| bad(v, "date"))?;
@@ -410,7 +425,7 @@ mod tests {
         }
         .field("d", true);
         let mut b = ColBuilder::new(&f, 1).unwrap();
-        b.push(Kind::Decimal, Value::Bytes(b"-99999999.99".to_vec()))
+        b.push(Kind::Decimal, Value::Bytes(b"-99999999.99".to_vec()), false)
             .unwrap();
         let a = b.finish();
         assert_eq!(a.as_primitive::<Decimal128Type>().value(0), -9_999_999_999);
@@ -420,8 +435,9 @@ mod tests {
     fn unsigned_bigint_max_and_bits() {
         let f = LogicalType::UInt64.field("u", true);
         let mut b = ColBuilder::new(&f, 2).unwrap();
-        b.push(Kind::UInt, Value::UInt(u64::MAX)).unwrap();
-        b.push(Kind::Bit, Value::Bytes(vec![0x01, 0x02])).unwrap();
+        b.push(Kind::UInt, Value::UInt(u64::MAX), false).unwrap();
+        b.push(Kind::Bit, Value::Bytes(vec![0x01, 0x02]), false)
+            .unwrap();
         let a = b.finish();
         let a = a.as_primitive::<arrow::datatypes::UInt64Type>();
         assert_eq!(a.value(0), u64::MAX);
@@ -437,25 +453,50 @@ mod tests {
         .field("t", true);
         let mut b = ColBuilder::new(&f, 2).unwrap();
         assert!(
-            !b.push(Kind::DateTime, Value::Date(0, 0, 0, 0, 0, 0, 0))
+            !b.push(Kind::DateTime, Value::Date(0, 0, 0, 0, 0, 0, 0), false)
                 .unwrap()
         );
         b.null();
         assert!(
-            b.push(Kind::DateTime, Value::Date(1970, 1, 1, 0, 0, 1, 5))
+            b.push(Kind::DateTime, Value::Date(1970, 1, 1, 0, 0, 1, 5), false)
+                .unwrap()
+        );
+        // Kept for a MySQL target: the stand-in value, which reads back as the zero date.
+        assert!(
+            b.push(Kind::DateTime, Value::Date(2024, 0, 10, 1, 2, 3, 4), true)
+                .unwrap()
+        );
+        let a = b.finish();
+        let a = a.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(a.value(1), 1_000_005);
+        assert_eq!(
+            crate::mysql::types::zero_datetime_text(a.value(2)).unwrap(),
+            "2024-00-10 01:02:03.000004"
+        );
+        let d = LogicalType::Date.field("d", false);
+        let mut b = ColBuilder::new(&d, 1).unwrap();
+        assert!(
+            b.push(Kind::Date, Value::Bytes(b"0000-00-00".to_vec()), true)
                 .unwrap()
         );
         let a = b.finish();
         assert_eq!(
-            a.as_primitive::<TimestampMicrosecondType>().value(1),
-            1_000_005
+            crate::mysql::types::zero_date_text(
+                a.as_primitive::<arrow::datatypes::Date32Type>().value(0)
+            )
+            .unwrap(),
+            "0000-00-00"
         );
         let f = LogicalType::Interval.field("i", true);
         let mut b = ColBuilder::new(&f, 2).unwrap();
-        b.push(Kind::Time, Value::Time(true, 34, 22, 59, 59, 1))
+        b.push(Kind::Time, Value::Time(true, 34, 22, 59, 59, 1), false)
             .unwrap();
-        b.push(Kind::Time, Value::Bytes(b"-838:59:59.000001".to_vec()))
-            .unwrap();
+        b.push(
+            Kind::Time,
+            Value::Bytes(b"-838:59:59.000001".to_vec()),
+            false,
+        )
+        .unwrap();
         let a = b.finish();
         let a = a.as_primitive::<IntervalMonthDayNanoType>();
         assert_eq!(a.value(0), a.value(1));

@@ -17,7 +17,7 @@ use arrow::datatypes::{
 use chrono::DateTime;
 use mysql_async::Value;
 
-use super::types::Kind;
+use super::types::{Kind, zero_date_text, zero_datetime_text};
 
 /// One cell, ready to be written.
 #[derive(Debug, PartialEq)]
@@ -31,29 +31,61 @@ pub enum Cell<'a> {
     Bytes(&'a [u8]),
 }
 
-/// A column of one batch, with the target column's kind.
+/// What a target column holds, and how one incoming column is written into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColSpec {
+    /// The target column's kind.
+    pub kind: Kind,
+    /// The source field's logical type is a uuid (FixedSizeBinary(16)).
+    pub uuid: bool,
+    /// The target's `decimal(p, s)`: values are checked against it, because MySQL rounds
+    /// extra decimal places with only a note.
+    pub decimal: Option<(u32, u32)>,
+    /// Fractional-second digits the target keeps (MySQL drops the others silently).
+    pub fsp: u32,
+    /// The incoming field carries zero dates (see `types::ZERO_DATES_KEY`).
+    pub zero_dates: bool,
+}
+
+impl ColSpec {
+    /// A column of `kind` with no limits beyond the kind's own.
+    pub fn of(kind: Kind) -> Self {
+        ColSpec {
+            kind,
+            uuid: false,
+            decimal: None,
+            fsp: 6,
+            zero_dates: false,
+        }
+    }
+}
+
+/// A column of one batch, with the target column's spec.
 pub struct Column<'a> {
     array: &'a ArrayRef,
-    target: Kind,
-    /// The source field's logical type is a uuid (FixedSizeBinary(16)).
-    uuid: bool,
+    spec: &'a ColSpec,
 }
 
 impl<'a> Column<'a> {
-    pub fn new(array: &'a ArrayRef, target: Kind, uuid: bool) -> Self {
-        Column {
-            array,
-            target,
-            uuid,
-        }
+    pub fn new(array: &'a ArrayRef, spec: &'a ColSpec) -> Self {
+        Column { array, spec }
     }
 
     /// The cell at `row`. `Err` says why the value cannot be written.
     pub fn cell(&self, row: usize) -> Result<Cell<'a>, String> {
+        let cell = self.raw_cell(row)?;
+        if let (Some((p, s)), Cell::Text(t)) = (self.spec.decimal, &cell) {
+            check_decimal(t, p, s)?;
+        }
+        Ok(cell)
+    }
+
+    fn raw_cell(&self, row: usize) -> Result<Cell<'a>, String> {
         let a = self.array;
         if a.is_null(row) {
             return Ok(Cell::Null);
         }
+        let target = self.spec.kind;
         Ok(match a.data_type() {
             DataType::Boolean => Cell::Int(i64::from(a.as_boolean().value(row))),
             DataType::Int8 => Cell::Int(a.as_primitive::<Int8Type>().value(row).into()),
@@ -92,7 +124,7 @@ impl<'a> Column<'a> {
             DataType::BinaryView => Cell::Bytes(a.as_binary_view().value(row)),
             DataType::FixedSizeBinary(_) => {
                 let b = a.as_fixed_size_binary().value(row);
-                if self.uuid && self.target != Kind::Binary {
+                if self.spec.uuid && target != Kind::Binary {
                     Cell::Text(uuid_text(b).into())
                 } else {
                     Cell::Bytes(b)
@@ -100,7 +132,10 @@ impl<'a> Column<'a> {
             }
             DataType::Date32 => {
                 let d = a.as_primitive::<Date32Type>().value(row);
-                Cell::Text(date_text(i64::from(d) * 86_400_000_000)?.into())
+                match zero_date_text(d).filter(|_| self.spec.zero_dates) {
+                    Some(zero) => Cell::Text(zero.into()),
+                    None => Cell::Text(date_text(i64::from(d) * 86_400_000_000)?.into()),
+                }
             }
             DataType::Date64 => {
                 let ms = a.as_primitive::<Date64Type>().value(row);
@@ -113,6 +148,7 @@ impl<'a> Column<'a> {
                     }
                     _ => a.as_primitive::<Time64MicrosecondType>().value(row),
                 };
+                self.fits_fsp(us, || duration_text(us))?;
                 Cell::Text(duration_text(us).into())
             }
             DataType::Timestamp(unit, _) => {
@@ -135,9 +171,15 @@ impl<'a> Column<'a> {
                             * 1_000_000
                     }
                 };
-                let text = timestamp_text(us)?;
+                let text = match zero_datetime_text(us).filter(|_| self.spec.zero_dates) {
+                    Some(zero) => zero,
+                    None => timestamp_text(us)?,
+                };
+                if matches!(target, Kind::DateTime | Kind::Timestamp) {
+                    self.fits_fsp(us, || text.clone())?;
+                }
                 Cell::Text(
-                    if self.target == Kind::Date {
+                    if target == Kind::Date {
                         text[..10].to_string()
                     } else {
                         text
@@ -151,6 +193,7 @@ impl<'a> Column<'a> {
                     return Err("an interval with months cannot be written to a MySQL TIME".into());
                 }
                 let us = i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1000;
+                self.fits_fsp(us, || duration_text(us))?;
                 Cell::Text(duration_text(us).into())
             }
             DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
@@ -159,6 +202,71 @@ impl<'a> Column<'a> {
             other => return Err(format!("Arrow type {other} cannot be written to MySQL")),
         })
     }
+
+    /// Fails a value with more fractional-second digits than the target keeps (MySQL would
+    /// drop them without a word).
+    fn fits_fsp(&self, us: i64, text: impl FnOnce() -> String) -> Result<(), String> {
+        let fsp = self.spec.fsp.min(6);
+        if fsp < 6 && us.rem_euclid(10i64.pow(6 - fsp)) != 0 {
+            return Err(format!(
+                "value {} has more fractional-second digits than the target column keeps ({fsp}), \
+                 so MySQL would drop them",
+                text().trim_end_matches('0')
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the decimal text `t` fits `decimal(p, s)` as it is: MySQL rounds extra
+/// decimal places with only a note, and refuses extra integer digits, NaN and infinities.
+pub fn check_decimal(t: &str, p: u32, s: u32) -> Result<(), String> {
+    let body = t.trim();
+    let unsigned = body
+        .strip_prefix('-')
+        .or_else(|| body.strip_prefix('+'))
+        .unwrap_or(body);
+    let (mantissa, exp) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (
+            m,
+            e.parse::<i64>()
+                .map_err(|_| format!("value {t:?} is not a decimal number"))?,
+        ),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        let special = ["nan", "infinity", "inf"].contains(&unsigned.to_ascii_lowercase().as_str());
+        return Err(if special {
+            format!("value {t} cannot be stored in a MySQL decimal (no NaN or infinity)")
+        } else {
+            format!("value {t:?} is not a decimal number")
+        });
+    }
+    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let Some(first) = digits.iter().position(|&b| b != b'0') else {
+        return Ok(());
+    };
+    let last = digits.iter().rposition(|&b| b != b'0').unwrap_or(first);
+    let point = int.len() as i64 + exp;
+    let int_digits = (point - first as i64).max(0);
+    let frac_digits = (last as i64 + 1 - point).max(0);
+    let ty = format!("decimal({p},{s})");
+    if frac_digits > i64::from(s) {
+        return Err(format!(
+            "value {t} has {frac_digits} decimal places; the target column {ty} keeps {s}, \
+             so MySQL would round it"
+        ));
+    }
+    if int_digits > i64::from(p) - i64::from(s) {
+        return Err(format!(
+            "value {t} has {int_digits} integer digits; the target column {ty} holds {}",
+            i64::from(p) - i64::from(s)
+        ));
+    }
+    Ok(())
 }
 
 fn finite(v: f64) -> Result<(), String> {
@@ -222,7 +330,8 @@ fn json_of(a: &ArrayRef, row: usize) -> Result<serde_json::Value, String> {
         DataType::FixedSizeList(..) => a.as_fixed_size_list().value(row),
         _ => return Err("not a list".into()),
     };
-    let col = Column::new(&inner, Kind::Text, false);
+    let spec = ColSpec::of(Kind::Text);
+    let col = Column::new(&inner, &spec);
     let mut out = Vec::with_capacity(inner.len());
     for i in 0..inner.len() {
         out.push(match col.cell(i)? {
@@ -347,13 +456,18 @@ mod tests {
     #[test]
     fn cells_from_arrays() {
         let a: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![Some(f64::NAN), None]));
-        let c = Column::new(&a, Kind::Double, false);
+        let double = ColSpec::of(Kind::Double);
+        let c = Column::new(&a, &double);
         assert!(c.cell(0).is_err());
         assert_eq!(c.cell(1).unwrap(), Cell::Null);
         let u: ArrayRef = Arc::new(
             arrow::array::FixedSizeBinaryArray::try_from_iter([[0xabu8; 16]].iter()).unwrap(),
         );
-        let c = Column::new(&u, Kind::Text, true);
+        let uuid = ColSpec {
+            uuid: true,
+            ..ColSpec::of(Kind::Text)
+        };
+        let c = Column::new(&u, &uuid);
         assert_eq!(
             c.cell(0).unwrap(),
             Cell::Text("abababab-abab-abab-abab-abababababab".into())
@@ -363,7 +477,70 @@ mod tests {
             _,
             _,
         >(vec![Some(vec![Some(1), None])]));
-        let c = Column::new(&l, Kind::Text, false);
+        let text = ColSpec::of(Kind::Text);
+        let c = Column::new(&l, &text);
         assert_eq!(c.cell(0).unwrap(), Cell::Text("[1,null]".into()));
+    }
+
+    #[test]
+    fn decimals_must_fit_the_target_exactly() {
+        assert!(check_decimal("123.450000", 5, 2).is_ok());
+        assert!(check_decimal("-0.000", 1, 0).is_ok());
+        assert!(check_decimal("0012.5", 3, 1).is_ok());
+        assert!(check_decimal("1.5e2", 3, 0).is_ok());
+        let e = check_decimal("1.005", 5, 2).unwrap_err();
+        assert!(
+            e.contains("3 decimal places") && e.contains("decimal(5,2)"),
+            "{e}"
+        );
+        let e = check_decimal("1234", 5, 2).unwrap_err();
+        assert!(e.contains("4 integer digits"), "{e}");
+        assert!(check_decimal("1.5e-3", 5, 2).is_err());
+        assert!(check_decimal("NaN", 65, 30).unwrap_err().contains("NaN"));
+        assert!(check_decimal("-Infinity", 65, 30).is_err());
+        assert!(check_decimal("1.2.3", 65, 30).is_err());
+    }
+
+    #[test]
+    fn fractional_seconds_and_zero_dates() {
+        use arrow::array::{Date32Array, TimestampMicrosecondArray};
+        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![
+            1_000_000,
+            1_500_000,
+            crate::mysql::types::zero_datetime_micros(2024, 0, 10, 1_000_000),
+        ]));
+        let dt0 = ColSpec {
+            fsp: 0,
+            ..ColSpec::of(Kind::DateTime)
+        };
+        let c = Column::new(&ts, &dt0);
+        assert!(c.cell(0).is_ok());
+        let e = c.cell(1).unwrap_err();
+        assert!(
+            e.contains("1970-01-01 00:00:01.5") && e.contains("(0)"),
+            "{e}"
+        );
+        // Not marked: the encoded zero date is an ordinary (impossible) value.
+        assert!(c.cell(2).is_err());
+        let kept = ColSpec {
+            zero_dates: true,
+            ..dt0.clone()
+        };
+        let c = Column::new(&ts, &kept);
+        assert_eq!(
+            c.cell(2).unwrap(),
+            Cell::Text("2024-00-10 00:00:01.000000".into())
+        );
+        let d: ArrayRef = Arc::new(Date32Array::from(vec![
+            crate::mysql::types::zero_date_days(0, 0, 0),
+        ]));
+        let date = ColSpec {
+            zero_dates: true,
+            ..ColSpec::of(Kind::Date)
+        };
+        assert_eq!(
+            Column::new(&d, &date).cell(0).unwrap(),
+            Cell::Text("0000-00-00".into())
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! # split_column = "order_id"           # default: a one-column integer primary key
 //! # chunk_rows = 500000                 # rows per split
 //! # batch_size = 8192
-//! # zero_dates = "null"                 # or "error"
+//! # zero_dates = "null"                 # or "error"; MySQL targets keep zero dates
 //! # consistent_snapshot = true          # all readers see one point in time
 //! # connections = 4                     # concurrent read connections
 //!
@@ -21,7 +21,8 @@
 //! ```
 //!
 //! **Source.** Lists base tables from `information_schema` (never `_sluice_*` or staging
-//! tables); tables in the url's database are named bare (`orders`), others `db.table`. Each
+//! tables; views only when named, not through a glob); tables in the url's database are
+//! named bare (`orders`), others `db.table`. Each
 //! table is split into ranges of its integer key (`[lo, hi)`, first and last open-ended, ids
 //! `orders#0` …) and read with a streamed, prepared `SELECT … ORDER BY key` inside a
 //! `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`. With `consistent_snapshot` (the
@@ -31,8 +32,12 @@
 //! key). A cancelled read kills its server connection.
 //!
 //! **Sink.** `prepare` checks existing tables (every source column present with a type that
-//! can hold it) or creates them (`ENGINE=InnoDB`, `utf8mb4_bin`, native types verbatim when
-//! the source was MySQL). Each split is written on its own connection in one transaction,
+//! can hold it; columns the target generates are never written) or creates them
+//! (`ENGINE=InnoDB`, `utf8mb4_bin`; from a MySQL source the native types verbatim, zero
+//! dates, collations, generated columns, `AUTO_INCREMENT` and the table's engine, a
+//! non-transactional one applied once the load has finished). A value the target column
+//! would round (decimal places, fractional seconds) is a data error naming the row. Each
+//! split is written on its own connection in one transaction,
 //! with its checkpoint row in `_sluice_checkpoints`, by `LOAD DATA LOCAL INFILE` fed from
 //! memory. `upsert` loads into a temporary table and merges with
 //! `INSERT … SELECT … ON DUPLICATE KEY UPDATE`; `overwrite` writes `<name>__sluice_stage` and

@@ -3,7 +3,11 @@
 //! `overwrite`.
 //!
 //! Invariant: a split's rows and its checkpoint row in `_sluice_checkpoints` commit in the
-//! same InnoDB transaction before `commit` returns.
+//! same InnoDB transaction before `commit` returns. Tables Sluice creates are therefore
+//! loaded as InnoDB even when the source's engine is MyISAM or Aria, and converted to it in
+//! `finish_table`. No value reaches the server in a form it would round: decimals and
+//! fractional seconds are checked against the target column, and the note MySQL gives for a
+//! truncated value fails the batch like a warning.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,17 +23,18 @@ use sluice_core::naming::{
     LOCK_WAIT, LockScope, MAX_IDENTIFIER_BYTES, STAGE_SUFFIX, lock_key, side_table_name,
 };
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
+use sluice_core::types::native_type;
 use sluice_core::{
     Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
     WriteMode,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::checkpoints::{self, CHECKPOINTS as CHECKPOINT_TABLE, Dialect, JOBS};
 
 use super::check::{connect, qualified, quote};
 use super::config::{LoadMethod, SinkPlan};
-use super::encode::{Cell, Column, to_value, write_tsv};
+use super::encode::{Cell, ColSpec, Column, to_value, write_tsv};
 use super::error::map;
 use super::types::{self, KeyRole, Kind};
 
@@ -39,13 +44,29 @@ const OLD_SUFFIX: &str = "__sluice_old";
 const UPSERT_TEMP: &str = "_sluice_upsert";
 /// Placeholders per `INSERT` statement (the protocol allows 65535).
 const MAX_PARAMS: usize = 60_000;
+/// The note MySQL gives, even in strict mode, for a value it truncated or rounded.
+const WARN_DATA_TRUNCATED: u16 = 1265;
+
+/// The columns writers fill (not those the target generates), quoted, in batch order.
+fn col_list(st: &TableState) -> String {
+    let c: Vec<String> = st
+        .columns
+        .iter()
+        .filter(|c| c.write)
+        .map(|c| quote(&c.name))
+        .collect();
+    c.join(", ")
+}
 
 /// One target column, as written.
 #[derive(Debug, Clone)]
 struct TargetCol {
     /// The target's spelling of the name.
     name: String,
-    kind: Kind,
+    /// What the target column holds.
+    spec: ColSpec,
+    /// False for a column the target generates (`GENERATED ALWAYS AS …`): never written.
+    write: bool,
 }
 
 /// How one target table is written, decided in `prepare`.
@@ -60,9 +81,18 @@ struct TableState {
     columns: Vec<TargetCol>,
     /// Primary-key column names (target spelling).
     key: Vec<String>,
-    /// Incoming columns holding uuids (FixedSizeBinary(16)).
-    uuid: Vec<bool>,
+    /// Positions of the primary-key columns in the incoming batch (to name failing rows).
+    key_idx: Vec<usize>,
+    /// A non-transactional engine (MyISAM, Aria, …) `write_to` is converted to once every
+    /// split has committed; it is loaded as InnoDB so that a split and its checkpoint commit
+    /// or roll back together.
+    convert_to: Option<String>,
 }
+
+/// The comment of a table Sluice created as InnoDB and converts to another engine when the
+/// load finishes, e.g. `sluice: ENGINE=MyISAM when the copy finishes` (a resumed copy reads
+/// it back).
+const CONVERT_MARK: &str = "sluice: ENGINE=";
 
 /// Writes MySQL/MariaDB tables. See the module docs.
 pub struct MysqlSink {
@@ -225,7 +255,12 @@ impl MysqlSink {
         let existing = existing_columns(conn, &db, &name)
             .await
             .map_err(|e| map(e, ctx("reading its columns")))?;
+        let info = table_info(conn, &db, &name)
+            .await
+            .map_err(|e| map(e, ctx("reading its engine")))?;
         let mut columns = Vec::with_capacity(declared.len());
+        let mut convert_to = None;
+        let mut new_engine = ("InnoDB".to_string(), None);
         if existing.is_empty() {
             if !self.plan.create_tables {
                 return Err(Error::config(format!(
@@ -233,24 +268,55 @@ impl MysqlSink {
                 ))
                 .with_hint("create it, or set create_tables = true in [sink]"));
             }
+            let (engine, convert) = create_engine(conn, table, target).await?;
+            new_engine = (engine.clone(), convert.clone());
             if self.plan.mode != WriteMode::Overwrite {
-                conn.query_drop(create_sql(&db, &name, table, &declared))
-                    .await
-                    .map_err(|e| map(e, ctx("creating it")))?;
-                info!(table = %target, "Created the target table.");
+                conn.query_drop(create_sql(
+                    &db,
+                    &name,
+                    table,
+                    &declared,
+                    &engine,
+                    convert.as_deref(),
+                ))
+                .await
+                .map_err(|e| map(e, ctx("creating it")))?;
+                info!(table = %target, engine = %engine, "Created the target table.");
             }
-            for ((n, t), _) in declared.iter().zip(table.schema.arrow.fields()) {
-                let kind = types::parse(t, false).map(|m| m.kind).unwrap_or(Kind::Text);
+            convert_to = convert;
+            for ((n, t), f) in declared.iter().zip(table.schema.arrow.fields()) {
+                let mt = types::parse(t, false).ok();
                 columns.push(TargetCol {
                     name: n.clone(),
-                    kind,
+                    spec: col_spec(mt.as_ref(), f),
+                    write: !f.metadata().contains_key(types::GENERATED_KEY),
                 });
             }
         } else {
+            if let Some((engine, comment)) = &info {
+                // A table Sluice created in an earlier run of this copy, not yet converted.
+                convert_to = comment
+                    .strip_prefix(CONVERT_MARK)
+                    .and_then(|r| r.split_whitespace().next())
+                    .filter(|e| types::is_plain_name(e))
+                    .map(str::to_string);
+                if convert_to.is_none()
+                    && self.plan.mode == WriteMode::Append
+                    && !is_transactional(conn, engine).await
+                {
+                    warn!(
+                        table = %target,
+                        engine = %engine,
+                        "The target table's engine cannot roll back: a split retried after an \
+                         error, or resumed after a crash, may leave its first rows twice. \
+                         Convert it to InnoDB, or use write = \"upsert\" or \"overwrite\"."
+                    );
+                }
+            }
             for f in table.schema.arrow.fields() {
-                let Some((tname, ttype)) = existing
+                let Some(col) = existing
                     .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(f.name()))
+                    .find(|c| c.name.eq_ignore_ascii_case(f.name()))
                 else {
                     return Err(Error::schema(format!(
                         "table {target}: column {:?} is missing in the existing target table",
@@ -258,6 +324,21 @@ impl MysqlSink {
                     ))
                     .with_hint("add the column to the target, drop it with a select/drop transform, or write to a new table"));
                 };
+                let (tname, ttype) = (&col.name, &col.column_type);
+                if col.generated {
+                    info!(
+                        table = %target,
+                        column = %tname,
+                        "The target generates this column: its values are computed there; \
+                         the source's are not written."
+                    );
+                    columns.push(TargetCol {
+                        name: tname.clone(),
+                        spec: col_spec(None, f),
+                        write: false,
+                    });
+                    continue;
+                }
                 let mt = types::parse(ttype, false).map_err(|t| {
                     Error::schema(format!(
                         "table {target}, column {tname:?}: target type {t} is not supported"
@@ -275,9 +356,16 @@ impl MysqlSink {
                 }
                 columns.push(TargetCol {
                     name: tname.clone(),
-                    kind: mt.kind,
+                    spec: col_spec(Some(&mt), f),
+                    write: true,
                 });
             }
+        }
+        if !columns.iter().any(|c| c.write) {
+            return Err(Error::schema(format!(
+                "table {target}: every column is generated by the target, so nothing can be written"
+            ))
+            .with_hint("write to a table with ordinary columns, or exclude the table"));
         }
         let key: Vec<String> = table
             .schema
@@ -291,6 +379,12 @@ impl MysqlSink {
                     .unwrap_or_else(|| k.clone())
             })
             .collect();
+        let key_idx = table
+            .schema
+            .primary_key
+            .iter()
+            .filter_map(|k| table.schema.arrow.index_of(k).ok())
+            .collect();
         let mut write_to = name.clone();
         if self.plan.mode == WriteMode::Overwrite {
             let stage = side_name(&name, STAGE_SUFFIX);
@@ -298,7 +392,8 @@ impl MysqlSink {
                 .await
                 .map_err(|e| map(e, ctx("dropping an old staging table")))?;
             let sql = if existing.is_empty() {
-                create_sql(&db, &stage, table, &declared)
+                let (engine, convert) = &new_engine;
+                create_sql(&db, &stage, table, &declared, engine, convert.as_deref())
             } else {
                 format!(
                     "CREATE TABLE {} LIKE {}",
@@ -309,6 +404,11 @@ impl MysqlSink {
             conn.query_drop(sql)
                 .await
                 .map_err(|e| map(e, ctx("creating the staging table")))?;
+            if let Some((engine, _)) = info.as_ref().filter(|_| !existing.is_empty())
+                && convert_to.is_none()
+            {
+                convert_to = load_transactionally(conn, &db, &stage, engine, target).await;
+            }
             conn.exec_drop(
                 format!(
                     "DELETE FROM {} WHERE job = ? AND table_name = ?",
@@ -320,37 +420,221 @@ impl MysqlSink {
             .map_err(|e| map(e, ctx("clearing old checkpoints")))?;
             write_to = stage;
         }
-        let uuid = table
-            .schema
-            .arrow
-            .fields()
-            .iter()
-            .map(|f| LogicalType::of_field(f).is_ok_and(|t| t == LogicalType::Uuid))
-            .collect();
         Ok(TableState {
             db,
             table: name,
             write_to,
             columns,
             key,
-            uuid,
+            key_idx,
+            convert_to,
         })
     }
+
+    /// Converts `table` to `engine` (see [`TableState::convert_to`]); idempotent. A failure
+    /// leaves the data in InnoDB and is only logged: every row is there.
+    async fn convert_engine(&self, db: &str, table: &str, engine: &str, target: &TableId) {
+        let r = async {
+            let mut conn = connect(&self.plan.server, "sink").await?;
+            let r = async {
+                let Some((current, comment)) = table_info(&mut conn, db, table).await? else {
+                    return Ok(());
+                };
+                let clear = if comment.starts_with(CONVERT_MARK) {
+                    ", COMMENT = ''"
+                } else {
+                    ""
+                };
+                if !current.eq_ignore_ascii_case(engine) || !clear.is_empty() {
+                    conn.query_drop(format!(
+                        "ALTER TABLE {} ENGINE = {engine}{clear}",
+                        qualified(db, table)
+                    ))
+                    .await?;
+                    info!(table = %target, engine = %engine, "Converted the table to its source's engine.");
+                }
+                Ok(())
+            }
+            .await;
+            let _ = conn.disconnect().await;
+            r.map_err(|e: mysql_async::Error| map(e, "converting the engine"))
+        }
+        .await;
+        if let Err(e) = r {
+            warn!(
+                table = %target,
+                engine = %engine,
+                error = %e,
+                "The table stays InnoDB: converting it to its source's engine failed. Every row \
+                 is there; run ALTER TABLE … ENGINE = {engine} yourself if it matters."
+            );
+        }
+    }
+}
+
+/// The `(engine, comment)` of `db.table`, if it exists.
+async fn table_info(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> std::result::Result<Option<(String, String)>, mysql_async::Error> {
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .exec_first(
+            "SELECT ENGINE, TABLE_COMMENT FROM information_schema.tables \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await?;
+    Ok(row.map(|(e, c)| (e.unwrap_or_default(), c.unwrap_or_default())))
+}
+
+/// Whether `engine` supports transactions on this server (unknown engines count as not).
+async fn is_transactional(conn: &mut Conn, engine: &str) -> bool {
+    let r: std::result::Result<Option<Option<String>>, _> = conn
+        .exec_first(
+            "SELECT TRANSACTIONS FROM information_schema.engines WHERE ENGINE = ?",
+            (engine,),
+        )
+        .await;
+    matches!(r, Ok(Some(Some(t))) if t == "YES")
+}
+
+/// The engine a new table is created with, and the engine it is converted to when the load
+/// finishes: the source's engine (a MySQL source) when the target server has it and it is
+/// transactional; a non-transactional one is loaded as InnoDB and converted afterwards.
+async fn create_engine(
+    conn: &mut Conn,
+    table: &TablePlan,
+    target: &TableId,
+) -> Result<(String, Option<String>)> {
+    let innodb = || ("InnoDB".to_string(), None);
+    let Some(source) = table
+        .schema
+        .arrow
+        .metadata()
+        .get(types::ENGINE_KEY)
+        .filter(|e| types::is_plain_name(e))
+    else {
+        return Ok(innodb());
+    };
+    let row: Option<(String, String, Option<String>)> = conn
+        .exec_first(
+            "SELECT ENGINE, SUPPORT, TRANSACTIONS FROM information_schema.engines WHERE ENGINE = ?",
+            (source,),
+        )
+        .await
+        .map_err(|e| map(e, format!("table {target}: reading the server's engines")))?;
+    match row {
+        Some((name, support, tx)) if matches!(support.as_str(), "YES" | "DEFAULT") => {
+            if tx.as_deref() == Some("YES") {
+                Ok((name, None))
+            } else {
+                Ok(("InnoDB".to_string(), Some(name)))
+            }
+        }
+        _ => {
+            warn!(
+                table = %target,
+                engine = %source,
+                "The target server has no {source} engine: the table is created as InnoDB."
+            );
+            Ok(innodb())
+        }
+    }
+}
+
+/// For `overwrite` into an existing table of a non-transactional engine: the fresh staging
+/// table is made InnoDB for the load and converted back when it is swapped in. `None` (and
+/// the stage is left as it is) when the engine is transactional or InnoDB cannot hold it.
+async fn load_transactionally(
+    conn: &mut Conn,
+    db: &str,
+    stage: &str,
+    engine: &str,
+    target: &TableId,
+) -> Option<String> {
+    if engine.is_empty() || is_transactional(conn, engine).await || !types::is_plain_name(engine) {
+        return None;
+    }
+    match conn
+        .query_drop(format!(
+            "ALTER TABLE {} ENGINE = InnoDB",
+            qualified(db, stage)
+        ))
+        .await
+    {
+        Ok(()) => Some(engine.to_string()),
+        Err(e) => {
+            warn!(
+                table = %target,
+                engine = %engine,
+                error = %e,
+                "The staging table cannot be InnoDB: it is loaded as {engine}, which cannot \
+                 roll back, so a split retried after an error may leave its first rows twice."
+            );
+            None
+        }
+    }
+}
+
+/// How the values of source field `f` are written into a target column of type `mt`
+/// (`None`: a column that is not written).
+fn col_spec(mt: Option<&types::MysqlType>, f: &arrow::datatypes::Field) -> ColSpec {
+    let kind = mt.map(|m| m.kind).unwrap_or(Kind::Text);
+    let decimal = match mt.map(|m| &m.logical) {
+        Some(LogicalType::Decimal {
+            precision: Some(p),
+            scale,
+        }) if kind == Kind::Decimal => Some((u32::from(*p), scale.unwrap_or(0).max(0) as u32)),
+        _ => None,
+    };
+    ColSpec {
+        kind,
+        uuid: LogicalType::of_field(f).is_ok_and(|t| t == LogicalType::Uuid),
+        decimal,
+        fsp: mt.map(|m| u32::from(m.fsp)).unwrap_or(6),
+        zero_dates: f
+            .metadata()
+            .get(types::ZERO_DATES_KEY)
+            .is_some_and(|v| v == "kept"),
+    }
+}
+
+/// One column of an existing target table.
+struct ExistingCol {
+    name: String,
+    column_type: String,
+    /// `GENERATED ALWAYS AS …` (virtual or stored): the server computes it.
+    generated: bool,
 }
 
 async fn existing_columns(
     conn: &mut Conn,
     db: &str,
     table: &str,
-) -> std::result::Result<Vec<(String, String)>, mysql_async::Error> {
-    let cols: Vec<(String, String)> = conn
+) -> std::result::Result<Vec<ExistingCol>, mysql_async::Error> {
+    let cols: Vec<(String, String, Option<String>)> = conn
         .exec(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.columns \
+            "SELECT COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.columns \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (db, table),
         )
         .await?;
-    Ok(cols)
+    Ok(cols
+        .into_iter()
+        .map(|(name, column_type, extra)| {
+            // `VIRTUAL GENERATED`, `STORED GENERATED`; not MySQL's `DEFAULT_GENERATED`
+            // (a default expression).
+            let extra = extra.unwrap_or_default().to_ascii_uppercase();
+            ExistingCol {
+                name,
+                column_type,
+                generated: extra.contains("VIRTUAL GENERATED")
+                    || extra.contains("STORED GENERATED")
+                    || extra.contains("PERSISTENT GENERATED"),
+            }
+        })
+        .collect())
 }
 
 /// `name` + `suffix`, shortened (with a hash) to the identifier limit (the one rule of
@@ -359,24 +643,79 @@ fn side_name(name: &str, suffix: &str) -> String {
     side_table_name(name, suffix, MAX_IDENTIFIER_BYTES)
 }
 
-fn create_sql(db: &str, name: &str, table: &TablePlan, declared: &[(String, String)]) -> String {
+/// `CREATE TABLE` for `table`: the declared types; from a MySQL source (field and schema
+/// metadata) also column collations, generated columns, `AUTO_INCREMENT` and the table's
+/// collation; `engine`, and the [`CONVERT_MARK`] comment when it is converted later.
+fn create_sql(
+    db: &str,
+    name: &str,
+    table: &TablePlan,
+    declared: &[(String, String)],
+    engine: &str,
+    convert_to: Option<&str>,
+) -> String {
+    let pk = &table.schema.primary_key;
+    let mut auto_key = None;
     let mut defs: Vec<String> = declared
         .iter()
         .zip(table.schema.arrow.fields())
         .map(|((n, t), f)| {
-            format!(
-                "{} {t}{}",
-                quote(n),
-                if f.is_nullable() { "" } else { " NOT NULL" }
-            )
+            let md = f.metadata();
+            let mut def = format!("{} {t}", quote(n));
+            if let Some(c) = md
+                .get(types::COLLATION_KEY)
+                .filter(|c| types::is_plain_name(c))
+            {
+                def.push_str(&format!(" COLLATE {c}"));
+            }
+            let generated = md.get(types::GENERATED_KEY).and_then(|g| {
+                let (how, expr) = g.split_once(' ')?;
+                (matches!(how, "VIRTUAL" | "STORED") && types::is_one_expression(expr))
+                    .then_some((how, expr))
+            });
+            if let Some((how, expr)) = generated {
+                def.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {how}"));
+                return def;
+            }
+            if !f.is_nullable() {
+                def.push_str(" NOT NULL");
+            }
+            if md
+                .get(types::AUTO_INCREMENT_KEY)
+                .is_some_and(|v| v == "true")
+                && auto_key.is_none()
+            {
+                def.push_str(" AUTO_INCREMENT");
+                auto_key = Some(n.clone());
+            }
+            def
         })
         .collect();
-    if !table.schema.primary_key.is_empty() {
-        let pk: Vec<String> = table.schema.primary_key.iter().map(|k| quote(k)).collect();
-        defs.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+    if !pk.is_empty() {
+        let cols: Vec<String> = pk.iter().map(|k| quote(k)).collect();
+        defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
     }
+    // An AUTO_INCREMENT column must lead an index.
+    if let Some(a) = auto_key
+        && pk.first() != Some(&a)
+    {
+        defs.push(format!("KEY ({})", quote(&a)));
+    }
+    let collation = match table
+        .schema
+        .arrow
+        .metadata()
+        .get(types::TABLE_COLLATION_KEY)
+        .filter(|c| types::is_plain_name(c))
+    {
+        Some(c) => format!("DEFAULT COLLATE={c}"),
+        None => "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin".to_string(),
+    };
+    let comment = convert_to
+        .map(|e| format!(" COMMENT='{CONVERT_MARK}{e} when the copy finishes'"))
+        .unwrap_or_default();
     format!(
-        "CREATE TABLE {} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE {} ({}) ENGINE={engine} {collation}{comment}",
         qualified(db, name),
         defs.join(", ")
     )
@@ -593,7 +932,31 @@ impl Sink for MysqlSink {
     }
 
     fn target_types(&self, table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
-        Self::declared_types(table).map(Some)
+        let mut declared = Self::declared_types(table)?;
+        for ((column, ty), f) in declared.iter_mut().zip(table.schema.arrow.fields()) {
+            if let Some(g) = f.metadata().get(types::GENERATED_KEY)
+                && let Some((how, expr)) = g.split_once(' ')
+            {
+                ty.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {how}, not written"));
+                continue;
+            }
+            if matches!(native_type(f), Some((types::ENGINE, _))) {
+                continue;
+            }
+            // Said here, before any data moves, and in `sluice validate`'s listing.
+            if let Some(why) = LogicalType::of_field(f)
+                .ok()
+                .and_then(|t| types::narrowing(&t))
+            {
+                warn!(
+                    table = %table.target,
+                    column = %column,
+                    "{ty} is {why}; cast the column to text to keep every digit."
+                );
+                ty.push_str(&format!(" ({why})"));
+            }
+        }
+        Ok(Some(declared))
     }
 
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
@@ -602,8 +965,9 @@ impl Sink for MysqlSink {
         let mut conn = connect(&self.plan.server, &what).await?;
         if self.plan.mode == WriteMode::Upsert && self.plan.method == LoadMethod::LoadData {
             let sql = format!(
-                "CREATE TEMPORARY TABLE {} AS SELECT * FROM {} LIMIT 0",
+                "CREATE TEMPORARY TABLE {} AS SELECT {} FROM {} LIMIT 0",
                 qualified(&state.db, UPSERT_TEMP),
+                col_list(&state),
                 qualified(&state.db, &state.write_to)
             );
             if let Err(e) = conn.query_drop(sql).await {
@@ -625,10 +989,14 @@ impl Sink for MysqlSink {
     }
 
     async fn finish_table(&self, table: &TablePlan) -> Result<()> {
+        let st = self.state(&table.target)?;
+        if let Some(engine) = &st.convert_to {
+            self.convert_engine(&st.db, &st.write_to, engine, &table.target)
+                .await;
+        }
         if self.plan.mode != WriteMode::Overwrite {
             return Ok(());
         }
-        let st = self.state(&table.target)?;
         let ctx = |what: &str| format!("table {}: {what}", table.target);
         let mut conn = connect(&self.plan.server, "sink").await?;
         let exists = !existing_columns(&mut conn, &st.db, &st.table)
@@ -693,8 +1061,7 @@ impl MysqlWriter {
     }
 
     fn col_list(&self) -> String {
-        let c: Vec<String> = self.state.columns.iter().map(|c| quote(&c.name)).collect();
-        c.join(", ")
+        col_list(&self.state)
     }
 
     fn upsert_clause(&self) -> String {
@@ -702,7 +1069,7 @@ impl MysqlWriter {
         let mut sets: Vec<String> = st
             .columns
             .iter()
-            .filter(|c| !st.key.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
+            .filter(|c| c.write && !st.key.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
             .map(|c| format!("{q} = VALUES({q})", q = quote(&c.name)))
             .collect();
         if sets.is_empty() {
@@ -712,8 +1079,9 @@ impl MysqlWriter {
         format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
     }
 
-    /// Names the failing row: MySQL says `at row N` of the statement.
-    fn data_error(&self, e: mysql_async::Error, first_row: u64) -> Error {
+    /// Names the failing row: MySQL says `at row N` of the statement, which began at row
+    /// `first_row` of the split (0-based; the batch's first row is `self.rows`).
+    fn data_error(&self, e: mysql_async::Error, first_row: u64, batch: &RecordBatch) -> Error {
         let msg = e.to_string();
         let row = msg.split("at row ").nth(1).and_then(|r| {
             r.trim_end_matches(|c: char| !c.is_ascii_digit())
@@ -721,29 +1089,71 @@ impl MysqlWriter {
                 .ok()
         });
         let at = match row {
-            Some(r) => format!("row {} of the split", first_row + r),
+            Some(r) => {
+                let in_batch = (first_row + r).checked_sub(self.rows + 1);
+                format!(
+                    "row {} of the split{}",
+                    first_row + r,
+                    in_batch.map_or(String::new(), |i| self.key_of(batch, i as usize))
+                )
+            }
             None => format!("rows from {} of the split", first_row + 1),
         };
         map(e, format!("{}, {at}", self.what))
     }
 
+    /// ` (id = 7)`: the primary key of row `row` of `batch`, when the table has one.
+    fn key_of(&self, batch: &RecordBatch, row: usize) -> String {
+        if self.state.key_idx.is_empty() || row >= batch.num_rows() {
+            return String::new();
+        }
+        let text = ColSpec::of(Kind::Text);
+        let parts: Vec<String> = self
+            .state
+            .key_idx
+            .iter()
+            .map(|&i| {
+                let value = match Column::new(batch.column(i), &text).cell(row) {
+                    Ok(Cell::Null) => "NULL".to_string(),
+                    Ok(Cell::Int(v)) => v.to_string(),
+                    Ok(Cell::UInt(v)) => v.to_string(),
+                    Ok(Cell::F32(v)) => v.to_string(),
+                    Ok(Cell::F64(v)) => v.to_string(),
+                    Ok(Cell::Text(t)) => format!("{:?}", t.chars().take(100).collect::<String>()),
+                    Ok(Cell::Bytes(b)) => format!(
+                        "0x{}",
+                        b.iter()
+                            .take(50)
+                            .map(|x| format!("{x:02x}"))
+                            .collect::<String>()
+                    ),
+                    Err(_) => "?".to_string(),
+                };
+                format!("{} = {value}", batch.schema().field(i).name())
+            })
+            .collect();
+        format!(" ({})", parts.join(", "))
+    }
+
     async fn load_data(&mut self, batch: &RecordBatch, into: &str) -> Result<()> {
         let st = self.state.clone();
         let mut buf = Vec::with_capacity(batch.num_rows() * 64);
-        let cols: Vec<Column<'_>> = batch
+        let cols: Vec<(usize, Column<'_>)> = batch
             .columns()
             .iter()
             .zip(&st.columns)
-            .zip(&st.uuid)
-            .map(|((a, c), u)| Column::new(a, c.kind, *u))
+            .enumerate()
+            .filter(|(_, (_, c))| c.write)
+            .map(|(i, (a, c))| (i, Column::new(a, &c.spec)))
             .collect();
         for row in 0..batch.num_rows() {
-            for (i, c) in cols.iter().enumerate() {
-                if i > 0 {
+            for (n, (i, c)) in cols.iter().enumerate() {
+                if n > 0 {
                     buf.push(b'\t');
                 }
+                let i = *i;
                 let cell = c.cell(row).map_err(|e| self.cell_error(batch, i, row, e))?;
-                match (st.columns[i].kind, &cell) {
+                match (st.columns[i].spec.kind, &cell) {
                     (Kind::Year, Cell::Int(y)) => {
                         buf.extend_from_slice(format!("{y:04}").as_bytes())
                     }
@@ -757,8 +1167,8 @@ impl MysqlWriter {
         }
         let mut targets = Vec::new();
         let mut sets = Vec::new();
-        for (i, c) in st.columns.iter().enumerate() {
-            if c.kind == Kind::Bit {
+        for (i, c) in st.columns.iter().enumerate().filter(|(_, c)| c.write) {
+            if c.spec.kind == Kind::Bit {
                 targets.push(format!("@v{i}"));
                 sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", quote(&c.name)));
             } else {
@@ -770,8 +1180,10 @@ impl MysqlWriter {
         } else {
             format!(" SET {}", sets.join(", "))
         };
+        // The text is UTF-8 (binary columns take their bytes as they are); the server
+        // converts it to each column's character set.
         let sql = format!(
-            "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {} CHARACTER SET binary \
+            "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {} CHARACTER SET utf8mb4 \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
             qualified(&st.db, into),
             targets.join(", ")
@@ -781,13 +1193,15 @@ impl MysqlWriter {
         conn.set_infile_handler(async move { Ok(futures::stream::iter([Ok(data)]).boxed()) });
         let first = self.rows;
         let r = self.conn()?.query_drop(sql).await;
-        r.map_err(|e| self.data_error(e, first))?;
-        self.fail_on_warnings(first).await
+        r.map_err(|e| self.data_error(e, first, batch))?;
+        self.fail_on_warnings(first, batch).await
     }
 
     /// With LOCAL, MySQL turns duplicate keys and bad values into warnings (it cannot stop
-    /// the client's stream): any warning fails the batch, naming the first one.
-    async fn fail_on_warnings(&mut self, first: u64) -> Result<()> {
+    /// the client's stream), and even strict mode only notes a value it truncated or rounded
+    /// (note 1265, "Data truncated"): any warning, and that note, fails the batch, naming
+    /// the first one.
+    async fn fail_on_warnings(&mut self, first: u64, batch: &RecordBatch) -> Result<()> {
         let conn = self.conn()?;
         if conn.get_warnings() == 0 {
             return Ok(());
@@ -796,7 +1210,9 @@ impl MysqlWriter {
             .query("SHOW WARNINGS LIMIT 5")
             .await
             .map_err(|e| map(e, self.what.clone()))?;
-        let Some((_, code, message)) = warnings.into_iter().find(|(level, _, _)| level != "Note")
+        let Some((_, code, message)) = warnings
+            .into_iter()
+            .find(|(level, code, _)| level != "Note" || *code == WARN_DATA_TRUNCATED)
         else {
             return Ok(());
         };
@@ -805,20 +1221,21 @@ impl MysqlWriter {
             message,
             state: "HY000".into(),
         });
-        Err(self.data_error(e, first))
+        Err(self.data_error(e, first, batch))
     }
 
     async fn insert(&mut self, batch: &RecordBatch) -> Result<()> {
         let st = self.state.clone();
-        let ncols = st.columns.len().max(1);
-        let per_stmt = (MAX_PARAMS / ncols).clamp(1, 2000);
-        let cols: Vec<Column<'_>> = batch
+        let cols: Vec<(usize, Column<'_>)> = batch
             .columns()
             .iter()
             .zip(&st.columns)
-            .zip(&st.uuid)
-            .map(|((a, c), u)| Column::new(a, c.kind, *u))
+            .enumerate()
+            .filter(|(_, (_, c))| c.write)
+            .map(|(i, (a, c))| (i, Column::new(a, &c.spec)))
             .collect();
+        let ncols = cols.len().max(1);
+        let per_stmt = (MAX_PARAMS / ncols).clamp(1, 2000);
         let row_ph = format!("({})", vec!["?"; ncols].join(", "));
         let upsert = if self.mode == WriteMode::Upsert {
             self.upsert_clause()
@@ -830,8 +1247,10 @@ impl MysqlWriter {
             let n = per_stmt.min(batch.num_rows() - start);
             let mut params = Vec::with_capacity(n * ncols);
             for row in start..start + n {
-                for (i, c) in cols.iter().enumerate() {
-                    let cell = c.cell(row).map_err(|e| self.cell_error(batch, i, row, e))?;
+                for (i, c) in &cols {
+                    let cell = c
+                        .cell(row)
+                        .map_err(|e| self.cell_error(batch, *i, row, e))?;
                     params.push(to_value(cell));
                 }
             }
@@ -843,7 +1262,8 @@ impl MysqlWriter {
             );
             let first = self.rows + start as u64;
             let r = self.conn()?.exec_drop(sql, params).await;
-            r.map_err(|e| self.data_error(e, first))?;
+            r.map_err(|e| self.data_error(e, first, batch))?;
+            self.fail_on_warnings(first, batch).await?;
             start += n;
         }
         Ok(())
@@ -852,11 +1272,15 @@ impl MysqlWriter {
     fn cell_error(&self, batch: &RecordBatch, col: usize, row: usize, e: String) -> Error {
         let name = batch.schema().field(col).name().clone();
         Error::data(format!(
-            "{}, column {name:?}, row {} of the split: {e}",
+            "{}, column {name:?}, row {} of the split{}: {e}",
             self.what,
-            self.rows + row as u64 + 1
+            self.rows + row as u64 + 1,
+            self.key_of(batch, row)
         ))
-        .with_hint("cast or filter the column with a transform")
+        .with_hint(
+            "cast or filter the column with a transform (e.g. [[transform]] type = \"cast\", \
+             columns = { col = \"text\" }), or alter the target column to a wider type",
+        )
     }
 }
 
@@ -889,8 +1313,8 @@ impl SinkWriter for MysqlWriter {
                 );
                 let first = self.rows;
                 let r = self.conn()?.query_drop(sql).await;
-                r.map_err(|e| self.data_error(e, first))?;
-                self.fail_on_warnings(first).await?;
+                r.map_err(|e| self.data_error(e, first, &batch))?;
+                self.fail_on_warnings(first, &batch).await?;
                 let what = self.what.clone();
                 self.conn()?
                     .query_drop(format!("DELETE FROM {tmp}"))

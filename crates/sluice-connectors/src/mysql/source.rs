@@ -18,7 +18,7 @@ use serde_json::json;
 use sluice_core::batch::{Position, Split};
 use sluice_core::schema::{TableSchema, split_sql_path};
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
-use sluice_core::{Error, ErrorKind, Result, TableId};
+use sluice_core::{Error, ErrorKind, LogicalType, Result, TableId};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use tracing::{debug, info, warn};
 
@@ -41,6 +41,8 @@ struct TableMeta {
     key: Option<(String, bool)>,
     primary_key: Vec<String>,
     schema: TableSchema,
+    /// A view (named explicitly): not locked for the snapshot.
+    view: bool,
 }
 
 /// Reads MySQL/MariaDB tables. See the module docs.
@@ -89,18 +91,14 @@ impl MysqlSource {
         }
     }
 
-    async fn describe(
-        &self,
-        conn: &mut Conn,
-        db: &str,
-        table: &str,
-        rows: Option<u64>,
-    ) -> Result<SourceTable> {
+    async fn describe(&self, conn: &mut Conn, listed: &Listed) -> Result<SourceTable> {
+        let (db, table, rows) = (listed.db.as_str(), listed.table.as_str(), listed.rows);
         let id = self.id_of(db, table);
         let ctx = |e| map(e, format!("table {id}: reading its columns"));
-        let cols: Vec<(String, String, String)> = conn
+        let cols: Vec<Described> = conn
             .exec(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.columns \
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA, GENERATION_EXPRESSION, \
+                 COLLATION_NAME FROM information_schema.columns \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (db, table),
             )
@@ -123,9 +121,10 @@ impl MysqlSource {
             )
             .await
             .unwrap_or_default();
+        let same_engine = self.plan.same_engine;
         let mut fields = Vec::new();
         let mut columns = Vec::new();
-        for (name, ctype, nullable) in cols {
+        for (name, ctype, nullable, extra, generation, collation) in cols {
             let is_json = json_cols
                 .iter()
                 .any(|c| c == &format!("json_valid({})", quote(&name)));
@@ -133,10 +132,43 @@ impl MysqlSource {
                 Error::schema(format!("table {id}, column {name:?}: MySQL type {t} is not supported"))
                     .with_hint("exclude the table, or read it through a view that casts the column to a supported type")
             })?;
+            // A MySQL target holds zero dates; others get NULL (or an error) in their place.
             let nullable = nullable == "YES"
-                || (t.kind.is_temporal() && self.plan.zero_dates == ZeroDates::Null);
-            fields.push(types::field(&name, &t, nullable));
+                || (t.kind.is_temporal()
+                    && !same_engine
+                    && self.plan.zero_dates == ZeroDates::Null);
+            let mut field = types::field(&name, &t, nullable);
+            if same_engine {
+                let mut md = field.metadata().clone();
+                if t.kind.is_temporal() {
+                    md.insert(types::ZERO_DATES_KEY.to_string(), "kept".to_string());
+                }
+                if let Some(c) = collation.filter(|_| t.logical != LogicalType::Json) {
+                    md.insert(types::COLLATION_KEY.to_string(), c);
+                }
+                let extra = extra.unwrap_or_default().to_ascii_uppercase();
+                if let Some(expr) = generation.filter(|e| !e.is_empty()) {
+                    let how = if extra.contains("STORED") || extra.contains("PERSISTENT") {
+                        "STORED"
+                    } else {
+                        "VIRTUAL"
+                    };
+                    md.insert(types::GENERATED_KEY.to_string(), format!("{how} {expr}"));
+                }
+                if extra.contains("AUTO_INCREMENT") {
+                    md.insert(types::AUTO_INCREMENT_KEY.to_string(), "true".to_string());
+                }
+                field = field.with_metadata(md);
+            }
+            fields.push(field);
             columns.push((name, t));
+        }
+        if listed.view {
+            info!(
+                table = %id,
+                "{id} is a view: its rows are read as one split (ordered by all its columns, \
+                 so a resumed copy continues exactly) and written to a table."
+            );
         }
         if columns.is_empty() {
             return Err(
@@ -171,9 +203,18 @@ impl MysqlSource {
                 .map(|(n, t)| (n.clone(), t.kind == Kind::UInt)),
             None => None,
         };
+        let mut table_md = HashMap::new();
+        if same_engine {
+            if let Some(e) = &listed.engine {
+                table_md.insert(types::ENGINE_KEY.to_string(), e.clone());
+            }
+            if let Some(c) = &listed.collation {
+                table_md.insert(types::TABLE_COLLATION_KEY.to_string(), c.clone());
+            }
+        }
         let schema = TableSchema {
             id: id.clone(),
-            arrow: Arc::new(Schema::new(fields)),
+            arrow: Arc::new(Schema::new_with_metadata(fields, table_md)),
             primary_key: pk.clone(),
         };
         let meta = TableMeta {
@@ -183,6 +224,7 @@ impl MysqlSource {
             key,
             primary_key: pk,
             schema: schema.clone(),
+            view: listed.view,
         };
         self.tables
             .lock()
@@ -203,6 +245,7 @@ impl MysqlSource {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .values()
+                    .filter(|m| !m.view)
                     .map(|m| (m.db.clone(), m.table.clone()))
                     .collect();
                 SnapshotPool::open(&self.plan, &tables).await.map(Arc::new)
@@ -496,35 +539,76 @@ impl Source for MysqlSource {
     }
 }
 
+/// One row of `information_schema.columns` as `describe` reads it: name, type, nullable,
+/// extra, generation expression, collation.
+type Described = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A table or view as listed by `information_schema.tables`.
+#[derive(Debug, Clone, PartialEq)]
+struct Listed {
+    db: String,
+    table: String,
+    rows: Option<u64>,
+    view: bool,
+    engine: Option<String>,
+    collation: Option<String>,
+}
+
 impl MysqlSource {
     async fn list(&self, conn: &mut Conn) -> Result<Vec<SourceTable>> {
-        let all: Vec<(String, String, Option<u64>)> = conn
+        type Row = (
+            String,
+            String,
+            Option<u64>,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let all: Vec<Row> = conn
             .query(
-                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.tables \
-                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_SCHEMA, TABLE_NAME",
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, TABLE_TYPE, ENGINE, TABLE_COLLATION \
+                 FROM information_schema.tables \
+                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'VIEW') \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME",
             )
             .await
             .map_err(|e| map(e, "source: listing tables"))?;
-        let all: Vec<_> = all
+        let all: Vec<Listed> = all
             .into_iter()
-            .filter(|(d, t, _)| {
+            .filter(|(d, t, ..)| {
                 !SYSTEM_DBS.contains(&d.as_str())
                     && !t.starts_with("_sluice_")
                     && !t.ends_with("__sluice_stage")
                     && !t.ends_with("__sluice_old")
             })
+            .map(|(db, table, rows, kind, engine, collation)| Listed {
+                db,
+                table,
+                rows,
+                view: kind == "VIEW",
+                engine,
+                collation,
+            })
             .collect();
         let mut chosen = Vec::new();
         for p in &self.plan.include {
+            // Views are read when named, never through a glob.
             let hits: Vec<_> = all
                 .iter()
-                .filter(|(d, t, _)| self.matches(p, d, t))
+                .filter(|l| self.matches(p, &l.db, &l.table) && (!l.view || !p.is_glob()))
                 .collect();
             if hits.is_empty() && !p.is_glob() {
                 let names: Vec<String> = all
                     .iter()
-                    .filter(|(d, _, _)| self.plan.server.database.as_deref() == Some(d.as_str()))
-                    .map(|(_, t, _)| t.clone())
+                    .filter(|l| self.plan.server.database.as_deref() == Some(l.db.as_str()))
+                    .map(|l| l.table.clone())
                     .collect();
                 let hint = sluice_core::config::suggestion(&p.to_string(), &names, "tables")
                     .unwrap_or_default();
@@ -541,10 +625,16 @@ impl MysqlSource {
                 }
             }
         }
-        chosen.retain(|(d, t, _)| !self.plan.exclude.iter().any(|p| self.matches(p, d, t)));
+        chosen.retain(|l| {
+            !self
+                .plan
+                .exclude
+                .iter()
+                .any(|p| self.matches(p, &l.db, &l.table))
+        });
         let mut out = Vec::with_capacity(chosen.len());
-        for (d, t, rows) in chosen {
-            out.push(self.describe(conn, d, t, *rows).await?);
+        for l in chosen {
+            out.push(self.describe(conn, l).await?);
         }
         Ok(out)
     }
@@ -599,6 +689,15 @@ async fn read_split(
         if !meta.primary_key.is_empty() {
             let pk: Vec<String> = meta.primary_key.iter().map(|c| quote(c)).collect();
             sql.push_str(&format!(" ORDER BY {}", pk.join(", ")));
+        } else if meta.view {
+            // A view has no key and no stable scan order: every column's bytes order it, so
+            // skipping `rows` on resume skips the same rows (equal rows are interchangeable).
+            let all: Vec<String> = meta
+                .columns
+                .iter()
+                .map(|(n, _)| format!("CAST({} AS BINARY)", quote(n)))
+                .collect();
+            sql.push_str(&format!(" ORDER BY {}", all.join(", ")));
         }
         skip_rows = resume
             .as_ref()
@@ -644,7 +743,7 @@ async fn read_split(
             };
             let (name, t) = &meta.columns[ci];
             let b = &mut builders[ci];
-            let ok = b.push(t.kind, v).map_err(|e| {
+            let ok = b.push(t.kind, v, plan.same_engine).map_err(|e| {
                 Error::data(format!(
                     "{what}, column {name:?}, {}: {e}",
                     row_name(last_key, rows_total)

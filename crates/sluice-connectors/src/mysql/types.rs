@@ -62,6 +62,9 @@ pub struct MysqlType {
     pub logical: LogicalType,
     /// How values travel.
     pub kind: Kind,
+    /// Fractional-second digits kept by `datetime(n)`, `timestamp(n)`, `time(n)` (0 to 6);
+    /// 6 for other types.
+    pub fsp: u8,
 }
 
 /// Splits `decimal(15,2) unsigned zerofill` into `("decimal", Some("15,2"), "unsigned zerofill")`.
@@ -196,14 +199,125 @@ pub fn parse(column_type: &str, is_json: bool) -> std::result::Result<MysqlType,
         "uuid" => (L::Uuid, Kind::Uuid),
         _ => return Err(column_type.to_string()),
     };
+    let fsp = match kind {
+        Kind::DateTime | Kind::Timestamp | Kind::Time => args
+            .and_then(|a| a.trim().parse::<u8>().ok())
+            .unwrap_or(0)
+            .min(6),
+        _ => 6,
+    };
     Ok(MysqlType {
         column_type: column_type.to_string(),
         logical,
         kind,
+        fsp,
     })
 }
 
 const MICROS: sluice_core::types::Precision = sluice_core::types::Precision::Micros;
+
+/// Field metadata set by the MySQL source for a MySQL sink (same-engine copies): the
+/// column's collation, e.g. `latin1_swedish_ci`.
+pub const COLLATION_KEY: &str = "sluice.mysql.collation";
+/// Field metadata: a generated column, `"VIRTUAL <expr>"` or `"STORED <expr>"`.
+pub const GENERATED_KEY: &str = "sluice.mysql.generated";
+/// Field metadata: the column is `AUTO_INCREMENT` (`"true"`).
+pub const AUTO_INCREMENT_KEY: &str = "sluice.mysql.auto_increment";
+/// Field metadata: zero dates of this column travel as [`zero_date_days`] /
+/// [`zero_datetime_micros`] values (`"kept"`), for a MySQL sink to write back.
+pub const ZERO_DATES_KEY: &str = "sluice.mysql.zero_dates";
+/// Schema metadata: the table's storage engine, e.g. `MyISAM`.
+pub const ENGINE_KEY: &str = "sluice.mysql.engine";
+/// Schema metadata: the table's default collation, e.g. `utf8mb4_general_ci`.
+pub const TABLE_COLLATION_KEY: &str = "sluice.mysql.collation";
+
+/// Whether `name` can be written into SQL as an engine or collation name.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `expr` (a generation expression from metadata) is one balanced expression:
+/// parentheses balanced outside quotes, no `;` outside quotes, quotes closed.
+pub fn is_one_expression(expr: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            (None, ';') => return false,
+            _ => {}
+        }
+    }
+    quote.is_none() && depth == 0 && !expr.trim().is_empty()
+}
+
+// Zero dates (`0000-00-00`, `2024-00-10`) travel from a MySQL source to a MySQL sink as
+// values before every real date, ordered by their fields (MySQL also sorts them first); only
+// fields marked with [`ZERO_DATES_KEY`] carry them.
+
+/// Date32 days of zero dates: the base plus `y * 10000 + m * 100 + d`.
+const ZERO_DATE_BASE: i32 = -2_100_000_000;
+/// Timestamp microseconds of zero dates: the base plus `((y * 13 + m) * 32 + d)` days plus
+/// the time of day.
+const ZERO_TS_BASE: i64 = -9_000_000_000_000_000_000;
+const DAY_US: i64 = 86_400_000_000;
+
+/// The Date32 value standing for the zero date `y-m-d`.
+pub fn zero_date_days(y: u16, m: u8, d: u8) -> i32 {
+    ZERO_DATE_BASE + i32::from(y) * 10_000 + i32::from(m) * 100 + i32::from(d)
+}
+
+/// The microsecond timestamp standing for the zero date `y-m-d` at `time_us` into the day.
+pub fn zero_datetime_micros(y: u16, m: u8, d: u8, time_us: i64) -> i64 {
+    let day = (i64::from(y) * 13 + i64::from(m)) * 32 + i64::from(d);
+    ZERO_TS_BASE + day * DAY_US + time_us
+}
+
+/// `YYYY-MM-DD` of a zero date encoded by [`zero_date_days`], if `days` is one.
+pub fn zero_date_text(days: i32) -> Option<String> {
+    if days >= -2_000_000_000 {
+        return None;
+    }
+    let code = days - ZERO_DATE_BASE;
+    Some(format!(
+        "{:04}-{:02}-{:02}",
+        code / 10_000,
+        code / 100 % 100,
+        code % 100
+    ))
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` of a zero date encoded by [`zero_datetime_micros`], if `us`
+/// is one.
+pub fn zero_datetime_text(us: i64) -> Option<String> {
+    if us >= -8_000_000_000_000_000_000 {
+        return None;
+    }
+    let off = us - ZERO_TS_BASE;
+    let (day, t) = (off / DAY_US, off % DAY_US);
+    let (y, m, d) = (day / 32 / 13, day / 32 % 13, day % 32);
+    let secs = t / 1_000_000;
+    Some(format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        t % 1_000_000
+    ))
+}
 
 /// The Arrow field of a source column: logical type plus native type.
 pub fn field(name: &str, t: &MysqlType, nullable: bool) -> Field {
@@ -257,20 +371,10 @@ pub fn logical_to_mysql(t: &LogicalType, key: KeyRole) -> std::result::Result<St
         L::UInt64 => "bigint unsigned".into(),
         L::Float32 => "float".into(),
         L::Float64 => "double".into(),
-        L::Decimal {
-            precision: Some(p),
-            scale,
-        } => {
-            let s = scale.unwrap_or(0);
-            if *p <= 65 && (0..=30).contains(&s) && i32::from(s) <= i32::from(*p) {
-                format!("decimal({p},{s})")
-            } else {
-                "decimal(65,30)".into()
-            }
+        L::Decimal { precision, scale } => {
+            let (p, s) = mysql_decimal(*precision, *scale);
+            format!("decimal({p},{s})")
         }
-        L::Decimal {
-            precision: None, ..
-        } => "decimal(65,30)".into(),
         L::Text => match text_len(key) {
             Some(n) => format!("varchar({n})"),
             None => "longtext".into(),
@@ -299,6 +403,43 @@ pub fn logical_to_mysql(t: &LogicalType, key: KeyRole) -> std::result::Result<St
             "json".into()
         }
         L::Enum(labels) => enum_type(labels),
+    })
+}
+
+/// The `decimal(p,s)` the sink declares for a logical `decimal(precision, scale)`: the same
+/// when MySQL has it (p ≤ 65, 0 ≤ s ≤ 30), else the closest MySQL decimal: 65 digits with
+/// the scale kept up to 30 (`decimal(65,30)` for an unconstrained decimal). Values that do
+/// not fit the narrower type fail their row (see [`narrowing`]).
+pub fn mysql_decimal(precision: Option<u16>, scale: Option<i16>) -> (u16, u16) {
+    let s = scale.unwrap_or(0);
+    match precision {
+        Some(p) if p <= 65 && (0..=30).contains(&s) && i32::from(s) <= i32::from(p) => {
+            (p.max(1), s as u16)
+        }
+        // A negative scale (PostgreSQL numeric(5,-2)) holds integers of p - s digits.
+        Some(p) if s < 0 => ((i32::from(p) - i32::from(s)).min(65) as u16, 0),
+        Some(_) => (65, s.clamp(0, 30) as u16),
+        None => (65, 30),
+    }
+}
+
+/// When the MySQL type declared for `t` is narrower than `t`: which values then fail their
+/// row (MySQL would round or refuse them). `None` when every value fits.
+pub fn narrowing(t: &LogicalType) -> Option<String> {
+    let LogicalType::Decimal { precision, scale } = t else {
+        return None;
+    };
+    let (p, s) = mysql_decimal(*precision, *scale);
+    let exact = match precision {
+        Some(sp) => i32::from(*sp) == i32::from(p) && i32::from(scale.unwrap_or(0)) == i32::from(s),
+        None => false,
+    };
+    (!exact).then(|| {
+        format!(
+            "narrower than {t}: a value with more than {s} decimal places or more than {} integer \
+             digits (or NaN, ±Infinity) fails its row",
+            p - s
+        )
     })
 }
 
@@ -358,12 +499,15 @@ pub fn compatible(target: &MysqlType, source: &Field) -> bool {
                 scale: ts,
             },
             L::Decimal {
-                precision: Some(sp),
+                precision: sp,
                 scale: ss,
             },
         ) => {
-            let (ts, ss) = (ts.unwrap_or(0), ss.unwrap_or(0));
-            ts >= ss && i32::from(*tp) - i32::from(ts) >= i32::from(*sp) - i32::from(ss)
+            // A source beyond MySQL's decimals is compared as the type the sink would create
+            // for it; its values are checked row by row (`narrowing`).
+            let (sp, ss) = mysql_decimal(*sp, *ss);
+            let ts = i32::from(ts.unwrap_or(0));
+            ts >= i32::from(ss) && i32::from(*tp) - ts >= i32::from(sp) - i32::from(ss)
         }
         (
             L::Decimal {
@@ -462,7 +606,7 @@ mod tests {
                 precision: Some(100),
                 scale: Some(2)
             }),
-            "decimal(65,30)"
+            "decimal(65,2)"
         );
         assert_eq!(
             m(L::Decimal {
@@ -497,6 +641,93 @@ mod tests {
         assert_eq!(target_type(&plain, KeyRole::None).unwrap(), "int unsigned");
         let json = field("j", &parse("longtext", true).unwrap(), true);
         assert_eq!(target_type(&json, KeyRole::None).unwrap(), "json");
+    }
+
+    #[test]
+    fn zero_dates_round_trip_and_sort_first() {
+        assert_eq!(
+            zero_date_text(zero_date_days(0, 0, 0)).unwrap(),
+            "0000-00-00"
+        );
+        assert_eq!(
+            zero_date_text(zero_date_days(2024, 0, 10)).unwrap(),
+            "2024-00-10"
+        );
+        assert_eq!(
+            zero_date_text(zero_date_days(9999, 12, 0)).unwrap(),
+            "9999-12-00"
+        );
+        assert!(zero_date_days(9999, 12, 0) < -719_528, "before 0000-01-01");
+        assert!(zero_date_days(2024, 0, 10) < zero_date_days(2024, 5, 0));
+        assert_eq!(zero_date_text(-719_528), None);
+        let us = zero_datetime_micros(2024, 5, 0, 86_399_999_999);
+        assert_eq!(
+            zero_datetime_text(us).unwrap(),
+            "2024-05-00 23:59:59.999999"
+        );
+        assert_eq!(
+            zero_datetime_text(zero_datetime_micros(0, 0, 0, 0)).unwrap(),
+            "0000-00-00 00:00:00.000000"
+        );
+        assert!(zero_datetime_micros(9999, 12, 0, 86_399_999_999) < -62_167_219_200_000_000);
+        assert_eq!(zero_datetime_text(-62_167_219_200_000_000), None);
+    }
+
+    #[test]
+    fn decimals_beyond_mysql_narrow_to_the_closest_type() {
+        use LogicalType as L;
+        let d = |p, s| L::Decimal {
+            precision: p,
+            scale: s,
+        };
+        assert_eq!(mysql_decimal(Some(12), Some(2)), (12, 2));
+        assert_eq!(mysql_decimal(None, None), (65, 30));
+        assert_eq!(mysql_decimal(Some(70), Some(10)), (65, 10));
+        assert_eq!(mysql_decimal(Some(50), Some(35)), (65, 30));
+        assert_eq!(mysql_decimal(Some(5), Some(-2)), (7, 0));
+        assert_eq!(narrowing(&d(Some(12), Some(2))), None);
+        let n = narrowing(&d(None, None)).unwrap();
+        assert!(
+            n.contains("30 decimal places") && n.contains("35 integer"),
+            "{n}"
+        );
+        assert!(narrowing(&d(Some(50), Some(35))).is_some());
+        // What the sink creates for a wide source is accepted back (a resumed copy).
+        let p = |t: &str| parse(t, false).unwrap();
+        assert!(compatible(
+            &p("decimal(65,30)"),
+            &d(None, None).field("a", true)
+        ));
+        assert!(compatible(
+            &p("decimal(65,30)"),
+            &d(Some(50), Some(35)).field("a", true)
+        ));
+        assert!(!compatible(
+            &p("decimal(20,2)"),
+            &d(None, None).field("a", true)
+        ));
+    }
+
+    #[test]
+    fn metadata_text_is_checked_before_it_becomes_sql() {
+        assert!(is_plain_name("utf8mb4_general_ci") && is_plain_name("MyISAM"));
+        assert!(!is_plain_name("x; DROP TABLE t") && !is_plain_name(""));
+        assert!(is_one_expression("concat('x;)',`a`,'y')"));
+        assert!(is_one_expression("`a` * 2"));
+        assert!(!is_one_expression(
+            "1) STORED, c int) ENGINE=InnoDB; DROP TABLE t; --"
+        ));
+        assert!(!is_one_expression("1; DROP TABLE t"));
+        assert!(!is_one_expression("'open"));
+    }
+
+    #[test]
+    fn fractional_seconds_of_temporal_types() {
+        assert_eq!(parse("datetime", false).unwrap().fsp, 0);
+        assert_eq!(parse("datetime(3)", false).unwrap().fsp, 3);
+        assert_eq!(parse("time(6)", false).unwrap().fsp, 6);
+        assert_eq!(parse("timestamp", false).unwrap().fsp, 0);
+        assert_eq!(parse("int", false).unwrap().fsp, 6);
     }
 
     #[test]
