@@ -23,8 +23,12 @@ pub enum ErrorKind {
     Schema,
     /// A local file or disk problem: missing input, read-only directory, full disk.
     Io,
-    /// The job was asked to stop; not a failure.
+    /// The job was asked to stop; not a failure. (A statement cancelled on the server
+    /// although no stop was requested is reported as a failure by the engine.)
     Stopped,
+    /// A server-side limit ended a statement: `statement_timeout`, `lock_timeout`,
+    /// `max_statement_time`. Not retried: the same statement would meet the same limit.
+    Timeout,
     /// A bug in Sluice.
     Internal,
 }
@@ -46,6 +50,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Schema => "schema",
             ErrorKind::Io => "io",
             ErrorKind::Stopped => "stopped",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal",
         };
         f.write_str(s)

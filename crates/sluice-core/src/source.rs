@@ -65,6 +65,21 @@ pub trait Source: Send + Sync {
     /// Reads `split`, starting after `resume` if given, sending batches to `out`.
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()>;
 
+    /// Called when a copy resumes with `splits` of `table` planned by an earlier run (in
+    /// another snapshot of the source), `committed[i]` telling which of them are already in
+    /// the target. A source whose splits cannot be resumed exactly once the data changed (page
+    /// ranges: an updated row moves between pages) checks here whether it changed, and refuses
+    /// with an error naming the table if it did. Key ranges and files need no check: a row
+    /// belongs to one range whatever else changes.
+    async fn check_resume(
+        &self,
+        _table: &SourceTable,
+        _splits: &[Split],
+        _committed: &[bool],
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// The engine has durably committed `position`; upstream may now be told.
     async fn committed(&self, _position: &Position) -> Result<()> {
         Ok(())

@@ -4,6 +4,9 @@
 //! Exit status: 0 done, 1 failed, 2 bad usage or config, 3 stopped before the end
 //! (resumable), 4 `verify` found differences.
 
+// Writes to stdout go through `out!`/`outln!` (output.rs): `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout)]
+
 #[macro_use]
 mod output;
 mod cli;

@@ -106,7 +106,7 @@ pub async fn after_run(job: &JobFile) -> sluice_core::Result<bool> {
     let result = session.verify().await;
     session.close().await;
     let report = result?;
-    println!("\nverify:");
+    outln!("\nverify:");
     print_report(&report, 20);
     Ok(report.identical)
 }
@@ -120,13 +120,13 @@ async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::R
         if args.dry_run {
             if !args.json {
                 print_report(&report, args.max_diffs);
-                println!("\n-- --dry-run: statements --repair would run");
+                outln!("\n-- --dry-run: statements --repair would run");
                 for (table, stmts) in &done {
-                    println!("-- {table}: one transaction\nBEGIN;");
+                    outln!("-- {table}: one transaction\nBEGIN;");
                     for s in stmts {
-                        println!("{s};");
+                        outln!("{s};");
                     }
-                    println!("COMMIT;");
+                    outln!("COMMIT;");
                 }
             }
             let plan: serde_json::Map<String, serde_json::Value> = done
@@ -138,7 +138,7 @@ async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::R
             let statements: usize = done.iter().map(|(_, s)| s.len()).sum();
             if !args.json {
                 print_report(&report, args.max_diffs);
-                println!("\nrepaired: {statements} statements run; verifying again\n");
+                outln!("\nrepaired: {statements} statements run; verifying again\n");
             }
             json.insert("repair_statements_run".into(), statements.into());
             after = Some(session.verify().await?);
@@ -166,7 +166,7 @@ async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::R
                 serde_json::to_value(&a).unwrap_or_default(),
             );
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::Value::Object(doc)).unwrap_or_default()
         );
@@ -195,14 +195,26 @@ fn print_report(report: &Report, max_diffs: usize) {
         .chain([5])
         .max()
         .unwrap_or(5);
-    println!(
+    outln!(
         "{:<width$}  {:>11}  {:>11}  {:>7}  {:>7}  {:>7}  {:>7}",
-        "table", "source rows", "target rows", "missing", "extra", "changed", "seconds"
+        "table",
+        "source rows",
+        "target rows",
+        "missing",
+        "extra",
+        "changed",
+        "seconds"
     );
     for t in &report.tables {
-        println!(
+        outln!(
             "{:<width$}  {:>11}  {:>11}  {:>7}  {:>7}  {:>7}  {:>7.2}",
-            t.source, t.source_rows, t.target_rows, t.missing, t.extra, t.changed, t.seconds
+            t.source,
+            t.source_rows,
+            t.target_rows,
+            t.missing,
+            t.extra,
+            t.changed,
+            t.seconds
         );
     }
     for t in &report.tables {
@@ -214,14 +226,14 @@ fn print_report(report: &Report, max_diffs: usize) {
         } else {
             format!("{} -> {}", t.source, t.target)
         };
-        println!();
+        outln!();
         match &t.key {
-            None => println!(
+            None => outln!(
                 "{arrow}: count or checksum differs (no single integer key, rows not located)"
             ),
             Some(key) => {
                 if t.changed_during_check > 0 {
-                    println!(
+                    outln!(
                         "{arrow}: {} rows changed during the check",
                         t.changed_during_check
                     );
@@ -243,16 +255,16 @@ fn print_report(report: &Report, max_diffs: usize) {
                     } else {
                         format!(" ({})", notes.join("; "))
                     };
-                    println!("{arrow}: {key} = {}: {}{cols}", d.key, d.kind.as_str());
+                    outln!("{arrow}: {key} = {}: {}{cols}", d.key, d.kind.as_str());
                 }
                 let more = t.diffs.len().saturating_sub(max_diffs) + t.diffs_omitted;
                 if more > 0 {
-                    println!("{arrow}: … and {more} more (raise --max-diffs to list them)");
+                    outln!("{arrow}: … and {more} more (raise --max-diffs to list them)");
                 }
             }
         }
     }
-    println!(
+    outln!(
         "\n{}",
         if report.identical {
             "identical"

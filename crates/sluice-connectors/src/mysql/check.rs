@@ -3,7 +3,7 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use sluice_core::{Error, Result};
+use sluice_core::{Error, ErrorKind, Result};
 
 use super::config::Server;
 use super::error::map;
@@ -17,9 +17,30 @@ use super::error::map;
 pub const SESSION_SQL: &str = "SET NAMES utf8mb4, time_zone = '+00:00', \
      sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
 
+/// How long connecting (TCP and handshake) may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens a connection and applies [`SESSION_SQL`]. `what` names the purpose for messages.
 pub async fn connect(server: &Server, what: &str) -> Result<Conn> {
-    let mut conn = Conn::new(server.opts.clone()).await.map_err(|e| {
+    // A server that accepts the connection and never answers the handshake would otherwise
+    // hold the job forever.
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(server.opts.clone())).await;
+    let Ok(connected) = connected else {
+        return Err(Error::new(
+            ErrorKind::Connection,
+            format!(
+                "{what}: connecting to mysql at {}: the server accepted the connection but did \
+                 not complete the handshake within {} s",
+                server.display,
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        )
+        .with_hint(
+            "check that host and port point at a MySQL or MariaDB server, and that it is not \
+             hung or overloaded",
+        ));
+    };
+    let mut conn = connected.map_err(|e| {
         map(
             e,
             format!("{what}: connecting to mysql at {}", server.display),

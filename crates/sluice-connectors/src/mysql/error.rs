@@ -34,6 +34,10 @@ mod code {
     pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
     pub const CONNECTION_KILLED: u16 = 1927;
     pub const QUERY_INTERRUPTED: u16 = 1317;
+    /// MariaDB `max_statement_time` exceeded.
+    pub const STATEMENT_TIMEOUT_MARIADB: u16 = 1969;
+    /// MySQL `max_execution_time` exceeded.
+    pub const STATEMENT_TIMEOUT_MYSQL: u16 = 3024;
     pub const SERVER_SHUTDOWN: u16 = 1053;
     pub const TOO_MANY_CONNECTIONS: u16 = 1040;
     pub const NOT_ALLOWED_COMMAND: u16 = 1148;
@@ -97,6 +101,13 @@ pub fn map(e: MyError, what: impl std::fmt::Display) -> Error {
             code::LOCK_DEADLOCK | code::LOCK_WAIT_TIMEOUT => (
                 ErrorKind::Connection,
                 Some("another session holds locks on the table; retry"),
+            ),
+            code::STATEMENT_TIMEOUT_MARIADB | code::STATEMENT_TIMEOUT_MYSQL => (
+                ErrorKind::Timeout,
+                Some(
+                    "the server's max_statement_time / max_execution_time ended the statement: \
+                     raise it for Sluice's user, or make splits smaller (chunk_rows)",
+                ),
             ),
             code::CONNECTION_KILLED | code::QUERY_INTERRUPTED | code::SERVER_SHUTDOWN => (
                 ErrorKind::Connection,

@@ -31,15 +31,47 @@ pub(crate) async fn connect(cfg: &Config, what: &str) -> Result<Conn> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("sluice");
     }
-    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
-        let hosts = describe_hosts(&cfg);
-        pg_error(e, format!("{what}: connecting to PostgreSQL at {hosts}"))
-    })?;
+    // The driver's connect_timeout covers the TCP connect only: a server that accepts the
+    // connection and never answers the startup would hold the job forever.
+    let limit = cfg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let connected = tokio::time::timeout(limit, cfg.connect(NoTls)).await;
+    let hosts = || describe_hosts(&cfg);
+    let (client, conn) = match connected {
+        Ok(r) => r.map_err(|e| {
+            pg_error(
+                e,
+                format!("{what}: connecting to PostgreSQL at {}", hosts()),
+            )
+        })?,
+        Err(_) => {
+            return Err(sluice_core::Error::new(
+                sluice_core::ErrorKind::Connection,
+                format!(
+                    "{what}: connecting to PostgreSQL at {}: the server accepted the connection \
+                     but did not complete the startup within {} s",
+                    hosts(),
+                    limit.as_secs()
+                ),
+            )
+            .with_hint(
+                "check that host and port point at a PostgreSQL server, and that it is not hung \
+                 or overloaded (connect_timeout in the url sets the limit)",
+            ));
+        }
+    };
     let task = tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "PostgreSQL connection ended.");
         }
     });
+    // PostgreSQL 14+: a backend checks every second whether its client is still there, so a
+    // statement (or a lock wait) of a run that stopped or died ends on the server too.
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = 1000")
+        .await;
     Ok(Conn { client, task })
 }
 

@@ -74,8 +74,27 @@ fn classify(e: &tokio_postgres::Error) -> (ErrorKind, String, String) {
                  run again and resumes from its checkpoint"
                     .to_string(),
             )
+        } else if *code == SqlState::QUERY_CANCELED && db.message().contains("statement timeout") {
+            (
+                ErrorKind::Timeout,
+                "the server's statement_timeout ended the statement: raise it for Sluice's user \
+                 (ALTER ROLE … SET statement_timeout = 0), or make splits smaller (chunk_rows)"
+                    .to_string(),
+            )
+        } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+            (
+                ErrorKind::Timeout,
+                "another session held a lock longer than the server's lock_timeout; find it in \
+                 pg_locks / pg_stat_activity, or raise lock_timeout for Sluice's user"
+                    .to_string(),
+            )
         } else if *code == SqlState::QUERY_CANCELED {
-            (ErrorKind::Stopped, "the query was cancelled".to_string())
+            (
+                ErrorKind::Stopped,
+                "the query was cancelled (by a stop, or by an administrator: \
+                 pg_cancel_backend)"
+                    .to_string(),
+            )
         } else if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
             (
                 ErrorKind::Schema,

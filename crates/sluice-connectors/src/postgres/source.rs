@@ -421,7 +421,9 @@ impl Source for PgSource {
         let ctx = format!("table {}, split {}", split.table, split.index);
         let r = self.read_split(&split, resume, &out).await;
         match r {
-            Err(e) if e.kind() == ErrorKind::Stopped => Ok(()),
+            // A cancel Sluice sent because the job stops ends the read quietly; one nobody
+            // asked for (an administrator) is an error, never a short split.
+            Err(e) if e.kind() == ErrorKind::Stopped && out.is_stopping() => Ok(()),
             Err(e) => Err(e.context(ctx)),
             Ok(()) => Ok(()),
         }
