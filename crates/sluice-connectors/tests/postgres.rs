@@ -689,3 +689,86 @@ proptest! {
         });
     }
 }
+
+/// Key columns of the primary key of `table`, in order (INCLUDE columns left out).
+async fn pk_columns(c: &Client, table: &str) -> Vec<String> {
+    c.query(
+        "SELECT a.attname::text FROM pg_index i \
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+         WHERE i.indrelid = $1::text::regclass AND i.indisprimary AND k.ord <= i.indnkeyatts \
+         ORDER BY k.ord",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Issue 9, case 10: a primary key with `INCLUDE` columns (Pagila's `actor`) is a key on its
+/// key columns only: splits, created keys and upserts use those, never the included ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_key_include_columns_are_not_key_columns() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let (ca, cb) = (a.client().await, b.client().await);
+    ca.batch_execute(
+        "CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, \
+           last_name text NOT NULL, last_update timestamptz NOT NULL DEFAULT now(), \
+           CONSTRAINT actor_pkey PRIMARY KEY (actor_id) INCLUDE (first_name, last_name));
+         CREATE UNIQUE INDEX actor_name ON actor (last_name) INCLUDE (first_name);
+         INSERT INTO actor (actor_id, first_name, last_name)
+           SELECT g, 'first' || g, 'last' || g FROM generate_series(1, 200) g;
+         ANALYZE actor;",
+    )
+    .await
+    .unwrap();
+    let src = source(&a.url, json!({"tables": ["actor"], "chunk_rows": 50}));
+    let t = src.tables().await.unwrap();
+    assert_eq!(t[0].schema.primary_key, ["actor_id"]);
+    let splits = src.splits(&t[0]).await.unwrap();
+    assert_eq!(splits[0].detail["kind"], "key", "{:?}", splits[0].detail);
+    src.close().await.unwrap();
+    copy_all(&src, &sink(&b.url, WriteMode::Upsert, true), 2)
+        .await
+        .unwrap();
+    assert_eq!(pk_columns(&cb, "public.actor").await, ["actor_id"]);
+    // A changed name is an update of the same key, not a new row.
+    ca.batch_execute("UPDATE actor SET first_name = 'renamed' WHERE actor_id <= 10")
+        .await
+        .unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["actor"], "chunk_rows": 50})),
+        &sink(&b.url, WriteMode::Upsert, true),
+        2,
+    )
+    .await
+    .unwrap();
+    let q = "SELECT actor_id, first_name, last_name FROM actor ORDER BY 1, 2";
+    let rows = |rs: Vec<tokio_postgres::Row>| -> Vec<(i32, String, String)> {
+        rs.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+    };
+    let want = rows(ca.query(q, &[]).await.unwrap());
+    let got = rows(cb.query(q, &[]).await.unwrap());
+    assert_eq!(got.len(), 200);
+    assert_eq!(got, want);
+    // An existing target whose only unique index on the key has INCLUDE columns takes upserts.
+    let c = TestDb::new().await;
+    let cc = c.client().await;
+    cc.batch_execute(
+        "CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, \
+           last_name text NOT NULL, last_update timestamptz NOT NULL, \
+           UNIQUE (actor_id) INCLUDE (last_update))",
+    )
+    .await
+    .unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["actor"]})),
+        &sink(&c.url, WriteMode::Upsert, false),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(cc.query(q, &[]).await.unwrap()), want);
+}

@@ -722,3 +722,85 @@ fn job_verify_true_fails_a_run_whose_target_differs() {
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["jobs"][0]["runs"][0]["state"], "FAILED");
 }
+
+// ---------------------------------------------------------------------------------------
+// Fidelity of PostgreSQL sources (issue 9): keys, inheritance, generated columns, views,
+// sequences.
+
+/// Runs `job` (a job directory) and asserts exit 0, returning stdout and stderr.
+fn run_ok(job: &Job) -> (String, String) {
+    let o = job.run();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    (out, err)
+}
+
+/// Issue 9, case 10: Pagila's `actor` has `PRIMARY KEY (actor_id) INCLUDE (…)`-style keys;
+/// the key is `actor_id` alone, for upserts and for `verify`, which locates a changed row.
+#[test]
+fn primary_key_with_include_columns_upserts_and_verifies_by_its_key() {
+    let src = PgDb::new();
+    let dst = PgDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, \
+           last_name text NOT NULL, CONSTRAINT actor_pkey PRIMARY KEY (actor_id) INCLUDE (last_name));
+         INSERT INTO actor SELECT g, 'f' || g, 'l' || g FROM generate_series(1, 300) g;",
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.actor\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\nwrite = \"upsert\"",
+            dst.url()
+        ),
+    );
+    run_ok(&job);
+    psql(
+        &src.0,
+        "UPDATE actor SET last_name = 'changed' WHERE actor_id = 7",
+    );
+    run_ok(&job);
+    assert_eq!(
+        psql(
+            &dst.0,
+            "SELECT count(*), count(DISTINCT actor_id) FROM actor"
+        )
+        .trim(),
+        "300|300"
+    );
+    let o = job
+        .cmd(&["verify", "job.toml", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["tables"][0]["key"], "actor_id", "{doc}");
+    // A difference is located by its key.
+    psql(
+        &dst.0,
+        "UPDATE actor SET first_name = 'x' WHERE actor_id = 42",
+    );
+    let o = job
+        .cmd(&["verify", "job.toml", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["tables"][0]["diffs"][0]["key"], 42, "{doc}");
+}

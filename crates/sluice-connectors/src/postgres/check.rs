@@ -222,7 +222,11 @@ async fn enum_labels(c: &Client, oid: u32) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Column lists of the primary key (`primary_only`) or of every unique index.
+/// Column lists of the primary key (`primary_only`) or of every unique index that can be an
+/// `ON CONFLICT` arbiter. A key is its key columns only: the `INCLUDE` columns of an index
+/// (`indkey` beyond `indnkeyatts`) are stored in it but are not part of its uniqueness.
+/// Partial, expression, deferrable and invalid indexes are left out (none of them makes a
+/// column list unique for every row at once).
 pub(crate) async fn unique_keys(
     c: &Client,
     rel: u32,
@@ -231,11 +235,12 @@ pub(crate) async fn unique_keys(
     let rows = c
         .query(
             "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i \
-             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
              WHERE i.indrelid = $1::int8::oid AND i.indisunique AND i.indpred IS NULL \
-               AND (i.indisprimary OR NOT $2) \
-             GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC",
+               AND i.indexprs IS NULL AND i.indimmediate AND i.indisvalid \
+               AND k.ord <= i.indnkeyatts AND (i.indisprimary OR NOT $2) \
+             GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, i.indexrelid",
             &[&(rel as i64), &primary_only],
         )
         .await
