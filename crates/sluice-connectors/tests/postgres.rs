@@ -772,3 +772,111 @@ async fn primary_key_include_columns_are_not_key_columns() {
     .unwrap();
     assert_eq!(rows(cc.query(q, &[]).await.unwrap()), want);
 }
+
+/// `(table, count(*))` of the given tables of `c`, each counted with `ONLY`.
+async fn own_counts(c: &Client, tables: &[&str]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for t in tables {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM ONLY {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        out.push((t.to_string(), n));
+    }
+    out
+}
+
+/// Issue 9, case 11: inheritance children are copied once. Each row goes to the target of
+/// the nearest selected table it belongs to: a selected child takes its own rows, and a
+/// parent takes its own rows plus those of children that are not selected. Partitioned
+/// tables stay one table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inheritance_children_are_copied_once() {
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE city (id int PRIMARY KEY, name text);
+         CREATE TABLE capital (state text) INHERITS (city);
+         CREATE TABLE village (pop int) INHERITS (city);
+         INSERT INTO city SELECT g, 'c' || g FROM generate_series(1, 10) g;
+         INSERT INTO capital SELECT g, 'k' || g, 's' FROM generate_series(101, 103) g;
+         INSERT INTO village SELECT g, 'v' || g, g FROM generate_series(201, 205) g;
+         CREATE TABLE m (k int, v text) PARTITION BY RANGE (k);
+         CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100);
+         CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (100) TO (200);
+         INSERT INTO m SELECT g, 'x' FROM generate_series(0, 199) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    let case = |tables: serde_json::Value, chunk: u64| {
+        let url = a.url.clone();
+        async move {
+            let b = TestDb::new().await;
+            copy_all(
+                &source(&url, json!({"tables": tables, "chunk_rows": chunk})),
+                &sink(&b.url, WriteMode::Append, true),
+                2,
+            )
+            .await
+            .unwrap();
+            b
+        }
+    };
+    let count_all = |db: TestDb, names: &'static [&'static str]| async move {
+        let c = db.client().await;
+        let mut have = Vec::new();
+        for n in names {
+            let exists: bool = c
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[n])
+                .await
+                .unwrap()
+                .get(0);
+            if exists {
+                have.push(*n);
+            }
+        }
+        own_counts(&c, &have).await
+    };
+    let s = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    };
+    // A glob selects all three: each its own rows (several splits each: key and ctid).
+    for chunk in [4, 500_000] {
+        let b = case(json!(["public.*"]), chunk).await;
+        assert_eq!(
+            count_all(b, &["city", "capital", "village", "m", "m1"]).await,
+            s(&[("city", 10), ("capital", 3), ("village", 5), ("m", 200)]),
+            "chunk_rows {chunk}"
+        );
+    }
+    // The parent alone: it takes its children's rows (as `SELECT * FROM city` shows them).
+    let b = case(json!(["city"]), 4).await;
+    assert_eq!(
+        count_all(b, &["city", "capital", "village"]).await,
+        s(&[("city", 18)])
+    );
+    // Parent and one child: the other child's rows go with the parent.
+    let b = case(json!(["city", "village"]), 4).await;
+    assert_eq!(
+        count_all(b, &["city", "capital", "village"]).await,
+        s(&[("city", 13), ("village", 5)])
+    );
+    // Children excluded by `exclude` count as not selected.
+    let b = TestDb::new().await;
+    copy_all(
+        &source(
+            &a.url,
+            json!({"tables": ["public.*"], "exclude": ["capital", "m"]}),
+        ),
+        &sink(&b.url, WriteMode::Append, true),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count_all(b, &["city", "capital", "village", "m"]).await,
+        s(&[("city", 13), ("village", 5)])
+    );
+}

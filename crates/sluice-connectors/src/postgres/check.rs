@@ -108,6 +108,23 @@ pub(crate) async fn list_relations(c: &Client) -> Result<Vec<PgRelation>> {
         .collect())
 }
 
+/// Table inheritance (`INHERITS`) as `(child oid, parent oid)` pairs. Partitions are left out:
+/// a partitioned table is read whole, as one table.
+pub(crate) async fn inheritance(c: &Client) -> Result<Vec<(u32, u32)>> {
+    let rows = c
+        .query(
+            "SELECT i.inhrelid::int8, i.inhparent::int8 FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE NOT c.relispartition",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading table inheritance"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32))
+        .collect())
+}
+
 /// The oid and kind of `schema.name`, if it exists.
 pub(crate) async fn find_relation(c: &Client, schema: &str, name: &str) -> Result<Option<u32>> {
     let row = c

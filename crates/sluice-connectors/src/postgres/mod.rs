@@ -24,7 +24,9 @@
 //! into integer-key ranges `[lo, hi)` (first and last open-ended, NULL keys in the first),
 //! read in key order with positions `{"last_key": k}` (a resume reads `key > k`), or into
 //! ctid page ranges (TID range scans, PG 14+) with positions `{"rows": n}` (a resumed split is
-//! read again whole). Views and `query` are one split. Each split is one `COPY (SELECT …) TO
+//! read again whole). Views and `query` are one split. Inheritance parents are read `FROM
+//! ONLY` (or with a `tableoid` condition) when children are selected too, so a row is read
+//! once (see `docs/connectors/postgres.md`, "Inheritance"). Each split is one `COPY (SELECT …) TO
 //! STDOUT (FORMAT binary)` decoded straight into Arrow ([`copy_decode`]); memory is bounded by
 //! `batch_size`. A stop cancels the running COPY. `read = "incremental"` reads rows with
 //! `cursor > start_after` in `(cursor, primary key)` order as one split; resuming continues
