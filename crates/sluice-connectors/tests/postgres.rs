@@ -880,3 +880,150 @@ async fn inheritance_children_are_copied_once() {
         s(&[("city", 13), ("village", 5)])
     );
 }
+
+/// `(column, attgenerated, generation expression, attidentity)` of the columns of `table`.
+async fn generated_columns(
+    c: &Client,
+    table: &str,
+) -> Vec<(String, String, Option<String>, String)> {
+    c.query(
+        "SELECT a.attname::text, a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid), \
+                a.attidentity::text \
+         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+/// Issue 9, case 13: generated columns. A target column the target computes is not written
+/// (COPY and INSERT would fail on it); a PostgreSQL → PostgreSQL created target gets the same
+/// `GENERATED ALWAYS AS (…) STORED` column; identity columns `GENERATED ALWAYS` take upserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_columns_are_computed_by_the_target() {
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE g (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED, \
+           s text);
+         INSERT INTO g (id, a, s) SELECT x, x, 's' || x FROM generate_series(1, 50) x;",
+    )
+    .await
+    .unwrap();
+    // Created target: the column is generated there too, with the same expression.
+    let b = TestDb::new().await;
+    let cb = b.client().await;
+    let src = source(&a.url, json!({"tables": ["g"]}));
+    let t = src.tables().await.unwrap();
+    let plan = TablePlan {
+        target: t[0].schema.id.clone(),
+        schema: t[0].schema.clone(),
+        splits: 1,
+    };
+    let types = sink(&b.url, WriteMode::Append, true)
+        .target_types(&plan)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        types[2].1, "integer GENERATED ALWAYS AS ((a * 2)) STORED",
+        "{types:?}"
+    );
+    src.close().await.unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["g"]})),
+        &sink(&b.url, WriteMode::Append, true),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        generated_columns(&cb, "public.g").await,
+        generated_columns(&ca, "public.g").await
+    );
+    assert_eq!(
+        rows_text(&cb, "g", "id").await,
+        rows_text(&ca, "g", "id").await
+    );
+    // Existing targets: one computing the column differently, with an identity column that
+    // is GENERATED ALWAYS; append then upsert.
+    let c = TestDb::new().await;
+    let cc = c.client().await;
+    cc.batch_execute(
+        "CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a int, \
+           b int GENERATED ALWAYS AS (a * 3) STORED, s text, \
+           n int GENERATED ALWAYS AS (length(s)) STORED)",
+    )
+    .await
+    .unwrap();
+    for mode in [WriteMode::Append, WriteMode::Upsert, WriteMode::Overwrite] {
+        if mode == WriteMode::Upsert {
+            ca.batch_execute("UPDATE g SET a = -a WHERE id <= 5")
+                .await
+                .unwrap();
+        }
+        copy_all(
+            &source(&a.url, json!({"tables": ["g"]})),
+            &sink(&c.url, mode, false),
+            2,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mode:?}: {e} ({:?})", e.hint()));
+        let got: Vec<(i32, i32, i32, i32)> = cc
+            .query("SELECT id, a, b, n FROM g ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(got.len(), 50, "{mode:?}");
+        for (id, a, b, n) in got {
+            let want_a = if id <= 5 && mode != WriteMode::Append {
+                -id
+            } else {
+                id
+            };
+            assert_eq!(
+                (a, b, n),
+                (want_a, want_a * 3, format!("s{id}").len() as i32),
+                "{mode:?}"
+            );
+        }
+    }
+}
+
+/// A target column the source does not have, `NOT NULL` without a default, would reject
+/// every row: `prepare` says so before any data moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_no_row_could_fill_is_refused_in_prepare() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    a.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    b.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, must text NOT NULL)")
+        .await
+        .unwrap();
+    let src = source(&a.url, json!({"tables": ["t"]}));
+    let t = src.tables().await.unwrap();
+    let plan = TablePlan {
+        target: t[0].schema.id.clone(),
+        schema: t[0].schema.clone(),
+        splits: 1,
+    };
+    let e = sink(&b.url, WriteMode::Append, false)
+        .prepare(&[plan])
+        .await
+        .expect_err("prepare must refuse");
+    src.close().await.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    assert!(e.to_string().contains("\"must\""), "{e}");
+    assert!(e.hint().unwrap_or("").contains("DEFAULT"), "{:?}", e.hint());
+}

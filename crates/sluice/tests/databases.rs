@@ -804,3 +804,90 @@ fn primary_key_with_include_columns_upserts_and_verifies_by_its_key() {
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["tables"][0]["diffs"][0]["key"], 42, "{doc}");
 }
+
+/// Issue 9, case 13: generated columns of pre-created targets are left to the target (the
+/// copy used to fail on them half-way, after other tables had committed, although `validate`
+/// said OK); a view named explicitly is copied into a table, and both `validate` and the run
+/// say so; globs skip views.
+#[test]
+fn generated_target_columns_and_named_views() {
+    let src = PgDb::new();
+    let dst = PgDb::new();
+    psql(
+        &src.0,
+        "CREATE TABLE a_plain (id int PRIMARY KEY, v text);
+         INSERT INTO a_plain SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         CREATE TABLE g (id int PRIMARY KEY, price numeric(10,2), qty int,
+           total numeric(12,2) GENERATED ALWAYS AS (price * qty) STORED);
+         INSERT INTO g (id, price, qty) SELECT x, x / 4.0, x % 7 FROM generate_series(1, 100) x;
+         CREATE VIEW big_totals AS SELECT id, total FROM g WHERE total > 100;",
+    );
+    psql(
+        &dst.0,
+        "CREATE TABLE a_plain (id int PRIMARY KEY, v text);
+         CREATE TABLE g (id int PRIMARY KEY, price numeric(10,2), qty int,
+           total numeric(12,2) GENERATED ALWAYS AS (price * qty) STORED);",
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\", \"public.big_totals\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ncreate_tables = true",
+            dst.url()
+        ),
+    );
+    let o = job.cmd(&["validate", "job.toml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Reading a view") && err.contains("big_totals"),
+        "validate names the view: {err}"
+    );
+    let (_, err) = run_ok(&job);
+    assert!(
+        err.contains("Reading a view"),
+        "the run names the view: {err}"
+    );
+    let q = "SELECT id, price, qty, total FROM g ORDER BY id";
+    assert_eq!(psql(&dst.0, q), psql(&src.0, q));
+    assert_eq!(
+        psql(
+            &dst.0,
+            "SELECT relkind FROM pg_class WHERE relname = 'big_totals'"
+        )
+        .trim(),
+        "r"
+    );
+    let q = "SELECT id, total FROM big_totals ORDER BY id";
+    assert_eq!(psql(&dst.0, q), psql(&src.0, q));
+    // A glob alone does not take the view.
+    let dst2 = PgDb::new();
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst2.url()),
+    );
+    let (_, err) = run_ok(&job);
+    assert!(!err.contains("Reading a view"), "{err}");
+    assert_eq!(
+        psql(
+            &dst2.0,
+            "SELECT count(*) FROM pg_class WHERE relname = 'big_totals'"
+        )
+        .trim(),
+        "0"
+    );
+    // PostgreSQL to PostgreSQL: the created table computes the column too.
+    assert_eq!(
+        psql(
+            &dst2.0,
+            "SELECT attgenerated FROM pg_attribute WHERE attrelid = 'g'::regclass AND attname = 'total'"
+        )
+        .trim(),
+        "s"
+    );
+}

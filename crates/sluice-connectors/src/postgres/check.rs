@@ -70,6 +70,12 @@ pub(crate) struct PgColumn {
     pub not_null: bool,
     /// `format_type` of the declared type (a domain keeps its own name): the cast target.
     pub declared: String,
+    /// The expression of a `GENERATED ALWAYS AS (…) STORED` column (`pg_get_expr`).
+    pub generated: Option<String>,
+    /// `GENERATED ALWAYS AS IDENTITY` (only `OVERRIDING SYSTEM VALUE` may write it).
+    pub identity_always: bool,
+    /// A default, identity or generation expression fills the column when a row has no value.
+    pub filled: bool,
 }
 
 /// A table or view as listed in `pg_class`.
@@ -143,8 +149,14 @@ pub(crate) async fn columns(c: &Client, rel: u32) -> Result<Vec<PgColumn>> {
     let rows = c
         .query(
             "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull, \
-                    format_type(a.atttypid, a.atttypmod) \
-             FROM pg_attribute a WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 \
+                    format_type(a.atttypid, a.atttypmod), \
+                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END, \
+                    a.attidentity::text, \
+                    (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' \
+                     OR t.typdefault IS NOT NULL OR t.typdefaultbin IS NOT NULL) \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 \
                AND NOT a.attisdropped ORDER BY a.attnum",
             &[&(rel as i64)],
         )
@@ -163,6 +175,9 @@ pub(crate) async fn columns(c: &Client, rel: u32) -> Result<Vec<PgColumn>> {
             ty,
             not_null: r.get(3),
             declared: r.get(4),
+            generated: r.get(5),
+            identity_always: r.get::<_, String>(6) == "a",
+            filled: r.get(7),
         })
         .collect())
 }

@@ -35,9 +35,11 @@
 //!
 //! **Sink.** `prepare` creates missing tables (native PostgreSQL types verbatim, enums
 //! created first, `NOT NULL`, `PRIMARY KEY`) or checks existing ones (every source column
-//! present, its type able to take the source's). Each split writer has its own connection and
-//! one transaction: `COPY … FROM STDIN (FORMAT binary)` ([`copy_encode`]) then `COMMIT` at
-//! `commit()`. `upsert` and columns that PostgreSQL must cast from text (money, inet, xml …)
+//! present, its type able to take the source's; no `NOT NULL` column without a default that
+//! the source cannot fill). Generated target columns are not written (the target computes
+//! them); PG→PG created tables keep `GENERATED ALWAYS AS (expr) STORED`. Each split writer
+//! has its own connection and one transaction: `COPY … FROM STDIN (FORMAT binary)`
+//! ([`copy_encode`]) then `COMMIT` at `commit()`. `upsert` and columns that PostgreSQL must cast from text (money, inet, xml …)
 //! go through a `TEMP` table and `INSERT … SELECT [ON CONFLICT (key) DO UPDATE]`. `overwrite`
 //! writes `<table>__sluice_stage` (`LIKE … INCLUDING ALL`) and swaps it in at `finish_table`
 //! in one transaction (DROP + RENAME; index names follow).

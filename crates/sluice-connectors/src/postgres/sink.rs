@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
-use sluice_core::types::native_type;
+use sluice_core::types::{generated_expr, native_type};
 use sluice_core::{Error, LogicalType, Position, Result, Split, WriteMode};
 use tokio_postgres::{Client, Config, CopyInSink};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::check::{self, Conn, PgColumn};
 use super::copy_encode::{self, Enc, HEADER, TRAILER};
@@ -46,7 +46,10 @@ struct Target {
     name: String,
     /// Where COPY writes (the table, or its overwrite stage).
     into: String,
+    /// The columns written, in the order of `written`.
     cols: Vec<ColPlan>,
+    /// Indices of the batch columns written, when some are not (generated in the target).
+    written: Option<Vec<usize>>,
     /// DDL of the temporary table (upsert, or columns PostgreSQL must cast from text).
     temp: Option<String>,
     /// `INSERT … SELECT` from the temporary table.
@@ -139,7 +142,7 @@ impl PgSink {
                     ));
                 }
                 let ty =
-                    create_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
+                    column_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
                 let nn = if f.is_nullable() { "" } else { " NOT NULL" };
                 cols.push(format!("{} {ty}{nn}", quote_ident(f.name())));
             }
@@ -155,16 +158,47 @@ impl PgSink {
             ddl.push_str(&format!("CREATE TABLE {q} ({})", cols.join(", ")));
             let shown = &display;
             debug!(table = %shown, ddl = %ddl, "Creating table.");
-            c.batch_execute(&ddl)
-                .await
-                .map_err(|e| pg_error(e, format!("creating table {display}")))?;
+            let generated = fields
+                .iter()
+                .any(|f| matches!(generated_expr(f), Some(("postgres", _))));
+            c.batch_execute(&ddl).await.map_err(|e| {
+                let e = pg_error(e, format!("creating table {display}"));
+                if generated && e.hint().is_none() {
+                    // The expression names source columns and functions: a transform may
+                    // have renamed or dropped one, or a function may be missing here.
+                    e.with_hint(
+                        "a generated column's expression (GENERATED ALWAYS AS) may name a \
+                         column a transform renamed or dropped, or a function the target \
+                         lacks; create the table yourself, or cast the column with a \
+                         [[transform]] type = \"cast\" to make it a plain column",
+                    )
+                } else {
+                    e
+                }
+            })?;
             rel = check::find_relation(c, &schema, &name).await?;
         }
         let rel = rel.ok_or_else(|| Error::internal(format!("table {display} vanished")))?;
         let tcols = check::columns(c, rel).await?;
+        // Every problem of an existing target is found here, before any data moves.
+        if let Some(tc) = tcols
+            .iter()
+            .find(|t| t.not_null && !t.filled && !fields.iter().any(|f| f.name() == &t.name))
+        {
+            return Err(Error::schema(format!(
+                "table {display}: target column {:?} is NOT NULL without a default, and the \
+                 source has no such column: every row would be refused",
+                tc.name
+            ))
+            .with_hint(
+                "give the target column a DEFAULT or allow NULL in it, or add the column with \
+                 a [[transform]] type = \"add\"",
+            ));
+        }
         let mut cols = Vec::new();
         let mut casts: Vec<Option<&PgColumn>> = Vec::new();
-        for f in fields {
+        let mut written: Vec<(usize, &PgColumn)> = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
             let Some(tc) = tcols.iter().find(|t| t.name == *f.name()) else {
                 let names: Vec<String> = tcols.iter().map(|t| t.name.clone()).collect();
                 return Err(Error::schema(format!(
@@ -176,6 +210,23 @@ impl PgSink {
                     "add the column to the target, or drop/rename it with a [[transform]]",
                 ));
             };
+            if let Some(expr) = &tc.generated {
+                // The target computes this column; writing it would fail (COPY and INSERT
+                // refuse generated columns).
+                let shown = &display;
+                if matches!(generated_expr(f), Some(("postgres", e)) if e == expr) {
+                    debug!(table = %shown, column = %tc.name, "Generated column left to the target.");
+                } else {
+                    warn!(
+                        table = %shown,
+                        column = %tc.name,
+                        expression = %expr,
+                        "The target computes this generated column; the source's values are not written."
+                    );
+                }
+                continue;
+            }
+            written.push((i, tc));
             let lt = LogicalType::of_field(f)
                 .map(|l| l.to_string())
                 .unwrap_or_else(|_| f.data_type().to_string());
@@ -210,6 +261,15 @@ impl PgSink {
                     )));
                 }
             }
+        }
+        if cols.is_empty() {
+            return Err(Error::schema(format!(
+                "table {display}: every column the source has is generated in the target; \
+                 there is nothing to write"
+            ))
+            .with_hint(
+                "write to a table with plain columns, or map the table elsewhere with table_map",
+            ));
         }
         if self.mode == WriteMode::Upsert {
             let keys = check::unique_keys(c, rel, false).await?;
@@ -255,11 +315,7 @@ impl PgSink {
         let (temp, insert) = if staged {
             let mut defs = Vec::new();
             let mut sel = Vec::new();
-            for (cp, (cast, f)) in cols.iter().zip(casts.iter().zip(fields.iter())) {
-                let tc = tcols
-                    .iter()
-                    .find(|t| t.name == *f.name())
-                    .expect("checked above");
+            for (cp, (cast, (_, tc))) in cols.iter().zip(casts.iter().zip(written.iter())) {
                 match cast {
                     Some(tc) => {
                         let tt = if matches!(cp.enc, Enc::List(..)) {
@@ -277,8 +333,14 @@ impl PgSink {
                 }
             }
             let names: Vec<&str> = cols.iter().map(|c| c.quoted.as_str()).collect();
+            // COPY writes identity columns GENERATED ALWAYS; INSERT needs to be told to.
+            let overriding = if written.iter().any(|(_, tc)| tc.identity_always) {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            };
             let mut ins = format!(
-                "INSERT INTO {into} ({}) SELECT {} FROM pg_temp.sluice_tmp",
+                "INSERT INTO {into} ({}){overriding} SELECT {} FROM pg_temp.sluice_tmp",
                 names.join(", "),
                 sel.join(", ")
             );
@@ -314,12 +376,14 @@ impl PgSink {
         } else {
             (None, None)
         };
+        let written = (written.len() < fields.len()).then(|| written.iter().map(|w| w.0).collect());
         Ok(Target {
             display,
             schema,
             name,
             into,
             cols,
+            written,
             temp,
             insert,
         })
@@ -363,6 +427,18 @@ fn text_castable(dt: &DataType, native: Option<(&str, &str)>, tc: &PgColumn) -> 
             | oid::BYTEA
     );
     !binary_known
+}
+
+/// The column definition `CREATE TABLE` uses for `f` (without NOT NULL): its type, and for a
+/// column PostgreSQL generated in the source, `GENERATED ALWAYS AS (expr) STORED` (same
+/// engine, so the expression is valid here). Columns generated by another engine become plain
+/// columns holding the source's values.
+fn column_type(f: &arrow::datatypes::Field, schema: &str) -> Result<String> {
+    let ty = create_type(f, schema)?;
+    Ok(match generated_expr(f) {
+        Some(("postgres", expr)) => format!("{ty} GENERATED ALWAYS AS ({expr}) STORED"),
+        _ => ty,
+    })
 }
 
 /// `<name>__sluice_stage`, shortened to PostgreSQL's identifier limit.
@@ -443,8 +519,13 @@ impl Sink for PgSink {
         let (schema, _) = self.names(table)?;
         let mut out = Vec::new();
         for f in table.schema.arrow.fields() {
-            let t = create_type(f, &schema)
+            let mut t = column_type(f, &schema)
                 .map_err(|e| e.context(format!("table {}", table.target)))?;
+            if let Some((engine, _)) = generated_expr(f)
+                && engine != "postgres"
+            {
+                t.push_str(&format!(" (generated in {engine}: a plain column here)"));
+            }
             out.push((f.name().clone(), t));
         }
         Ok(Some(out))
@@ -629,6 +710,10 @@ impl SinkWriter for PgWriter {
         if self.copy.is_none() {
             self.start().await?;
         }
+        let batch = match &self.target.written {
+            Some(idx) => batch.project(idx)?,
+            None => batch,
+        };
         let encs: Vec<Enc> = self.target.cols.iter().map(|c| c.enc.clone()).collect();
         copy_encode::encode_batch(&batch, &encs, &mut self.buf).map_err(|e| {
             Error::data(format!(
@@ -712,5 +797,38 @@ impl SinkWriter for PgWriter {
             drop(conn);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::types::with_generated;
+    use sluice_core::{TableId, TableSchema};
+
+    #[test]
+    fn generated_columns_in_created_tables() {
+        let same = with_generated(LogicalType::Int32.field("b", true), "postgres", "(a * 2)");
+        let other = with_generated(LogicalType::Int64.field("c", true), "mysql", "`a` + 1");
+        assert_eq!(
+            column_type(&same, "public").unwrap(),
+            "integer GENERATED ALWAYS AS ((a * 2)) STORED"
+        );
+        assert_eq!(column_type(&other, "public").unwrap(), "bigint");
+        let sink = PgSink::new(Config::new(), "public".into(), WriteMode::Append, true);
+        let plan = TablePlan {
+            target: TableId::new(["t"]),
+            schema: TableSchema {
+                id: TableId::new(["t"]),
+                arrow: std::sync::Arc::new(arrow::datatypes::Schema::new(vec![same, other])),
+                primary_key: Vec::new(),
+            },
+            splits: 1,
+        };
+        let types = sink.target_types(&plan).unwrap().unwrap();
+        assert_eq!(
+            types[1].1,
+            "bigint (generated in mysql: a plain column here)"
+        );
     }
 }

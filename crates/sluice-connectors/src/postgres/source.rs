@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice_core::config::suggestion;
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
-use sluice_core::types::with_native_type;
+use sluice_core::types::{with_generated, with_native_type};
 use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId, TableSchema};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
@@ -180,6 +180,9 @@ impl PgSource {
             if let Some(n) = &m.native {
                 f = with_native_type(f, "postgres", n);
             }
+            if let Some(expr) = &c.generated {
+                f = with_generated(f, "postgres", expr);
+            }
             fields.push(f);
             decs.push(m.dec);
             select.push(match m.cast {
@@ -324,6 +327,9 @@ impl PgSource {
                 declared: ty.format.clone(),
                 ty,
                 not_null: false,
+                generated: None,
+                identity_always: false,
+                filled: false,
             })
             .collect();
         self.build_table(
@@ -389,6 +395,20 @@ impl Source for PgSource {
                     .map_or_else(|| format!("oid {oid}"), |r| r.id.to_string())
             };
             for r in selected {
+                let what = match r.kind {
+                    'v' => Some("view"),
+                    'm' => Some("materialized view"),
+                    'f' => Some("foreign table"),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    // Only named ones get here (globs match tables): legitimate, never silent.
+                    info!(
+                        table = %r.id,
+                        kind = what,
+                        "Reading a {what}: its rows are copied into a table."
+                    );
+                }
                 let scope = scopes.get(&r.oid).cloned().unwrap_or(Scope::Whole);
                 match &scope {
                     Scope::Whole => {}
