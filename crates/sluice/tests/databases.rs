@@ -891,3 +891,35 @@ fn generated_target_columns_and_named_views() {
         "s"
     );
 }
+
+/// Issue 9, case 14: a pre-created target with a serial key takes the loaded ids, and its
+/// sequence is advanced past them, so the application's next INSERT does not collide.
+#[test]
+fn serial_sequence_of_a_pre_created_target_is_advanced() {
+    let src = MyDb::new();
+    let dst = PgDb::new();
+    mysql(
+        &src.0,
+        "CREATE TABLE orders (id int PRIMARY KEY, v varchar(10));
+         INSERT INTO orders SELECT seq, CONCAT('v', seq) FROM seq_1_to_2500;",
+    );
+    psql(
+        &dst.0,
+        "CREATE TABLE orders (id serial PRIMARY KEY, v text);",
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"orders\"]\nchunk_rows = 1000",
+            src.url()
+        ),
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ncreate_tables = false",
+            dst.url()
+        ),
+    );
+    run_ok(&job);
+    assert_eq!(
+        psql(&dst.0, "INSERT INTO orders (v) VALUES ('app') RETURNING id").trim(),
+        "2501"
+    );
+}

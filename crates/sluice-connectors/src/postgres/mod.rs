@@ -42,13 +42,14 @@
 //! ([`copy_encode`]) then `COMMIT` at `commit()`. `upsert` and columns that PostgreSQL must cast from text (money, inet, xml …)
 //! go through a `TEMP` table and `INSERT … SELECT [ON CONFLICT (key) DO UPDATE]`. `overwrite`
 //! writes `<table>__sluice_stage` (`LIKE … INCLUDING ALL`) and swaps it in at `finish_table`
-//! in one transaction (DROP + RENAME; index names follow).
+//! in one transaction (DROP + RENAME; index names follow). `finish_table` then advances the
+//! sequences the target's columns own (serial, identity) past the loaded values.
 //!
 //! **Types**: see [`types`] and `docs/connectors/postgres.md`.
 //!
 //! **Limits.** No TLS. Multi-dimensional arrays are a data error (cast to text in a `query`).
 //! Positions are not yet stored in the target (`_sluice_checkpoints`). Overwrite does not
-//! keep foreign keys pointing at the table, grants, triggers or identity sequence values.
+//! keep foreign keys pointing at the table, grants or triggers.
 
 mod check;
 mod config;

@@ -554,9 +554,6 @@ impl Sink for PgSink {
     }
 
     async fn finish_table(&self, table: &TablePlan) -> Result<()> {
-        if self.mode != WriteMode::Overwrite {
-            return Ok(());
-        }
         let target = self
             .targets
             .lock()
@@ -566,14 +563,66 @@ impl Sink for PgSink {
             .ok_or_else(|| Error::internal(format!("table {} was not prepared", table.target)))?;
         let conn = check::connect(&self.pg, "sink").await?;
         // Idempotent: a stage that is gone was swapped in by an earlier call.
-        if check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
-            .await?
-            .is_none()
+        if self.mode == WriteMode::Overwrite
+            && check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
+                .await?
+                .is_some()
         {
-            return Ok(());
+            swap_in(&conn.client, &target).await?;
         }
-        swap_in(&conn.client, &target).await
+        advance_sequences(&conn.client, &target).await
     }
+}
+
+/// Moves every sequence a column of the target owns (`serial`, identity) to at least the
+/// column's largest value, so that rows inserted later without a value do not collide with
+/// the loaded ones. Never moves a sequence back, so it is idempotent; descending sequences
+/// are left alone. A sequence that cannot be advanced (its `MAXVALUE` is below the loaded
+/// values, no privilege) is a warning: the rows are loaded, only later inserts are at risk.
+async fn advance_sequences(c: &Client, t: &Target) -> Result<()> {
+    let seqs = c
+        .query(
+            "SELECT s.oid::int8, s.oid::regclass::text, a.attname::text FROM pg_depend d \
+             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+             JOIN pg_sequence q ON q.seqrelid = s.oid AND q.seqincrement > 0 \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
+               AND d.refobjid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+               AND d.deptype IN ('a', 'i')",
+            &[&t.schema, &t.name],
+        )
+        .await
+        .map_err(|e| pg_error(e, format!("reading the sequences of {}", t.display)))?;
+    let table = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+    for r in &seqs {
+        let (oid, seq, col): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+        let sql = format!(
+            "SELECT setval(q.seqrelid::regclass, x.m) FROM pg_sequence q, \
+               (SELECT max({})::int8 AS m FROM {table}) x \
+             WHERE q.seqrelid = $1::int8::oid AND x.m IS NOT NULL \
+               AND x.m > coalesce(pg_sequence_last_value(q.seqrelid::regclass), q.seqstart - 1)",
+            quote_ident(&col)
+        );
+        match c.query_opt(&sql, &[&oid]).await {
+            Ok(Some(row)) => {
+                let to: i64 = row.get(0);
+                let shown = &t.display;
+                debug!(table = %shown, sequence = %seq, value = to, "Advanced the sequence past the loaded values.");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let shown = &t.display;
+                let e = pg_error(e, format!("advancing sequence {seq}"));
+                warn!(
+                    table = %shown,
+                    sequence = %seq,
+                    error = %e,
+                    "Cannot advance the sequence past the loaded values; inserts without a value may collide. Fix it with setval."
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the target with its stage in one transaction: readers see the old table until
