@@ -689,3 +689,408 @@ proptest! {
         });
     }
 }
+
+/// Key columns of the primary key of `table`, in order (INCLUDE columns left out).
+async fn pk_columns(c: &Client, table: &str) -> Vec<String> {
+    c.query(
+        "SELECT a.attname::text FROM pg_index i \
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+         WHERE i.indrelid = $1::text::regclass AND i.indisprimary AND k.ord <= i.indnkeyatts \
+         ORDER BY k.ord",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Issue 9, case 10: a primary key with `INCLUDE` columns (Pagila's `actor`) is a key on its
+/// key columns only: splits, created keys and upserts use those, never the included ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_key_include_columns_are_not_key_columns() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let (ca, cb) = (a.client().await, b.client().await);
+    ca.batch_execute(
+        "CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, \
+           last_name text NOT NULL, last_update timestamptz NOT NULL DEFAULT now(), \
+           CONSTRAINT actor_pkey PRIMARY KEY (actor_id) INCLUDE (first_name, last_name));
+         CREATE UNIQUE INDEX actor_name ON actor (last_name) INCLUDE (first_name);
+         INSERT INTO actor (actor_id, first_name, last_name)
+           SELECT g, 'first' || g, 'last' || g FROM generate_series(1, 200) g;
+         ANALYZE actor;",
+    )
+    .await
+    .unwrap();
+    let src = source(&a.url, json!({"tables": ["actor"], "chunk_rows": 50}));
+    let t = src.tables().await.unwrap();
+    assert_eq!(t[0].schema.primary_key, ["actor_id"]);
+    let splits = src.splits(&t[0]).await.unwrap();
+    assert_eq!(splits[0].detail["kind"], "key", "{:?}", splits[0].detail);
+    src.close().await.unwrap();
+    copy_all(&src, &sink(&b.url, WriteMode::Upsert, true), 2)
+        .await
+        .unwrap();
+    assert_eq!(pk_columns(&cb, "public.actor").await, ["actor_id"]);
+    // A changed name is an update of the same key, not a new row.
+    ca.batch_execute("UPDATE actor SET first_name = 'renamed' WHERE actor_id <= 10")
+        .await
+        .unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["actor"], "chunk_rows": 50})),
+        &sink(&b.url, WriteMode::Upsert, true),
+        2,
+    )
+    .await
+    .unwrap();
+    let q = "SELECT actor_id, first_name, last_name FROM actor ORDER BY 1, 2";
+    let rows = |rs: Vec<tokio_postgres::Row>| -> Vec<(i32, String, String)> {
+        rs.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+    };
+    let want = rows(ca.query(q, &[]).await.unwrap());
+    let got = rows(cb.query(q, &[]).await.unwrap());
+    assert_eq!(got.len(), 200);
+    assert_eq!(got, want);
+    // An existing target whose only unique index on the key has INCLUDE columns takes upserts.
+    let c = TestDb::new().await;
+    let cc = c.client().await;
+    cc.batch_execute(
+        "CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, \
+           last_name text NOT NULL, last_update timestamptz NOT NULL, \
+           UNIQUE (actor_id) INCLUDE (last_update))",
+    )
+    .await
+    .unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["actor"]})),
+        &sink(&c.url, WriteMode::Upsert, false),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(cc.query(q, &[]).await.unwrap()), want);
+}
+
+/// `(table, count(*))` of the given tables of `c`, each counted with `ONLY`.
+async fn own_counts(c: &Client, tables: &[&str]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for t in tables {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM ONLY {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        out.push((t.to_string(), n));
+    }
+    out
+}
+
+/// Issue 9, case 11: inheritance children are copied once. Each row goes to the target of
+/// the nearest selected table it belongs to: a selected child takes its own rows, and a
+/// parent takes its own rows plus those of children that are not selected. Partitioned
+/// tables stay one table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inheritance_children_are_copied_once() {
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE city (id int PRIMARY KEY, name text);
+         CREATE TABLE capital (state text) INHERITS (city);
+         CREATE TABLE village (pop int) INHERITS (city);
+         INSERT INTO city SELECT g, 'c' || g FROM generate_series(1, 10) g;
+         INSERT INTO capital SELECT g, 'k' || g, 's' FROM generate_series(101, 103) g;
+         INSERT INTO village SELECT g, 'v' || g, g FROM generate_series(201, 205) g;
+         CREATE TABLE m (k int, v text) PARTITION BY RANGE (k);
+         CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (100);
+         CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (100) TO (200);
+         INSERT INTO m SELECT g, 'x' FROM generate_series(0, 199) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    let case = |tables: serde_json::Value, chunk: u64| {
+        let url = a.url.clone();
+        async move {
+            let b = TestDb::new().await;
+            copy_all(
+                &source(&url, json!({"tables": tables, "chunk_rows": chunk})),
+                &sink(&b.url, WriteMode::Append, true),
+                2,
+            )
+            .await
+            .unwrap();
+            b
+        }
+    };
+    let count_all = |db: TestDb, names: &'static [&'static str]| async move {
+        let c = db.client().await;
+        let mut have = Vec::new();
+        for n in names {
+            let exists: bool = c
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[n])
+                .await
+                .unwrap()
+                .get(0);
+            if exists {
+                have.push(*n);
+            }
+        }
+        own_counts(&c, &have).await
+    };
+    let s = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    };
+    // A glob selects all three: each its own rows (several splits each: key and ctid).
+    for chunk in [4, 500_000] {
+        let b = case(json!(["public.*"]), chunk).await;
+        assert_eq!(
+            count_all(b, &["city", "capital", "village", "m", "m1"]).await,
+            s(&[("city", 10), ("capital", 3), ("village", 5), ("m", 200)]),
+            "chunk_rows {chunk}"
+        );
+    }
+    // The parent alone: it takes its children's rows (as `SELECT * FROM city` shows them).
+    let b = case(json!(["city"]), 4).await;
+    assert_eq!(
+        count_all(b, &["city", "capital", "village"]).await,
+        s(&[("city", 18)])
+    );
+    // Parent and one child: the other child's rows go with the parent.
+    let b = case(json!(["city", "village"]), 4).await;
+    assert_eq!(
+        count_all(b, &["city", "capital", "village"]).await,
+        s(&[("city", 13), ("village", 5)])
+    );
+    // Children excluded by `exclude` count as not selected.
+    let b = TestDb::new().await;
+    copy_all(
+        &source(
+            &a.url,
+            json!({"tables": ["public.*"], "exclude": ["capital", "m"]}),
+        ),
+        &sink(&b.url, WriteMode::Append, true),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count_all(b, &["city", "capital", "village", "m"]).await,
+        s(&[("city", 13), ("village", 5)])
+    );
+}
+
+/// `(column, attgenerated, generation expression, attidentity)` of the columns of `table`.
+async fn generated_columns(
+    c: &Client,
+    table: &str,
+) -> Vec<(String, String, Option<String>, String)> {
+    c.query(
+        "SELECT a.attname::text, a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid), \
+                a.attidentity::text \
+         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+/// Issue 9, case 13: generated columns. A target column the target computes is not written
+/// (COPY and INSERT would fail on it); a PostgreSQL → PostgreSQL created target gets the same
+/// `GENERATED ALWAYS AS (…) STORED` column; identity columns `GENERATED ALWAYS` take upserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_columns_are_computed_by_the_target() {
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE g (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED, \
+           s text);
+         INSERT INTO g (id, a, s) SELECT x, x, 's' || x FROM generate_series(1, 50) x;",
+    )
+    .await
+    .unwrap();
+    // Created target: the column is generated there too, with the same expression.
+    let b = TestDb::new().await;
+    let cb = b.client().await;
+    let src = source(&a.url, json!({"tables": ["g"]}));
+    let t = src.tables().await.unwrap();
+    let plan = TablePlan {
+        target: t[0].schema.id.clone(),
+        schema: t[0].schema.clone(),
+        splits: 1,
+    };
+    let types = sink(&b.url, WriteMode::Append, true)
+        .target_types(&plan)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        types[2].1, "integer GENERATED ALWAYS AS ((a * 2)) STORED",
+        "{types:?}"
+    );
+    src.close().await.unwrap();
+    copy_all(
+        &source(&a.url, json!({"tables": ["g"]})),
+        &sink(&b.url, WriteMode::Append, true),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        generated_columns(&cb, "public.g").await,
+        generated_columns(&ca, "public.g").await
+    );
+    assert_eq!(
+        rows_text(&cb, "g", "id").await,
+        rows_text(&ca, "g", "id").await
+    );
+    // Existing targets: one computing the column differently, with an identity column that
+    // is GENERATED ALWAYS; append then upsert.
+    let c = TestDb::new().await;
+    let cc = c.client().await;
+    cc.batch_execute(
+        "CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a int, \
+           b int GENERATED ALWAYS AS (a * 3) STORED, s text, \
+           n int GENERATED ALWAYS AS (length(s)) STORED)",
+    )
+    .await
+    .unwrap();
+    for mode in [WriteMode::Append, WriteMode::Upsert, WriteMode::Overwrite] {
+        if mode == WriteMode::Upsert {
+            ca.batch_execute("UPDATE g SET a = -a WHERE id <= 5")
+                .await
+                .unwrap();
+        }
+        copy_all(
+            &source(&a.url, json!({"tables": ["g"]})),
+            &sink(&c.url, mode, false),
+            2,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mode:?}: {e} ({:?})", e.hint()));
+        let got: Vec<(i32, i32, i32, i32)> = cc
+            .query("SELECT id, a, b, n FROM g ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(got.len(), 50, "{mode:?}");
+        for (id, a, b, n) in got {
+            let want_a = if id <= 5 && mode != WriteMode::Append {
+                -id
+            } else {
+                id
+            };
+            assert_eq!(
+                (a, b, n),
+                (want_a, want_a * 3, format!("s{id}").len() as i32),
+                "{mode:?}"
+            );
+        }
+    }
+}
+
+/// A target column the source does not have, `NOT NULL` without a default, would reject
+/// every row: `prepare` says so before any data moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_no_row_could_fill_is_refused_in_prepare() {
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    a.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    b.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, must text NOT NULL)")
+        .await
+        .unwrap();
+    let src = source(&a.url, json!({"tables": ["t"]}));
+    let t = src.tables().await.unwrap();
+    let plan = TablePlan {
+        target: t[0].schema.id.clone(),
+        schema: t[0].schema.clone(),
+        splits: 1,
+    };
+    let e = sink(&b.url, WriteMode::Append, false)
+        .prepare(&[plan])
+        .await
+        .expect_err("prepare must refuse");
+    src.close().await.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    assert!(e.to_string().contains("\"must\""), "{e}");
+    assert!(e.hint().unwrap_or("").contains("DEFAULT"), "{:?}", e.hint());
+}
+
+/// Issue 9, case 14: after a load into a pre-created target, the sequences its serial and
+/// identity columns own are at least at the largest value loaded, so an `INSERT` without an
+/// id does not collide; in every write mode, idempotently, never moving a sequence back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_sequences_are_advanced_past_the_loaded_ids() {
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE s (id int PRIMARY KEY, v text);
+         INSERT INTO s SELECT g, 'v' || g FROM generate_series(1, 120) g;
+         CREATE TABLE i (id bigint PRIMARY KEY, v text);
+         INSERT INTO i SELECT g * 10, 'v' || g FROM generate_series(1, 30) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    for mode in [WriteMode::Append, WriteMode::Upsert, WriteMode::Overwrite] {
+        let b = TestDb::new().await;
+        let cb = b.client().await;
+        cb.batch_execute(
+            "CREATE TABLE s (id serial PRIMARY KEY, v text);
+             CREATE TABLE i (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, v text);",
+        )
+        .await
+        .unwrap();
+        copy_all(
+            &source(&a.url, json!({"tables": ["s", "i"], "chunk_rows": 40})),
+            &sink(&b.url, mode, false),
+            2,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        for (t, want) in [("s", 121), ("i", 301)] {
+            let id: i64 = cb
+                .query_one(
+                    &format!("INSERT INTO {t} (v) VALUES ('new') RETURNING id::int8"),
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}, table {t}: {e}"))
+                .get(0);
+            assert_eq!(id, want, "{mode:?}, table {t}");
+        }
+        // Idempotent, and a sequence already further is left alone.
+        cb.batch_execute("SELECT setval(pg_get_serial_sequence('s', 'id'), 5000)")
+            .await
+            .unwrap();
+        let src = source(&a.url, json!({"tables": ["s"]}));
+        let t = src.tables().await.unwrap();
+        src.close().await.unwrap();
+        let plan = TablePlan {
+            target: t[0].schema.id.clone(),
+            schema: t[0].schema.clone(),
+            splits: 1,
+        };
+        let again = sink(&b.url, mode, false);
+        again.prepare(std::slice::from_ref(&plan)).await.unwrap();
+        again.finish_table(&plan).await.unwrap();
+        let id: i64 = cb
+            .query_one("INSERT INTO s (v) VALUES ('later') RETURNING id::int8", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(id, 5001, "{mode:?}");
+    }
+}

@@ -243,7 +243,8 @@ impl Db {
         }
     }
 
-    /// The table's columns in order, and the names of its primary-key columns.
+    /// The table's columns in order, and the names of its primary-key columns (key columns
+    /// only: PostgreSQL's `INCLUDE` columns are not part of the key).
     pub async fn columns(&mut self, t: &Table) -> Result<(Vec<Column>, Vec<String>)> {
         if let Db::Local(l) = self {
             return l.columns(t);
@@ -255,8 +256,8 @@ impl Db {
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
                  coalesce(bt.typname, ty.typname)::text, coalesce(bt.typtype, ty.typtype)::text, \
                  (EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
-                   AND a.attnum = ANY(i.indkey)))::text, a.attnotnull::text, '', \
-                 et.typname::text, et.typtype::text \
+                   AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts - 1])))::text, \
+                 a.attnotnull::text, '', et.typname::text, et.typtype::text \
                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
                  JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                  JOIN pg_type ty ON ty.oid = a.atttypid \

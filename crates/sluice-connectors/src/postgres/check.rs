@@ -102,6 +102,12 @@ pub(crate) struct PgColumn {
     pub not_null: bool,
     /// `format_type` of the declared type (a domain keeps its own name): the cast target.
     pub declared: String,
+    /// The expression of a `GENERATED ALWAYS AS (…) STORED` column (`pg_get_expr`).
+    pub generated: Option<String>,
+    /// `GENERATED ALWAYS AS IDENTITY` (only `OVERRIDING SYSTEM VALUE` may write it).
+    pub identity_always: bool,
+    /// A default, identity or generation expression fills the column when a row has no value.
+    pub filled: bool,
 }
 
 /// A table or view as listed in `pg_class`.
@@ -140,6 +146,23 @@ pub(crate) async fn list_relations(c: &Client) -> Result<Vec<PgRelation>> {
         .collect())
 }
 
+/// Table inheritance (`INHERITS`) as `(child oid, parent oid)` pairs. Partitions are left out:
+/// a partitioned table is read whole, as one table.
+pub(crate) async fn inheritance(c: &Client) -> Result<Vec<(u32, u32)>> {
+    let rows = c
+        .query(
+            "SELECT i.inhrelid::int8, i.inhparent::int8 FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE NOT c.relispartition",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading table inheritance"))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32))
+        .collect())
+}
+
 /// The oid and kind of `schema.name`, if it exists.
 pub(crate) async fn find_relation(c: &Client, schema: &str, name: &str) -> Result<Option<u32>> {
     let row = c
@@ -158,8 +181,14 @@ pub(crate) async fn columns(c: &Client, rel: u32) -> Result<Vec<PgColumn>> {
     let rows = c
         .query(
             "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull, \
-                    format_type(a.atttypid, a.atttypmod) \
-             FROM pg_attribute a WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 \
+                    format_type(a.atttypid, a.atttypmod), \
+                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END, \
+                    a.attidentity::text, \
+                    (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' \
+                     OR t.typdefault IS NOT NULL OR t.typdefaultbin IS NOT NULL) \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 \
                AND NOT a.attisdropped ORDER BY a.attnum",
             &[&(rel as i64)],
         )
@@ -178,6 +207,9 @@ pub(crate) async fn columns(c: &Client, rel: u32) -> Result<Vec<PgColumn>> {
             ty,
             not_null: r.get(3),
             declared: r.get(4),
+            generated: r.get(5),
+            identity_always: r.get::<_, String>(6) == "a",
+            filled: r.get(7),
         })
         .collect())
 }
@@ -254,7 +286,11 @@ async fn enum_labels(c: &Client, oid: u32) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Column lists of the primary key (`primary_only`) or of every unique index.
+/// Column lists of the primary key (`primary_only`) or of every unique index that can be an
+/// `ON CONFLICT` arbiter. A key is its key columns only: the `INCLUDE` columns of an index
+/// (`indkey` beyond `indnkeyatts`) are stored in it but are not part of its uniqueness.
+/// Partial, expression, deferrable and invalid indexes are left out (none of them makes a
+/// column list unique for every row at once).
 pub(crate) async fn unique_keys(
     c: &Client,
     rel: u32,
@@ -263,11 +299,12 @@ pub(crate) async fn unique_keys(
     let rows = c
         .query(
             "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i \
-             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
              WHERE i.indrelid = $1::int8::oid AND i.indisunique AND i.indpred IS NULL \
-               AND (i.indisprimary OR NOT $2) \
-             GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC",
+               AND i.indexprs IS NULL AND i.indimmediate AND i.indisvalid \
+               AND k.ord <= i.indnkeyatts AND (i.indisprimary OR NOT $2) \
+             GROUP BY i.indexrelid, i.indisprimary ORDER BY i.indisprimary DESC, i.indexrelid",
             &[&(rel as i64), &primary_only],
         )
         .await

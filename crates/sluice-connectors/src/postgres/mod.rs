@@ -24,7 +24,9 @@
 //! into integer-key ranges `[lo, hi)` (first and last open-ended, NULL keys in the first),
 //! read in key order with positions `{"last_key": k}` (a resume reads `key > k`), or into
 //! ctid page ranges (TID range scans, PG 14+) with positions `{"rows": n}` (a resumed split is
-//! read again whole). Views and `query` are one split. Each split is one `COPY (SELECT …) TO
+//! read again whole). Views and `query` are one split. Inheritance parents are read `FROM
+//! ONLY` (or with a `tableoid` condition) when children are selected too, so a row is read
+//! once (see `docs/connectors/postgres.md`, "Inheritance"). Each split is one `COPY (SELECT …) TO
 //! STDOUT (FORMAT binary)` decoded straight into Arrow ([`copy_decode`]); memory is bounded by
 //! `batch_size`. A stop cancels the running COPY. `read = "incremental"` reads rows with
 //! `cursor > start_after` in `(cursor, primary key)` order as one split; resuming continues
@@ -33,18 +35,21 @@
 //!
 //! **Sink.** `prepare` creates missing tables (native PostgreSQL types verbatim, enums
 //! created first, `NOT NULL`, `PRIMARY KEY`) or checks existing ones (every source column
-//! present, its type able to take the source's). Each split writer has its own connection and
-//! one transaction: `COPY … FROM STDIN (FORMAT binary)` ([`copy_encode`]) then `COMMIT` at
-//! `commit()`. `upsert` and columns that PostgreSQL must cast from text (money, inet, xml …)
+//! present, its type able to take the source's; no `NOT NULL` column without a default that
+//! the source cannot fill). Generated target columns are not written (the target computes
+//! them); PG→PG created tables keep `GENERATED ALWAYS AS (expr) STORED`. Each split writer
+//! has its own connection and one transaction: `COPY … FROM STDIN (FORMAT binary)`
+//! ([`copy_encode`]) then `COMMIT` at `commit()`. `upsert` and columns that PostgreSQL must cast from text (money, inet, xml …)
 //! go through a `TEMP` table and `INSERT … SELECT [ON CONFLICT (key) DO UPDATE]`. `overwrite`
 //! writes `<table>__sluice_stage` (`LIKE … INCLUDING ALL`) and swaps it in at `finish_table`
-//! in one transaction (DROP + RENAME; index names follow).
+//! in one transaction (DROP + RENAME; index names follow). `finish_table` then advances the
+//! sequences the target's columns own (serial, identity) past the loaded values.
 //!
 //! **Types**: see [`types`] and `docs/connectors/postgres.md`.
 //!
 //! **Limits.** No TLS. Multi-dimensional arrays are a data error (cast to text in a `query`).
 //! Positions are not yet stored in the target (`_sluice_checkpoints`). Overwrite does not
-//! keep foreign keys pointing at the table, grants, triggers or identity sequence values.
+//! keep foreign keys pointing at the table, grants or triggers.
 
 mod check;
 mod config;

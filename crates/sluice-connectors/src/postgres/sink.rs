@@ -13,13 +13,13 @@ use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
 use sluice_core::naming::{LOCK_WAIT, LockScope, lock_key, stage_name};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
-use sluice_core::types::native_type;
+use sluice_core::types::{generated_expr, native_type};
 use sluice_core::{
     Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Position, Result, SinkLockGuard,
     Split, TableId, WriteMode,
 };
 use tokio_postgres::{Client, Config, CopyInSink};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::checkpoints::{self, Dialect};
 
@@ -49,7 +49,10 @@ struct Target {
     name: String,
     /// Where COPY writes (the table, or its overwrite stage).
     into: String,
+    /// The columns written, in the order of `written`.
     cols: Vec<ColPlan>,
+    /// Indices of the batch columns written, when some are not (generated in the target).
+    written: Option<Vec<usize>>,
     /// DDL of the temporary table (upsert, or columns PostgreSQL must cast from text).
     temp: Option<String>,
     /// `INSERT … SELECT` from the temporary table.
@@ -174,7 +177,7 @@ impl PgSink {
                     ));
                 }
                 let ty =
-                    create_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
+                    column_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
                 let nn = if f.is_nullable() { "" } else { " NOT NULL" };
                 cols.push(format!("{} {ty}{nn}", quote_ident(f.name())));
             }
@@ -190,16 +193,47 @@ impl PgSink {
             ddl.push_str(&format!("CREATE TABLE {q} ({})", cols.join(", ")));
             let shown = &display;
             debug!(table = %shown, ddl = %ddl, "Creating table.");
-            c.batch_execute(&ddl)
-                .await
-                .map_err(|e| pg_error(e, format!("creating table {display}")))?;
+            let generated = fields
+                .iter()
+                .any(|f| matches!(generated_expr(f), Some(("postgres", _))));
+            c.batch_execute(&ddl).await.map_err(|e| {
+                let e = pg_error(e, format!("creating table {display}"));
+                if generated && e.hint().is_none() {
+                    // The expression names source columns and functions: a transform may
+                    // have renamed or dropped one, or a function may be missing here.
+                    e.with_hint(
+                        "a generated column's expression (GENERATED ALWAYS AS) may name a \
+                         column a transform renamed or dropped, or a function the target \
+                         lacks; create the table yourself, or cast the column with a \
+                         [[transform]] type = \"cast\" to make it a plain column",
+                    )
+                } else {
+                    e
+                }
+            })?;
             rel = check::find_relation(c, &schema, &name).await?;
         }
         let rel = rel.ok_or_else(|| Error::internal(format!("table {display} vanished")))?;
         let tcols = check::columns(c, rel).await?;
+        // Every problem of an existing target is found here, before any data moves.
+        if let Some(tc) = tcols
+            .iter()
+            .find(|t| t.not_null && !t.filled && !fields.iter().any(|f| f.name() == &t.name))
+        {
+            return Err(Error::schema(format!(
+                "table {display}: target column {:?} is NOT NULL without a default, and the \
+                 source has no such column: every row would be refused",
+                tc.name
+            ))
+            .with_hint(
+                "give the target column a DEFAULT or allow NULL in it, or add the column with \
+                 a [[transform]] type = \"add\"",
+            ));
+        }
         let mut cols = Vec::new();
         let mut casts: Vec<Option<&PgColumn>> = Vec::new();
-        for f in fields {
+        let mut written: Vec<(usize, &PgColumn)> = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
             let Some(tc) = tcols.iter().find(|t| t.name == *f.name()) else {
                 let names: Vec<String> = tcols.iter().map(|t| t.name.clone()).collect();
                 return Err(Error::schema(format!(
@@ -211,6 +245,23 @@ impl PgSink {
                     "add the column to the target, or drop/rename it with a [[transform]]",
                 ));
             };
+            if let Some(expr) = &tc.generated {
+                // The target computes this column; writing it would fail (COPY and INSERT
+                // refuse generated columns).
+                let shown = &display;
+                if matches!(generated_expr(f), Some(("postgres", e)) if e == expr) {
+                    debug!(table = %shown, column = %tc.name, "Generated column left to the target.");
+                } else {
+                    warn!(
+                        table = %shown,
+                        column = %tc.name,
+                        expression = %expr,
+                        "The target computes this generated column; the source's values are not written."
+                    );
+                }
+                continue;
+            }
+            written.push((i, tc));
             let lt = LogicalType::of_field(f)
                 .map(|l| l.to_string())
                 .unwrap_or_else(|_| f.data_type().to_string());
@@ -245,6 +296,15 @@ impl PgSink {
                     )));
                 }
             }
+        }
+        if cols.is_empty() {
+            return Err(Error::schema(format!(
+                "table {display}: every column the source has is generated in the target; \
+                 there is nothing to write"
+            ))
+            .with_hint(
+                "write to a table with plain columns, or map the table elsewhere with table_map",
+            ));
         }
         if self.mode == WriteMode::Upsert {
             let keys = check::unique_keys(c, rel, false).await?;
@@ -290,11 +350,7 @@ impl PgSink {
         let (temp, insert) = if staged {
             let mut defs = Vec::new();
             let mut sel = Vec::new();
-            for (cp, (cast, f)) in cols.iter().zip(casts.iter().zip(fields.iter())) {
-                let tc = tcols
-                    .iter()
-                    .find(|t| t.name == *f.name())
-                    .expect("checked above");
+            for (cp, (cast, (_, tc))) in cols.iter().zip(casts.iter().zip(written.iter())) {
                 match cast {
                     Some(tc) => {
                         let tt = if matches!(cp.enc, Enc::List(..)) {
@@ -312,8 +368,14 @@ impl PgSink {
                 }
             }
             let names: Vec<&str> = cols.iter().map(|c| c.quoted.as_str()).collect();
+            // COPY writes identity columns GENERATED ALWAYS; INSERT needs to be told to.
+            let overriding = if written.iter().any(|(_, tc)| tc.identity_always) {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            };
             let mut ins = format!(
-                "INSERT INTO {into} ({}) SELECT {} FROM pg_temp.sluice_tmp",
+                "INSERT INTO {into} ({}){overriding} SELECT {} FROM pg_temp.sluice_tmp",
                 names.join(", "),
                 sel.join(", ")
             );
@@ -349,12 +411,14 @@ impl PgSink {
         } else {
             (None, None)
         };
+        let written = (written.len() < fields.len()).then(|| written.iter().map(|w| w.0).collect());
         Ok(Target {
             display,
             schema,
             name,
             into,
             cols,
+            written,
             temp,
             insert,
         })
@@ -398,6 +462,18 @@ fn text_castable(dt: &DataType, native: Option<(&str, &str)>, tc: &PgColumn) -> 
             | oid::BYTEA
     );
     !binary_known
+}
+
+/// The column definition `CREATE TABLE` uses for `f` (without NOT NULL): its type, and for a
+/// column PostgreSQL generated in the source, `GENERATED ALWAYS AS (expr) STORED` (same
+/// engine, so the expression is valid here). Columns generated by another engine become plain
+/// columns holding the source's values.
+fn column_type(f: &arrow::datatypes::Field, schema: &str) -> Result<String> {
+    let ty = create_type(f, schema)?;
+    Ok(match generated_expr(f) {
+        Some(("postgres", expr)) => format!("{ty} GENERATED ALWAYS AS ({expr}) STORED"),
+        _ => ty,
+    })
 }
 
 /// The advisory locks of one job, held by a connection of their own: they are released when
@@ -585,8 +661,13 @@ impl Sink for PgSink {
         let (schema, _) = self.names(table)?;
         let mut out = Vec::new();
         for f in table.schema.arrow.fields() {
-            let t = create_type(f, &schema)
+            let mut t = column_type(f, &schema)
                 .map_err(|e| e.context(format!("table {}", table.target)))?;
+            if let Some((engine, _)) = generated_expr(f)
+                && engine != "postgres"
+            {
+                t.push_str(&format!(" (generated in {engine}: a plain column here)"));
+            }
             out.push((f.name().clone(), t));
         }
         Ok(Some(out))
@@ -610,20 +691,69 @@ impl Sink for PgSink {
     }
 
     async fn finish_table(&self, table: &TablePlan) -> Result<()> {
-        if self.mode != WriteMode::Overwrite {
-            return Ok(());
-        }
         let target = self.target(&table.target)?;
         let conn = check::connect(&self.pg, "sink").await?;
         // Idempotent: a stage that is gone was swapped in by an earlier call.
-        if check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
-            .await?
-            .is_none()
+        if self.mode == WriteMode::Overwrite
+            && check::find_relation(&conn.client, &target.schema, &stage_name(&target.name))
+                .await?
+                .is_some()
         {
-            return Ok(());
+            swap_in(&conn.client, &target).await?;
         }
-        swap_in(&conn.client, &target).await
+        advance_sequences(&conn.client, &target).await
     }
+}
+
+/// Moves every sequence a column of the target owns (`serial`, identity) to at least the
+/// column's largest value, so that rows inserted later without a value do not collide with
+/// the loaded ones. Never moves a sequence back, so it is idempotent; descending sequences
+/// are left alone. A sequence that cannot be advanced (its `MAXVALUE` is below the loaded
+/// values, no privilege) is a warning: the rows are loaded, only later inserts are at risk.
+async fn advance_sequences(c: &Client, t: &Target) -> Result<()> {
+    let seqs = c
+        .query(
+            "SELECT s.oid::int8, s.oid::regclass::text, a.attname::text FROM pg_depend d \
+             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+             JOIN pg_sequence q ON q.seqrelid = s.oid AND q.seqincrement > 0 \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
+               AND d.refobjid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+               AND d.deptype IN ('a', 'i')",
+            &[&t.schema, &t.name],
+        )
+        .await
+        .map_err(|e| pg_error(e, format!("reading the sequences of {}", t.display)))?;
+    let table = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+    for r in &seqs {
+        let (oid, seq, col): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+        let sql = format!(
+            "SELECT setval(q.seqrelid::regclass, x.m) FROM pg_sequence q, \
+               (SELECT max({})::int8 AS m FROM {table}) x \
+             WHERE q.seqrelid = $1::int8::oid AND x.m IS NOT NULL \
+               AND x.m > coalesce(pg_sequence_last_value(q.seqrelid::regclass), q.seqstart - 1)",
+            quote_ident(&col)
+        );
+        match c.query_opt(&sql, &[&oid]).await {
+            Ok(Some(row)) => {
+                let to: i64 = row.get(0);
+                let shown = &t.display;
+                debug!(table = %shown, sequence = %seq, value = to, "Advanced the sequence past the loaded values.");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let shown = &t.display;
+                let e = pg_error(e, format!("advancing sequence {seq}"));
+                warn!(
+                    table = %shown,
+                    sequence = %seq,
+                    error = %e,
+                    "Cannot advance the sequence past the loaded values; inserts without a value may collide. Fix it with setval."
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the target with its stage in one transaction: readers see the old table until
@@ -762,6 +892,10 @@ impl SinkWriter for PgWriter {
         if self.copy.is_none() {
             self.start().await?;
         }
+        let batch = match &self.target.written {
+            Some(idx) => batch.project(idx)?,
+            None => batch,
+        };
         let encs: Vec<Enc> = self.target.cols.iter().map(|c| c.enc.clone()).collect();
         copy_encode::encode_batch(&batch, &encs, &mut self.buf).map_err(|e| {
             Error::data(format!(
@@ -840,5 +974,38 @@ impl SinkWriter for PgWriter {
             drop(conn);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::types::with_generated;
+    use sluice_core::{TableId, TableSchema};
+
+    #[test]
+    fn generated_columns_in_created_tables() {
+        let same = with_generated(LogicalType::Int32.field("b", true), "postgres", "(a * 2)");
+        let other = with_generated(LogicalType::Int64.field("c", true), "mysql", "`a` + 1");
+        assert_eq!(
+            column_type(&same, "public").unwrap(),
+            "integer GENERATED ALWAYS AS ((a * 2)) STORED"
+        );
+        assert_eq!(column_type(&other, "public").unwrap(), "bigint");
+        let sink = PgSink::new(Config::new(), "public".into(), WriteMode::Append, true);
+        let plan = TablePlan {
+            target: TableId::new(["t"]),
+            schema: TableSchema {
+                id: TableId::new(["t"]),
+                arrow: std::sync::Arc::new(arrow::datatypes::Schema::new(vec![same, other])),
+                primary_key: Vec::new(),
+            },
+            splits: 1,
+        };
+        let types = sink.target_types(&plan).unwrap().unwrap();
+        assert_eq!(
+            types[1].1,
+            "bigint (generated in mysql: a plain column here)"
+        );
     }
 }

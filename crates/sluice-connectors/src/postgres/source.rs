@@ -9,11 +9,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice_core::config::suggestion;
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
-use sluice_core::types::with_native_type;
+use sluice_core::types::{with_generated, with_native_type};
 use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId, TableSchema};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::check::{self, Conn, PgColumn, PgRelation};
 use super::config::SourcePlan;
@@ -47,11 +47,91 @@ enum SplitBy {
     },
 }
 
+/// Which rows of a table in an inheritance tree (`INHERITS`) a read takes. `SELECT … FROM
+/// parent` also returns the rows of every child; a child that is copied as a table of its own
+/// must not be read through its parent as well.
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    /// The table with all its descendants (no inheritance, or none of them is selected).
+    Whole,
+    /// `FROM ONLY`: the table's own rows.
+    Only,
+    /// The rows stored in these tables (`tableoid`): the table itself and the descendants that
+    /// go with it.
+    Tables(Vec<u32>),
+}
+
+/// The [`Scope`] of each selected table (oids, in listing order) given the inheritance
+/// `edges` (`(child, parent)`). Every row is read exactly once: by the table that stores it
+/// if that is selected, else by its nearest selected ancestor (the first in listing order
+/// among equally near ones, for multiple inheritance); rows with no selected ancestor are not
+/// read.
+fn inheritance_scopes(selected: &[u32], edges: &[(u32, u32)]) -> HashMap<u32, Scope> {
+    use std::collections::{BTreeSet, HashSet};
+    let order: HashMap<u32, usize> = selected.iter().enumerate().map(|(i, o)| (*o, i)).collect();
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (c, p) in edges {
+        parents.entry(*c).or_default().push(*p);
+        children.entry(*p).or_default().push(*c);
+    }
+    let owner = |t: u32| -> Option<u32> {
+        if order.contains_key(&t) {
+            return Some(t);
+        }
+        let mut seen = HashSet::from([t]);
+        let mut frontier: Vec<u32> = parents.get(&t).cloned().unwrap_or_default();
+        while !frontier.is_empty() {
+            if let Some(o) = frontier
+                .iter()
+                .filter(|p| order.contains_key(p))
+                .min_by_key(|p| order[p])
+            {
+                return Some(*o);
+            }
+            let mut next = Vec::new();
+            for p in frontier {
+                if seen.insert(p) {
+                    next.extend(parents.get(&p).into_iter().flatten().copied());
+                }
+            }
+            frontier = next;
+        }
+        None
+    };
+    let mut out = HashMap::new();
+    for r in selected {
+        let mut desc = BTreeSet::new();
+        let mut stack: Vec<u32> = children.get(r).cloned().unwrap_or_default();
+        while let Some(c) = stack.pop() {
+            if c != *r && desc.insert(c) {
+                stack.extend(children.get(&c).into_iter().flatten().copied());
+            }
+        }
+        let owned: Vec<u32> = desc
+            .iter()
+            .copied()
+            .filter(|d| owner(*d) == Some(*r))
+            .collect();
+        let scope = if owned.len() == desc.len() {
+            Scope::Whole
+        } else if owned.is_empty() {
+            Scope::Only
+        } else {
+            Scope::Tables(std::iter::once(*r).chain(owned).collect())
+        };
+        out.insert(*r, scope);
+    }
+    out
+}
+
 /// What `read` needs to know about a table.
 struct TableInfo {
     oid: Option<u32>,
     schema: SchemaRef,
     from: String,
+    /// A condition every read of the table adds (which inheritance children it takes).
+    filter: Option<String>,
     select: String,
     decs: Vec<Dec>,
     split_by: SplitBy,
@@ -89,6 +169,7 @@ impl PgSource {
         cols: &[PgColumn],
         pk: Vec<String>,
         rel: Option<&PgRelation>,
+        scope: &Scope,
     ) -> Result<(SourceTable, TableInfo)> {
         let mut fields = Vec::with_capacity(cols.len());
         let mut decs = Vec::with_capacity(cols.len());
@@ -98,6 +179,9 @@ impl PgSource {
             let mut f = m.logical.field(&c.name, !c.not_null);
             if let Some(n) = &m.native {
                 f = with_native_type(f, "postgres", n);
+            }
+            if let Some(expr) = &c.generated {
+                f = with_generated(f, "postgres", expr);
             }
             fields.push(f);
             decs.push(m.dec);
@@ -159,9 +243,20 @@ impl PgSource {
             estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
             estimated_bytes: None,
         };
+        let only = if *scope == Scope::Only { "ONLY " } else { "" };
+        let filter = match scope {
+            Scope::Tables(oids) => {
+                let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+                Some(format!(
+                    "{ALIAS}.tableoid = ANY('{{{}}}'::oid[])",
+                    list.join(",")
+                ))
+            }
+            _ => None,
+        };
         let from = match rel {
             Some(_) => format!(
-                "{} AS {ALIAS}",
+                "{only}{} AS {ALIAS}",
                 id.parts()
                     .iter()
                     .map(|p| quote_ident(p))
@@ -182,6 +277,7 @@ impl PgSource {
             oid: rel.map(|r| r.oid),
             schema: arrow,
             from,
+            filter,
             select,
             decs,
             split_by,
@@ -231,9 +327,18 @@ impl PgSource {
                 declared: ty.format.clone(),
                 ty,
                 not_null: false,
+                generated: None,
+                identity_always: false,
+                filled: false,
             })
             .collect();
-        self.build_table(&TableId::new(["query"]), &cols, Vec::new(), None)
+        self.build_table(
+            &TableId::new(["query"]),
+            &cols,
+            Vec::new(),
+            None,
+            &Scope::Whole,
+        )
     }
 }
 
@@ -272,14 +377,53 @@ impl Source for PgSource {
                     return Err(e);
                 }
             }
-            for r in &rels {
-                let wanted = self
-                    .plan
-                    .tables
-                    .iter()
-                    .any(|p| p.matches(&r.id) && (!p.is_glob() || matches!(r.kind, 'r' | 'p')));
-                if !wanted || self.plan.exclude.iter().any(|p| p.matches(&r.id)) {
-                    continue;
+            let selected: Vec<&PgRelation> =
+                rels.iter()
+                    .filter(|r| {
+                        let wanted = self.plan.tables.iter().any(|p| {
+                            p.matches(&r.id) && (!p.is_glob() || matches!(r.kind, 'r' | 'p'))
+                        });
+                        wanted && !self.plan.exclude.iter().any(|p| p.matches(&r.id))
+                    })
+                    .collect();
+            let edges = check::inheritance(c).await?;
+            let oids: Vec<u32> = selected.iter().map(|r| r.oid).collect();
+            let scopes = inheritance_scopes(&oids, &edges);
+            let name_of = |oid: &u32| {
+                rels.iter()
+                    .find(|r| r.oid == *oid)
+                    .map_or_else(|| format!("oid {oid}"), |r| r.id.to_string())
+            };
+            for r in selected {
+                let what = match r.kind {
+                    'v' => Some("view"),
+                    'm' => Some("materialized view"),
+                    'f' => Some("foreign table"),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    // Only named ones get here (globs match tables): legitimate, never silent.
+                    info!(
+                        table = %r.id,
+                        kind = what,
+                        "Reading a {what}: its rows are copied into a table."
+                    );
+                }
+                let scope = scopes.get(&r.oid).cloned().unwrap_or(Scope::Whole);
+                match &scope {
+                    Scope::Whole => {}
+                    Scope::Only => info!(
+                        table = %r.id,
+                        "Reading only the table's own rows: its inheritance children are copied as tables of their own."
+                    ),
+                    Scope::Tables(oids) => {
+                        let with: Vec<String> = oids[1..].iter().map(name_of).collect();
+                        info!(
+                            table = %r.id,
+                            with = %with.join(", "),
+                            "Reading the table's own rows and those of the inheritance children not copied on their own."
+                        );
+                    }
                 }
                 let cols = check::columns(c, r.oid).await?;
                 let pk = check::unique_keys(c, r.oid, true)
@@ -288,7 +432,7 @@ impl Source for PgSource {
                     .next()
                     .unwrap_or_default();
                 let (st, info) = self
-                    .build_table(&r.id, &cols, pk, Some(r))
+                    .build_table(&r.id, &cols, pk, Some(r), &scope)
                     .map_err(|e| e.context(format!("table {}", r.id)))?;
                 infos.insert(r.id.clone(), Arc::new(info));
                 out.push(st);
@@ -339,7 +483,14 @@ impl Source for PgSource {
             SplitBy::Key(k) => {
                 let row = c
                     .query_one(
-                        &format!("SELECT min({k})::int8, max({k})::int8 FROM {}", info.from),
+                        &format!(
+                            "SELECT min({k})::int8, max({k})::int8 FROM {}{}",
+                            info.from,
+                            info.filter
+                                .as_ref()
+                                .map(|f| format!(" WHERE {f}"))
+                                .unwrap_or_default()
+                        ),
                         &[],
                     )
                     .await
@@ -546,6 +697,9 @@ impl PgSource {
                 .with_hint("run the job with --from-scratch"));
             }
         }
+        if let Some(f) = &info.filter {
+            conds.push(f.clone());
+        }
         let mut cols = info.select.clone();
         for (i, e) in extra.iter().enumerate() {
             if !cols.is_empty() {
@@ -709,5 +863,37 @@ async fn cancel_on_server(client: &tokio_postgres::Client) {
         tokio::time::timeout(std::time::Duration::from_secs(2), token.cancel_query(NoTls)).await;
     if !matches!(sent, Ok(Ok(()))) {
         debug!("Cancelling the server-side query failed or timed out.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inheritance_rows_are_read_once() {
+        // 1 ← 2, 1 ← 3, 3 ← 4 (child ← parent written as (child, parent) below).
+        let edges = [(2, 1), (3, 1), (4, 3)];
+        let s = |sel: &[u32]| {
+            let m = inheritance_scopes(sel, &edges);
+            sel.iter().map(|o| m[o].clone()).collect::<Vec<_>>()
+        };
+        // Everything selected: each its own rows; the leaves have nothing below them.
+        assert_eq!(
+            s(&[1, 2, 3, 4]),
+            [Scope::Only, Scope::Whole, Scope::Only, Scope::Whole]
+        );
+        // The root alone takes everything.
+        assert_eq!(s(&[1]), [Scope::Whole]);
+        // Root and 3: 3 takes 4; the root takes 2.
+        assert_eq!(s(&[1, 3]), [Scope::Tables(vec![1, 2]), Scope::Whole]);
+        // Root and 4: the root takes 2 and 3 but not 4.
+        assert_eq!(s(&[1, 4]), [Scope::Tables(vec![1, 2, 3]), Scope::Whole]);
+        // Tables without inheritance are whole.
+        assert_eq!(s(&[9]), [Scope::Whole]);
+        // Multiple inheritance: 5 has parents 6 and 7; the first selected takes its rows.
+        let m = inheritance_scopes(&[6, 7], &[(5, 6), (5, 7)]);
+        assert_eq!(m[&6], Scope::Whole);
+        assert_eq!(m[&7], Scope::Only);
     }
 }
