@@ -6,8 +6,8 @@
 //! 1. The TOML text is parsed into a tree that remembers the span of every key and value.
 //! 2. The tree is converted into a `serde_json::Value` (the same shape the REST API accepts),
 //!    resolving `${env:NAME}` and `${file:PATH}` in strings on the way. Resolved values are
-//!    registered as secrets, and so is any password found in a URL; [`redact`] removes them
-//!    from anything printed.
+//!    registered as secrets, and so is any password found in a connection string (see
+//!    [`crate::redact`]); [`redact`] removes them from anything printed.
 //! 3. The value is deserialized into the caller's type with `serde_path_to_error`. A failure
 //!    is mapped back to the span of the offending key through its path, and unknown keys or
 //!    variants get a "did you mean" computed from the accepted names that serde lists.
@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -30,59 +29,7 @@ use crate::error::Error;
 /// Marks a nested path inside a serde error message (see [`deserialize_tagged`]).
 const PATH_MARK: char = '\u{1}';
 
-/// Shortest secret that is redacted; shorter ones would blank out ordinary text.
-const MIN_SECRET_LEN: usize = 4;
-
-static SECRETS: LazyLock<RwLock<Vec<String>>> = LazyLock::new(|| RwLock::new(Vec::new()));
-
-/// Registers `secret` so [`redact`] hides it from now on.
-pub fn register_secret(secret: &str) {
-    if secret.len() < MIN_SECRET_LEN {
-        return;
-    }
-    let mut s = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !s.iter().any(|x| x == secret) {
-        s.push(secret.to_string());
-        // Longest first, so a secret containing another is replaced whole.
-        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
-    }
-}
-
-/// `text` with every registered secret replaced by `***` and URL passwords masked.
-pub fn redact(text: &str) -> String {
-    let mut out = redact_url_passwords(text);
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    for s in secrets.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
-/// Masks `user:password@` in every `scheme://` URL inside `text`.
-pub fn redact_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first '/', '?', '#' or whitespace.
-        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace());
-        let authority = &tail[..end.unwrap_or(tail.len())];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority.len()..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::redact::{mask_passwords, redact, register_connection_secrets, register_secret};
 
 /// Where something is in a config file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,9 +221,7 @@ impl ConfigDoc {
         span: std::ops::Range<usize>,
     ) -> Result<String, ConfigError> {
         if !s.contains("${") {
-            if s.contains("://") {
-                register_url_password(s);
-            }
+            register_connection_secrets(s);
             return Ok(s.to_string());
         }
         let mut out = String::new();
@@ -323,9 +268,7 @@ impl ConfigDoc {
             rest = &after[end + 1..];
         }
         out.push_str(rest);
-        if out.contains("://") {
-            register_url_password(&out);
-        }
+        register_connection_secrets(&out);
         Ok(out)
     }
 
@@ -650,19 +593,6 @@ macro_rules! tagged_enum {
     };
 }
 
-fn register_url_password(s: &str) {
-    if let Some(i) = s.find("://") {
-        let tail = &s[i + 3..];
-        let end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
-        let auth = &tail[..end];
-        if let (Some(at), Some(colon)) = (auth.rfind('@'), auth.find(':'))
-            && colon < at
-        {
-            register_secret(&auth[colon + 1..at]);
-        }
-    }
-}
-
 /// A duration written as `10s`, `2h`, `1h 30m`, `500ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -807,17 +737,5 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("SLUICE_TEST_UNSET_VAR is not set"));
         assert_eq!(e.location.unwrap().line, 2);
-    }
-
-    #[test]
-    fn url_passwords_are_masked() {
-        assert_eq!(
-            redact_url_passwords("connect postgres://app:s3cr3t@db:5432/x failed"),
-            "connect postgres://app:***@db:5432/x failed"
-        );
-        assert_eq!(
-            redact_url_passwords("sqlite://data/a.db"),
-            "sqlite://data/a.db"
-        );
     }
 }

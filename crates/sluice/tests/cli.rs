@@ -400,6 +400,70 @@ fn secrets_from_env_never_appear_in_output() {
 }
 
 #[test]
+fn passwords_in_wrong_urls_never_appear_in_output() {
+    let env = Env::new();
+    env.write("in/t.csv", "id\n1\n");
+    let pw = "Sup3r-Secret";
+    // Every accepted way of writing a password, each in a URL that is refused or cannot
+    // connect (nothing listens on port 9).
+    for (ty, url) in [
+        ("postgres", format!("postgress://app:{pw}@127.0.0.1:9/db")),
+        ("postgres", format!("postgres:/app:{pw}@127.0.0.1:9/db")),
+        ("postgres", format!("host=127.0.0.1 port=9 password={pw}")),
+        ("postgres", format!("host=127.0.0.1 password='{pw} x'")),
+        (
+            "postgres",
+            format!("postgres://app@127.0.0.1:9/db?password={pw}&sslmode=bogus"),
+        ),
+        (
+            "postgres",
+            format!("postgres://app@127.0.0.1:9/db?password={pw}"),
+        ),
+        ("mysql", format!("mysql:/root:{pw}@127.0.0.1:9/db")),
+        (
+            "mysql",
+            format!("mysql://root@127.0.0.1:9/db?password={pw}&x=y"),
+        ),
+        ("mysql", format!("mysql://root:{pw}@127.0.0.1:9/db")),
+        ("sqlite", format!("sqlite:/u:{pw}@nowhere/a.db")),
+    ] {
+        for side in ["source", "sink"] {
+            let (src, sink) = if side == "source" {
+                (
+                    format!("type = \"{ty}\"\nurl = \"{url}\""),
+                    "type = \"csv\"\npath = \"out\"".to_string(),
+                )
+            } else {
+                (
+                    "type = \"csv\"\npath = \"in\"".to_string(),
+                    format!("type = \"{ty}\"\nurl = \"{url}\""),
+                )
+            };
+            env.write(
+                "job.toml",
+                format!("[job]\nname = \"t\"\n[source]\n{src}\n[sink]\n{sink}\n"),
+            );
+            // `validate` does not connect to the sink, so it may pass; `run` cannot.
+            for cmd in ["validate", "run"] {
+                let o = env.sluice(&[cmd, "job.toml"]);
+                let all = format!("{}{}", stdout(&o), stderr(&o));
+                if cmd == "run" || side == "source" {
+                    assert_ne!(code(&o), 0, "{cmd} {side} {url}: {all}");
+                }
+                assert!(!all.contains(pw), "{cmd} {side} {url}: {all}");
+            }
+        }
+        let o = env.sluice(&["verify", "--source", &url, "--target", &url, "--table", "t"]);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert_ne!(code(&o), 0, "verify {url}: {all}");
+        assert!(!all.contains(pw), "verify {url}: {all}");
+    }
+    // What `status` shows of the failed runs.
+    let o = env.sluice(&["status", "t", "--format", "json"]);
+    assert!(!stdout(&o).contains(pw), "{}", stdout(&o));
+}
+
+#[test]
 fn timeout_stops_with_exit_3_and_rerun_finishes() {
     let env = Env::new();
     // Enough files that the job is still running after the timeout.
