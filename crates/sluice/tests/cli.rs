@@ -148,6 +148,22 @@ fn malformed_toml_and_missing_job_file_exit_2() {
 }
 
 #[test]
+fn help_starts_with_what_sluice_does() {
+    let env = Env::new();
+    for flag in ["--help", "-h"] {
+        let o = env.sluice(&[flag]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.starts_with("Sluice copies data between databases and files"),
+            "{flag}: {out}"
+        );
+        assert!(!out.contains("wiring"), "{flag}: {out}");
+        assert!(out.contains("Exit status: 0 done"), "{flag}: {out}");
+    }
+}
+
+#[test]
 fn verify_without_job_file_checks_its_arguments() {
     let env = Env::new();
     // Neither a job file nor --source.
@@ -262,10 +278,27 @@ fn missing_input_file_is_a_clear_error() {
         "job.toml",
         "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"nowhere/orders.csv\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
     );
-    let o = env.sluice(&["run", "job.toml"]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("nowhere/orders.csv"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("help:"), "{}", stderr(&o));
+    // A path the job names that does not exist is bad config: exit 2, for run and validate.
+    for cmd in ["run", "validate"] {
+        let o = env.sluice(&[cmd, "job.toml"]);
+        assert_eq!(code(&o), 2, "{cmd}: {}", stderr(&o));
+        assert!(stderr(&o).contains("nowhere/orders.csv"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("help:"), "{}", stderr(&o));
+    }
+    // So is a glob that matches nothing, and a SQLite database file that does not exist.
+    for source in [
+        "type = \"csv\"\npath = \"nowhere/*.csv\"",
+        "type = \"sqlite\"\nurl = \"sqlite://nowhere.db\"",
+    ] {
+        env.write(
+            "job.toml",
+            format!("[job]\nname = \"t\"\n[source]\n{source}\n[sink]\ntype = \"parquet\"\npath = \"out\"\n"),
+        );
+        let o = env.sluice(&["run", "job.toml"]);
+        assert_eq!(code(&o), 2, "{source}: {}", stderr(&o));
+        assert!(stderr(&o).contains("nowhere"), "{}", stderr(&o));
+    }
+    assert!(!env.path("nowhere.db").exists());
 }
 
 #[test]
@@ -393,7 +426,7 @@ fn secrets_from_env_never_appear_in_output() {
         .env("SLUICE_TEST_SECRET_DIR", "s3cr3t-d1r")
         .output()
         .unwrap();
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!all.contains("s3cr3t-d1r"), "{all}");
     assert!(all.contains("***"), "{all}");
