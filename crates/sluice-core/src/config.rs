@@ -330,6 +330,49 @@ impl ConfigDoc {
         self.error_at_span(span, message.into(), hint)
     }
 
+    /// An error about bytes `range` of the string value at `path` (a spot inside an
+    /// expression, say): located at exactly those bytes when the string is written without
+    /// escapes or interpolation, else at the whole value.
+    pub fn error_in_string(
+        &self,
+        path: &str,
+        range: std::ops::Range<usize>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
+        let span = self.spans.get(path).map(|(_, v)| v.clone());
+        let exact = span.as_ref().and_then(|v| {
+            let raw = self.text.get(v.clone())?;
+            let value = self.value_at(path)?.as_str()?;
+            ["\"\"\"", "'''", "\"", "'"].iter().find_map(|q| {
+                let inner = raw.strip_prefix(q)?.strip_suffix(q)?;
+                // A multi-line string drops a newline right after its opening delimiter.
+                let skip = if q.len() == 3 {
+                    inner.len() - inner.trim_start_matches(['\r', '\n']).len()
+                } else {
+                    0
+                };
+                (&inner[skip.min(inner.len())..] == value).then(|| {
+                    let start = v.start + q.len() + skip + range.start.min(value.len());
+                    start..start + range.len()
+                })
+            })
+        });
+        self.error_at_span(exact.or(span), message.into(), hint)
+    }
+
+    /// The value at `path` ("transform[0].where").
+    fn value_at(&self, path: &str) -> Option<&Value> {
+        let mut v = &self.value;
+        for seg in split_path(path) {
+            v = match seg {
+                Seg::Key(k) => v.get(k)?,
+                Seg::Index(i) => v.get(i)?,
+            };
+        }
+        Some(v)
+    }
+
     /// Deserializes the whole document into `T`, with located errors.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         serde_path_to_error::deserialize(self.value.clone()).map_err(|e| {
@@ -418,20 +461,7 @@ impl ConfigDoc {
     }
 
     fn value_is_object(&self, path: &str) -> bool {
-        let mut v = &self.value;
-        for seg in split_path(path) {
-            v = match seg {
-                Seg::Key(k) => match v.get(k) {
-                    Some(x) => x,
-                    None => return false,
-                },
-                Seg::Index(i) => match v.get(i) {
-                    Some(x) => x,
-                    None => return false,
-                },
-            };
-        }
-        v.is_object()
+        self.value_at(path).is_some_and(Value::is_object)
     }
 
     /// The full path of key `word` at or below `path` (the nearest one).
@@ -713,6 +743,29 @@ mod tests {
         let e = err("[job\nname = 1\n");
         assert_eq!(e.location.unwrap().line, 1);
         assert!(e.message.starts_with("invalid TOML"));
+    }
+
+    #[test]
+    fn errors_inside_a_string_point_at_the_spot() {
+        let text = "name = \"x\"\n\nwhere = \"a >= AND b\"\nw2 = 'c = d'\nw3 = \"\"\"\nx AND\"\"\"\nw4 = \"\\u0061 = AND\"\n";
+        let d = ConfigDoc::parse_toml("j.toml", text).unwrap();
+        let at = |path: &str, r: std::ops::Range<usize>| {
+            let e = d.error_in_string(path, r, "bad", None);
+            let l = e.location.clone().unwrap();
+            (l.line, l.column, l.span.len())
+        };
+        assert_eq!(at("where", 5..8), (3, 15, 3));
+        assert_eq!(at("w2", 4..5), (4, 11, 1));
+        assert_eq!(at("w3", 2..5), (6, 3, 3));
+        // An escape: the bytes cannot be mapped, the whole value is pointed at.
+        assert_eq!(at("w4", 5..8), (7, 6, 14));
+        let e = d.error_in_string("where", 5..8, "bad", None);
+        assert!(
+            e.render()
+                .ends_with("3 | where = \"a >= AND b\"\n  |               ^^^"),
+            "{}",
+            e.render()
+        );
     }
 
     fn test_env(name: &str) -> Option<String> {
