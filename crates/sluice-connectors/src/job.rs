@@ -186,16 +186,12 @@ impl JobFile {
                 ));
             }
         }
-        for (k, v) in &self.sink.common.table_map {
-            for name in [k, v] {
-                if let Err(e) = sluice_core::TableId::parse(name) {
-                    return Err(doc.error_at(
-                        &format!("sink.table_map.{k}"),
-                        e.message().to_string(),
-                        e.hint().map(str::to_string),
-                    ));
-                }
-            }
+        if let Err((k, e)) = self.sink.check_table_map_entries() {
+            return Err(doc.error_at(
+                &format!("sink.table_map.{k}"),
+                e.message().to_string(),
+                e.hint().map(str::to_string),
+            ));
         }
         Ok(())
     }

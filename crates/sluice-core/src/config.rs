@@ -572,6 +572,40 @@ pub fn suggestion(word: &str, accepted: &[String], what: &str) -> Option<String>
     })
 }
 
+/// The candidate closest to `word` (case-insensitive edit distance), if close enough to be a
+/// likely misspelling.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_lowercase()), c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, c)| *d <= 2.max(c.chars().count() / 3))
+        .map(|(_, c)| c)
+}
+
+/// `s` as a TOML string: a literal string (`'public."Order Items"'`) when it can be one, else a
+/// basic string with escapes. For hints that show a line to paste into a job file.
+pub fn toml_string(s: &str) -> String {
+    if !s.contains(['\'', '\n', '\r']) && !s.chars().any(char::is_control) {
+        return format!("'{s}'");
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Splits `type` off an object, for hand-written tagged-enum deserializers.
 ///
 /// Returns the tag and the rest. Use with [`deserialize_tagged`] on the rest.
@@ -766,6 +800,31 @@ mod tests {
             "{}",
             e.render()
         );
+    }
+
+    #[test]
+    fn toml_strings_parse_back() {
+        for s in [
+            "public.orders",
+            "public.\"Order Items\"",
+            "it's",
+            "a\"b'c\\d\ne\u{1}",
+            "",
+        ] {
+            let text = format!("k = {}\n", toml_string(s));
+            let d =
+                ConfigDoc::parse_toml("t.toml", &text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(d.value["k"], s, "{text}");
+        }
+        assert_eq!(toml_string("public.\"A\""), "'public.\"A\"'");
+    }
+
+    #[test]
+    fn closest_finds_misspellings_only() {
+        let names = ["public.orders", "public.customers"];
+        assert_eq!(closest("public.ordrs", names), Some("public.orders"));
+        assert_eq!(closest("orders", names), None);
+        assert_eq!(closest("zzz", names), None);
     }
 
     fn test_env(name: &str) -> Option<String> {

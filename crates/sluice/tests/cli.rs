@@ -810,3 +810,35 @@ fn long_in_lists_and_or_chains_run() {
         std::fs::remove_file(env.path("out.db")).unwrap();
     }
 }
+
+#[test]
+fn verify_refuses_table_map_keys_that_match_no_table() {
+    let env = Env::new();
+    for name in ["a.db", "b.db"] {
+        let conn = rusqlite::Connection::open(env.path(name)).unwrap();
+        conn.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT);")
+            .unwrap();
+    }
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://a.db\"\n\
+         [sink]\ntype = \"sqlite\"\nurl = \"sqlite://b.db\"\n\
+         table_map = { 'main.ordrs' = 'orders' }\n",
+    );
+    let o = env.sluice(&["verify", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: [sink] table_map key 'main.ordrs' matches no source table\n  \
+         = help: did you mean 'main.orders'? keys are source table names or patterns such as \
+         'public.*'; the source has 'main.orders'\n"
+    );
+    // A pattern mapping every table to its bare name verifies.
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://a.db\"\n\
+         [sink]\ntype = \"sqlite\"\nurl = \"sqlite://b.db\"\ntable_map = { 'main.*' = '*' }\n",
+    );
+    let o = env.sluice(&["verify", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+}

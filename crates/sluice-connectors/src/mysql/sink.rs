@@ -15,6 +15,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_core::batch::{Position, Split};
+use sluice_core::config::toml_string;
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
 use tracing::info;
@@ -143,11 +144,21 @@ impl MysqlSink {
                 "table {target}: database {db:?} does not exist in mysql at {}",
                 self.plan.server.display
             ))
-            .with_hint(format!(
-                "create it (CREATE DATABASE {}), or map the table into an existing database with \
-                 table_map = {{ \"{target}\" = \"{name}\" }} in [sink]",
-                quote(&db)
-            )));
+            .with_hint({
+                let pattern = toml_string(&format!("{}.*", TableId::new([db.as_str()])));
+                let into = match &self.plan.server.database {
+                    Some(d) => format!(
+                        "into the url's database {d} with table_map = {{ {pattern} = '*' }}"
+                    ),
+                    None => format!(
+                        "into an existing database with table_map = {{ {pattern} = 'shop.*' }}"
+                    ),
+                };
+                format!(
+                    "create it (CREATE DATABASE {}), or map the tables of {db:?} {into} in [sink]",
+                    quote(&db)
+                )
+            }));
         }
         // One row per (job, split); rows of another generation are stale and overwritten.
         conn.query_drop(format!(
