@@ -22,7 +22,7 @@ if [ ! -x "$VENV/bin/reladiff" ]; then
   "$VENV/bin/pip" install -q "reladiff[postgresql,mysql]"
 fi
 cargo build -q --release -p sluice
-SLUICE=$PWD/target/release/sluice
+SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
 
 # 100 differences: 40 updated, 30 deleted, 30 inserted (copies of rows 1..30 with new ids).
 UPD=$(seq -s, 100003 100003 4000120)

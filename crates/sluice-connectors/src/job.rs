@@ -158,16 +158,26 @@ impl JobFile {
                 Some("e.g. max_error_ratio = 0.001 tolerates one bad row in a thousand".into()),
             ));
         }
-        for (k, v) in &self.sink.common.table_map {
-            for name in [k, v] {
-                if let Err(e) = sluice_core::TableId::parse(name) {
-                    return Err(doc.error_at(
-                        &format!("sink.table_map.{k}"),
-                        e.message().to_string(),
-                        e.hint().map(str::to_string),
-                    ));
-                }
+        // Expressions are parsed here too, so a syntax error points into the job file.
+        for (i, t) in self.transform.iter().enumerate() {
+            if let Some((key, src)) = t.expression()
+                && let Err((bytes, msg)) = crate::transforms::check_expression(src)
+            {
+                let kind = if key == "where" { "filter" } else { "add" };
+                return Err(doc.error_in_string(
+                    &format!("transform[{i}].{key}"),
+                    bytes,
+                    format!("{kind} transform: `{key}`: {msg}"),
+                    Some(crate::transforms::SYNTAX_HINT.to_string()),
+                ));
             }
+        }
+        if let Err((k, e)) = self.sink.check_table_map_entries() {
+            return Err(doc.error_at(
+                &format!("sink.table_map.{k}"),
+                e.message().to_string(),
+                e.hint().map(str::to_string),
+            ));
         }
         Ok(())
     }

@@ -470,19 +470,24 @@ async fn read_err(src: DynSource) -> sluice_core::Error {
 }
 
 #[tokio::test]
-async fn missing_input_is_an_io_error_naming_the_path() {
+async fn missing_input_is_a_config_error_naming_the_path() {
+    // The job names a path that does not exist: bad config (exit 2), not a disk problem.
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("nope.csv");
     let e = read_err(csv_source(json!({"path": p(&missing)}))).await;
-    assert_eq!(e.kind(), ErrorKind::Io);
+    assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("nope.csv"), "{e}");
     assert!(e.hint().is_some());
     let e = read_err(parquet_source(
         json!({"path": format!("{}/*.parquet", p(d.path()))}),
     ))
     .await;
-    assert_eq!(e.kind(), ErrorKind::Io);
+    assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("matches no files"), "{e}");
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    let e = read_err(csv_source(json!({"path": p(&d.path().join("empty"))}))).await;
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("no data files"), "{e}");
 }
 
 #[tokio::test]

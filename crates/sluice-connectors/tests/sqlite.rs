@@ -319,7 +319,7 @@ async fn missing_database_and_tables_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nope.db");
     let e = source(&db, json!({})).tables().await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Io);
+    assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("does not exist"), "{e}");
     assert!(!db.exists(), "reading must not create the database");
 

@@ -6,8 +6,8 @@
 //! 1. The TOML text is parsed into a tree that remembers the span of every key and value.
 //! 2. The tree is converted into a `serde_json::Value` (the same shape the REST API accepts),
 //!    resolving `${env:NAME}` and `${file:PATH}` in strings on the way. Resolved values are
-//!    registered as secrets, and so is any password found in a URL; [`redact`] removes them
-//!    from anything printed.
+//!    registered as secrets, and so is any password found in a connection string (see
+//!    [`crate::redact`]); [`redact`] removes them from anything printed.
 //! 3. The value is deserialized into the caller's type with `serde_path_to_error`. A failure
 //!    is mapped back to the span of the offending key through its path, and unknown keys or
 //!    variants get a "did you mean" computed from the accepted names that serde lists.
@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -30,59 +29,7 @@ use crate::error::Error;
 /// Marks a nested path inside a serde error message (see [`deserialize_tagged`]).
 const PATH_MARK: char = '\u{1}';
 
-/// Shortest secret that is redacted; shorter ones would blank out ordinary text.
-const MIN_SECRET_LEN: usize = 4;
-
-static SECRETS: LazyLock<RwLock<Vec<String>>> = LazyLock::new(|| RwLock::new(Vec::new()));
-
-/// Registers `secret` so [`redact`] hides it from now on.
-pub fn register_secret(secret: &str) {
-    if secret.len() < MIN_SECRET_LEN {
-        return;
-    }
-    let mut s = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !s.iter().any(|x| x == secret) {
-        s.push(secret.to_string());
-        // Longest first, so a secret containing another is replaced whole.
-        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
-    }
-}
-
-/// `text` with every registered secret replaced by `***` and URL passwords masked.
-pub fn redact(text: &str) -> String {
-    let mut out = redact_url_passwords(text);
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    for s in secrets.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
-/// Masks `user:password@` in every `scheme://` URL inside `text`.
-pub fn redact_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first '/', '?', '#' or whitespace.
-        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace());
-        let authority = &tail[..end.unwrap_or(tail.len())];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority.len()..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::redact::{mask_passwords, redact, register_connection_secrets, register_secret};
 
 /// Where something is in a config file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,9 +221,7 @@ impl ConfigDoc {
         span: std::ops::Range<usize>,
     ) -> Result<String, ConfigError> {
         if !s.contains("${") {
-            if s.contains("://") {
-                register_url_password(s);
-            }
+            register_connection_secrets(s);
             return Ok(s.to_string());
         }
         let mut out = String::new();
@@ -323,9 +268,7 @@ impl ConfigDoc {
             rest = &after[end + 1..];
         }
         out.push_str(rest);
-        if out.contains("://") {
-            register_url_password(&out);
-        }
+        register_connection_secrets(&out);
         Ok(out)
     }
 
@@ -385,6 +328,49 @@ impl ConfigDoc {
     ) -> ConfigError {
         let span = self.spans.get(path).map(|(_, v)| v.clone());
         self.error_at_span(span, message.into(), hint)
+    }
+
+    /// An error about bytes `range` of the string value at `path` (a spot inside an
+    /// expression, say): located at exactly those bytes when the string is written without
+    /// escapes or interpolation, else at the whole value.
+    pub fn error_in_string(
+        &self,
+        path: &str,
+        range: std::ops::Range<usize>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
+        let span = self.spans.get(path).map(|(_, v)| v.clone());
+        let exact = span.as_ref().and_then(|v| {
+            let raw = self.text.get(v.clone())?;
+            let value = self.value_at(path)?.as_str()?;
+            ["\"\"\"", "'''", "\"", "'"].iter().find_map(|q| {
+                let inner = raw.strip_prefix(q)?.strip_suffix(q)?;
+                // A multi-line string drops a newline right after its opening delimiter.
+                let skip = if q.len() == 3 {
+                    inner.len() - inner.trim_start_matches(['\r', '\n']).len()
+                } else {
+                    0
+                };
+                (&inner[skip.min(inner.len())..] == value).then(|| {
+                    let start = v.start + q.len() + skip + range.start.min(value.len());
+                    start..start + range.len()
+                })
+            })
+        });
+        self.error_at_span(exact.or(span), message.into(), hint)
+    }
+
+    /// The value at `path` ("transform[0].where").
+    fn value_at(&self, path: &str) -> Option<&Value> {
+        let mut v = &self.value;
+        for seg in split_path(path) {
+            v = match seg {
+                Seg::Key(k) => v.get(k)?,
+                Seg::Index(i) => v.get(i)?,
+            };
+        }
+        Some(v)
     }
 
     /// Deserializes the whole document into `T`, with located errors.
@@ -475,20 +461,7 @@ impl ConfigDoc {
     }
 
     fn value_is_object(&self, path: &str) -> bool {
-        let mut v = &self.value;
-        for seg in split_path(path) {
-            v = match seg {
-                Seg::Key(k) => match v.get(k) {
-                    Some(x) => x,
-                    None => return false,
-                },
-                Seg::Index(i) => match v.get(i) {
-                    Some(x) => x,
-                    None => return false,
-                },
-            };
-        }
-        v.is_object()
+        self.value_at(path).is_some_and(Value::is_object)
     }
 
     /// The full path of key `word` at or below `path` (the nearest one).
@@ -599,6 +572,40 @@ pub fn suggestion(word: &str, accepted: &[String], what: &str) -> Option<String>
     })
 }
 
+/// The candidate closest to `word` (case-insensitive edit distance), if close enough to be a
+/// likely misspelling.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_lowercase()), c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, c)| *d <= 2.max(c.chars().count() / 3))
+        .map(|(_, c)| c)
+}
+
+/// `s` as a TOML string: a literal string (`'public."Order Items"'`) when it can be one, else a
+/// basic string with escapes. For hints that show a line to paste into a job file.
+pub fn toml_string(s: &str) -> String {
+    if !s.contains(['\'', '\n', '\r']) && !s.chars().any(char::is_control) {
+        return format!("'{s}'");
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Splits `type` off an object, for hand-written tagged-enum deserializers.
 ///
 /// Returns the tag and the rest. Use with [`deserialize_tagged`] on the rest.
@@ -648,19 +655,6 @@ macro_rules! tagged_enum {
             pub const TYPES: &'static [&'static str] = &[$($tag),+];
         }
     };
-}
-
-fn register_url_password(s: &str) {
-    if let Some(i) = s.find("://") {
-        let tail = &s[i + 3..];
-        let end = tail.find(['/', '?', '#']).unwrap_or(tail.len());
-        let auth = &tail[..end];
-        if let (Some(at), Some(colon)) = (auth.rfind('@'), auth.find(':'))
-            && colon < at
-        {
-            register_secret(&auth[colon + 1..at]);
-        }
-    }
 }
 
 /// A duration written as `10s`, `2h`, `1h 30m`, `500ms`.
@@ -785,6 +779,54 @@ mod tests {
         assert!(e.message.starts_with("invalid TOML"));
     }
 
+    #[test]
+    fn errors_inside_a_string_point_at_the_spot() {
+        let text = "name = \"x\"\n\nwhere = \"a >= AND b\"\nw2 = 'c = d'\nw3 = \"\"\"\nx AND\"\"\"\nw4 = \"\\u0061 = AND\"\n";
+        let d = ConfigDoc::parse_toml("j.toml", text).unwrap();
+        let at = |path: &str, r: std::ops::Range<usize>| {
+            let e = d.error_in_string(path, r, "bad", None);
+            let l = e.location.clone().unwrap();
+            (l.line, l.column, l.span.len())
+        };
+        assert_eq!(at("where", 5..8), (3, 15, 3));
+        assert_eq!(at("w2", 4..5), (4, 11, 1));
+        assert_eq!(at("w3", 2..5), (6, 3, 3));
+        // An escape: the bytes cannot be mapped, the whole value is pointed at.
+        assert_eq!(at("w4", 5..8), (7, 6, 14));
+        let e = d.error_in_string("where", 5..8, "bad", None);
+        assert!(
+            e.render()
+                .ends_with("3 | where = \"a >= AND b\"\n  |               ^^^"),
+            "{}",
+            e.render()
+        );
+    }
+
+    #[test]
+    fn toml_strings_parse_back() {
+        for s in [
+            "public.orders",
+            "public.\"Order Items\"",
+            "it's",
+            "a\"b'c\\d\ne\u{1}",
+            "",
+        ] {
+            let text = format!("k = {}\n", toml_string(s));
+            let d =
+                ConfigDoc::parse_toml("t.toml", &text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(d.value["k"], s, "{text}");
+        }
+        assert_eq!(toml_string("public.\"A\""), "'public.\"A\"'");
+    }
+
+    #[test]
+    fn closest_finds_misspellings_only() {
+        let names = ["public.orders", "public.customers"];
+        assert_eq!(closest("public.ordrs", names), Some("public.orders"));
+        assert_eq!(closest("orders", names), None);
+        assert_eq!(closest("zzz", names), None);
+    }
+
     fn test_env(name: &str) -> Option<String> {
         (name == "SLUICE_TEST_SECRET_PW").then(|| "hunter22".to_string())
     }
@@ -807,17 +849,5 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("SLUICE_TEST_UNSET_VAR is not set"));
         assert_eq!(e.location.unwrap().line, 2);
-    }
-
-    #[test]
-    fn url_passwords_are_masked() {
-        assert_eq!(
-            redact_url_passwords("connect postgres://app:s3cr3t@db:5432/x failed"),
-            "connect postgres://app:***@db:5432/x failed"
-        );
-        assert_eq!(
-            redact_url_passwords("sqlite://data/a.db"),
-            "sqlite://data/a.db"
-        );
     }
 }

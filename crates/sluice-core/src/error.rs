@@ -11,7 +11,8 @@ use std::fmt;
 /// What class of failure an [`Error`] is. Drives retry decisions and exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// The job file or a command-line argument is wrong. Exit status 2; never retried.
+    /// The job file or a command-line argument is wrong, including an input path or database
+    /// file it names that does not exist. Exit status 2; never retried.
     Config,
     /// A server cannot be reached or the connection broke. Transient: may be retried.
     Connection,
@@ -21,7 +22,7 @@ pub enum ErrorKind {
     Data,
     /// The target's shape does not fit the source (incompatible existing table, unsupported type).
     Schema,
-    /// A local file or disk problem: missing input, read-only directory, full disk.
+    /// A local file or disk problem: unreadable file, read-only directory, full disk.
     Io,
     /// The job was asked to stop; not a failure. (A statement cancelled on the server
     /// although no stop was requested is reported as a failure by the engine.)

@@ -12,7 +12,8 @@
 //! * [`error`]: the one error type, with a [`ErrorKind`] that drives retries and exit codes
 //!   and a hint that tells the operator what to do.
 //! * [`config`]: job-file plumbing shared by every connector: `${env:…}` / `${file:…}`
-//!   interpolation, secret redaction, error locations with "did you mean".
+//!   interpolation, error locations with "did you mean".
+//! * [`redact`]: passwords and secrets kept out of everything printed.
 //!
 //! Data flows one way, `Source → Transform* → Sink`, and the engine (in `sluice-engine`)
 //! is the only caller of these traits.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod naming;
+pub mod redact;
 pub mod schema;
 pub mod sink;
 pub mod source;

@@ -26,7 +26,7 @@ pub mod values;
 
 use serde::Serialize;
 use sluice_connectors::registry::{SinkConfig, SourceConfig};
-use sluice_core::{Error, Result};
+use sluice_core::{Error, Result, TableId};
 
 use crate::db::Db;
 use crate::diff::Pair;
@@ -191,6 +191,12 @@ impl Session {
                 return Err(e);
             }
         };
+        // A table_map key that names no source table is a mistake, as in `sluice run`.
+        let ids: Vec<TableId> = listed.iter().map(|t| t.schema.id.clone()).collect();
+        if let Err(e) = sink.check_table_map(&ids) {
+            let _ = built.close().await;
+            return Err(e);
+        }
         let (mut src, src_default) = sides::source_side(source, built, &listed).await?;
         let (mut dst, dst_default) = sides::sink_side(sink).await?;
         let mut pairs = Vec::new();

@@ -29,7 +29,7 @@ The first Ctrl-C or SIGTERM stops gracefully; the second aborts.";
 
 /// Sluice copies data between databases and files, and stops when asked.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about, after_help = EXAMPLES)]
+#[command(name = "sluice", version, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -148,6 +148,22 @@ fn malformed_toml_and_missing_job_file_exit_2() {
 }
 
 #[test]
+fn help_starts_with_what_sluice_does() {
+    let env = Env::new();
+    for flag in ["--help", "-h"] {
+        let o = env.sluice(&[flag]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.starts_with("Sluice copies data between databases and files"),
+            "{flag}: {out}"
+        );
+        assert!(!out.contains("wiring"), "{flag}: {out}");
+        assert!(out.contains("Exit status: 0 done"), "{flag}: {out}");
+    }
+}
+
+#[test]
 fn verify_without_job_file_checks_its_arguments() {
     let env = Env::new();
     // Neither a job file nor --source.
@@ -262,10 +278,27 @@ fn missing_input_file_is_a_clear_error() {
         "job.toml",
         "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"nowhere/orders.csv\"\n[sink]\ntype = \"parquet\"\npath = \"out\"\n",
     );
-    let o = env.sluice(&["run", "job.toml"]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("nowhere/orders.csv"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("help:"), "{}", stderr(&o));
+    // A path the job names that does not exist is bad config: exit 2, for run and validate.
+    for cmd in ["run", "validate"] {
+        let o = env.sluice(&[cmd, "job.toml"]);
+        assert_eq!(code(&o), 2, "{cmd}: {}", stderr(&o));
+        assert!(stderr(&o).contains("nowhere/orders.csv"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("help:"), "{}", stderr(&o));
+    }
+    // So is a glob that matches nothing, and a SQLite database file that does not exist.
+    for source in [
+        "type = \"csv\"\npath = \"nowhere/*.csv\"",
+        "type = \"sqlite\"\nurl = \"sqlite://nowhere.db\"",
+    ] {
+        env.write(
+            "job.toml",
+            format!("[job]\nname = \"t\"\n[source]\n{source}\n[sink]\ntype = \"parquet\"\npath = \"out\"\n"),
+        );
+        let o = env.sluice(&["run", "job.toml"]);
+        assert_eq!(code(&o), 2, "{source}: {}", stderr(&o));
+        assert!(stderr(&o).contains("nowhere"), "{}", stderr(&o));
+    }
+    assert!(!env.path("nowhere.db").exists());
 }
 
 #[test]
@@ -393,10 +426,74 @@ fn secrets_from_env_never_appear_in_output() {
         .env("SLUICE_TEST_SECRET_DIR", "s3cr3t-d1r")
         .output()
         .unwrap();
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!all.contains("s3cr3t-d1r"), "{all}");
     assert!(all.contains("***"), "{all}");
+}
+
+#[test]
+fn passwords_in_wrong_urls_never_appear_in_output() {
+    let env = Env::new();
+    env.write("in/t.csv", "id\n1\n");
+    let pw = "Sup3r-Secret";
+    // Every accepted way of writing a password, each in a URL that is refused or cannot
+    // connect (nothing listens on port 9).
+    for (ty, url) in [
+        ("postgres", format!("postgress://app:{pw}@127.0.0.1:9/db")),
+        ("postgres", format!("postgres:/app:{pw}@127.0.0.1:9/db")),
+        ("postgres", format!("host=127.0.0.1 port=9 password={pw}")),
+        ("postgres", format!("host=127.0.0.1 password='{pw} x'")),
+        (
+            "postgres",
+            format!("postgres://app@127.0.0.1:9/db?password={pw}&sslmode=bogus"),
+        ),
+        (
+            "postgres",
+            format!("postgres://app@127.0.0.1:9/db?password={pw}"),
+        ),
+        ("mysql", format!("mysql:/root:{pw}@127.0.0.1:9/db")),
+        (
+            "mysql",
+            format!("mysql://root@127.0.0.1:9/db?password={pw}&x=y"),
+        ),
+        ("mysql", format!("mysql://root:{pw}@127.0.0.1:9/db")),
+        ("sqlite", format!("sqlite:/u:{pw}@nowhere/a.db")),
+    ] {
+        for side in ["source", "sink"] {
+            let (src, sink) = if side == "source" {
+                (
+                    format!("type = \"{ty}\"\nurl = \"{url}\""),
+                    "type = \"csv\"\npath = \"out\"".to_string(),
+                )
+            } else {
+                (
+                    "type = \"csv\"\npath = \"in\"".to_string(),
+                    format!("type = \"{ty}\"\nurl = \"{url}\""),
+                )
+            };
+            env.write(
+                "job.toml",
+                format!("[job]\nname = \"t\"\n[source]\n{src}\n[sink]\n{sink}\n"),
+            );
+            // `validate` does not connect to the sink, so it may pass; `run` cannot.
+            for cmd in ["validate", "run"] {
+                let o = env.sluice(&[cmd, "job.toml"]);
+                let all = format!("{}{}", stdout(&o), stderr(&o));
+                if cmd == "run" || side == "source" {
+                    assert_ne!(code(&o), 0, "{cmd} {side} {url}: {all}");
+                }
+                assert!(!all.contains(pw), "{cmd} {side} {url}: {all}");
+            }
+        }
+        let o = env.sluice(&["verify", "--source", &url, "--target", &url, "--table", "t"]);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert_ne!(code(&o), 0, "verify {url}: {all}");
+        assert!(!all.contains(pw), "verify {url}: {all}");
+    }
+    // What `status` shows of the failed runs.
+    let o = env.sluice(&["status", "t", "--format", "json"]);
+    assert!(!stdout(&o).contains(pw), "{}", stdout(&o));
 }
 
 #[test]
@@ -601,4 +698,147 @@ fn bad_records_go_to_the_dead_letter_file_up_to_max_errors() {
         sqlite_rows(&env.path("out1.db"), "SELECT count(*) FROM orders"),
         [["0"]]
     );
+}
+
+/// A CSV → SQLite job with one `[[transform]]` of `kind` whose `key` is `expr`.
+fn job_with_expression(env: &Env, kind: &str, key: &str, expr: &str) {
+    env.write("in/orders.csv", ORDERS);
+    let extra = if kind == "add" {
+        "column = \"x\"\n"
+    } else {
+        ""
+    };
+    env.write(
+        "job.toml",
+        format!(
+            "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[[transform]]\n\
+             type = \"{kind}\"\n{extra}{key} = \"{expr}\"\n[sink]\ntype = \"sqlite\"\n\
+             url = \"sqlite://out.db\"\n"
+        ),
+    );
+}
+
+#[test]
+fn expression_syntax_error_points_at_the_spot_in_the_job_file() {
+    let env = Env::new();
+    job_with_expression(&env, "filter", "where", "amount >= AND x");
+    let o = env.sluice(&["validate", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: job.toml:8:20: filter transform: `where`: syntax error: expected a value \
+         (column, literal or parenthesis); quote a column named like a keyword: \"name\", found \
+         keyword AND\n  \
+         |\n\
+         8 | where = \"amount >= AND x\"\n  \
+         |                    ^^^\n  \
+         = help: the expression language is described in docs/transforms.md\n"
+    );
+    // In `add` too, and for an error found by the lexer.
+    job_with_expression(&env, "add", "expr", "amount * 'oops");
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("error: job.toml:9:18: add transform: `expr`: syntax error"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "\n9 | expr = \"amount * 'oops\"\n  | {}^\n",
+            " ".repeat(17)
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn expressions_nested_too_deep_are_refused_with_the_limit_and_where() {
+    let env = Env::new();
+    let parens = format!("{}amount > 1{}", "(".repeat(3000), ")".repeat(3000));
+    let nots = format!("{}amount > 1", "NOT ".repeat(3000));
+    let sum = format!("amount > {}", vec!["1"; 3000].join(" + "));
+    for (expr, col) in [(parens, 10 + 64), (nots, 10 + 64 * 4), (sum, 19)] {
+        job_with_expression(&env, "filter", "where", &expr);
+        for cmd in ["validate", "run"] {
+            let o = env.sluice(&[cmd, "job.toml"]);
+            let e = stderr(&o);
+            assert_eq!(code(&o), 2, "{cmd}: {e}");
+            assert!(
+                e.starts_with(&format!(
+                    "error: job.toml:8:{col}: filter transform: `where`: expression too deep: \
+                     the expression is nested more than 64 levels deep here"
+                )),
+                "{cmd}: {}",
+                &e[..e.len().min(400)]
+            );
+            assert!(!e.contains("overflow"), "{e}");
+        }
+    }
+    assert!(!env.path("out.db").exists());
+    // The deepest accepted expression (64 levels) runs.
+    let mut deepest = "id".to_string();
+    for _ in 0..62 {
+        deepest = format!("({deepest} + 1)");
+    }
+    job_with_expression(&env, "filter", "where", &format!("{deepest} = 64"));
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        sqlite_rows(&env.path("out.db"), "SELECT id FROM orders"),
+        [["2"]]
+    );
+}
+
+#[test]
+fn long_in_lists_and_or_chains_run() {
+    let env = Env::new();
+    // 3,000 items (the issue's case) and 3,000 OR terms: no limit, no stack trouble.
+    let items: Vec<String> = (4..3004).chain([2]).map(|i| i.to_string()).collect();
+    let ors: Vec<String> = (4..3004).map(|i| format!("id = {i}")).collect();
+    for expr in [
+        format!("id IN ({})", items.join(", ")),
+        format!("{} OR id = 2", ors.join(" OR ")),
+    ] {
+        job_with_expression(&env, "filter", "where", &expr);
+        let o = env.sluice(&["run", "--from-scratch", "job.toml"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(
+            sqlite_rows(&env.path("out.db"), "SELECT id FROM orders"),
+            [["2"]]
+        );
+        std::fs::remove_file(env.path("out.db")).unwrap();
+    }
+}
+
+#[test]
+fn verify_refuses_table_map_keys_that_match_no_table() {
+    let env = Env::new();
+    for name in ["a.db", "b.db"] {
+        let conn = rusqlite::Connection::open(env.path(name)).unwrap();
+        conn.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT);")
+            .unwrap();
+    }
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://a.db\"\n\
+         [sink]\ntype = \"sqlite\"\nurl = \"sqlite://b.db\"\n\
+         table_map = { 'main.ordrs' = 'orders' }\n",
+    );
+    let o = env.sluice(&["verify", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: [sink] table_map key 'main.ordrs' matches no source table\n  \
+         = help: did you mean 'main.orders'? keys are source table names or patterns such as \
+         'public.*'; the source has 'main.orders'\n"
+    );
+    // A pattern mapping every table to its bare name verifies.
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://a.db\"\n\
+         [sink]\ntype = \"sqlite\"\nurl = \"sqlite://b.db\"\ntable_map = { 'main.*' = '*' }\n",
+    );
+    let o = env.sluice(&["verify", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
 }

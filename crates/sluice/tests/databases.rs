@@ -1170,3 +1170,80 @@ fn dead_letter_rows_keep_every_value() {
     let want = psql(&src.0, "SELECT t::text FROM t WHERE id = 2");
     assert_eq!(back, want);
 }
+
+// ---------------------------------------------------------------------------------------
+// Whole-database copies into targets without PostgreSQL's schemas.
+
+#[test]
+fn whole_database_copies_take_the_table_map_the_error_suggests() {
+    let src = PgDb::new();
+    psql(
+        &src.0,
+        r#"CREATE TABLE a (id int PRIMARY KEY, v text);
+           INSERT INTO a VALUES (1, 'x'), (2, 'y');
+           CREATE TABLE "Order Items" (id int PRIMARY KEY, n text);
+           INSERT INTO "Order Items" VALUES (7, 'q');"#,
+    );
+    let my = MyDb::new();
+    let source = format!("type = \"postgres\"\nurl = \"{}\"", src.url());
+    for sink in [
+        "type = \"sqlite\"\nurl = \"sqlite://out.db\"".to_string(),
+        format!("type = \"mysql\"\nurl = \"{}\"", my.url()),
+    ] {
+        // Every table of `public` lands in a schema the target does not have: the error
+        // suggests one table_map line for all of them, as TOML to paste.
+        let job = Job::new(&source, &sink);
+        let o = job.run();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_ne!(o.status.code(), Some(0), "{err}");
+        let start = err.find("table_map = {").expect(&err);
+        let line = &err[start..=start + err[start..].find('}').unwrap()];
+        assert_eq!(line, "table_map = { 'public.*' = '*' }", "{err}");
+        std::fs::write(
+            job.path("job.toml"),
+            format!("[job]\nname = \"crash\"\n\n[source]\n{source}\n\n[sink]\n{sink}\n{line}\n"),
+        )
+        .unwrap();
+        let o = job
+            .cmd(&["run", "--from-scratch", "job.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let rows = if sink.contains("sqlite") {
+            let c = rusqlite::Connection::open(job.path("out.db")).unwrap();
+            let q = |sql: &str| -> Vec<String> {
+                let mut st = c.prepare(sql).unwrap();
+                st.query_map([], |r| {
+                    Ok(format!(
+                        "{}\t{}",
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            };
+            [
+                q("SELECT id, v FROM a ORDER BY id"),
+                q("SELECT id, n FROM \"Order Items\""),
+            ]
+            .concat()
+        } else {
+            [
+                mysql(&my.0, "SELECT id, v FROM a ORDER BY id"),
+                mysql(&my.0, "SELECT id, n FROM `Order Items`"),
+            ]
+            .concat()
+            .lines()
+            .map(str::to_string)
+            .collect()
+        };
+        assert_eq!(rows, ["1\tx", "2\ty", "7\tq"], "{sink}");
+    }
+}

@@ -109,8 +109,10 @@ fn is_glob(path: &str) -> bool {
 
 /// Expands `path` into tables. See the module docs.
 pub(crate) fn discover(path: &str, table: Option<&str>) -> Result<Vec<FoundTable>> {
+    // The job names a path that holds nothing to read: a config error (exit 2), like any
+    // other wrong value in the job file.
     let not_found = |what: &str| {
-        Error::io(format!("input path {path:?} {what}")).with_hint(
+        Error::config(format!("input path {path:?} {what}")).with_hint(
             "check the path; a file, a directory or a glob such as \"data/*.csv\" is accepted",
         )
     };
@@ -263,11 +265,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_paths_are_io_errors() {
+    fn missing_paths_are_config_errors() {
+        // The job names a path with nothing to read: bad config (exit 2), not a disk problem.
         let e = discover("/nonexistent/sluice/x.csv", None).unwrap_err();
-        assert_eq!(e.kind(), sluice_core::ErrorKind::Io);
+        assert_eq!(e.kind(), sluice_core::ErrorKind::Config);
         assert!(e.to_string().contains("/nonexistent/sluice/x.csv"));
         let e = discover("/nonexistent/sluice/*.csv", None).unwrap_err();
+        assert_eq!(e.kind(), sluice_core::ErrorKind::Config);
         assert!(e.to_string().contains("matches no files"));
     }
 }

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_core::batch::{Position, Split};
+use sluice_core::config::toml_string;
 use sluice_core::naming::{
     LOCK_WAIT, LockScope, MAX_IDENTIFIER_BYTES, STAGE_SUFFIX, lock_key, side_table_name,
 };
@@ -244,11 +245,21 @@ impl MysqlSink {
                 "table {target}: database {db:?} does not exist in mysql at {}",
                 self.plan.server.display
             ))
-            .with_hint(format!(
-                "create it (CREATE DATABASE {}), or map the table into an existing database with \
-                 table_map = {{ \"{target}\" = \"{name}\" }} in [sink]",
-                quote(&db)
-            )));
+            .with_hint({
+                let pattern = toml_string(&format!("{}.*", TableId::new([db.as_str()])));
+                let into = match &self.plan.server.database {
+                    Some(d) => format!(
+                        "into the url's database {d} with table_map = {{ {pattern} = '*' }}"
+                    ),
+                    None => format!(
+                        "into an existing database with table_map = {{ {pattern} = 'shop.*' }}"
+                    ),
+                };
+                format!(
+                    "create it (CREATE DATABASE {}), or map the tables of {db:?} {into} in [sink]",
+                    quote(&db)
+                )
+            }));
         }
         Self::ensure_checkpoints(conn, &db).await?;
 

@@ -16,6 +16,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use sluice_core::batch::{Position, Split};
+use sluice_core::config::toml_string;
 use sluice_core::naming::{LockScope, lock_key};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{
@@ -236,9 +237,11 @@ fn prepare_table(
             "sqlite sink: table {target} is in schema {ns:?}, but a SQLite database has only `main`"
         ))
         .with_hint(format!(
-            "map the table to a plain name with table_map = {{ \"{}\" = \"{}\" }} in [sink]",
-            plan.schema.id,
-            target.name()
+            "map the tables of schema {ns} to plain names with table_map = {{ {} = '*' }} in \
+             [sink], or this one only with table_map = {{ {} = {} }}",
+            toml_string(&format!("{}.*", TableId::new([ns]))),
+            toml_string(&plan.schema.id.to_string()),
+            toml_string(&TableId::new([target.name()]).to_string())
         )));
     }
     let name = target.name().to_string();

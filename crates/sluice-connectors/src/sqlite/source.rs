@@ -56,11 +56,12 @@ impl SqliteSource {
     }
 }
 
-/// Opens an existing database read-only; a missing file is an error, never created.
+/// Opens an existing database read-only; a missing file is a config error (the job names a
+/// database that does not exist), never created.
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(
-            Error::io(format!("sqlite database {} does not exist", path.display())).with_hint(
+            Error::config(format!("sqlite database {} does not exist", path.display())).with_hint(
                 "check `url` in [source]: the path is relative to the current directory \
                  (sqlite://data/shop.db) unless it starts with a third slash (sqlite:///abs.db)",
             ),

@@ -66,6 +66,35 @@ impl TransformConfig {
     }
 }
 
+impl TransformConfig {
+    /// The expression this section holds, as `(key, text)`: `where` of a filter, `expr` of an
+    /// add.
+    pub(crate) fn expression(&self) -> Option<(&'static str, &str)> {
+        match self {
+            TransformConfig::Filter(c) => Some(("where", &c.condition)),
+            TransformConfig::Add(c) => c.expr.as_deref().map(|e| ("expr", e)),
+            _ => None,
+        }
+    }
+}
+
+/// Checks the syntax (and the nesting limit) of an expression: `Err((bytes, message))` names
+/// the offending bytes of `src`, for a job-file error that points at them.
+pub(crate) fn check_expression(
+    src: &str,
+) -> std::result::Result<(), (std::ops::Range<usize>, String)> {
+    expr::parse(src).map(|_| ()).map_err(|e| {
+        let kind = if e.limit.is_some() {
+            "expression too deep"
+        } else {
+            "syntax error"
+        };
+        (e.pos..e.pos + e.len.max(1), format!("{kind}: {}", e.what()))
+    })
+}
+
+pub(crate) use expr::SYNTAX_HINT;
+
 /// Whether a transform restricted to `tables` (None: all tables) applies to `id`.
 fn applies(tables: &Option<Vec<TablePattern>>, id: &TableId) -> bool {
     tables

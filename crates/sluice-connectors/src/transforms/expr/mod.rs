@@ -5,6 +5,10 @@
 //! Evaluation is three-valued: a comparison with NULL is NULL, `AND`/`OR` follow Kleene
 //! logic. Literals are converted once, at bind time; a column is cast per batch only when it
 //! meets a wider type (an `int32` compared with `3000000000`).
+//!
+//! Binding and evaluation recurse over the tree, whose depth the parser bounds
+//! ([`parse::MAX_DEPTH`]); `AND`/`OR` chains and `IN` lists are evaluated as flat lists, so
+//! their length costs no stack.
 
 use std::sync::Arc;
 
@@ -23,15 +27,31 @@ mod parse;
 
 pub use parse::{ArithOp, CmpOp, Expr, ExprKind, Literal, ParseError, Span, parse};
 
-/// Turns a syntax error into a config error quoting the expression and pointing at the spot.
+/// What a syntax error's hint says.
+pub const SYNTAX_HINT: &str = "the expression language is described in docs/transforms.md";
+
+/// Turns a syntax error into a config error quoting the expression, with a caret under the
+/// spot. The expression and the caret are lines of their own, below the first line of the
+/// message, so they line up whatever prefix the first line is printed after (`error: `).
 pub fn parse_error(what: &str, src: &str, e: &ParseError) -> Error {
-    let pointer = format!(
-        "{src}\n{}^ here",
-        " ".repeat(src[..e.pos.min(src.len())].chars().count())
-    );
-    Error::config(format!("{what}: syntax error in `{src}` {e}")).with_hint(format!(
-        "{pointer}\nthe expression language is described in docs/transforms.md"
+    let pos = e.pos.min(src.len());
+    let pad = " ".repeat(src[..pos].chars().count());
+    let width = src[pos..(pos + e.len).min(src.len())]
+        .chars()
+        .count()
+        .max(1);
+    let kind = if e.limit.is_some() {
+        "expression too deep"
+    } else {
+        "syntax error"
+    };
+    Error::config(format!(
+        "{what}: {kind} at byte {}: {}\n    {src}\n    {pad}{}",
+        e.pos,
+        e.what(),
+        "^".repeat(width)
     ))
+    .with_hint(SYNTAX_HINT)
 }
 
 /// An expression bound to one table schema, ready to evaluate on its batches.
@@ -52,8 +72,10 @@ enum Node {
     Arith(ArithOp, Box<Node>, Box<Node>, Arc<str>),
     Cmp(CmpOp, Box<Node>, Box<Node>),
     Like(Box<Node>, Box<Node>, bool),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
+    /// All true (Kleene), evaluated as a flat list.
+    And(Vec<Node>),
+    /// One true (Kleene); also what an `IN` list becomes.
+    Or(Vec<Node>),
     Not(Box<Node>),
     IsNull(Box<Node>, bool),
 }
@@ -353,7 +375,7 @@ impl Binder<'_> {
                     self.pair(self.bind_expr(expr)?, self.bind_expr(high)?, e.span, false)?;
                 let ge = Node::Cmp(CmpOp::GtEq, Box::new(x1.node), Box::new(lo.node));
                 let le = Node::Cmp(CmpOp::LtEq, Box::new(x2.node), Box::new(hi.node));
-                let both = Node::And(Box::new(ge), Box::new(le));
+                let both = Node::And(vec![ge, le]);
                 typed(
                     if *negated {
                         Node::Not(Box::new(both))
@@ -368,7 +390,10 @@ impl Binder<'_> {
                 list,
                 negated,
             } => {
-                let mut any: Option<Node> = None;
+                if list.is_empty() {
+                    return Err(self.err(e.span, "empty IN list"));
+                }
+                let mut eqs = Vec::with_capacity(list.len());
                 for item in list {
                     let (x, v) = self.pair(
                         self.bind_expr(expr)?,
@@ -376,13 +401,9 @@ impl Binder<'_> {
                         item.span,
                         false,
                     )?;
-                    let eq = Node::Cmp(CmpOp::Eq, Box::new(x.node), Box::new(v.node));
-                    any = Some(match any {
-                        None => eq,
-                        Some(prev) => Node::Or(Box::new(prev), Box::new(eq)),
-                    });
+                    eqs.push(Node::Cmp(CmpOp::Eq, Box::new(x.node), Box::new(v.node)));
                 }
-                let any = any.ok_or_else(|| self.err(e.span, "empty IN list"))?;
+                let any = Node::Or(eqs);
                 typed(
                     if *negated {
                         Node::Not(Box::new(any))
@@ -429,12 +450,20 @@ impl Binder<'_> {
                 typed(Node::IsNull(Box::new(x.node), *negated), DataType::Boolean)
             }
             K::Not(x) => typed(Node::Not(Box::new(self.condition(x)?)), DataType::Boolean),
-            K::And(l, r) => typed(
-                Node::And(Box::new(self.condition(l)?), Box::new(self.condition(r)?)),
+            K::And(xs) => typed(
+                Node::And(
+                    xs.iter()
+                        .map(|x| self.condition(x))
+                        .collect::<Result<_>>()?,
+                ),
                 DataType::Boolean,
             ),
-            K::Or(l, r) => typed(
-                Node::Or(Box::new(self.condition(l)?), Box::new(self.condition(r)?)),
+            K::Or(xs) => typed(
+                Node::Or(
+                    xs.iter()
+                        .map(|x| self.condition(x))
+                        .collect::<Result<_>>()?,
+                ),
                 DataType::Boolean,
             ),
         }
@@ -721,85 +750,173 @@ fn as_bool(v: &Val, n: usize) -> Result<BooleanArray> {
     Ok(BooleanArray::new(values, nulls))
 }
 
+/// Evaluates `node`, children first. This frame is what each level of nesting costs on the
+/// stack, so it only recurses and dispatches; the kernels run in the helpers below, whose
+/// frames are not kept while the children are evaluated.
 fn eval(node: &Node, batch: &RecordBatch) -> Result<Val> {
-    let n = batch.num_rows();
-    let arr = |array: ArrayRef, scalar: bool| Ok(Val { array, scalar });
     match node {
-        Node::Column(i) => match batch.columns().get(*i) {
-            Some(c) => arr(c.clone(), false),
-            None => Err(Error::internal(format!(
-                "expression column {i} is not in the batch"
-            ))),
-        },
-        Node::Const(a) => arr(a.clone(), true),
-        Node::Cast(x, dt) => {
-            let v = eval(x, batch)?;
-            arr(cast_lenient(v.array.as_ref(), dt, false)?, v.scalar)
-        }
-        Node::Neg(x, part) => {
-            let v = eval(x, batch)?;
-            let out = numeric::neg(&v.array).map_err(|e| runtime(part, e))?;
-            arr(out, v.scalar)
-        }
+        Node::Column(i) => column(batch, *i),
+        Node::Const(a) => Ok(Val {
+            array: a.clone(),
+            scalar: true,
+        }),
+        Node::Cast(x, dt) => cast_val(eval(x, batch)?, dt),
+        Node::Neg(x, part) => neg_val(eval(x, batch)?, part),
         Node::Arith(op, l, r, part) => {
-            let (l, r) = (eval(l, batch)?, eval(r, batch)?);
-            let out = match op {
-                ArithOp::Add => numeric::add(&l, &r),
-                ArithOp::Sub => numeric::sub(&l, &r),
-                ArithOp::Mul => numeric::mul(&l, &r),
-                ArithOp::Div => numeric::div(&l, &r),
-                ArithOp::Rem => numeric::rem(&l, &r),
-            }
-            .map_err(|e| runtime(part, e))?;
-            arr(out, l.scalar && r.scalar)
+            let l = eval(l, batch)?;
+            arith_val(*op, l, eval(r, batch)?, part)
         }
         Node::Cmp(op, l, r) => {
-            let (l, r) = (eval(l, batch)?, eval(r, batch)?);
-            let out = match op {
-                CmpOp::Eq => cmp::eq(&l, &r),
-                CmpOp::NotEq => cmp::neq(&l, &r),
-                CmpOp::Lt => cmp::lt(&l, &r),
-                CmpOp::LtEq => cmp::lt_eq(&l, &r),
-                CmpOp::Gt => cmp::gt(&l, &r),
-                CmpOp::GtEq => cmp::gt_eq(&l, &r),
-            }?;
-            arr(Arc::new(out), l.scalar && r.scalar)
+            let l = eval(l, batch)?;
+            cmp_val(*op, l, eval(r, batch)?)
         }
         Node::Like(x, p, negated) => {
-            let (x, p) = (eval(x, batch)?, eval(p, batch)?);
-            let out = if *negated {
-                comparison::nlike(&x, &p)
-            } else {
-                comparison::like(&x, &p)
-            }?;
-            arr(Arc::new(out), x.scalar && p.scalar)
+            let x = eval(x, batch)?;
+            like_val(x, eval(p, batch)?, *negated)
         }
-        Node::And(l, r) | Node::Or(l, r) => {
-            let (l, r) = (eval(l, batch)?, eval(r, batch)?);
-            let scalar = l.scalar && r.scalar;
-            let len = if scalar { 1 } else { n };
-            let (lb, rb) = (as_bool(&l, len)?, as_bool(&r, len)?);
-            let out = match node {
-                Node::And(..) => boolean::and_kleene(&lb, &rb),
-                _ => boolean::or_kleene(&lb, &rb),
-            }?;
-            arr(Arc::new(out), scalar)
-        }
-        Node::Not(x) => {
-            let v = eval(x, batch)?;
-            let b = as_bool(&v, v.array.len())?;
-            arr(Arc::new(boolean::not(&b)?), v.scalar)
-        }
-        Node::IsNull(x, negated) => {
-            let v = eval(x, batch)?;
-            let out = if *negated {
-                boolean::is_not_null(&v.array)
-            } else {
-                boolean::is_null(&v.array)
-            }?;
-            arr(Arc::new(out), v.scalar)
-        }
+        Node::And(xs) => logic(xs, batch, true),
+        Node::Or(xs) => logic(xs, batch, false),
+        Node::Not(x) => not_val(eval(x, batch)?),
+        Node::IsNull(x, negated) => is_null_val(eval(x, batch)?, *negated),
     }
+}
+
+#[inline(never)]
+fn column(batch: &RecordBatch, i: usize) -> Result<Val> {
+    match batch.columns().get(i) {
+        Some(c) => Ok(Val {
+            array: c.clone(),
+            scalar: false,
+        }),
+        None => Err(Error::internal(format!(
+            "expression column {i} is not in the batch"
+        ))),
+    }
+}
+
+#[inline(never)]
+fn cast_val(v: Val, dt: &DataType) -> Result<Val> {
+    Ok(Val {
+        array: cast_lenient(v.array.as_ref(), dt, false)?,
+        scalar: v.scalar,
+    })
+}
+
+#[inline(never)]
+fn neg_val(v: Val, part: &str) -> Result<Val> {
+    let array = numeric::neg(&v.array).map_err(|e| runtime(part, e))?;
+    Ok(Val {
+        array,
+        scalar: v.scalar,
+    })
+}
+
+#[inline(never)]
+fn arith_val(op: ArithOp, l: Val, r: Val, part: &str) -> Result<Val> {
+    let array = match op {
+        ArithOp::Add => numeric::add(&l, &r),
+        ArithOp::Sub => numeric::sub(&l, &r),
+        ArithOp::Mul => numeric::mul(&l, &r),
+        ArithOp::Div => numeric::div(&l, &r),
+        ArithOp::Rem => numeric::rem(&l, &r),
+    }
+    .map_err(|e| runtime(part, e))?;
+    Ok(Val {
+        array,
+        scalar: l.scalar && r.scalar,
+    })
+}
+
+#[inline(never)]
+fn cmp_val(op: CmpOp, l: Val, r: Val) -> Result<Val> {
+    let out = match op {
+        CmpOp::Eq => cmp::eq(&l, &r),
+        CmpOp::NotEq => cmp::neq(&l, &r),
+        CmpOp::Lt => cmp::lt(&l, &r),
+        CmpOp::LtEq => cmp::lt_eq(&l, &r),
+        CmpOp::Gt => cmp::gt(&l, &r),
+        CmpOp::GtEq => cmp::gt_eq(&l, &r),
+    }?;
+    Ok(Val {
+        array: Arc::new(out),
+        scalar: l.scalar && r.scalar,
+    })
+}
+
+#[inline(never)]
+fn like_val(x: Val, p: Val, negated: bool) -> Result<Val> {
+    let out = if negated {
+        comparison::nlike(&x, &p)
+    } else {
+        comparison::like(&x, &p)
+    }?;
+    Ok(Val {
+        array: Arc::new(out),
+        scalar: x.scalar && p.scalar,
+    })
+}
+
+#[inline(never)]
+fn not_val(v: Val) -> Result<Val> {
+    let b = as_bool(&v, v.array.len())?;
+    Ok(Val {
+        array: Arc::new(boolean::not(&b)?),
+        scalar: v.scalar,
+    })
+}
+
+#[inline(never)]
+fn is_null_val(v: Val, negated: bool) -> Result<Val> {
+    let out = if negated {
+        boolean::is_not_null(&v.array)
+    } else {
+        boolean::is_null(&v.array)
+    }?;
+    Ok(Val {
+        array: Arc::new(out),
+        scalar: v.scalar,
+    })
+}
+
+/// `AND` (`and`) or `OR` over `xs`, folded left to right one operand at a time: a long chain
+/// or IN list costs no stack. Scalars stay scalar until they meet a column.
+fn logic(xs: &[Node], batch: &RecordBatch, and: bool) -> Result<Val> {
+    let mut acc: Option<Val> = None;
+    for x in xs {
+        let v = eval(x, batch)?;
+        acc = Some(match acc {
+            None => v,
+            Some(a) => kleene(a, v, batch.num_rows(), and)?,
+        });
+    }
+    let v = acc.ok_or_else(|| Error::internal("an empty AND/OR list"))?;
+    kleene_one(v)
+}
+
+#[inline(never)]
+fn kleene(a: Val, v: Val, n: usize, and: bool) -> Result<Val> {
+    let scalar = a.scalar && v.scalar;
+    let len = if scalar { 1 } else { n };
+    let (ab, vb) = (as_bool(&a, len)?, as_bool(&v, len)?);
+    let out = if and {
+        boolean::and_kleene(&ab, &vb)
+    } else {
+        boolean::or_kleene(&ab, &vb)
+    }?;
+    Ok(Val {
+        array: Arc::new(out),
+        scalar,
+    })
+}
+
+/// A lone operand of AND/OR, as a boolean array.
+#[inline(never)]
+fn kleene_one(v: Val) -> Result<Val> {
+    let out = as_bool(&v, v.array.len())?;
+    Ok(Val {
+        array: Arc::new(out),
+        scalar: v.scalar,
+    })
 }
 
 fn runtime(part: &str, e: ArrowError) -> Error {

@@ -2,8 +2,20 @@
 //! `docs/transforms.md`). Pure: no schema is involved, so every syntax error is found when the
 //! job is built. Every node keeps the byte span it came from, so later type errors can quote
 //! the part of the expression they are about.
+//!
+//! Binding, evaluation and dropping walk the tree recursively, so its depth is bounded:
+//! [`MAX_DEPTH`] levels of nesting (parentheses, `NOT`, signs, operators), checked here with an
+//! error rather than left to overflow a thread's stack. Lists do not nest: `AND`/`OR` chains are
+//! n-ary nodes and an `IN` list is a vector, so their length is limited only by memory.
 
 use std::fmt;
+
+/// The deepest expression accepted: levels of nesting of parentheses, `NOT`, signs and operators
+/// (`AND`/`OR` chains and `IN` lists count as one level whatever their length). Even in a debug
+/// build, parsing and binding one this deep takes less than half of the main thread's 8 MiB
+/// stack, and evaluating it less than a quarter of a 2 MiB runtime worker's
+/// (`deepest_accepted_expression_binds_and_evaluates_on_a_small_stack`).
+pub const MAX_DEPTH: usize = 64;
 
 /// Byte range `start..end` of a node in the expression text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +85,26 @@ impl fmt::Display for CmpOp {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+    /// Levels of the tree from here down (1 for a leaf), at most [`MAX_DEPTH`].
+    depth: usize,
+}
+
+impl Expr {
+    /// A node over already built children, refused when it would be deeper than
+    /// [`MAX_DEPTH`]: the limit is checked as the tree grows, so no deeper tree ever exists
+    /// (dropping one would recurse as deep).
+    fn new(kind: ExprKind, span: Span) -> Result<Expr, ParseError> {
+        let mut e = Expr {
+            kind,
+            span,
+            depth: 1,
+        };
+        e.depth = 1 + children(&e).iter().map(|c| c.depth).max().unwrap_or(0);
+        if e.depth > MAX_DEPTH {
+            return Err(ParseError::too_deep(span));
+        }
+        Ok(e)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,8 +115,10 @@ pub enum ExprKind {
     Not(Box<Expr>),
     Arith(ArithOp, Box<Expr>, Box<Expr>),
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more conditions, all true (a chain `a AND b AND c` is one node).
+    And(Vec<Expr>),
+    /// Two or more conditions, one true.
+    Or(Vec<Expr>),
     IsNull {
         expr: Box<Expr>,
         negated: bool,
@@ -107,22 +141,47 @@ pub enum ExprKind {
     },
 }
 
-/// A syntax error: where, what the parser expected there, and what it found.
+/// A syntax error (where, what the parser expected there, and what it found), or an expression
+/// beyond a limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// Byte offset into the expression.
     pub pos: usize,
+    /// Bytes from `pos` the error is about (the offending token), at least 1 when shown.
+    pub len: usize,
     pub expected: String,
     pub found: String,
+    /// Set instead of `expected`/`found` when a limit was exceeded.
+    pub limit: Option<String>,
+}
+
+impl ParseError {
+    /// The expression is nested deeper than [`MAX_DEPTH`] at `span`.
+    fn too_deep(span: Span) -> ParseError {
+        ParseError {
+            pos: span.start,
+            len: 1,
+            expected: String::new(),
+            found: String::new(),
+            limit: Some(format!(
+                "the expression is nested more than {MAX_DEPTH} levels deep here (parentheses, \
+                 NOT, signs and operators count; AND/OR chains and IN lists do not)"
+            )),
+        }
+    }
+
+    /// The message without the position.
+    pub fn what(&self) -> String {
+        match &self.limit {
+            Some(l) => l.clone(),
+            None => format!("expected {}, found {}", self.expected, self.found),
+        }
+    }
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "at byte {}: expected {}, found {}",
-            self.pos, self.expected, self.found
-        )
+        write!(f, "at byte {}: {}", self.pos, self.what())
     }
 }
 
@@ -230,8 +289,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, ParseError> {
                     let what = if c == '\'' { "string" } else { "quoted name" };
                     return Err(ParseError {
                         pos: start,
+                        len: 1,
                         expected: format!("a closing {c} for this {what}"),
                         found: "the end of the expression".into(),
+                        limit: None,
                     });
                 };
                 i += ch.len_utf8();
@@ -280,8 +341,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, ParseError> {
                     _ => {
                         return Err(ParseError {
                             pos: start,
+                            len: c.len_utf8(),
                             expected: "a name, literal, operator or parenthesis".into(),
                             found: format!("character {c:?}"),
+                            limit: None,
                         });
                     }
                 }
@@ -323,8 +386,10 @@ fn lex_number(src: &str, i: &mut usize) -> Result<Tok, ParseError> {
         if !bytes.get(j).is_some_and(u8::is_ascii_digit) {
             return Err(ParseError {
                 pos: j,
+                len: 1,
                 expected: "digits of the exponent".into(),
                 found: found_at(src, j),
+                limit: None,
             });
         }
         *i = j;
@@ -337,8 +402,10 @@ fn lex_number(src: &str, i: &mut usize) -> Result<Tok, ParseError> {
     {
         return Err(ParseError {
             pos: *i,
+            len: 1,
             expected: "an operator after the number".into(),
             found: found_at(src, *i),
+            limit: None,
         });
     }
     let text = src[start..*i].to_string();
@@ -361,18 +428,43 @@ fn found_at(src: &str, pos: usize) -> String {
 /// Parses a whole expression.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, i: 0 };
+    let mut p = Parser {
+        toks,
+        i: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     match p.peek() {
-        Tok::End => Ok(e),
-        Tok::RParen => Err(p.err("an operator or the end of the expression (unbalanced `)`)")),
-        _ => Err(p.err("an operator (AND, OR, =, <, +, …) or the end of the expression")),
+        Tok::End => {}
+        Tok::RParen => {
+            return Err(p.err("an operator or the end of the expression (unbalanced `)`)"));
+        }
+        _ => return Err(p.err("an operator (AND, OR, =, <, +, …) or the end of the expression")),
+    }
+    Ok(e)
+}
+
+/// The sub-expressions of `e`.
+fn children(e: &Expr) -> Vec<&Expr> {
+    use ExprKind as K;
+    match &e.kind {
+        K::Column(_) | K::Literal(_) => vec![],
+        K::Neg(x) | K::Not(x) | K::IsNull { expr: x, .. } => vec![x],
+        K::Arith(_, l, r) | K::Cmp(_, l, r) => vec![l, r],
+        K::Like { expr, pattern, .. } => vec![expr, pattern],
+        K::Between {
+            expr, low, high, ..
+        } => vec![expr, low, high],
+        K::And(xs) | K::Or(xs) => xs.iter().collect(),
+        K::InList { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
     }
 }
 
 struct Parser {
     toks: Vec<(Tok, Span)>,
     i: usize,
+    /// Current nesting of recursive calls (parentheses, NOT, signs), bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
 
 impl Parser {
@@ -396,11 +488,26 @@ impl Parser {
         s
     }
     fn err(&self, expected: &str) -> ParseError {
+        let span = self.span();
         ParseError {
-            pos: self.span().start,
+            pos: span.start,
+            len: span.end - span.start,
             expected: expected.to_string(),
             found: self.peek().to_string(),
+            limit: None,
         }
+    }
+    /// Enters one more level of recursion for the token at `at`, or refuses past
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self, at: Span) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError::too_deep(at));
+        }
+        Ok(())
+    }
+    fn leave(&mut self) {
+        self.depth -= 1;
     }
     fn eat_kw(&mut self, kw: Kw) -> bool {
         if *self.peek() == Tok::Keyword(kw) {
@@ -426,31 +533,37 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, ParseError> {
-        let mut l = self.and()?;
+        let first = self.and()?;
+        let mut terms = vec![first];
         while self.eat_kw(Kw::Or) {
-            let r = self.and()?;
-            l = node(l.span.to(r.span), ExprKind::Or, l, r);
+            terms.push(self.and()?);
         }
-        Ok(l)
+        chain(terms, ExprKind::Or, |k| match k {
+            ExprKind::Or(xs) => Ok(xs),
+            other => Err(other),
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut l = self.not()?;
+        let first = self.not()?;
+        let mut terms = vec![first];
         while self.eat_kw(Kw::And) {
-            let r = self.not()?;
-            l = node(l.span.to(r.span), ExprKind::And, l, r);
+            terms.push(self.not()?);
         }
-        Ok(l)
+        chain(terms, ExprKind::And, |k| match k {
+            ExprKind::And(xs) => Ok(xs),
+            other => Err(other),
+        })
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
         if *self.peek() == Tok::Keyword(Kw::Not) {
             let start = self.bump();
+            self.enter(start)?;
             let e = self.not()?;
-            return Ok(Expr {
-                span: start.to(e.span),
-                kind: ExprKind::Not(Box::new(e)),
-            });
+            self.leave();
+            let span = start.to(e.span);
+            return Expr::new(ExprKind::Not(Box::new(e)), span);
         }
         self.predicate()
     }
@@ -469,24 +582,18 @@ impl Parser {
         if let Some(op) = cmp {
             self.bump();
             let r = self.additive()?;
-            return Ok(node(
-                l.span.to(r.span),
-                |l, r| ExprKind::Cmp(op, l, r),
-                l,
-                r,
-            ));
+            let span = l.span.to(r.span);
+            return Expr::new(ExprKind::Cmp(op, Box::new(l), Box::new(r)), span);
         }
         if self.eat_kw(Kw::Is) {
             let negated = self.eat_kw(Kw::Not);
             self.expect_kw(Kw::Null, if negated { "NULL" } else { "NULL or NOT NULL" })?;
             let span = l.span.to(self.prev_span());
-            return Ok(Expr {
-                span,
-                kind: ExprKind::IsNull {
-                    expr: Box::new(l),
-                    negated,
-                },
-            });
+            let kind = ExprKind::IsNull {
+                expr: Box::new(l),
+                negated,
+            };
+            return Expr::new(kind, span);
         }
         let negated = match (self.peek(), self.peek_at(1)) {
             (Tok::Keyword(Kw::Not), Tok::Keyword(Kw::In | Kw::Like | Kw::Between)) => {
@@ -507,15 +614,13 @@ impl Parser {
                 list.push(self.expr()?);
             }
             let end = self.expect(Tok::RParen, "`,` or `)` to close the IN list")?;
+            let span = l.span.to(end);
             let kind = ExprKind::InList {
-                expr: Box::new(l.clone()),
+                expr: Box::new(l),
                 list,
                 negated,
             };
-            return Ok(Expr {
-                span: l.span.to(end),
-                kind,
-            });
+            return Expr::new(kind, span);
         }
         if self.eat_kw(Kw::Like) {
             let pattern = self.additive()?;
@@ -525,7 +630,7 @@ impl Parser {
                 pattern: Box::new(pattern),
                 negated,
             };
-            return Ok(Expr { span, kind });
+            return Expr::new(kind, span);
         }
         if self.eat_kw(Kw::Between) {
             let low = self.additive()?;
@@ -538,7 +643,7 @@ impl Parser {
                 high: Box::new(high),
                 negated,
             };
-            return Ok(Expr { span, kind });
+            return Expr::new(kind, span);
         }
         Ok(l)
     }
@@ -553,7 +658,8 @@ impl Parser {
             };
             self.bump();
             let r = self.multiplicative()?;
-            l = node(l.span.to(r.span), |l, r| ExprKind::Arith(op, l, r), l, r);
+            let span = l.span.to(r.span);
+            l = Expr::new(ExprKind::Arith(op, Box::new(l), Box::new(r)), span)?;
         }
     }
 
@@ -568,7 +674,8 @@ impl Parser {
             };
             self.bump();
             let r = self.unary()?;
-            l = node(l.span.to(r.span), |l, r| ExprKind::Arith(op, l, r), l, r);
+            let span = l.span.to(r.span);
+            l = Expr::new(ExprKind::Arith(op, Box::new(l), Box::new(r)), span)?;
         }
     }
 
@@ -576,7 +683,9 @@ impl Parser {
         match self.peek() {
             Tok::Op("-") => {
                 let start = self.bump();
+                self.enter(start)?;
                 let e = self.unary()?;
+                self.leave();
                 let span = start.to(e.span);
                 // Fold the sign into a number literal, so `-9223372036854775808` fits int64.
                 let kind = match e.kind {
@@ -592,13 +701,17 @@ impl Parser {
                     other => ExprKind::Neg(Box::new(Expr {
                         kind: other,
                         span: e.span,
+                        depth: e.depth,
                     })),
                 };
-                Ok(Expr { kind, span })
+                Expr::new(kind, span)
             }
             Tok::Op("+") => {
-                self.bump();
-                self.unary()
+                let start = self.bump();
+                self.enter(start)?;
+                let e = self.unary();
+                self.leave();
+                e
             }
             _ => self.primary(),
         }
@@ -617,7 +730,9 @@ impl Parser {
             Tok::Keyword(Kw::Null) => ExprKind::Literal(Literal::Null),
             Tok::LParen => {
                 self.bump();
+                self.enter(span)?;
                 let mut e = self.expr()?;
+                self.leave();
                 let end = self.expect(Tok::RParen, "`)`")?;
                 e.span = span.to(end);
                 return Ok(e);
@@ -631,15 +746,30 @@ impl Parser {
             _ => return Err(self.err("a value (column, literal or parenthesis)")),
         };
         self.bump();
-        Ok(Expr { kind, span })
+        Expr::new(kind, span)
     }
 }
 
-fn node(span: Span, f: impl FnOnce(Box<Expr>, Box<Expr>) -> ExprKind, l: Expr, r: Expr) -> Expr {
-    Expr {
-        kind: f(Box::new(l), Box::new(r)),
-        span,
+/// One `AND` or `OR` node over `terms` (or the single term), with nested nodes of the same
+/// kind (`(a AND b) AND c`) spliced in, so a chain never deepens the tree.
+fn chain(
+    terms: Vec<Expr>,
+    make: fn(Vec<Expr>) -> ExprKind,
+    same: fn(ExprKind) -> Result<Vec<Expr>, ExprKind>,
+) -> Result<Expr, ParseError> {
+    if terms.len() == 1 {
+        return Ok(terms.into_iter().next().expect("one term"));
     }
+    let span = terms[0].span.to(terms[terms.len() - 1].span);
+    let mut flat = Vec::with_capacity(terms.len());
+    for t in terms {
+        let Expr { kind, span, depth } = t;
+        match same(kind) {
+            Ok(xs) => flat.extend(xs),
+            Err(kind) => flat.push(Expr { kind, span, depth }),
+        }
+    }
+    Expr::new(make(flat), span)
 }
 
 fn negate(t: &str) -> String {
@@ -675,8 +805,11 @@ mod tests {
                 format!("({} {o} {})", show(l), show(r))
             }
             K::Cmp(op, l, r) => format!("({} {op} {})", show(l), show(r)),
-            K::And(l, r) => format!("({} AND {})", show(l), show(r)),
-            K::Or(l, r) => format!("({} OR {})", show(l), show(r)),
+            K::And(xs) => format!(
+                "({})",
+                xs.iter().map(show).collect::<Vec<_>>().join(" AND ")
+            ),
+            K::Or(xs) => format!("({})", xs.iter().map(show).collect::<Vec<_>>().join(" OR ")),
             K::IsNull { expr, negated } => {
                 format!(
                     "({} IS {}NULL)",
@@ -744,7 +877,7 @@ mod tests {
     fn predicates_and_literals() {
         assert_eq!(
             p("amount >= 100 AND status IN ('paid', 'shipped') AND note IS NOT NULL"),
-            "(((amount >= 100) AND (status IN ['paid', 'shipped'])) AND (note IS NOT NULL))"
+            "((amount >= 100) AND (status IN ['paid', 'shipped']) AND (note IS NOT NULL))"
         );
         assert_eq!(p("s not like 'a%'"), "(s NOT LIKE 'a%')");
         assert_eq!(
@@ -770,11 +903,9 @@ mod tests {
         let src = "a = 1 AND (b > 2)";
         let e = parse(src).unwrap();
         assert_eq!((e.span.start, e.span.end), (0, src.len()));
-        let ExprKind::And(l, r) = e.kind else {
-            panic!()
-        };
-        assert_eq!(&src[l.span.start..l.span.end], "a = 1");
-        assert_eq!(&src[r.span.start..r.span.end], "(b > 2)");
+        let ExprKind::And(xs) = e.kind else { panic!() };
+        assert_eq!(&src[xs[0].span.start..xs[0].span.end], "a = 1");
+        assert_eq!(&src[xs[1].span.start..xs[1].span.end], "(b > 2)");
     }
 
     fn e(s: &str) -> ParseError {
@@ -814,5 +945,59 @@ mod tests {
         assert_eq!(x.pos, 6);
         let x = e("12abc > 1");
         assert_eq!(x.pos, 2);
+        // The offending token's length, for the caret.
+        let x = e("amount >= AND x");
+        assert_eq!((x.pos, x.len), (10, 3));
+    }
+
+    #[test]
+    fn and_or_chains_and_in_lists_are_flat() {
+        assert_eq!(p("a OR b OR c"), "(a OR b OR c)");
+        assert_eq!(p("(a AND b) AND (c AND d)"), "(a AND b AND c AND d)");
+        assert_eq!(p("(a OR b) AND c OR d"), "(((a OR b) AND c) OR d)");
+        // 100,000 items, 10,000 OR terms: no depth, no limit.
+        let items: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let e = parse(&format!("x IN ({})", items.join(", "))).unwrap();
+        let ExprKind::InList { list, .. } = e.kind else {
+            panic!()
+        };
+        assert_eq!(list.len(), 100_000);
+        let terms: Vec<String> = (0..10_000).map(|i| format!("x = {i}")).collect();
+        let e = parse(&terms.join(" OR ")).unwrap();
+        let ExprKind::Or(xs) = e.kind else { panic!() };
+        assert_eq!(xs.len(), 10_000);
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused_with_its_position() {
+        let nested = |n: usize| format!("{}x = 1{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&nested(MAX_DEPTH - 2)).is_ok());
+        // Parentheses: refused at the first one too many, however deep the text goes.
+        for n in [MAX_DEPTH + 1, 100_000] {
+            let x = e(&nested(n));
+            assert_eq!(x.pos, MAX_DEPTH, "{n}");
+            assert!(
+                x.limit
+                    .as_ref()
+                    .unwrap()
+                    .contains("nested more than 64 levels"),
+                "{x}"
+            );
+            assert!(
+                x.to_string()
+                    .starts_with("at byte 64: the expression is nested"),
+                "{x}"
+            );
+        }
+        // NOT and signs recurse as well.
+        let x = e(&format!("{}x", "NOT ".repeat(100_000)));
+        assert_eq!(x.pos, MAX_DEPTH * 4);
+        assert!(e(&format!("{}x", "- ".repeat(100_000))).limit.is_some());
+        // An operator chain nests without parentheses: the tree's depth is checked.
+        let sum = |n: usize| format!("x = {}", vec!["1"; n].join(" + "));
+        assert!(parse(&sum(MAX_DEPTH - 1)).is_ok());
+        let x = e(&sum(50_000));
+        assert!(x.limit.is_some(), "{x}");
+        assert_eq!(x.pos, 4, "{x}");
     }
 }

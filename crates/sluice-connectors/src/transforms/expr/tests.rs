@@ -7,6 +7,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use sluice_core::{ErrorKind, TableId, TableSchema};
 
+use super::parse::MAX_DEPTH;
 use super::*;
 
 fn table() -> (TableSchema, RecordBatch) {
@@ -217,11 +218,71 @@ fn type_errors_name_the_part() {
 fn parse_errors_point_at_the_position() {
     let e = bind("a >= AND b").map(|_| ()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
-    assert!(e.to_string().contains("at byte 5: expected a value"), "{e}");
+    // The expression and the caret are lines of their own, so they line up however the
+    // first line is prefixed when printed.
+    let lines: Vec<&str> = e.message().lines().collect();
     assert!(
-        e.hint().unwrap().starts_with("a >= AND b\n     ^ here"),
-        "{e:?}"
+        lines[0].starts_with("test: syntax error at byte 5: expected a value"),
+        "{e}"
     );
+    assert_eq!(lines[1..], ["    a >= AND b", "         ^^^"], "{e}");
+    assert_eq!(e.hint(), Some(SYNTAX_HINT));
+    let e = bind("a = 'x").map(|_| ()).unwrap_err();
+    assert_eq!(e.message().lines().nth(2), Some("        ^"), "{e}");
+}
+
+/// An expression exactly [`MAX_DEPTH`] levels deep: `(((a + 1) + 1) …) > 0`.
+fn deepest(levels: usize) -> String {
+    let mut inner = "a".to_string();
+    for _ in 0..levels - 2 {
+        inner = format!("({inner} + 1)");
+    }
+    format!("{inner} > 0")
+}
+
+/// Runs `f` on a thread with a stack of `bytes`, like the runtime's threads but smaller.
+fn on_stack<T: Send + 'static>(bytes: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(bytes)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn deepest_accepted_expression_binds_and_evaluates_on_a_small_stack() {
+    assert!(parse(&deepest(MAX_DEPTH)).is_ok());
+    let e = bind(&deepest(MAX_DEPTH + 1)).map(|_| ()).unwrap_err();
+    assert!(e.message().contains("expression too deep"), "{e}");
+    assert!(e.message().contains("more than 64 levels"), "{e}");
+    let nots = format!("{}a > 0", "NOT ".repeat(MAX_DEPTH - 2));
+    for src in [deepest(MAX_DEPTH), nots] {
+        // Job files are parsed and bound on the main thread (8 MiB of stack): half of it
+        // must do, in a debug build.
+        let c = on_stack(4 << 20, move || bind(&src).unwrap());
+        // Batches are evaluated on the runtime's worker threads (2 MiB): a quarter must do.
+        on_stack(512 << 10, move || {
+            let (_, batch) = table();
+            let m = c.eval_mask(&batch).unwrap();
+            assert_eq!(m.len(), 4);
+            drop(c.clone());
+        });
+    }
+}
+
+#[test]
+fn long_in_lists_and_or_chains_run_on_a_small_stack() {
+    let items: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    let in_list = format!("a IN ({})", items.join(", "));
+    let not_in = format!("a NOT IN ({})", items[2..].join(", "));
+    let ors: Vec<String> = (0..3_000).map(|i| format!("a = {}", i * 5)).collect();
+    let ors = ors.join(" OR ");
+    on_stack(512 << 10, move || {
+        assert_eq!(keep(&in_list), [0, 1, 3]);
+        assert_eq!(keep(&not_in), [0]);
+        assert_eq!(keep(&ors), [1, 3]);
+    });
 }
 
 #[test]
