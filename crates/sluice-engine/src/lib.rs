@@ -33,7 +33,8 @@ pub use control::{ABORT_DEADLINE, Controller, RunState, STOP_DEADLINE, StopReaso
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{
     CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RetryPolicy, RunOutcome, TableSummary,
-    close, describe_tables, list_splits, plan_tables, run_batch, run_planned, set_splits,
+    TablesCheck, TargetNamer, close, describe_tables, list_splits, plan_tables, run_batch,
+    run_planned, set_splits,
 };
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ const READER_STOP_GRACE: Duration = Duration::from_secs(2);
 /// Maps a source table name to its target name (`table_map`).
 pub type TargetNamer = Arc<dyn Fn(&TableId) -> Result<TableId> + Send + Sync>;
 
+/// Checks the list of source tables as a whole (a `table_map` key matching none of them is a
+/// misspelling, not a no-op).
+pub type TablesCheck = Arc<dyn Fn(&[TableId]) -> Result<()> + Send + Sync>;
+
 /// How transient failures (a connection lost, a server restarting) are retried: the split is
 /// rolled back and redone after a back-off that doubles from `first` up to `max_backoff`, for
 /// as long as the failures keep coming within `give_up_after` of the first one. The default
@@ -101,6 +105,8 @@ pub struct JobSpec {
     pub transforms: Vec<Arc<dyn Transform>>,
     /// Target names.
     pub targets: TargetNamer,
+    /// Checks the source's tables against the job (`table_map` keys).
+    pub check_tables: TablesCheck,
     /// Batches buffered between a reader and its writer.
     pub channel_capacity: usize,
     /// The job and its generation (given to the sink; keys checkpoints).
@@ -197,6 +203,8 @@ pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<
         return Err(Error::config("the source matched no tables")
             .with_hint("check `tables` / `path` in [source]"));
     }
+    let ids: Vec<TableId> = tables.iter().map(|t| t.schema.id.clone()).collect();
+    (spec.check_tables)(&ids)?;
     let mut planned = Vec::with_capacity(tables.len());
     let mut targets: HashMap<TableId, TableId> = HashMap::with_capacity(tables.len());
     for table in tables {

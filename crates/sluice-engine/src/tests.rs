@@ -152,6 +152,7 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
         sink,
         transforms: vec![],
         targets: Arc::new(|id| Ok(id.clone())),
+        check_tables: Arc::new(|_| Ok(())),
         channel_capacity: 2,
         context: sluice_core::JobContext {
             job: "test".into(),

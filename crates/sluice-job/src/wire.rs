@@ -32,6 +32,10 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
         sink,
         transforms,
         targets: Arc::new(move |id| sink_cfg.target_of(id)),
+        check_tables: {
+            let sink_cfg = job.sink.clone();
+            Arc::new(move |ids| sink_cfg.check_table_map(ids))
+        },
         channel_capacity: CHANNEL_CAPACITY,
         // The runner replaces these with the job's generation and its state-store log.
         context: sluice_core::JobContext {

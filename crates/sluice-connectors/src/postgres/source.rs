@@ -545,6 +545,20 @@ impl Source for PgSource {
                 let pages_per = ((chunk / per_page).ceil() as i64).max(1);
                 let n = ((pages + pages_per - 1) / pages_per).max(1) as usize;
                 let per = (per_page * pages_per as f64) as u64;
+                // The planning snapshot, so that a resume in another snapshot can tell whether
+                // rows moved since (see `check_resume`): transactions at or past `xmax`, or in
+                // progress (`xip`), were not visible to it. 32-bit xids, as `xmin` is.
+                let snap = c
+                    .query_one(
+                        "SELECT (pg_snapshot_xmax(s)::text::numeric % 4294967296)::int8, \
+                         ARRAY(SELECT (x::text::numeric % 4294967296)::int8 \
+                               FROM pg_snapshot_xip(s) x) \
+                         FROM pg_current_snapshot() s",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| pg_error(e, format!("table {id}: reading the snapshot")))?;
+                let (xmax, xip): (i64, Vec<i64>) = (snap.get(0), snap.get(1));
                 Ok((0..n)
                     .map(|i| {
                         let lo_v = if i == 0 {
@@ -560,12 +574,71 @@ impl Source for PgSource {
                         split(
                             i,
                             Some(per),
-                            json!({"kind": "ctid", "lo": lo_v, "hi": hi_v}),
+                            json!({"kind": "ctid", "lo": lo_v, "hi": hi_v, "xmax": xmax, "xip": xip}),
                         )
                     })
                     .collect())
             }
         }
+    }
+
+    async fn check_resume(
+        &self,
+        table: &SourceTable,
+        splits: &[Split],
+        committed: &[bool],
+    ) -> Result<()> {
+        let id = &table.schema.id;
+        let info = self.info(id)?;
+        if !matches!(info.split_by, SplitBy::Ctid)
+            || committed.iter().all(|c| *c)
+            || !committed.iter().any(|c| *c)
+        {
+            return Ok(());
+        }
+        // Page ranges planned in an earlier snapshot: a row inserted or updated since may sit
+        // in a page range already copied (lost) while its old version was copied from another
+        // (doubled). Any row version the planning snapshot could not see means exactly that.
+        let d = &splits[0].detail;
+        let xmax = d["xmax"].as_i64();
+        let xip: Vec<i64> = d["xip"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        let changed = match xmax {
+            Some(xmax) => {
+                let conn = check::connect(&self.plan.pg, "source").await?;
+                let filter = info
+                    .filter
+                    .as_ref()
+                    .map(|f| format!(" AND {f}"))
+                    .unwrap_or_default();
+                let sql = format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE (age({ALIAS}.xmin) <= age($1::text::xid) \
+                     OR {ALIAS}.xmin::text::int8 = ANY($2::int8[])){filter})",
+                    info.from
+                );
+                conn.client
+                    .query_one(&sql, &[&xmax.to_string(), &xip])
+                    .await
+                    .map_err(|e| pg_error(e, format!("table {id}: checking for changes")))?
+                    .get::<_, bool>(0)
+            }
+            None => true,
+        };
+        if changed {
+            return Err(Error::config(format!(
+                "table {id} changed since the copy started (rows were inserted or updated): it \
+                 has no integer key, so it is read in page ranges, and a row that moved between \
+                 pages would be lost or copied twice if the copy resumed"
+            ))
+            .with_hint(
+                "run the job with --from-scratch (with write = \"append\", empty the target table \
+                 first); or give the table an integer primary key, or set split_column to an \
+                 integer column, so that copies resume by key",
+            ));
+        }
+        Ok(())
     }
 
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
