@@ -601,23 +601,6 @@ async fn reconcile(
             }
         }
     }
-    // Splits planned in another snapshot: a source whose splits move with the data (page
-    // ranges) checks that nothing moved.
-    if problems.is_empty() {
-        for t in planned.iter() {
-            let flags: Vec<bool> = t
-                .splits
-                .iter()
-                .map(|s| committed.contains_key(&s.id))
-                .collect();
-            if let Err(e) = spec.source.check_resume(&t.source, &t.splits, &flags).await {
-                problems.push(e.message().to_string());
-                if let Some(h) = e.hint() {
-                    problems.push(format!("({h})"));
-                }
-            }
-        }
-    }
     if !problems.is_empty() {
         problems.truncate(MAX_DIFFERENCES);
         return Err(Error::config(format!(
@@ -631,6 +614,18 @@ async fn reconcile(
             "undo the change to resume the copy; or {}",
             from_scratch_hint()
         )));
+    }
+    // Splits planned in another snapshot of the source: a source whose splits move with the
+    // data (page ranges) checks that nothing moved.
+    for t in planned.iter() {
+        let flags: Vec<bool> = t
+            .splits
+            .iter()
+            .map(|s| committed.contains_key(&s.id))
+            .collect();
+        spec.source
+            .check_resume(&t.source, &t.splits, &flags)
+            .await?;
     }
     if changed {
         manifest.tables = planned.iter().map(TableManifest::of).collect();
