@@ -295,19 +295,23 @@ impl From<rusqlite::Error> for Migration {
     }
 }
 
-/// Brings the schema to the newest version, one migration per transaction.
+/// Brings the schema to the newest version, one migration per transaction. Each transaction
+/// takes the write lock first and reads the version under it, so processes opening the same
+/// state directory at once (a run starting while `status` polls) migrate it once.
 fn migrate(conn: &mut Connection) -> std::result::Result<(), Migration> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > MIGRATIONS.len() as i64 {
-        return Err(Migration::Newer(version));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(Migration::Newer(version));
+        }
+        let Some(sql) = MIGRATIONS.get(version.max(0) as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version.max(0) + 1))?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 fn now() -> String {
@@ -679,6 +683,27 @@ mod tests {
         assert_eq!((g.id.as_str(), g.finished, g.manifest), ("g0", false, None));
         let r = last_run(&s, "j").unwrap().unwrap();
         assert_eq!((r.state.as_str(), r.generation.as_str()), ("STOPPED", ""));
+    }
+
+    #[test]
+    fn processes_opening_a_new_state_directory_at_once_migrate_it_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    let d = dir.path().to_path_buf();
+                    std::thread::spawn(move || SqliteStore::open(&d).map(|_| ()))
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().unwrap();
+            }
+            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
+            let v: i64 = c
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, MIGRATIONS.len() as i64);
+        }
     }
 
     #[test]

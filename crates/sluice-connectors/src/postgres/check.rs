@@ -67,10 +67,13 @@ pub(crate) async fn connect(cfg: &Config, what: &str) -> Result<Conn> {
             tracing::debug!(error = %e, "PostgreSQL connection ended.");
         }
     });
+    // Notices ("relation already exists, skipping") are not worth a log line each.
     // PostgreSQL 14+: a backend checks every second whether its client is still there, so a
     // statement (or a lock wait) of a run that stopped or died ends on the server too.
     let _ = client
-        .batch_execute("SET client_connection_check_interval = 1000")
+        .batch_execute(
+            "SET client_min_messages = warning; SET client_connection_check_interval = 1000",
+        )
         .await;
     Ok(Conn { client, task })
 }

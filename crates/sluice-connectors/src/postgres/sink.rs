@@ -687,6 +687,7 @@ impl Sink for PgSink {
             job: self.job(),
             checkpoints: self.checkpoint_table(),
             rows: 0,
+            busy: false,
         }))
     }
 
@@ -845,6 +846,10 @@ struct PgWriter {
     checkpoints: String,
     /// Rows written by this writer (stored with the checkpoint).
     rows: i64,
+    /// A `write` or `commit` began and did not return (it failed, or was dropped because the
+    /// job stops while it waited on a lock or a silent server): the connection's state is
+    /// unknown, so `abort` drops it instead of sending a ROLLBACK that would queue behind.
+    busy: bool,
 }
 
 impl PgWriter {
@@ -889,6 +894,7 @@ impl PgWriter {
 #[async_trait]
 impl SinkWriter for PgWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.busy = true;
         if self.copy.is_none() {
             self.start().await?;
         }
@@ -911,10 +917,12 @@ impl SinkWriter for PgWriter {
         let sink = self.copy.as_mut().expect("started above");
         sink.send(data).await.map_err(|e| pg_error(e, &self.ctx))?;
         self.rows += batch.num_rows() as i64;
+        self.busy = false;
         Ok(())
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
+        self.busy = true;
         if let Some(mut sink) = self.copy.take() {
             sink.send(Bytes::from_static(TRAILER))
                 .await
@@ -956,13 +964,14 @@ impl SinkWriter for PgWriter {
             .await
             .map_err(|e| pg_error(e, &self.ctx))?;
         self.in_tx = false;
+        self.busy = false;
         Ok(())
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
-        let mid_copy = self.copy.take().is_some();
+        let mid_copy = self.copy.take().is_some() || self.busy;
         if let Some(conn) = self.conn.take() {
-            if !mid_copy {
+            if !mid_copy && self.in_tx {
                 // Outside a COPY a ROLLBACK is quick; mid-COPY the connection is dropped and
                 // the server rolls back when it notices.
                 let _ = tokio::time::timeout(

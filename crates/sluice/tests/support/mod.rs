@@ -116,3 +116,130 @@ impl Drop for MyDb {
             .output();
     }
 }
+
+/// Which COMMIT a [`CommitCutter`] interrupts, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Forward the COMMIT, let the server commit, then cut the connection before its answer
+    /// reaches the client: the rows landed, the client cannot know.
+    ReplyLost,
+    /// Cut the connection instead of forwarding the COMMIT: the server rolls back.
+    CommitLost,
+}
+
+/// A TCP proxy in front of a database server that interrupts one COMMIT (the `nth`, counted
+/// from 1 across all connections) the way a network failure would, and forwards everything
+/// else untouched.
+pub struct CommitCutter {
+    pub port: u16,
+    cuts: std::sync::Arc<AtomicUsize>,
+}
+
+/// The bytes of a `COMMIT` as each client library sends it: PostgreSQL's simple query
+/// (`Q`, length 11, `COMMIT\0`) and MySQL's COM_QUERY (length 7, sequence 0, 0x03, `COMMIT`).
+pub const PG_COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+pub const MY_COMMIT: &[u8] = b"\x07\0\0\0\x03COMMIT";
+
+impl CommitCutter {
+    pub fn start(upstream: &'static str, pattern: &'static [u8], nth: usize, how: Cut) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let cuts2 = cuts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let cut = Arc::new(AtomicBool::new(false));
+                let (seen, cuts) = (seen.clone(), cuts2.clone());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (c_out, s_in) = (client, server);
+                let cut_up = cut.clone();
+                let (c_kill, s_kill) = (c_out.try_clone().unwrap(), s_in.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let is_commit = chunk.windows(pattern.len()).any(|w| w == pattern);
+                        if is_commit && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                            cut_up.store(true, Ordering::SeqCst);
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            if how == Cut::ReplyLost {
+                                let _ = s_out.write_all(chunk);
+                                // Time for the server to commit before the connection drops.
+                                std::thread::sleep(std::time::Duration::from_millis(500));
+                            }
+                            let _ = c_kill.shutdown(Shutdown::Both);
+                            let _ = s_kill.shutdown(Shutdown::Both);
+                            break;
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                let cut_down = cut;
+                std::thread::spawn(move || {
+                    let (mut s_in, mut c_out) = (s_in, c_out);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if cut_down.load(Ordering::SeqCst) || c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        CommitCutter { port, cuts }
+    }
+
+    /// How many COMMITs were cut (0 or 1).
+    pub fn cuts(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+/// A server that accepts TCP connections and never answers (a hung server, a firewall that
+/// swallows packets after the handshake). Returns its port; connections stay open until the
+/// test process ends.
+pub fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    port
+}
+
+/// Waits until `cond` holds, polling every 50 ms, for at most `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
