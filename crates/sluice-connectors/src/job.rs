@@ -61,10 +61,49 @@ pub struct JobSection {
     /// Streaming: a checkpoint taking longer than this fails, e.g. `"60s"`.
     #[serde(default)]
     pub checkpoint_timeout: Option<HumanDuration>,
-    /// Run `sluice verify` after a finished batch run; differences fail the run (exit 4).
-    /// Any source and sink `sluice verify` compares (every database, SQLite and file type).
+    /// Run `sluice verify` after a finished batch run: `true` (differences fail the run,
+    /// exit 4) or `"repair"` (differences are repaired, then verified again: the target ends
+    /// equal to the source as it is at the end, even if the copy was resumed across changes
+    /// of the source). Any source and sink `sluice verify` compares.
     #[serde(default)]
-    pub verify: bool,
+    pub verify: VerifyAfter,
+}
+
+/// `[job] verify`: `false` (default), `true` or `"repair"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyAfter {
+    #[default]
+    Off,
+    /// Compare; differences fail the run.
+    Compare,
+    /// Compare, repair the differences, compare again.
+    Repair,
+}
+
+impl VerifyAfter {
+    /// Whether a verify runs after a finished copy.
+    pub fn enabled(self) -> bool {
+        self != VerifyAfter::Off
+    }
+}
+
+impl<'de> Deserialize<'de> for VerifyAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(VerifyAfter::Off),
+            Raw::Flag(true) => Ok(VerifyAfter::Compare),
+            Raw::Word(w) if w == "repair" => Ok(VerifyAfter::Repair),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`verify` is true, false or \"repair\", not {w:?}"
+            ))),
+        }
+    }
 }
 
 /// `[errors]`: how many bad records are tolerated, and where they go.

@@ -145,9 +145,13 @@ async fn run(
         job: &job,
         document: &document,
         from_scratch,
-        verify: job.job.verify.then(|| -> sluice_job::Verifier<'_> {
-            Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
-        }),
+        verify: job
+            .job
+            .verify
+            .enabled()
+            .then(|| -> sluice_job::Verifier<'_> {
+                Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
+            }),
     };
     let done = run_job(request, store, ctl.clone(), progress).await;
     let _ = done_tx.send(());

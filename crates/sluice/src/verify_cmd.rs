@@ -103,12 +103,27 @@ pub async fn run(job: &JobFile, args: &VerifyArgs) -> u8 {
 /// whether source and target are identical.
 pub async fn after_run(job: &JobFile) -> sluice_core::Result<bool> {
     let mut session = Session::open(&job.source, &job.sink).await?;
-    let result = session.verify().await;
+    let result = verify_after(&mut session, job.job.verify).await;
     session.close().await;
-    let report = result?;
+    result
+}
+
+/// `[job] verify`: compare; with `"repair"`, repair what differs and compare again.
+async fn verify_after(
+    session: &mut Session,
+    mode: sluice_connectors::job::VerifyAfter,
+) -> sluice_core::Result<bool> {
+    let report = session.verify().await?;
     outln!("\nverify:");
     print_report(&report, 20);
-    Ok(report.identical)
+    if report.identical || mode != sluice_connectors::job::VerifyAfter::Repair {
+        return Ok(report.identical);
+    }
+    session.repair(&report, false).await?;
+    let again = session.verify().await?;
+    outln!("\nverify after the repair:");
+    print_report(&again, 20);
+    Ok(again.identical)
 }
 
 async fn run_session(session: &mut Session, args: &VerifyArgs) -> sluice_core::Result<u8> {

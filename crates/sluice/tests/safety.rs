@@ -225,41 +225,13 @@ fn case1_a_source_that_grows_and_shrinks_between_kills_loses_and_doubles_nothing
             dst.url()
         ),
     );
-    let committed = || {
-        psql(
-            &dst.0,
-            "SELECT count(*) FROM _sluice_checkpoints WHERE job = 'grow' AND generation = \
-             (SELECT generation FROM _sluice_jobs WHERE job = 'grow')",
-        )
-        .trim()
-        .parse::<usize>()
-        .unwrap_or(0)
-    };
     let (mut deleted, mut inserted, mut updated) = (Vec::new(), Vec::new(), Vec::new());
     let mut next_id = N + 1;
     let mut kills = 0;
     for round in 0..6 {
-        let before = if round == 0 { 0 } else { committed() };
-        let mut child = d.spawn(&["run", "job.toml"]);
-        // Kill once the run committed something of its own.
-        let start = Instant::now();
-        loop {
-            if !child.running() || start.elapsed() > Duration::from_secs(60) {
-                break;
-            }
-            let tables = psql(
-                &dst.0,
-                "SELECT count(*) FROM pg_tables WHERE tablename = '_sluice_checkpoints'",
-            );
-            if tables.trim() == "1" && committed() > before + rng.below(3) as usize {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !child.running() {
+        if !kill_after_a_commit(&d, &dst, "grow") {
             break;
         }
-        child.kill();
         kills += 1;
         // The source changes: grows past the end, loses rows at both ends and in the middle,
         // has values updated, and is analyzed (its row estimate moves).
@@ -1109,4 +1081,78 @@ fn case26_an_incremental_read_continues_after_the_last_copy() {
     let o = d.run(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert_eq!(sqlite_ids(&d.path("out.db"), "t").len(), 150);
+}
+
+/// Runs `job.toml` in `d` and kills it (SIGKILL) once it committed a split of its own to the
+/// PostgreSQL target `dst` (its `_sluice_checkpoints`). Returns false if it finished first.
+fn kill_after_a_commit(d: &Dir, dst: &PgDb, job: &str) -> bool {
+    let count = || {
+        let ready = psql(
+            &dst.0,
+            "SELECT to_regclass('_sluice_jobs') IS NOT NULL \
+               AND to_regclass('_sluice_checkpoints') IS NOT NULL",
+        );
+        if ready.trim() != "t" {
+            return 0;
+        }
+        psql(
+            &dst.0,
+            &format!(
+                "SELECT count(*) FROM _sluice_checkpoints c JOIN _sluice_jobs j \
+                 ON j.job = c.job AND j.generation = c.generation WHERE c.job = '{job}'"
+            ),
+        )
+        .trim()
+        .parse::<usize>()
+        .unwrap_or(0)
+    };
+    let before = count();
+    let mut child = d.spawn(&["run", "job.toml"]);
+    let start = Instant::now();
+    while child.running() && count() <= before && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !child.running() {
+        return false;
+    }
+    child.kill();
+    true
+}
+
+/// What users expect of a resumed copy of a source that is being written: `verify =
+/// "repair"` leaves the target equal to the source as it is at the end, whatever changed
+/// between the kills and the resume.
+#[test]
+fn case1_verify_repair_makes_a_resumed_copy_equal_to_the_source_at_its_end() {
+    let src = pg_source_rows(60_000);
+    let dst = PgDb::new();
+    let d = Dir::new();
+    d.job(
+        "converge",
+        "parallelism = 1\nverify = \"repair\"",
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]\nchunk_rows = 3000",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", dst.url()),
+    );
+    assert!(
+        kill_after_a_commit(&d, &dst, "converge"),
+        "the run finished before it was killed"
+    );
+    // Rows change in ranges already copied and in ranges not yet copied.
+    psql(
+        &src.0,
+        "DELETE FROM t WHERE id % 50 = 0;
+         UPDATE t SET v = -v WHERE id % 77 = 0;
+         INSERT INTO t SELECT g, g FROM generate_series(60001, 61000) g;",
+    );
+    let o = d.run(&["run", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}\n{}", out(&o), err(&o));
+    assert!(out(&o).contains("verify after the repair"), "{}", out(&o));
+    let rows = |db: &str| psql(db, "SELECT id, v FROM t ORDER BY id");
+    assert!(
+        rows(&src.0) == rows(&dst.0),
+        "the target equals the source at the end"
+    );
 }
