@@ -842,3 +842,45 @@ fn verify_refuses_table_map_keys_that_match_no_table() {
     let o = env.sluice(&["verify", "job.toml"]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
 }
+
+/// Issue 9, case 28: a `table_map` key that matches no table is a misspelling, refused by
+/// `run` and `validate` before anything moves (not ignored, with the table written under its
+/// own name).
+#[test]
+fn run_and_validate_refuse_table_map_keys_that_match_no_table() {
+    let env = Env::new();
+    let conn = rusqlite::Connection::open(env.path("a.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO orders VALUES (1, 'x');",
+    )
+    .unwrap();
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://a.db\"\n\
+         [sink]\ntype = \"sqlite\"\nurl = \"sqlite://b.db\"\n\
+         table_map = { 'main.ordrs' = 'archive' }\n",
+    );
+    for cmd in ["validate", "run"] {
+        let o = env.sluice(&[cmd, "job.toml"]);
+        assert_eq!(code(&o), 2, "{cmd}: {}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            stderr(&o).contains("table_map key 'main.ordrs' matches no source table")
+                && stderr(&o).contains("did you mean 'main.orders'?"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        !env.path("b.db").exists() || {
+            let c = rusqlite::Connection::open(env.path("b.db")).unwrap();
+            let n: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = 'orders'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            n == 0
+        }
+    );
+}
