@@ -9,3 +9,27 @@ pub const SOURCE_BYTES_TOTAL: &str = "sluice_source_bytes_total";
 pub const SINK_ROWS_TOTAL: &str = "sluice_sink_rows_total";
 /// Time spent in sink commits.
 pub const SINK_COMMIT_DURATION_SECONDS: &str = "sluice_sink_commit_duration_seconds";
+/// Batches read from sources.
+pub const SOURCE_BATCHES_TOTAL: &str = "sluice_source_batches_total";
+/// Splits committed.
+pub const SPLITS_COMMITTED_TOTAL: &str = "sluice_splits_committed_total";
+/// Splits redone after a transient error (a connection lost, a server restarting).
+pub const SPLIT_RETRIES_TOTAL: &str = "sluice_split_retries_total";
+/// Commits whose answer was lost and whose outcome was asked of the sink, by `outcome`
+/// (`committed`, `not_committed`).
+pub const IN_DOUBT_COMMITS_TOTAL: &str = "sluice_in_doubt_commits_total";
+/// Errors that ended a run, by `kind` (the error kind: config, connection, data …).
+pub const ERRORS_TOTAL: &str = "sluice_errors_total";
+/// Rows set aside as bad records.
+pub const BAD_RECORDS_TOTAL: &str = "sluice_bad_records_total";
+/// 1 while the job is in `state`, else 0, for each state a run passes through.
+pub const JOB_STATE: &str = "sluice_job_state";
+
+/// Label names.
+pub mod labels {
+    pub const JOB: &str = "job";
+    pub const TABLE: &str = "table";
+    pub const KIND: &str = "kind";
+    pub const OUTCOME: &str = "outcome";
+    pub const STATE: &str = "state";
+}

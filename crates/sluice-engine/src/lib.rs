@@ -25,6 +25,7 @@
 
 mod bad_records;
 mod control;
+mod metrics;
 mod progress;
 mod run;
 

@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::bad_records::{BadRecordPolicy, apply_tolerant};
 use crate::control::{ABORT_DEADLINE, Controller, RunState, StopReason};
+use crate::metrics::{self as metered, TableMetrics};
 use crate::progress::{Progress, TableProgress};
 
 /// How long an abort waits for in-flight writers to roll back.
@@ -133,6 +134,7 @@ pub struct PlannedTable {
     pub progress: Arc<TableProgress>,
     /// The target's column types, when the sink has them (`Sink::target_types`).
     pub target_types: Option<Vec<(String, String)>>,
+    metrics: TableMetrics,
 }
 
 /// What a table looked like at the end of a run.
@@ -240,6 +242,7 @@ pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<
         };
         // A type the target cannot hold is refused here, before any data moves.
         let target_types = spec.sink.target_types(&plan)?;
+        let metrics = TableMetrics::new(&spec.name, &id.to_string());
         planned.push(PlannedTable {
             source: table,
             transforms: bound,
@@ -247,6 +250,7 @@ pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<
             splits: Vec::new(),
             progress: p,
             target_types,
+            metrics,
         });
     }
     Ok(planned)
@@ -340,6 +344,7 @@ pub async fn run_planned(
     started: Instant,
 ) -> RunOutcome {
     let span = info_span!("run", job = %spec.name, generation = %spec.context.generation);
+    let states = metered::follow_state(spec.name.clone(), &ctl);
     let abort = ctl.abort_token();
     let result = tokio::select! {
         r = run_inner(&spec, &ctl, planned).instrument(span) => r,
@@ -356,6 +361,11 @@ pub async fn run_planned(
     let all_complete = !tables.is_empty() && tables.iter().all(|t| t.complete);
     let (state, error) = end_state(&ctl, result.map(|_| ()), all_complete);
     ctl.finish(state);
+    states.abort();
+    metered::state(&spec.name, state);
+    if let Some(e) = &error {
+        metered::error(&spec.name, e.kind());
+    }
     RunOutcome {
         state,
         error,
@@ -712,8 +722,9 @@ fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Er
 enum SplitFailure {
     /// Failed before its commit: nothing of it is in the target.
     Failed(Error),
-    /// `commit` failed: the rows may or may not have landed with their checkpoint.
-    InDoubt(Error, Position),
+    /// `commit` failed: the rows (this many) may or may not have landed with their
+    /// checkpoint.
+    InDoubt(Error, Position, u64),
 }
 
 /// Runs a split, redoing it after transient failures (see [`RetryPolicy`]). A failed commit
@@ -732,7 +743,7 @@ async fn run_split_retrying(
         let e = match run_split(spec, ctl, run_stop, table, split.clone(), resume.clone()).await {
             Ok(done) => return Ok(done),
             Err(SplitFailure::Failed(e)) => e,
-            Err(SplitFailure::InDoubt(e, position)) => {
+            Err(SplitFailure::InDoubt(e, position, rows)) => {
                 match resolve_in_doubt(spec, ctl, &position).await {
                     Ok(true) => {
                         warn!(
@@ -740,6 +751,7 @@ async fn run_split_retrying(
                             "The split's COMMIT failed, but its checkpoint is in the target: \
                              it committed, and is not written again."
                         );
+                        record_commit(spec, table, &position, rows).await;
                         return Ok(true);
                     }
                     Ok(false) => e,
@@ -764,6 +776,7 @@ async fn run_split_retrying(
             )));
         };
         warn!(error = %e, attempt, wait = ?wait, "Transient error; redoing the split.");
+        metered::retry(&spec.name);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = run_stop.cancelled() => return Ok(false),
@@ -782,7 +795,9 @@ async fn resolve_in_doubt(spec: &JobSpec, ctl: &Controller, position: &Position)
         spec.sink.checkpoint(&position.split)
     })
     .await?;
-    Ok(found.as_ref() == Some(position))
+    let landed = found.as_ref() == Some(position);
+    metered::in_doubt(&spec.name, landed);
+    Ok(landed)
 }
 
 /// Runs one split: reader task → bounded channel → transforms → writer. Returns `Ok(true)`
@@ -836,6 +851,9 @@ async fn run_split(
                     let n = b.data.num_rows() as u64;
                     table.progress.rows_read.fetch_add(n, Ordering::Relaxed);
                     table.progress.bytes_read.fetch_add(b.bytes, Ordering::Relaxed);
+                    table.metrics.rows_read.increment(n);
+                    table.metrics.bytes_read.increment(b.bytes);
+                    table.metrics.batches.increment(1);
                     let origin = crate::bad_records::Origin {
                         job: &spec.name,
                         table: &table.plan.target.to_string(),
@@ -899,28 +917,46 @@ async fn run_split(
     // Invariant: the split counts as done only after the sink made it durable (data and, for
     // database sinks, the checkpoint row in one transaction). Only an abort interrupts a
     // commit; whether an interrupted or failed commit landed is asked of the sink.
+    let commit_started = Instant::now();
     let committed = ctl.unless_aborted(writer.commit(&position)).await;
+    table
+        .metrics
+        .commit_seconds
+        .record(commit_started.elapsed().as_secs_f64());
     if let Err(e) = committed {
         if e.kind() == ErrorKind::Stopped && ctl.is_aborting() {
             return Ok(false);
         }
         rollback(writer, false).await;
-        return Err(SplitFailure::InDoubt(e.context(ctx()), position));
+        return Err(SplitFailure::InDoubt(e.context(ctx()), position, rows));
     }
+    record_commit(spec, table, &position, rows).await;
+    Ok(true)
+}
+
+/// What follows a commit that landed: the rows count, the state store records the position
+/// (for `status`; the record itself for sinks without checkpoints), and only then is the
+/// source told (`Source::committed`), so it acknowledges upstream only what is durable.
+async fn record_commit(spec: &JobSpec, table: &PlannedTable, position: &Position, rows: u64) {
     table
         .progress
         .rows_written
         .fetch_add(rows, Ordering::Relaxed);
+    table.metrics.rows_written.increment(rows);
+    table.metrics.splits.increment(1);
     if let Err(e) = spec
         .checkpoints
-        .save(&table.source.schema.id.to_string(), &position, rows)
+        .save(&table.source.schema.id.to_string(), position, rows)
     {
         // The sink's own checkpoint (databases) or a redo of this split (files, same names)
         // keeps the result exact; only `status` lags.
         warn!(error = %e, "Recording the split's position in the state store failed.");
     }
+    // Invariant: the source hears of a position only after the sink made it durable.
+    if let Err(e) = spec.source.committed(position).await {
+        warn!(error = %e, "The source could not acknowledge a committed position.");
+    }
     debug!(rows, "Split committed.");
-    Ok(true)
 }
 
 async fn fail(
