@@ -28,8 +28,8 @@ const MAX_DIFFERENCES: usize = 12;
 
 /// Compares source and target after a finished copy (`[job] verify = true`): `Ok(true)` when
 /// they are identical.
-pub type Verifier<'a> =
-    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<bool>> + Send + 'a>> + Send + 'a>;
+pub type Verifier =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<bool>> + Send>> + Send + Sync>;
 
 /// What to run.
 pub struct RunRequest<'a> {
@@ -41,7 +41,7 @@ pub struct RunRequest<'a> {
     /// Start a new generation even if one is unfinished (`--from-scratch`).
     pub from_scratch: bool,
     /// Run after a finished copy; differences fail the run.
-    pub verify: Option<Verifier<'a>>,
+    pub verify: Option<Verifier>,
 }
 
 /// How a run went, after everything about it was persisted.
@@ -695,5 +695,108 @@ async fn finish_generation(spec: &JobSpec, store: &Arc<dyn StateStore>, manifest
     }
     if let Err(e) = store.finish_generation(&manifest.job) {
         error!(error = %e, "Recording that the job finished failed; the next run finds every split committed.");
+    }
+}
+
+/// What [`JobHandle::start`] needs besides the job.
+pub struct StartOptions {
+    /// Start a new generation even if one is unfinished (`--from-scratch`).
+    pub from_scratch: bool,
+    /// Run after a finished copy (`[job] verify`).
+    pub verify: Option<Verifier>,
+}
+
+/// A running job, owned by whoever started it (the CLI today; the server and the scheduler
+/// next): the one way to stop, pause, resume or abort it, and to wait for its report. The run
+/// is a task of its own; every state change is persisted (by [`run_job`]) before the report
+/// is returned by [`wait`](Self::wait).
+pub struct JobHandle {
+    ctl: Arc<Controller>,
+    progress: Progress,
+    task: tokio::task::JoinHandle<JobReport>,
+}
+
+impl JobHandle {
+    /// Starts `job` (its JSON document makes the fingerprint) with `store`. Needs a Tokio
+    /// runtime.
+    pub fn start(
+        job: JobFile,
+        document: Value,
+        options: StartOptions,
+        store: Arc<dyn StateStore>,
+    ) -> JobHandle {
+        let ctl = Arc::new(Controller::new());
+        let progress = Progress::new();
+        let (c, p) = (ctl.clone(), progress.clone());
+        let task = tokio::spawn(async move {
+            let req = RunRequest {
+                job: &job,
+                document: &document,
+                from_scratch: options.from_scratch,
+                verify: options.verify,
+            };
+            run_job(req, store, c, p).await
+        });
+        JobHandle {
+            ctl,
+            progress,
+            task,
+        }
+    }
+
+    /// Asks the job to stop: readers stop, splits in flight roll back; past `deadline` the stop
+    /// becomes an abort. Returns at once.
+    pub fn stop(&self, reason: sluice_engine::StopReason, deadline: Duration) {
+        self.ctl.stop_within(reason, deadline);
+    }
+
+    /// Holds the readers (positions and plan kept). False if the job is not running.
+    pub fn pause(&self) -> bool {
+        self.ctl.pause()
+    }
+
+    /// Continues a paused job. False if it is not paused.
+    pub fn resume(&self) -> bool {
+        self.ctl.resume()
+    }
+
+    /// Aborts now: in-flight work is dropped after a short roll-back attempt.
+    pub fn abort(&self) {
+        self.ctl.abort();
+    }
+
+    /// Where the run is.
+    pub fn state(&self) -> RunState {
+        self.ctl.state()
+    }
+
+    /// The run's controller (for signal handlers and control sockets).
+    pub fn controller(&self) -> Arc<Controller> {
+        self.ctl.clone()
+    }
+
+    /// Live counters.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Waits for the end of the run; its records are persisted by then.
+    pub async fn wait(self) -> JobReport {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => JobReport {
+                outcome: RunOutcome::early(
+                    &self.ctl,
+                    &self.progress,
+                    Error::internal(format!("the job's task failed: {e}")),
+                    Instant::now(),
+                ),
+                run_id: None,
+                generation: None,
+                resumed: false,
+                bad_records: 0,
+                verify: None,
+            },
+        }
     }
 }

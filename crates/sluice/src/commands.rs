@@ -7,7 +7,7 @@ use sluice_connectors::job::JobFile;
 use sluice_core::config::redact;
 use sluice_core::{Error, LogicalType};
 use sluice_engine::{Controller, Progress, RunState, STOP_DEADLINE, StopReason, plan_tables};
-use sluice_job::{RunRequest, build_spec, run_job};
+use sluice_job::{JobHandle, StartOptions, build_spec};
 use sluice_state::{SqliteStore, StateStore, process_alive};
 use tracing::{info, warn};
 
@@ -129,7 +129,15 @@ async fn run(
         Err(e) => return report(&e),
     };
     info!(job = %name, "Job started.");
-    let ctl = Arc::new(Controller::new());
+    let verify_job = job.clone();
+    let options = StartOptions {
+        from_scratch,
+        verify: job.job.verify.enabled().then(|| -> sluice_job::Verifier {
+            Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
+        }),
+    };
+    let handle = JobHandle::start(job.clone(), document, options, store);
+    let ctl = handle.controller();
     let signals = tokio::spawn(watch_signals(ctl.clone()));
     let _control = match control::serve(state_dir, &name, ctl.clone()) {
         Ok(c) => Some(c),
@@ -138,22 +146,8 @@ async fn run(
             None
         }
     };
-    let progress = Progress::new();
-    let (done_tx, display) = display::spawn_progress(progress.clone(), logs, bars);
-    let verify_job = job.clone();
-    let request = RunRequest {
-        job: &job,
-        document: &document,
-        from_scratch,
-        verify: job
-            .job
-            .verify
-            .enabled()
-            .then(|| -> sluice_job::Verifier<'_> {
-                Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
-            }),
-    };
-    let done = run_job(request, store, ctl.clone(), progress).await;
+    let (done_tx, display) = display::spawn_progress(handle.progress().clone(), logs, bars);
+    let done = handle.wait().await;
     let _ = done_tx.send(());
     let _ = display.await;
     signals.abort();
