@@ -788,3 +788,260 @@ async fn full_disk_is_reported_and_leaves_no_final_file() {
         assert!(files_in(&mnt).is_empty(), "{:?}", files_in(&mnt));
     }
 }
+
+/// A CSV whose notes hold quoted newlines (LF and CR LF), doubled quotes and commas, with
+/// CR LF line ends every seventh row: `(text, ids in order, notes in order)`.
+fn tricky_rows(n: usize) -> (String, Vec<i64>, Vec<String>) {
+    let mut text = String::from("id,note\n");
+    let (mut ids, mut notes) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let note = match i % 5 {
+            0 => format!("line {i}\nnext line, with comma"),
+            1 => format!("say \"{i}\"\r\nand more"),
+            2 => format!("plain {i}"),
+            3 => "\n\n".to_string(),
+            _ => format!("ends with newline {i}\n"),
+        };
+        let end = if i % 7 == 0 { "\r\n" } else { "\n" };
+        text.push_str(&format!("{i},\"{}\"{end}", note.replace('"', "\"\"")));
+        ids.push(i as i64);
+        notes.push(note);
+    }
+    (text, ids, notes)
+}
+
+/// Every split of the first table, read in order: (splits, batches of each split).
+async fn read_by_split(src: &DynSource) -> (Vec<Split>, Vec<Vec<SourceBatch>>) {
+    let table = &src.tables().await.unwrap()[0];
+    let splits = src.splits(table).await.unwrap();
+    let mut out = Vec::new();
+    for s in &splits {
+        out.push(read_split(src, s.clone(), None).await.unwrap());
+    }
+    (splits, out)
+}
+
+fn column_i64(batches: &[SourceBatch], i: usize) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.data
+                .column(i)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+fn column_str(batches: &[SourceBatch], i: usize) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.data.column(i).as_string::<i32>();
+            (0..a.len())
+                .map(|r| a.value(r).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_csv_is_read_in_byte_ranges_every_row_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("t.csv");
+    let (text, ids, notes) = tricky_rows(3000);
+    std::fs::write(&f, &text).unwrap();
+    let size = text.len() as u64;
+    let src = csv_source(json!({"path": p(&f), "split_bytes": 4000, "batch_size": 100}));
+    let (splits, batches) = read_by_split(&src).await;
+    assert!(splits.len() > 10, "{} splits", splits.len());
+    let mut next = splits[0].detail["range"]["start"].as_u64().unwrap();
+    assert_eq!(
+        next,
+        "id,note\n".len() as u64,
+        "the header belongs to the file"
+    );
+    for (i, s) in splits.iter().enumerate() {
+        assert_eq!(s.id, format!("t#0.{i}"));
+        assert_eq!(s.index, i);
+        assert_eq!(s.detail["path"], p(&f));
+        assert_eq!(s.detail["size"], size);
+        assert!(s.detail["mtime_ns"].as_u64().unwrap() > 0);
+        let r = &s.detail["range"];
+        assert_eq!(r["start"].as_u64().unwrap(), next, "ranges are contiguous");
+        next = r["end"].as_u64().unwrap();
+        assert_eq!(s.estimated_bytes, Some(next - r["start"].as_u64().unwrap()));
+    }
+    assert_eq!(next, size, "the ranges cover the file");
+    // Each range starts where the previous one's rows end.
+    let mut rows_before = 0u64;
+    for (s, b) in splits.iter().zip(&batches) {
+        assert_eq!(s.detail["range"]["first_row"], rows_before);
+        let got = column_i64(b, 0);
+        assert_eq!(got.first().copied(), Some(rows_before as i64));
+        assert_eq!(
+            b.last().unwrap().position.value,
+            json!({"rows": got.len()}),
+            "positions count the split's rows"
+        );
+        rows_before += got.len() as u64;
+    }
+    let all: Vec<SourceBatch> = batches.into_iter().flatten().collect();
+    assert_eq!(column_i64(&all, 0), ids);
+    assert_eq!(column_str(&all, 1), notes);
+
+    // A compressed file stays one split; a small file too.
+    let gzf = d.path().join("z.csv.gz");
+    std::fs::write(&gzf, gz(text.as_bytes())).unwrap();
+    let z = csv_source(json!({"path": p(&gzf), "split_bytes": 4000}));
+    let (zs, zb) = read_by_split(&z).await;
+    assert_eq!(zs.len(), 1);
+    assert_eq!(zs[0].id, "z#0");
+    assert!(zs[0].detail.get("range").is_none());
+    assert_eq!(column_i64(&zb[0], 0), ids);
+    let whole = csv_source(json!({"path": p(&f), "split_bytes": size}));
+    let (ws, _) = read_by_split(&whole).await;
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0].id, "t#0");
+
+    // Without a header, the first range starts at byte 0 and every record is a row.
+    let nh = d.path().join("nh.csv");
+    std::fs::write(&nh, &text["id,note\n".len()..]).unwrap();
+    let src = csv_source(
+        json!({"path": p(&nh), "header": false, "split_bytes": 4000, "schema": {"column_1": "int64"}}),
+    );
+    let (splits, batches) = read_by_split(&src).await;
+    assert_eq!(splits[0].detail["range"]["start"], 0);
+    let all: Vec<SourceBatch> = batches.into_iter().flatten().collect();
+    assert_eq!(column_i64(&all, 0), ids);
+}
+
+#[tokio::test]
+async fn the_reader_follows_the_split_detail_only() {
+    // Splits planned with one setting are read by a source configured otherwise (as a resume
+    // reads the persisted plan): the detail alone says what to read.
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("t.csv");
+    let (text, ids, _) = tricky_rows(1000);
+    std::fs::write(&f, &text).unwrap();
+    let planner = csv_source(json!({"path": p(&f), "split_bytes": 3000}));
+    let table = &planner.tables().await.unwrap()[0];
+    let splits = planner.splits(table).await.unwrap();
+    assert!(splits.len() > 3);
+    let reader = csv_source(json!({"path": p(&f)}));
+    reader.tables().await.unwrap();
+    let mut got = Vec::new();
+    for s in splits.iter().rev() {
+        let mut part = column_i64(&read_split(&reader, s.clone(), None).await.unwrap(), 0);
+        part.append(&mut got);
+        got = part;
+    }
+    assert_eq!(got, ids);
+    // A resume inside a range skips the range's rows delivered, not the file's.
+    let s = splits[2].clone();
+    let first = s.detail["range"]["first_row"].as_i64().unwrap();
+    let rest = read_split(&reader, s, Some(Position::new("t#0.2", json!({"rows": 5}))))
+        .await
+        .unwrap();
+    assert_eq!(column_i64(&rest, 0)[0], first + 5);
+}
+
+#[tokio::test]
+async fn a_large_jsonl_file_is_read_in_ranges_with_true_line_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("e.jsonl");
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("{{\"id\":{i},\"s\":\"a\\nb {i}\"}}\n"));
+        if i % 100 == 0 {
+            text.push('\n');
+        }
+    }
+    std::fs::write(&f, &text).unwrap();
+    let src = jsonl_source(json!({"path": p(&f), "split_bytes": 3000, "batch_size": 64}));
+    let (splits, batches) = read_by_split(&src).await;
+    assert!(splits.len() > 10);
+    assert_eq!(splits[1].id, "e#0.1");
+    let all: Vec<SourceBatch> = batches.into_iter().flatten().collect();
+    assert_eq!(column_i64(&all, 0), (0..2000).collect::<Vec<i64>>());
+    assert_eq!(column_str(&all, 1)[7], "a\nb 7");
+
+    // A bad line deep in the file is named by its line in the file.
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let bad_line = lines.len() - 10;
+    lines[bad_line - 1] = "{\"id\": oops}\n";
+    let bad = d.path().join("bad.jsonl");
+    std::fs::write(&bad, lines.concat()).unwrap();
+    let e = read_err(jsonl_source(json!({"path": p(&bad), "split_bytes": 3000}))).await;
+    assert_eq!(e.kind(), ErrorKind::Data);
+    assert!(
+        e.to_string()
+            .contains(&format!("bad.jsonl: line {bad_line}")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn errors_in_a_later_range_count_rows_from_the_file_start() {
+    let d = tempfile::tempdir().unwrap();
+    let mut text = String::from("id,price\n");
+    for i in 0..3000 {
+        text.push_str(&format!("{i},{i}.5\n"));
+    }
+    // Data row 2901 is line 2902 (the header is line 1).
+    let vals = d.path().join("vals.csv");
+    std::fs::write(&vals, text.replacen("2900,2900.5\n", "2900,abc\n", 1)).unwrap();
+    let e = read_err(csv_source(json!({
+        "path": p(&vals), "split_bytes": 2000, "batch_size": 50,
+        "schema": {"price": "decimal(10,2)"}
+    })))
+    .await;
+    assert!(
+        e.to_string()
+            .contains("vals.csv: line 2902, column \"price\""),
+        "{e}"
+    );
+    let fields = d.path().join("fields.csv");
+    std::fs::write(&fields, text.replacen("2900,2900.5\n", "2900,1,2\n", 1)).unwrap();
+    let e = read_err(csv_source(json!({"path": p(&fields), "split_bytes": 2000}))).await;
+    assert_eq!(e.kind(), ErrorKind::Data);
+    assert!(e.to_string().contains("line 2902"), "{e}");
+}
+
+#[tokio::test]
+async fn a_file_changed_after_planning_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("t.csv");
+    let (text, _, _) = tricky_rows(500);
+    std::fs::write(&f, &text).unwrap();
+    let src = csv_source(json!({"path": p(&f), "split_bytes": 2000}));
+    let table = &src.tables().await.unwrap()[0];
+    let splits = src.splits(table).await.unwrap();
+    assert!(splits.len() > 2);
+    read_split(&src, splits[1].clone(), None).await.unwrap();
+    // Rewritten with other content: the planned ranges would cut records apart.
+    std::fs::write(&f, format!("{text}500,\"x\"\n")).unwrap();
+    let e = read_split(&src, splits[1].clone(), None).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains(&format!("file {} changed since the job was planned", p(&f))),
+        "{m}"
+    );
+    assert!(
+        e.hint().unwrap().contains("--from-scratch"),
+        "{:?}",
+        e.hint()
+    );
+    // Rewritten with the same size: the modification time tells.
+    std::fs::write(&f, &text).unwrap();
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    let e = read_split(&src, splits[0].clone(), None).await.unwrap_err();
+    assert!(e.to_string().contains("modification time"), "{e}");
+}

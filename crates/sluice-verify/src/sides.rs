@@ -175,6 +175,7 @@ pub async fn add_file_target(
             schema: types,
             infer_rows: None,
             batch_size: None,
+            split_bytes: None,
         }
         .build()?,
         SinkKind::Jsonl(_) => JsonlSourceConfig {
@@ -184,6 +185,7 @@ pub async fn add_file_target(
             schema: types,
             infer_rows: None,
             batch_size: None,
+            split_bytes: None,
         }
         .build()?,
         _ => return Ok(()),

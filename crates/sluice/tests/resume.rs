@@ -352,3 +352,95 @@ fn sluice_stop_from_another_terminal_is_acknowledged_at_once() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 }
+
+/// Rows in `table` of the SQLite database `db` (0 while it does not exist yet). With
+/// `write = "append"` these are exactly the rows of the splits committed so far.
+fn sqlite_count(db: &Path, table: &str) -> usize {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    c.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as usize)
+    .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_in_a_big_csv_resumes_from_its_committed_byte_ranges() {
+    let env = Env::new();
+    // One file of about 16 MB, read as byte ranges of 1 MB; every tenth note holds quoted
+    // line breaks, so a range boundary found by looking for newlines alone would cut rows.
+    let rows = 600_000i64;
+    let mut text = String::from("id,v,note\n");
+    let mut expected = Vec::new();
+    for id in 0..rows {
+        let note = if id % 10 == 0 {
+            format!("line\nbreak, \"{id}\"\r\n")
+        } else {
+            format!("n{}-\u{1F9CA}", id % 97)
+        };
+        text.push_str(&format!(
+            "{id},{},\"{}\"\n",
+            id * 3,
+            note.replace('"', "\"\"")
+        ));
+        expected.push((id, id * 3, note));
+    }
+    env.write("in/big.csv", text);
+    env.write(
+        "job.toml",
+        "[job]\nname = \"bigfile\"\nparallelism = 2\n[source]\ntype = \"csv\"\npath = \"in/big.csv\"\ntable = \"t\"\nsplit_bytes = 1000000\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\nwrite = \"append\"\n",
+    );
+    let db = env.path("out.db");
+    let mut child = env
+        .cmd(&["run", "job.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill once about half of the file is committed, as a Ctrl-C late in a long copy.
+    let started = Instant::now();
+    while sqlite_count(&db, "t") < rows as usize / 2 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the run ended ({status}) before it was killed: {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "nothing committed after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let committed = sqlite_count(&db, "t");
+    assert!(
+        committed < rows as usize,
+        "the run finished before the kill; make the file larger"
+    );
+
+    let o = env.run(&["run", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("splits committed by an earlier run are skipped"),
+        "{}",
+        stderr(&o)
+    );
+    // The resumed run read only the ranges that were not committed: nothing starts over.
+    let s = env.run(&["status", "bigfile", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let read = v["jobs"][0]["last_run_tables"][0]["rows_read"].as_u64();
+    assert_eq!(
+        read,
+        Some(rows as u64 - committed as u64),
+        "{committed} rows were committed before the kill; the resume read {read:?}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let got = sqlite_rows(&db, "t");
+    assert_eq!(got.len(), expected.len(), "row count differs");
+    assert!(got == expected, "rows differ");
+}

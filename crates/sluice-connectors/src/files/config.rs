@@ -121,6 +121,11 @@ pub struct CsvSourceConfig {
     /// Rows per batch, e.g. `65536` (default 8192).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Uncompressed files larger than this many bytes are read as several splits (byte
+    /// ranges of about this size, cut at record boundaries), e.g. `268435456` (default
+    /// 67108864, 64 MiB).
+    #[serde(default)]
+    pub split_bytes: Option<u64>,
 }
 
 /// Reads JSON Lines files: one JSON object per line.
@@ -145,6 +150,11 @@ pub struct JsonlSourceConfig {
     /// Rows per batch, e.g. `65536` (default 8192).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Uncompressed files larger than this many bytes are read as several splits (byte
+    /// ranges of about this size, cut after a newline), e.g. `268435456` (default 67108864,
+    /// 64 MiB).
+    #[serde(default)]
+    pub split_bytes: Option<u64>,
 }
 
 /// Reads Parquet files.
@@ -244,6 +254,19 @@ fn infer_rows(v: Option<usize>) -> Result<usize> {
     }
 }
 
+fn split_bytes(v: Option<u64>) -> Result<u64> {
+    match v {
+        None => Ok(super::ranges::DEFAULT_SPLIT_BYTES),
+        Some(0) => Err(
+            Error::config("split_bytes = 0 must be at least 1").with_hint(
+                "for example split_bytes = 67108864 (64 MiB); a value larger than every file reads \
+             each file as one split",
+            ),
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
 fn check_table(table: &Option<String>) -> Result<()> {
     if let Some(t) = table
         && (t.is_empty() || t.contains(['/', '\\']))
@@ -290,6 +313,7 @@ impl CsvSourceConfig {
             SourceFormat::Csv(opts),
             self.compression,
             batch_size(self.batch_size)?,
+            split_bytes(self.split_bytes)?,
         )))
     }
 }
@@ -309,6 +333,7 @@ impl JsonlSourceConfig {
             SourceFormat::Jsonl(opts),
             self.compression,
             batch_size(self.batch_size)?,
+            split_bytes(self.split_bytes)?,
         )))
     }
 }
@@ -324,6 +349,8 @@ impl ParquetSourceConfig {
             SourceFormat::Parquet,
             InputCompression::None,
             batch_size(self.batch_size)?,
+            // Parquet files are split by row groups (see `parquet::splits`).
+            super::ranges::DEFAULT_SPLIT_BYTES,
         )))
     }
 }
@@ -450,6 +477,10 @@ mod tests {
         let c: CsvSourceConfig =
             serde_json::from_value(json!({"path": "a", "batch_size": 0})).unwrap();
         assert!(c.build().is_err());
+        let c: JsonlSourceConfig =
+            serde_json::from_value(json!({"path": "a", "split_bytes": 0})).unwrap();
+        let e = c.build().err().unwrap();
+        assert!(e.to_string().contains("split_bytes"), "{e}");
         let c: ParquetSinkConfig =
             serde_json::from_value(json!({"path": "a", "row_group_size": 0})).unwrap();
         assert!(c.build(WriteMode::Append).is_err());

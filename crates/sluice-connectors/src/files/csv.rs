@@ -6,7 +6,9 @@
 //! converted by [`super::convert`].
 //!
 //! Line numbers in messages count records (the header is line 1); they equal physical line
-//! numbers unless a quoted field spans lines.
+//! numbers unless a quoted field spans lines. A byte range of a large file (see
+//! [`super::ranges`]) is read as its file's header followed by the range, and its messages
+//! add the records before the range, so they count from the file start too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +25,23 @@ use super::config::{InputCompression, OutputCompression};
 use super::convert;
 use super::sink::{Encoded, FormatFactory, FormatWriter, OutFile};
 use super::source::{Emitter, ReadTask, open_input, read_error};
+
+/// `line N` in an arrow-csv message, which counts records from the start of what it read.
+static LINE_NUMBER: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\bline (\d+)").expect("valid regex"));
+
+/// `msg` with every `line N` moved on by `records` (the records before a byte range).
+fn shift_lines(msg: &str, records: u64) -> String {
+    if records == 0 {
+        return msg.to_string();
+    }
+    LINE_NUMBER
+        .replace_all(msg, |c: &regex::Captures<'_>| match c[1].parse::<u64>() {
+            Ok(n) => format!("line {}", n + records),
+            Err(_) => c[0].to_string(),
+        })
+        .into_owned()
+}
 
 /// CSV reading options, validated.
 #[derive(Debug, Clone)]
@@ -110,13 +129,24 @@ impl CsvReadOptions {
         Ok(f)
     }
 
+    /// A csv-core parser set up as arrow-csv sets up the reader's (same delimiter, quote,
+    /// escape; no comments; any of CR, LF, CR LF ends a record), so that the record ends it
+    /// finds are the reader's.
+    pub(crate) fn boundary_parser(&self) -> csv_core::Reader {
+        let mut b = csv_core::ReaderBuilder::new();
+        b.delimiter(self.delimiter)
+            .quote(self.quote)
+            .escape(self.escape);
+        b.build()
+    }
+
     /// Infers the schema from the first `infer_rows` rows of `path`, then applies overrides.
     pub(crate) fn infer(&self, path: &Path, compression: InputCompression) -> Result<SchemaRef> {
         let input = open_input(path, compression)?;
         let (schema, _) = self
             .format()?
             .infer_schema(input.reader, Some(self.infer_rows))
-            .map_err(|e| csv_error(e, path))?;
+            .map_err(|e| csv_error(e, path, 0))?;
         if schema.fields().is_empty() {
             return Err(Error::data(format!(
                 "{} is empty: there is no header line",
@@ -158,19 +188,20 @@ impl CsvReadOptions {
             builder = builder.with_bounds(task.skip as usize, usize::MAX / 2);
         }
         let mut decoder = builder.build_decoder();
-        let mut input = open_input(path, task.compression)?;
+        let mut input = task.open()?;
         let header = u64::from(self.header);
+        let first = task.first_row();
         let mut rows_before = task.skip;
         loop {
             let buf = input.reader.fill_buf().map_err(|e| read_error(e, path))?;
             let eof = buf.is_empty();
-            let decoded = decoder.decode(buf).map_err(|e| csv_error(e, path))?;
+            let decoded = decoder.decode(buf).map_err(|e| csv_error(e, path, first))?;
             input.reader.consume(decoded);
             if decoded == 0 || decoder.capacity() == 0 {
                 match decoder.flush() {
                     Ok(Some(batch)) => {
                         let n = batch.num_rows() as u64;
-                        let base = rows_before + header + 1;
+                        let base = first + rows_before + header + 1;
                         let line_of = move |r: usize| base + r as u64;
                         let batch = convert::apply(batch, &task.schema, &convs, &what, &line_of)?;
                         em.emit(batch, input.take_bytes())?;
@@ -181,7 +212,7 @@ impl CsvReadOptions {
                     Err(e @ ArrowError::ParseError(_)) => {
                         return Err(self.diagnose(task, &decode_schema, rows_before, e));
                     }
-                    Err(e) => return Err(csv_error(e, path)),
+                    Err(e) => return Err(csv_error(e, path, first)),
                 }
             }
         }
@@ -197,12 +228,13 @@ impl CsvReadOptions {
         original: ArrowError,
     ) -> Error {
         let path = task.path;
+        let first = task.first_row();
         let fallback = || {
             Error::data(format!(
                 "{}: rows {} to {}: {}",
                 path.display(),
-                rows_before + 1,
-                rows_before + task.batch_size as u64,
+                first + rows_before + 1,
+                first + rows_before + task.batch_size as u64,
                 strip_prefix(&original)
             ))
             .with_hint("fix the data, or read the column as text with schema = { col = \"text\" }")
@@ -222,7 +254,7 @@ impl CsvReadOptions {
             .with_batch_size(task.batch_size)
             .with_bounds(rows_before as usize, rows_before as usize + task.batch_size)
             .build_decoder();
-        let Ok(mut input) = open_input(path, task.compression) else {
+        let Ok(mut input) = task.open() else {
             return fallback();
         };
         let batch = loop {
@@ -242,7 +274,7 @@ impl CsvReadOptions {
                 }
             }
         };
-        let line0 = rows_before + u64::from(self.header) + 1;
+        let line0 = first + rows_before + u64::from(self.header) + 1;
         for (i, field) in schema.fields().iter().enumerate() {
             if field.data_type() == &DataType::Utf8 {
                 continue;
@@ -282,9 +314,10 @@ fn strip_prefix(e: &ArrowError) -> String {
     }
 }
 
-/// An arrow-csv error about `path`, classified and with a hint.
-fn csv_error(e: ArrowError, path: &Path) -> Error {
-    let msg = strip_prefix(&e);
+/// An arrow-csv error about `path`, classified and with a hint; `records` before what was
+/// read are added to its line numbers.
+fn csv_error(e: ArrowError, path: &Path, records: u64) -> Error {
+    let msg = shift_lines(&strip_prefix(&e), records);
     let p = path.display();
     if let ArrowError::IoError(_, io) = e {
         return read_error(std::io::Error::new(io.kind(), msg), path);
@@ -374,6 +407,22 @@ mod tests {
         assert_eq!(
             LogicalType::of_field(s.field(0)).unwrap(),
             LogicalType::Uuid
+        );
+    }
+
+    #[test]
+    fn line_numbers_of_a_range_count_from_the_file_start() {
+        assert_eq!(
+            shift_lines(
+                "incorrect number of fields for line 3, expected 2 got 3",
+                100
+            ),
+            "incorrect number of fields for line 103, expected 2 got 3"
+        );
+        assert_eq!(shift_lines("line 7 and field 2", 0), "line 7 and field 2");
+        assert_eq!(
+            shift_lines("no number; inline 5", 10),
+            "no number; inline 5"
         );
     }
 

@@ -7,7 +7,9 @@
 //! is `text`. Overrides such as `tags = "array<text>"` read arrays into Arrow lists.
 //!
 //! Reading uses arrow-json's tape decoder; `json` columns use a small custom decoder that
-//! writes the value back as compact JSON text. Keys not in the schema are ignored.
+//! writes the value back as compact JSON text. Keys not in the schema are ignored. A byte
+//! range of a large file (see [`super::ranges`]) starts after a newline; its messages add the
+//! lines before it, so line numbers count from the file start.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -226,7 +228,8 @@ impl JsonlReadOptions {
         }
         let decode_schema = Arc::new(Schema::new(fields));
         let mut decoder = Self::decoder(decode_schema.clone(), task.batch_size)?;
-        let mut input = open_input(path, task.compression)?;
+        let mut input = task.open()?;
+        let first = task.first_row();
         // Resume: skip records (non-blank lines).
         let mut skipped = 0;
         let mut line = Vec::new();
@@ -256,7 +259,7 @@ impl JsonlReadOptions {
                 match decoder.flush() {
                     Ok(Some(batch)) => {
                         let n = batch.num_rows() as u64;
-                        let base = rows_before + 1;
+                        let base = first + rows_before + 1;
                         let line_of = move |r: usize| base + r as u64;
                         let batch = convert::apply(batch, &task.schema, &convs, &what, &line_of)?;
                         em.emit(batch, input.take_bytes())?;
@@ -280,19 +283,21 @@ impl JsonlReadOptions {
         original: ArrowError,
     ) -> Error {
         let path = task.path;
+        let first = task.first_row();
         let fallback = || {
             Error::data(format!(
-                "{}: after row {rows_before}: {original}",
-                path.display()
+                "{}: after row {}: {original}",
+                path.display(),
+                first + rows_before
             ))
             .with_hint("fix the data, or read the column as text with schema = { col = \"text\" }")
         };
-        let Ok(input) = open_input(path, task.compression) else {
+        let Ok(input) = task.open() else {
             return fallback();
         };
         let lines = Lines {
             reader: input.reader,
-            line: 0,
+            line: first,
             buf: Vec::new(),
             err: None,
         };

@@ -4,8 +4,11 @@
 //! glob. Each file is a table named by its stem (`lineitem.csv.gz` → `lineitem`); in a
 //! directory each subdirectory is one table whose files are its splits; `table = "name"`
 //! makes every matched file a split of one table. Hidden files (`.x`, `_SUCCESS`) and
-//! unfinished sink output (`*.sluice-tmp`) are skipped. A split is one file (a Parquet file
-//! is cut into groups of row groups); split ids are `<table>#<n>` over files sorted by path.
+//! unfinished sink output (`*.sluice-tmp`) are skipped. A split is one file, or a byte range
+//! of an uncompressed CSV or JSON Lines file larger than `split_bytes` (cut at record
+//! boundaries, see `ranges`), or a group of row groups of a Parquet file; split ids are
+//! `<table>#<file>` and `<table>#<file>.<range>` over files sorted by path. The split's detail
+//! is what its reader reads; a ranged file that changed since planning is refused.
 //! Positions are `{"rows": n}`, the data rows of the split already delivered; a resume skips
 //! exactly that many. CSV and JSON Lines may be gzip or zstd compressed (by extension, or
 //! `compression = ...`), their schema is inferred from the first `infer_rows` rows of the
@@ -29,6 +32,7 @@ mod csv;
 mod discover;
 mod jsonl;
 mod parquet;
+mod ranges;
 mod sink;
 mod source;
 

@@ -1,4 +1,9 @@
 //! The file source: discovery, splits, and the blocking read loop shared by the formats.
+//!
+//! A CSV or JSON Lines file is one split, or, when it is uncompressed and larger than
+//! `split_bytes`, one split per byte range (see [`super::ranges`]). Split ids are
+//! `<table>#<file>` for a whole file and `<table>#<file>.<range>` for a range, numbered over
+//! the table's files sorted by path; `index` numbers the table's splits in that order.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -20,6 +25,7 @@ use super::csv::CsvReadOptions;
 use super::discover::{self, FoundTable, compression_of};
 use super::jsonl::JsonlReadOptions;
 use super::parquet;
+use super::ranges::{self, ByteRange, FileSpan};
 
 /// The format a [`FileSource`] reads, with its options.
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ struct Inner {
     format: SourceFormat,
     compression: InputCompression,
     batch_size: usize,
+    /// CSV and JSON Lines files larger than this are read as several byte ranges.
+    split_bytes: u64,
     known: Mutex<BTreeMap<String, Known>>,
 }
 
@@ -56,10 +64,27 @@ pub(crate) struct FileSource {
 pub(crate) struct ReadTask<'a> {
     pub path: &'a Path,
     pub compression: InputCompression,
+    /// The byte range to read (uncompressed CSV and JSON Lines); `None`: the whole file.
+    pub range: Option<ByteRange>,
     pub schema: SchemaRef,
     /// Data rows to skip (resume).
     pub skip: u64,
     pub batch_size: usize,
+}
+
+impl ReadTask<'_> {
+    /// Opens what the task reads: the whole file (decompressed), or the header and the range.
+    pub(crate) fn open(&self) -> Result<Input> {
+        match &self.range {
+            Some(r) => ranges::open_range(self.path, r),
+            None => open_input(self.path, self.compression),
+        }
+    }
+
+    /// Records of the file before what this task reads, for row and line numbers.
+    pub(crate) fn first_row(&self) -> u64 {
+        self.range.map_or(0, |r| r.first_row)
+    }
 }
 
 impl FileSource {
@@ -69,6 +94,7 @@ impl FileSource {
         format: SourceFormat,
         compression: InputCompression,
         batch_size: usize,
+        split_bytes: u64,
     ) -> Self {
         FileSource {
             inner: Arc::new(Inner {
@@ -77,6 +103,7 @@ impl FileSource {
                 format,
                 compression,
                 batch_size,
+                split_bytes,
                 known: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -167,46 +194,74 @@ impl Inner {
             return parquet::splits(table, &known.files);
         }
         let mut out = Vec::with_capacity(known.files.len());
-        for (index, f) in known.files.iter().enumerate() {
-            let size = std::fs::metadata(f)
-                .map_err(|e| Error::from_io(e, f.display()))?
-                .len();
-            out.push(Split {
-                id: format!("{name}#{index}"),
-                table: table.clone(),
-                index,
-                estimated_rows: None,
-                estimated_bytes: Some(size),
-                detail: json!({ "path": f.to_string_lossy() }),
-                continues: false,
-                start: None,
-            });
+        for (file, f) in known.files.iter().enumerate() {
+            let stamp = ranges::stamp(f)?;
+            let parts = self.ranges_of(f, stamp.size)?;
+            if parts.len() <= 1 {
+                out.push(Split {
+                    id: format!("{name}#{file}"),
+                    table: table.clone(),
+                    index: out.len(),
+                    estimated_rows: None,
+                    estimated_bytes: Some(stamp.size),
+                    detail: span_detail(&FileSpan::whole(f, stamp))?,
+                    continues: false,
+                    start: None,
+                });
+                continue;
+            }
+            for (part, r) in parts.into_iter().enumerate() {
+                out.push(Split {
+                    id: format!("{name}#{file}.{part}"),
+                    table: table.clone(),
+                    index: out.len(),
+                    estimated_rows: None,
+                    estimated_bytes: Some(r.end - r.start),
+                    detail: span_detail(&FileSpan::part(f, stamp, r))?,
+                    continues: false,
+                    start: None,
+                });
+            }
         }
         Ok(out)
     }
 
+    /// The byte ranges `f` is read in: none (read it whole) unless it is an uncompressed CSV
+    /// or JSON Lines file larger than `split_bytes`.
+    fn ranges_of(&self, f: &Path, size: u64) -> Result<Vec<ByteRange>> {
+        if size <= self.split_bytes || compression_of(f, self.compression) != InputCompression::None
+        {
+            return Ok(Vec::new());
+        }
+        match &self.format {
+            SourceFormat::Csv(o) => {
+                ranges::plan_csv(f, size, self.split_bytes, o.boundary_parser(), o.header)
+            }
+            SourceFormat::Jsonl(_) => ranges::plan_jsonl(f, size, self.split_bytes),
+            SourceFormat::Parquet => Ok(Vec::new()),
+        }
+    }
+
     fn read(&self, split: &Split, skip: u64, em: &mut Emitter) -> Result<()> {
         let known = self.known(split.table.name())?;
-        let path = split
-            .detail
-            .get("path")
-            .and_then(|p| p.as_str())
-            .ok_or_else(|| {
-                Error::internal(format!("split {} has no path in its detail", split.id))
-            })?;
-        let path = Path::new(path);
+        let span = FileSpan::of(split)?;
+        span.check_unchanged()?;
+        let path = Path::new(&span.path);
         let task = ReadTask {
             path,
             compression: compression_of(path, self.compression),
+            range: span.range,
             schema: known.schema,
             skip,
             batch_size: self.batch_size,
         };
         match &self.format {
-            SourceFormat::Csv(o) => o.read(&task, em),
-            SourceFormat::Jsonl(o) => o.read(&task, em),
-            SourceFormat::Parquet => parquet::read(&task, &split.detail, em),
+            SourceFormat::Csv(o) => o.read(&task, em)?,
+            SourceFormat::Jsonl(o) => o.read(&task, em)?,
+            SourceFormat::Parquet => parquet::read(&task, &split.detail, em)?,
         }
+        // A file rewritten while its range was read may have given torn records.
+        span.check_unchanged()
     }
 }
 
@@ -260,6 +315,11 @@ impl Source for FileSource {
     }
 }
 
+fn span_detail(span: &FileSpan) -> Result<serde_json::Value> {
+    serde_json::to_value(span)
+        .map_err(|e| Error::internal(format!("split detail not serializable: {e}")))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -311,6 +371,15 @@ pub(crate) struct Input {
 }
 
 impl Input {
+    /// An input reading `reader`, whose file bytes `count` counts.
+    pub(crate) fn new(reader: Box<dyn BufRead>, count: Rc<Cell<u64>>) -> Input {
+        Input {
+            reader,
+            count,
+            reported: 0,
+        }
+    }
+
     /// File bytes read since the last call.
     pub(crate) fn take_bytes(&mut self) -> u64 {
         let now = self.count.get();
@@ -320,7 +389,7 @@ impl Input {
     }
 }
 
-const READ_BUFFER: usize = 1 << 20;
+pub(crate) const READ_BUFFER: usize = 1 << 20;
 
 /// Opens `path`, decompressing as `compression` says (never `Auto` here).
 pub(crate) fn open_input(path: &Path, compression: InputCompression) -> Result<Input> {

@@ -1,15 +1,20 @@
 //! Writing SQLite tables: target checks and creation, append / overwrite / upsert, one
 //! writer at a time.
 //!
-//! SQLite has one writer per database. Each [`SinkWriter`] has its own connection; the sink
+//! SQLite has one writer per database. Each [`SinkWriter`] has a connection of its own; the sink
 //! holds a `tokio::sync::Mutex<()>` that a writer takes on its first `write` (or `commit`)
 //! and gives back at `commit` / `abort`, so the writers of different splits take turns, one
 //! transaction per turn, while readers (WAL mode) keep reading.
 //!
 //! Invariant: a split's rows and its checkpoint row in `_sluice_checkpoints` commit in the
 //! same transaction, with `synchronous = FULL`, before `commit` returns.
+//!
+//! Connections are reused ([`Connections`]): a new SQLite connection parses the CREATE
+//! statement of every table in the database before its first statement runs, so opening one
+//! per split made a load of many tables quadratic in the number of tables.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
@@ -53,17 +58,62 @@ struct TableState {
     types: Vec<LogicalType>,
 }
 
+/// Idle connections kept for reuse, at most this many.
+const MAX_IDLE: usize = 16;
+
+/// The sink's write connections. A connection is taken for a task (prepare, a split, a swap)
+/// and given back when the task ends outside a transaction. A new connection parses the whole
+/// schema (every table's CREATE statement) on first use, and a connection that only sees
+/// inserts never needs to parse it again; opening one per split cost O(tables) each, O(tables²)
+/// for a many-table load (10,000 small tables took minutes).
+struct Connections {
+    plan: SinkPlan,
+    idle: Mutex<Vec<Connection>>,
+    /// Connections opened so far.
+    opened: AtomicU64,
+}
+
+impl Connections {
+    /// An idle connection, or a new one. Blocking.
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(c) = idle {
+            return Ok(c);
+        }
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        open_write(&self.plan)
+    }
+
+    /// Gives `conn` back for reuse; one inside a transaction (a failed task) is closed instead,
+    /// which rolls the transaction back.
+    fn give(&self, conn: Connection) {
+        if !conn.is_autocommit() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
 /// The SQLite sink. Built by [`SqliteSinkConfig::build`](super::SqliteSinkConfig::build).
 pub struct SqliteSink {
     plan: SinkPlan,
     job: JobSlot,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     tables: Mutex<HashMap<TableId, Arc<TableState>>>,
+    conns: Arc<Connections>,
 }
 
 impl SqliteSink {
     pub(crate) fn new(plan: SinkPlan) -> Self {
         SqliteSink {
+            conns: Arc::new(Connections {
+                plan: plan.clone(),
+                idle: Mutex::new(Vec::new()),
+                opened: AtomicU64::new(0),
+            }),
             plan,
             job: JobSlot::default(),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -126,15 +176,23 @@ fn open_write(plan: &SinkPlan) -> Result<Connection> {
 /// An existing table's columns: `(name, declared type, notnull, pk order)`.
 type Columns = Vec<(String, String, bool, i64)>;
 
-fn table_columns(conn: &Connection, name: &str) -> rusqlite::Result<Option<Columns>> {
-    let exists: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if exists.is_none() {
+/// The tables of `main`, by name in ASCII lower case (SQLite's `NOCASE`), read once per
+/// `prepare`: `sqlite_schema` has no index, so looking each table up in it made preparing
+/// many tables quadratic.
+fn table_names(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    let mut st = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+    st.query_map([], |r| r.get::<_, String>(0))?
+        .map(|n| n.map(|n| n.to_ascii_lowercase()))
+        .collect()
+}
+
+/// The columns of table `name`, if `tables` (see [`table_names`]) has it.
+fn table_columns(
+    conn: &Connection,
+    tables: &HashSet<String>,
+    name: &str,
+) -> rusqlite::Result<Option<Columns>> {
+    if !tables.contains(&name.to_ascii_lowercase()) {
         return Ok(None);
     }
     let mut stmt = conn.prepare(
@@ -227,6 +285,7 @@ fn rename_create_sql(sql: &str, new_name: &str) -> Option<String> {
 /// Checks `plan` against the database and readies its table. Runs on a blocking thread.
 fn prepare_table(
     conn: &Connection,
+    tables: &mut HashSet<String>,
     sp: &SinkPlan,
     plan: &TablePlan,
     job: &JobContext,
@@ -250,7 +309,7 @@ fn prepare_table(
         .schema
         .logical_types()
         .map_err(|e| e.context(format!("table {target}")))?;
-    let existing = table_columns(conn, &name).map_err(ctx)?;
+    let existing = table_columns(conn, tables, &name).map_err(ctx)?;
 
     if let Some(cols) = &existing {
         for (c, t, _) in &types {
@@ -346,6 +405,7 @@ fn prepare_table(
         _ => {
             if existing.is_none() {
                 conn.execute_batch(&create_ours).map_err(ctx)?;
+                tables.insert(name.to_ascii_lowercase());
             }
             name.clone()
         }
@@ -647,11 +707,13 @@ impl Sink for SqliteSink {
     }
 
     async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
-        let sp = self.plan.clone();
+        let conns = self.conns.clone();
         let job = self.job_context();
         blocking("read checkpoints", move || {
-            let conn = open_write(&sp)?;
-            read_checkpoints(&conn, &job)
+            let conn = conns.take()?;
+            let rows = read_checkpoints(&conn, &job)?;
+            conns.give(conn);
+            Ok(rows)
         })
         .await
         .map(Some)
@@ -707,21 +769,27 @@ impl Sink for SqliteSink {
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let sp = self.plan.clone();
+        let conns = self.conns.clone();
         let plans = tables.to_vec();
         let job = self.job_context();
         let _turn = self.write_lock.lock().await;
         let states = blocking("prepare", move || {
-            let mut conn = open_write(&sp)?;
+            let mut conn = conns.take()?;
             let ctx = |e| sql_err(e, sp.path.display());
             ensure_checkpoint_table(&conn).map_err(ctx)?;
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(ctx)?;
+            let mut names = table_names(&tx).map_err(ctx)?;
             let mut out = Vec::new();
             for p in &plans {
-                out.push((p.target.clone(), prepare_table(&tx, &sp, p, &job)?));
+                out.push((
+                    p.target.clone(),
+                    prepare_table(&tx, &mut names, &sp, p, &job)?,
+                ));
             }
             tx.commit().map_err(ctx)?;
+            conns.give(conn);
             Ok(out)
         })
         .await?;
@@ -737,9 +805,10 @@ impl Sink for SqliteSink {
 
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
         let state = self.state(&table.target)?;
-        let sp = self.plan.clone();
-        let conn = blocking("open", move || open_write(&sp)).await?;
+        let conns = self.conns.clone();
+        let conn = blocking("open", move || conns.take()).await?;
         Ok(Box::new(SqliteWriter {
+            conns: self.conns.clone(),
             conn: Some(conn),
             state,
             split: split.id.clone(),
@@ -755,11 +824,13 @@ impl Sink for SqliteSink {
             return Ok(());
         }
         let st = self.state(&table.target)?;
-        let sp = self.plan.clone();
+        let conns = self.conns.clone();
         let _turn = self.write_lock.lock().await;
         blocking("finish", move || {
-            let mut conn = open_write(&sp)?;
-            swap_in(&mut conn, &st)
+            let mut conn = conns.take()?;
+            swap_in(&mut conn, &st)?;
+            conns.give(conn);
+            Ok(())
         })
         .await
     }
@@ -767,6 +838,8 @@ impl Sink for SqliteSink {
 
 /// Writes one split; see the module docs for how writers take turns.
 struct SqliteWriter {
+    /// Where `conn` goes back when the writer is dropped.
+    conns: Arc<Connections>,
     conn: Option<Connection>,
     state: Arc<TableState>,
     split: String,
@@ -775,6 +848,16 @@ struct SqliteWriter {
     in_tx: bool,
     /// Rows written by this writer (stored with the checkpoint).
     rows: i64,
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !self.in_tx
+        {
+            self.conns.give(conn);
+        }
+    }
 }
 
 impl SqliteWriter {
@@ -1018,6 +1101,80 @@ mod tests {
         assert_eq!(s, "CREATE TABLE \"stage\" (id INT PRIMARY KEY, v TEXT)");
         let s = rename_create_sql("create table if not exists [t] (x)", "s").unwrap();
         assert_eq!(s, "CREATE TABLE \"s\" (x)");
+    }
+
+    /// One split of each of `n` one-column tables through the sink, as the engine runs them.
+    async fn load_many(sink: &SqliteSink, n: usize) {
+        use arrow::array::Int64Array;
+        use sluice_core::TableSchema;
+        sink.begin(&JobContext {
+            job: "many".into(),
+            generation: "g1".into(),
+        })
+        .unwrap();
+        let arrow = Arc::new(arrow::datatypes::Schema::new(vec![
+            LogicalType::Int64.field("id", false),
+        ]));
+        let plans: Vec<TablePlan> = (0..n)
+            .map(|i| {
+                let id = TableId::new([format!("t{i}")]);
+                TablePlan {
+                    target: id.clone(),
+                    schema: TableSchema::new(id, arrow.clone()),
+                    splits: 1,
+                }
+            })
+            .collect();
+        sink.prepare(&plans).await.unwrap();
+        for p in &plans {
+            let split = Split {
+                id: format!("{}#0", p.target),
+                table: p.target.clone(),
+                index: 0,
+                estimated_rows: None,
+                estimated_bytes: None,
+                detail: serde_json::Value::Null,
+                continues: false,
+                start: None,
+            };
+            let mut w = sink.open(p, &split).await.unwrap();
+            let batch =
+                RecordBatch::try_new(arrow.clone(), vec![Arc::new(Int64Array::from(vec![7]))])
+                    .unwrap();
+            w.write(batch).await.unwrap();
+            let mut pos = Position::new(split.id.clone(), serde_json::json!({"rowid": 1}));
+            pos.done = true;
+            w.commit(&pos).await.unwrap();
+            drop(w);
+            sink.finish_table(p).await.unwrap();
+        }
+        assert_eq!(sink.committed_positions().await.unwrap().unwrap().len(), n);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn splits_reuse_connections_instead_of_parsing_the_schema_again() {
+        for mode in [WriteMode::Append, WriteMode::Overwrite] {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join("many.db");
+            let sink = SqliteSink::new(SinkPlan {
+                path: path.clone(),
+                mode,
+                create_tables: true,
+                busy_timeout_ms: 5000,
+                cache_mib: 1,
+            });
+            load_many(&sink, 40).await;
+            let opened = sink.conns.opened.load(Ordering::Relaxed);
+            assert!(
+                opened <= 2,
+                "{mode:?}: {opened} connections opened for 40 splits, each parsing every table"
+            );
+            let c = Connection::open(&path).unwrap();
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM t39", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1, "{mode:?}");
+        }
     }
 
     #[test]
