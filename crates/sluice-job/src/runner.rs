@@ -120,7 +120,10 @@ pub async fn run_job(
             (outcome, Some(p.generation), p.resumed)
         }
     };
+    // The recorder's last update is written before the run's end (the store also ignores an
+    // update that arrives after it).
     recorder.abort();
+    let _ = recorder.await;
     // A finished copy that does not verify is a failed run.
     let verify = match req.verify.take() {
         Some(v) if outcome.state == RunState::Finished => Some(v().await),

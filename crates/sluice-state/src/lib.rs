@@ -214,10 +214,12 @@ impl SqliteStore {
         let mut c = self.conn();
         let tx = c.transaction().map_err(db_err(&self.path))?;
         let t = now();
-        tx.execute(
+        // A progress update never overwrites a run's end (it may arrive late).
+        let changed = tx.execute(
             "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
                 error = ?6, rows_earlier = ?7, updated_at = ?8,
-                generation = CASE WHEN ?9 = '' THEN generation ELSE ?9 END WHERE id = ?1",
+                generation = CASE WHEN ?9 = '' THEN generation ELSE ?9 END
+             WHERE id = ?1 AND (?2 IS NOT NULL OR ended_at IS NULL)",
             params![
                 run,
                 end.then_some(&t),
@@ -231,6 +233,9 @@ impl SqliteStore {
             ],
         )
         .map_err(db_err(&self.path))?;
+        if changed == 0 {
+            return Ok(());
+        }
         for r in u.tables {
             tx.execute(
                 "INSERT OR REPLACE INTO run_tables(run_id, table_name, target, rows_read,
@@ -615,7 +620,7 @@ mod tests {
                 state: "FINISHED",
                 rows_written: 5,
                 tables: &done,
-                ..u
+                ..u.clone()
             },
         )
         .unwrap();
@@ -625,6 +630,9 @@ mod tests {
         assert_eq!(r.state, "FINISHED");
         assert_eq!(r.rows_written, 5);
         assert!(r.ended_at.is_some());
+        // A progress update arriving after the end changes nothing.
+        s.update_run(id, &u).unwrap();
+        assert_eq!(last_run(&s, "copy").unwrap().unwrap().state, "FINISHED");
         assert_eq!(s.run_tables(id).unwrap(), done);
         assert_eq!(s.jobs().unwrap(), ["copy"]);
     }
