@@ -881,6 +881,102 @@ async fn inheritance_children_are_copied_once() {
     );
 }
 
+/// `PostgresSourceConfig::read_scopes` (what `sluice verify` reads) names the tables
+/// `tables()` lists, each with the scope its reads use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_scopes_are_the_sources_own() {
+    use sluice_connectors::postgres::ReadScope;
+    let a = TestDb::new().await;
+    let ca = a.client().await;
+    ca.batch_execute(
+        "CREATE TABLE city (id int PRIMARY KEY, name text);
+         CREATE TABLE capital (state text) INHERITS (city);
+         CREATE TABLE village (pop int) INHERITS (city);
+         CREATE TABLE plain (id int);",
+    )
+    .await
+    .unwrap();
+    let oid = |t: &'static str| {
+        let ca = &ca;
+        async move {
+            ca.query_one("SELECT $1::text::regclass::oid::int8", &[&t])
+                .await
+                .unwrap()
+                .get::<_, i64>(0) as u32
+        }
+    };
+    let (city, capital) = (oid("city").await, oid("capital").await);
+    let scopes = |extra: serde_json::Value| {
+        let mut v = json!({ "url": a.url });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let cfg = serde_json::from_value::<PostgresSourceConfig>(v).unwrap();
+        async move {
+            let listed: Vec<String> = cfg
+                .build()
+                .unwrap()
+                .tables()
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.schema.id.to_string())
+                .collect();
+            let scopes: Vec<(String, ReadScope)> = cfg
+                .read_scopes()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, s)| (id.to_string(), s))
+                .collect();
+            let named: Vec<String> = scopes.iter().map(|(t, _)| t.clone()).collect();
+            assert_eq!(named, listed);
+            scopes
+        }
+    };
+    let s = |v: &[(&str, ReadScope)]| -> Vec<(String, ReadScope)> {
+        v.iter()
+            .map(|(t, s)| (format!("public.{t}"), s.clone()))
+            .collect()
+    };
+    assert_eq!(
+        scopes(json!({"tables": ["public.*"]})).await,
+        s(&[
+            ("capital", ReadScope::Whole),
+            ("city", ReadScope::Only),
+            ("plain", ReadScope::Whole),
+            ("village", ReadScope::Whole),
+        ])
+    );
+    assert_eq!(
+        scopes(json!({"tables": ["city"]})).await,
+        s(&[("city", ReadScope::Whole)])
+    );
+    assert_eq!(
+        scopes(json!({"tables": ["city", "village"]})).await,
+        s(&[
+            ("city", ReadScope::Tables(vec![city, capital])),
+            ("village", ReadScope::Whole),
+        ])
+    );
+    // The SQL the scopes read with.
+    assert_eq!(
+        ReadScope::Only.from_item("\"public\".\"city\""),
+        "ONLY \"public\".\"city\""
+    );
+    assert_eq!(
+        ReadScope::Tables(vec![7, 9]).condition(Some("t")),
+        Some("t.tableoid = ANY('{7,9}'::oid[])".to_string())
+    );
+    assert_eq!(ReadScope::Whole.condition(None), None);
+    // A query reads no table.
+    let q = serde_json::from_value::<PostgresSourceConfig>(
+        json!({"url": a.url, "query": "SELECT 1 AS x"}),
+    )
+    .unwrap();
+    assert_eq!(q.read_scopes().await.unwrap(), Vec::new());
+}
+
 /// `(column, attgenerated, generation expression, attidentity)` of the columns of `table`.
 async fn generated_columns(
     c: &Client,

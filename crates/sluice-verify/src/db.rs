@@ -10,20 +10,35 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use mysql_async::prelude::Queryable;
+use sluice_connectors::postgres::ReadScope;
 use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::canon::{self, ColKind, Column, Dialect, ElemType, RowHash, quote_ident, quote_literal};
 use crate::local::Local;
 
-/// A physical table: schema (PostgreSQL) or database (MySQL), and name.
+/// A physical table: schema (PostgreSQL) or database (MySQL), name, and which of its rows
+/// are compared.
 #[derive(Debug, Clone)]
 pub struct Table {
     pub schema: String,
     pub name: String,
+    /// The rows of a PostgreSQL *source* table that the copy reads (an inheritance parent
+    /// whose children are copied too: `FROM ONLY`, or a `tableoid` condition), as the
+    /// PostgreSQL source connector computes it; [`ReadScope::Whole`] for every other table.
+    pub scope: ReadScope,
 }
 
 impl Table {
+    /// A table whose rows are all compared.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Table {
+        Table {
+            schema: schema.into(),
+            name: name.into(),
+            scope: ReadScope::Whole,
+        }
+    }
+
     /// `"schema"."name"` / `` `db`.`name` ``.
     pub fn sql(&self, d: Dialect) -> String {
         format!(
@@ -31,6 +46,29 @@ impl Table {
             quote_ident(d, &self.schema),
             quote_ident(d, &self.name)
         )
+    }
+
+    /// The `FROM` item of every query that reads the compared rows (`ONLY "s"."t"`).
+    fn from(&self, d: Dialect) -> String {
+        match d {
+            Dialect::Postgres => self.scope.from_item(&self.sql(d)),
+            Dialect::Mysql => self.sql(d),
+        }
+    }
+
+    /// ` WHERE …` joining `conds` and the scope's condition (`tableoid = ANY(…)`), or
+    /// nothing when there is no condition.
+    fn where_(&self, d: Dialect, mut conds: Vec<String>) -> String {
+        if d == Dialect::Postgres
+            && let Some(c) = self.scope.condition(None)
+        {
+            conds.push(c);
+        }
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        }
     }
 }
 
@@ -323,9 +361,10 @@ impl Db {
         let sql = match d {
             Dialect::Postgres => format!(
                 "SELECT min({kq})::text, max({kq})::text, \
-                 (SELECT reltuples::int8 FROM pg_class WHERE oid = {}::regclass)::text FROM {}",
+                 (SELECT reltuples::int8 FROM pg_class WHERE oid = {}::regclass)::text FROM {}{}",
                 quote_literal(d, &t.sql(d)),
-                t.sql(d)
+                t.from(d),
+                t.where_(d, Vec::new())
             ),
             Dialect::Mysql => format!(
                 "SELECT CAST(MIN({kq}) AS CHAR), CAST(MAX({kq}) AS CHAR), \
@@ -351,7 +390,11 @@ impl Db {
         if estimate >= EXACT_COUNT_BELOW {
             return Ok((estimate as u64, range));
         }
-        let sql = format!("SELECT count(*) FROM {}", t.sql(d));
+        let sql = format!(
+            "SELECT count(*) FROM {}{}",
+            t.from(d),
+            t.where_(d, Vec::new())
+        );
         let count = self
             .text_rows_mut(&sql)
             .await?
@@ -377,8 +420,8 @@ impl Db {
         let sql = format!(
             "SELECT {} FROM {}{}",
             canon::checksum_select(d, cols, how),
-            t.sql(d),
-            where_range(d, range)
+            t.from(d),
+            t.where_(d, range_conds(d, range))
         );
         let rows = self.text_rows_mut(&sql).await?;
         let r = rows.first().cloned().unwrap_or_default();
@@ -424,14 +467,14 @@ impl Db {
                 "SET enable_sort = off; SELECT ({bucket})::text, {} FROM {}{} GROUP BY {bucket}; \
                  RESET enable_sort",
                 canon::checksum_select(d, cols, how),
-                t.sql(d),
-                where_range(d, Some((key, lo, hi)))
+                t.from(d),
+                t.where_(d, range_conds(d, Some((key, lo, hi))))
             ),
             Dialect::Mysql => format!(
                 "SELECT {bucket}, {} FROM {}{} GROUP BY 1",
                 canon::checksum_select(d, cols, how),
-                t.sql(d),
-                where_range(d, Some((key, lo, hi)))
+                t.from(d),
+                t.where_(d, range_conds(d, Some((key, lo, hi))))
             ),
         };
         let rows = self.text_rows_mut(&sql).await?;
@@ -477,21 +520,26 @@ impl Db {
                 canon::value_expr(d, c)
             });
         }
-        let filter = match which {
+        let cond = match which {
             Which::Ranges(ranges) => {
                 let k = quote_ident(d, key);
                 let parts: Vec<String> = ranges
                     .iter()
                     .map(|(lo, hi)| format!("({k} >= {lo} AND {k} < {hi})"))
                     .collect();
-                format!(" WHERE {}", parts.join(" OR "))
+                format!("({})", parts.join(" OR "))
             }
             Which::Keys(keys) => {
                 let list: Vec<String> = keys.iter().map(i128::to_string).collect();
-                format!(" WHERE {} IN ({})", quote_ident(d, key), list.join(", "))
+                format!("{} IN ({})", quote_ident(d, key), list.join(", "))
             }
         };
-        let sql = format!("SELECT {} FROM {}{filter}", select.join(", "), t.sql(d));
+        let sql = format!(
+            "SELECT {} FROM {}{}",
+            select.join(", "),
+            t.from(d),
+            t.where_(d, vec![cond])
+        );
         let mut out = Rows::new();
         for mut r in self.text_rows_mut(&sql).await? {
             if r.is_empty() {
@@ -549,13 +597,14 @@ pub enum Which<'a> {
     Keys(&'a [i128]),
 }
 
-fn where_range(d: Dialect, range: Option<(&str, i128, i128)>) -> String {
+/// The conditions of a `lo <= key < hi` range (none without a range).
+fn range_conds(d: Dialect, range: Option<(&str, i128, i128)>) -> Vec<String> {
     match range {
         Some((key, lo, hi)) => {
             let k = quote_ident(d, key);
-            format!(" WHERE {k} >= {lo} AND {k} < {hi}")
+            vec![format!("{k} >= {lo}"), format!("{k} < {hi}")]
         }
-        None => String::new(),
+        None => Vec::new(),
     }
 }
 

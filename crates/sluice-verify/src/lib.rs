@@ -8,6 +8,9 @@
 //! smaller until they hold at most [`diff::LEAF_ROWS`] rows, which are then read from both
 //! sides and compared by key (see [`diff`]). Differing rows are read once more before they
 //! are reported, so rows written during the check show up as "changed during check".
+//! Every source query reads the rows the source connector reads: a PostgreSQL inheritance
+//! parent whose children are copied too is read `FROM ONLY` or with a `tableoid` condition
+//! ([`sluice_connectors::postgres::ReadScope`], see [`db::Table`]).
 //!
 //! Supported sides: PostgreSQL and MySQL/MariaDB (checksums computed in SQL), and SQLite,
 //! CSV, JSON Lines and Parquet (read locally through their connectors, same canonical form
@@ -197,13 +200,14 @@ impl Session {
             let _ = built.close().await;
             return Err(e);
         }
-        let (mut src, src_default) = sides::source_side(source, built, &listed).await?;
+        let (mut src, src_default, scopes) = sides::source_side(source, built, &listed).await?;
         let (mut dst, dst_default) = sides::sink_side(sink).await?;
         let mut pairs = Vec::new();
         for t in listed {
             let id = &t.schema.id;
             let target_id = sink.target_of(id)?;
-            let source = sides::physical(&src, id, &src_default)?;
+            let mut source = sides::physical(&src, id, &src_default)?;
+            source.scope = sides::scope_of(&scopes, id)?;
             let target = sides::physical(&dst, &target_id, &dst_default)?;
             sides::add_file_target(&mut dst, sink, &target_id, &t).await?;
             let (src_cols, src_pk) = src.columns(&source).await?;

@@ -3,12 +3,13 @@
 //! *sink* is read back through the matching *source* connector), the physical table names,
 //! and the choice of the key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use sluice_connectors::files::{
     CsvSourceConfig, InputCompression, JsonlSourceConfig, OutputCompression, ParquetSourceConfig,
 };
+use sluice_connectors::postgres::ReadScope;
 use sluice_connectors::registry::{SinkConfig, SinkKind, SourceConfig};
 use sluice_connectors::sqlite::SqliteSourceConfig;
 use sluice_core::source::{DynSource, SourceTable};
@@ -27,12 +28,19 @@ async fn connect(url: &str, postgres: bool, default_schema: &str) -> Result<(Db,
     }
 }
 
+/// Which rows of each source table the source connector reads. `None`: every table whole
+/// (MySQL, SQLite, files, a PostgreSQL `query`). For PostgreSQL tables, the connector's own
+/// [`ReadScope`]s: an inheritance parent whose children are copied too is read `FROM ONLY`
+/// or with a `tableoid` condition, and verify must compare exactly those rows.
+pub type Scopes = Option<HashMap<TableId, ReadScope>>;
+
 /// The source side; `built` is the job's source, already asked for its `listed` tables.
+/// Returns the connection, the default schema or database, and the tables' [`Scopes`].
 pub async fn source_side(
     source: &SourceConfig,
     built: DynSource,
     listed: &[SourceTable],
-) -> Result<(Db, String)> {
+) -> Result<(Db, String, Scopes)> {
     let url = match source {
         SourceConfig::Postgres(c) => Some((c.url.as_str(), true)),
         SourceConfig::Mysql(c) => Some((c.url.as_str(), false)),
@@ -41,12 +49,19 @@ pub async fn source_side(
     match url {
         Some((url, pg)) => {
             let _ = built.close().await;
-            connect(url, pg, "public").await
+            let scopes = match source {
+                SourceConfig::Postgres(c) if c.query.is_none() => {
+                    Some(c.read_scopes().await?.into_iter().collect())
+                }
+                _ => None,
+            };
+            let (db, default) = connect(url, pg, "public").await?;
+            Ok((db, default, scopes))
         }
         None => {
             let mut local = Local::new(source.type_name());
             local.add_listed(built, listed.to_vec());
-            Ok((Db::Local(Box::new(local)), String::new()))
+            Ok((Db::Local(Box::new(local)), String::new(), None))
         }
     }
 }
@@ -83,28 +98,34 @@ pub async fn sink_side(sink: &SinkConfig) -> Result<(Db, String)> {
 }
 
 /// The physical table of `id` on a side (schema or database from `default` if the name has
-/// none; local sides use the name as written).
+/// none; local sides use the name as written), all its rows compared.
 pub fn physical(db: &Db, id: &TableId, default: &str) -> Result<Table> {
     if db.is_local() {
-        return Ok(Table {
-            schema: String::new(),
-            name: id.to_string(),
-        });
+        return Ok(Table::new(String::new(), id.to_string()));
     }
     match id.parts() {
-        [n] if !default.is_empty() => Ok(Table {
-            schema: default.to_string(),
-            name: n.clone(),
-        }),
-        [s, n] => Ok(Table {
-            schema: s.clone(),
-            name: n.clone(),
-        }),
+        [n] if !default.is_empty() => Ok(Table::new(default, n.clone())),
+        [s, n] => Ok(Table::new(s.clone(), n.clone())),
         _ => Err(
             Error::config(format!("table {id}: cannot tell its schema or database"))
                 .with_hint("write it as schema.table (or add the database to the url)"),
         ),
     }
+}
+
+/// The rows of source table `id` that verify compares: the source connector's
+/// [`ReadScope`] for it (see [`Scopes`]).
+pub fn scope_of(scopes: &Scopes, id: &TableId) -> Result<ReadScope> {
+    let Some(scopes) = scopes else {
+        return Ok(ReadScope::Whole);
+    };
+    scopes.get(id).cloned().ok_or_else(|| {
+        Error::schema(format!(
+            "source table {id} was listed by the source but is gone from its catalog (dropped \
+             or renamed while verify started)"
+        ))
+        .with_hint("run verify again once the source's tables stop changing")
+    })
 }
 
 fn suffix(c: OutputCompression) -> &'static str {

@@ -7,10 +7,10 @@ use serde::Deserialize;
 use sluice_core::schema::TablePattern;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
-use sluice_core::{Error, Result, WriteMode};
+use sluice_core::{Error, Result, TableId, WriteMode};
 
 use super::sink::PgSink;
-use super::source::PgSource;
+use super::source::{PgSource, ReadScope, read_scopes};
 
 /// How the source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -93,6 +93,15 @@ impl PostgresSourceConfig {
     /// Validates the options (no I/O) and builds the source.
     pub fn build(&self) -> Result<DynSource> {
         Ok(Arc::new(PgSource::new(self.plan()?)))
+    }
+
+    /// How the source reads each of its tables: the tables `tables` and `exclude` select,
+    /// each with the [`ReadScope`] of its reads (`FROM ONLY` or a `tableoid` condition for an
+    /// inheritance parent whose children are selected too), computed by the same code as the
+    /// source's `tables()`. Opens a connection of its own. Empty for a `query` source. Used by
+    /// `sluice verify` so that it compares exactly the rows a copy reads.
+    pub async fn read_scopes(&self) -> Result<Vec<(TableId, ReadScope)>> {
+        read_scopes(&self.plan()?).await
     }
 
     pub(crate) fn plan(&self) -> Result<SourcePlan> {

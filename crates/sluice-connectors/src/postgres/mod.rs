@@ -26,7 +26,8 @@
 //! ctid page ranges (TID range scans, PG 14+) with positions `{"rows": n}` (a resumed split is
 //! read again whole). Views and `query` are one split. Inheritance parents are read `FROM
 //! ONLY` (or with a `tableoid` condition) when children are selected too, so a row is read
-//! once (see `docs/connectors/postgres.md`, "Inheritance"). Each split is one `COPY (SELECT …) TO
+//! once (see `docs/connectors/postgres.md`, "Inheritance"); [`PostgresSourceConfig::read_scopes`]
+//! tells `sluice verify` the same [`ReadScope`] per table. Each split is one `COPY (SELECT …) TO
 //! STDOUT (FORMAT binary)` decoded straight into Arrow ([`copy_decode`]); memory is bounded by
 //! `batch_size`. A stop cancels the running COPY. `read = "incremental"` reads rows with
 //! `cursor > start_after` in `(cursor, primary key)` order as one split; resuming continues
@@ -62,3 +63,4 @@ mod source;
 pub mod types;
 
 pub use config::{PostgresSinkConfig, PostgresSourceConfig, ReadMode};
+pub use source::ReadScope;

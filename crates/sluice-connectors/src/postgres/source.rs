@@ -47,26 +47,55 @@ enum SplitBy {
     },
 }
 
-/// Which rows of a table in an inheritance tree (`INHERITS`) a read takes. `SELECT … FROM
+/// Which rows of a table in an inheritance tree (`INHERITS`) the source reads. `SELECT … FROM
 /// parent` also returns the rows of every child; a child that is copied as a table of its own
-/// must not be read through its parent as well.
-#[derive(Debug, Clone, PartialEq)]
-enum Scope {
+/// must not be read through its parent as well. `sluice verify` reads each source table with
+/// the same scope ([`crate::postgres::PostgresSourceConfig::read_scopes`]), so that it compares
+/// the rows the copy wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
     /// The table with all its descendants (no inheritance, or none of them is selected).
     Whole,
     /// `FROM ONLY`: the table's own rows.
     Only,
-    /// The rows stored in these tables (`tableoid`): the table itself and the descendants that
-    /// go with it.
+    /// The rows stored in these tables (`tableoid`, the table's own oid first): the table
+    /// itself and the descendants that go with it.
     Tables(Vec<u32>),
 }
 
-/// The [`Scope`] of each selected table (oids, in listing order) given the inheritance
+impl ReadScope {
+    /// The `FROM` item reading `table` (a quoted, qualified name) with this scope:
+    /// `ONLY table` for [`ReadScope::Only`], else the name.
+    pub fn from_item(&self, table: &str) -> String {
+        match self {
+            ReadScope::Only => format!("ONLY {table}"),
+            _ => table.to_string(),
+        }
+    }
+
+    /// The condition a read with this scope adds to its `WHERE`, if any: `tableoid = ANY(…)`
+    /// for [`ReadScope::Tables`], the column qualified by `alias` when one is given.
+    pub fn condition(&self, alias: Option<&str>) -> Option<String> {
+        match self {
+            ReadScope::Tables(oids) => {
+                let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+                let col = match alias {
+                    Some(a) => format!("{a}.tableoid"),
+                    None => "tableoid".to_string(),
+                };
+                Some(format!("{col} = ANY('{{{}}}'::oid[])", list.join(",")))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The [`ReadScope`] of each selected table (oids, in listing order) given the inheritance
 /// `edges` (`(child, parent)`). Every row is read exactly once: by the table that stores it
 /// if that is selected, else by its nearest selected ancestor (the first in listing order
 /// among equally near ones, for multiple inheritance); rows with no selected ancestor are not
 /// read.
-fn inheritance_scopes(selected: &[u32], edges: &[(u32, u32)]) -> HashMap<u32, Scope> {
+fn inheritance_scopes(selected: &[u32], edges: &[(u32, u32)]) -> HashMap<u32, ReadScope> {
     use std::collections::{BTreeSet, HashSet};
     let order: HashMap<u32, usize> = selected.iter().enumerate().map(|(i, o)| (*o, i)).collect();
     let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -114,15 +143,96 @@ fn inheritance_scopes(selected: &[u32], edges: &[(u32, u32)]) -> HashMap<u32, Sc
             .filter(|d| owner(*d) == Some(*r))
             .collect();
         let scope = if owned.len() == desc.len() {
-            Scope::Whole
+            ReadScope::Whole
         } else if owned.is_empty() {
-            Scope::Only
+            ReadScope::Only
         } else {
-            Scope::Tables(std::iter::once(*r).chain(owned).collect())
+            ReadScope::Tables(std::iter::once(*r).chain(owned).collect())
         };
         out.insert(*r, scope);
     }
     out
+}
+
+/// The relations of the source database (`list_relations`), and those `tables` and
+/// `exclude` select, in listing order, each with its [`ReadScope`]. A named table that does
+/// not exist, or a selection that is empty, is a config error.
+async fn select_tables(
+    c: &Client,
+    plan: &SourcePlan,
+) -> Result<(Vec<PgRelation>, Vec<(PgRelation, ReadScope)>)> {
+    let rels = check::list_relations(c).await?;
+    for p in &plan.tables {
+        if !p.is_glob() && !rels.iter().any(|r| p.matches(&r.id)) {
+            // Suggest names written like the pattern: bare if it has no schema.
+            let bare = TableId::parse(&p.to_string()).is_ok_and(|t| t.parts().len() == 1);
+            let names: Vec<String> = rels
+                .iter()
+                .map(|r| {
+                    if bare {
+                        TableId::new([r.id.name()]).to_string()
+                    } else {
+                        r.id.to_string()
+                    }
+                })
+                .collect();
+            let mut e = Error::config(format!("table {p} not found in the source database"));
+            if let Some(h) = suggestion(&p.to_string(), &names, "tables") {
+                e = e.with_hint(h);
+            }
+            return Err(e);
+        }
+    }
+    let selected: Vec<&PgRelation> = rels
+        .iter()
+        .filter(|r| {
+            let wanted = plan
+                .tables
+                .iter()
+                .any(|p| p.matches(&r.id) && (!p.is_glob() || matches!(r.kind, 'r' | 'p')));
+            wanted && !plan.exclude.iter().any(|p| p.matches(&r.id))
+        })
+        .collect();
+    if selected.is_empty() {
+        let pats: Vec<String> = plan.tables.iter().map(|p| p.to_string()).collect();
+        return Err(Error::config(format!(
+            "no table of the source database matches {}",
+            pats.join(", ")
+        ))
+        .with_hint("check `tables` and `exclude`; globs match tables, views must be named"));
+    }
+    let edges = check::inheritance(c).await?;
+    let oids: Vec<u32> = selected.iter().map(|r| r.oid).collect();
+    let scopes = inheritance_scopes(&oids, &edges);
+    let selected = selected
+        .into_iter()
+        .map(|r| {
+            let scope = scopes.get(&r.oid).cloned().unwrap_or(ReadScope::Whole);
+            (r.clone(), scope)
+        })
+        .collect();
+    Ok((rels, selected))
+}
+
+/// The [`ReadScope`] of every table the source reads, by the same selection and rule as
+/// `tables()` (one catalog read on a connection of its own). A `query` source reads no table:
+/// the list is empty.
+pub(crate) async fn read_scopes(plan: &SourcePlan) -> Result<Vec<(TableId, ReadScope)>> {
+    if plan.query.is_some() {
+        return Ok(Vec::new());
+    }
+    let conn = check::connect(&plan.pg, "source").await?;
+    let (_, selected) = select_tables(&conn.client, plan).await?;
+    Ok(selected.into_iter().map(|(r, s)| (r.id, s)).collect())
+}
+
+/// `"schema"."name"`.
+fn quote_table(id: &TableId) -> String {
+    id.parts()
+        .iter()
+        .map(|p| quote_ident(p))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// What `read` needs to know about a table.
@@ -169,7 +279,7 @@ impl PgSource {
         cols: &[PgColumn],
         pk: Vec<String>,
         rel: Option<&PgRelation>,
-        scope: &Scope,
+        scope: &ReadScope,
     ) -> Result<(SourceTable, TableInfo)> {
         let mut fields = Vec::with_capacity(cols.len());
         let mut decs = Vec::with_capacity(cols.len());
@@ -243,26 +353,9 @@ impl PgSource {
             estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
             estimated_bytes: None,
         };
-        let only = if *scope == Scope::Only { "ONLY " } else { "" };
-        let filter = match scope {
-            Scope::Tables(oids) => {
-                let list: Vec<String> = oids.iter().map(u32::to_string).collect();
-                Some(format!(
-                    "{ALIAS}.tableoid = ANY('{{{}}}'::oid[])",
-                    list.join(",")
-                ))
-            }
-            _ => None,
-        };
+        let filter = scope.condition(Some(ALIAS));
         let from = match rel {
-            Some(_) => format!(
-                "{only}{} AS {ALIAS}",
-                id.parts()
-                    .iter()
-                    .map(|p| quote_ident(p))
-                    .collect::<Vec<_>>()
-                    .join(".")
-            ),
+            Some(_) => format!("{} AS {ALIAS}", scope.from_item(&quote_table(id))),
             None => format!(
                 "({}) AS {ALIAS}",
                 self.plan.query.as_deref().unwrap_or_default()
@@ -337,7 +430,7 @@ impl PgSource {
             &cols,
             Vec::new(),
             None,
-            &Scope::Whole,
+            &ReadScope::Whole,
         )
     }
 }
@@ -354,47 +447,13 @@ impl Source for PgSource {
             infos.insert(st.schema.id.clone(), Arc::new(info));
             out.push(st);
         } else {
-            let rels = check::list_relations(c).await?;
-            for p in &self.plan.tables {
-                if !p.is_glob() && !rels.iter().any(|r| p.matches(&r.id)) {
-                    // Suggest names written like the pattern: bare if it has no schema.
-                    let bare = TableId::parse(&p.to_string()).is_ok_and(|t| t.parts().len() == 1);
-                    let names: Vec<String> = rels
-                        .iter()
-                        .map(|r| {
-                            if bare {
-                                TableId::new([r.id.name()]).to_string()
-                            } else {
-                                r.id.to_string()
-                            }
-                        })
-                        .collect();
-                    let mut e =
-                        Error::config(format!("table {p} not found in the source database"));
-                    if let Some(h) = suggestion(&p.to_string(), &names, "tables") {
-                        e = e.with_hint(h);
-                    }
-                    return Err(e);
-                }
-            }
-            let selected: Vec<&PgRelation> =
-                rels.iter()
-                    .filter(|r| {
-                        let wanted = self.plan.tables.iter().any(|p| {
-                            p.matches(&r.id) && (!p.is_glob() || matches!(r.kind, 'r' | 'p'))
-                        });
-                        wanted && !self.plan.exclude.iter().any(|p| p.matches(&r.id))
-                    })
-                    .collect();
-            let edges = check::inheritance(c).await?;
-            let oids: Vec<u32> = selected.iter().map(|r| r.oid).collect();
-            let scopes = inheritance_scopes(&oids, &edges);
+            let (rels, selected) = select_tables(c, &self.plan).await?;
             let name_of = |oid: &u32| {
                 rels.iter()
                     .find(|r| r.oid == *oid)
                     .map_or_else(|| format!("oid {oid}"), |r| r.id.to_string())
             };
-            for r in selected {
+            for (r, scope) in &selected {
                 let what = match r.kind {
                     'v' => Some("view"),
                     'm' => Some("materialized view"),
@@ -409,14 +468,13 @@ impl Source for PgSource {
                         "Reading a {what}: its rows are copied into a table."
                     );
                 }
-                let scope = scopes.get(&r.oid).cloned().unwrap_or(Scope::Whole);
-                match &scope {
-                    Scope::Whole => {}
-                    Scope::Only => info!(
+                match scope {
+                    ReadScope::Whole => {}
+                    ReadScope::Only => info!(
                         table = %r.id,
                         "Reading only the table's own rows: its inheritance children are copied as tables of their own."
                     ),
-                    Scope::Tables(oids) => {
+                    ReadScope::Tables(oids) => {
                         let with: Vec<String> = oids[1..].iter().map(name_of).collect();
                         info!(
                             table = %r.id,
@@ -432,20 +490,10 @@ impl Source for PgSource {
                     .next()
                     .unwrap_or_default();
                 let (st, info) = self
-                    .build_table(&r.id, &cols, pk, Some(r), &scope)
+                    .build_table(&r.id, &cols, pk, Some(r), scope)
                     .map_err(|e| e.context(format!("table {}", r.id)))?;
                 infos.insert(r.id.clone(), Arc::new(info));
                 out.push(st);
-            }
-            if out.is_empty() {
-                let pats: Vec<String> = self.plan.tables.iter().map(|p| p.to_string()).collect();
-                return Err(Error::config(format!(
-                    "no table of the source database matches {}",
-                    pats.join(", ")
-                ))
-                .with_hint(
-                    "check `tables` and `exclude`; globs match tables, views must be named",
-                ));
             }
         }
         *self
@@ -954,19 +1002,30 @@ mod tests {
         // Everything selected: each its own rows; the leaves have nothing below them.
         assert_eq!(
             s(&[1, 2, 3, 4]),
-            [Scope::Only, Scope::Whole, Scope::Only, Scope::Whole]
+            [
+                ReadScope::Only,
+                ReadScope::Whole,
+                ReadScope::Only,
+                ReadScope::Whole
+            ]
         );
         // The root alone takes everything.
-        assert_eq!(s(&[1]), [Scope::Whole]);
+        assert_eq!(s(&[1]), [ReadScope::Whole]);
         // Root and 3: 3 takes 4; the root takes 2.
-        assert_eq!(s(&[1, 3]), [Scope::Tables(vec![1, 2]), Scope::Whole]);
+        assert_eq!(
+            s(&[1, 3]),
+            [ReadScope::Tables(vec![1, 2]), ReadScope::Whole]
+        );
         // Root and 4: the root takes 2 and 3 but not 4.
-        assert_eq!(s(&[1, 4]), [Scope::Tables(vec![1, 2, 3]), Scope::Whole]);
+        assert_eq!(
+            s(&[1, 4]),
+            [ReadScope::Tables(vec![1, 2, 3]), ReadScope::Whole]
+        );
         // Tables without inheritance are whole.
-        assert_eq!(s(&[9]), [Scope::Whole]);
+        assert_eq!(s(&[9]), [ReadScope::Whole]);
         // Multiple inheritance: 5 has parents 6 and 7; the first selected takes its rows.
         let m = inheritance_scopes(&[6, 7], &[(5, 6), (5, 7)]);
-        assert_eq!(m[&6], Scope::Whole);
-        assert_eq!(m[&7], Scope::Only);
+        assert_eq!(m[&6], ReadScope::Whole);
+        assert_eq!(m[&7], ReadScope::Only);
     }
 }

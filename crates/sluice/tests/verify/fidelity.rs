@@ -50,7 +50,7 @@ fn row(k: i64, kind: &str, cols: &str, copies: &str) -> (i64, String, String, St
 }
 
 /// Runs `sluice run` on `job` (from its directory) and expects it to finish.
-fn run(job: &Path) {
+pub(super) fn run(job: &Path) {
     let o = Command::cargo_bin("sluice")
         .expect("binary")
         .current_dir(job.parent().expect("dir"))

@@ -18,6 +18,9 @@ mod support;
 /// cannot compare.
 mod fidelity;
 
+/// Issue 9, case 11: PostgreSQL inheritance trees compared with the rows the copy read.
+mod inheritance;
+
 use support::{MyDb, PgDb, mysql, psql};
 
 const ROWS: i64 = 20_000;
