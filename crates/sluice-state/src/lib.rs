@@ -215,24 +215,25 @@ impl SqliteStore {
         let tx = c.transaction().map_err(db_err(&self.path))?;
         let t = now();
         // A progress update never overwrites a run's end (it may arrive late).
-        let changed = tx.execute(
-            "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
+        let changed = tx
+            .execute(
+                "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
                 error = ?6, rows_earlier = ?7, updated_at = ?8,
                 generation = CASE WHEN ?9 = '' THEN generation ELSE ?9 END
              WHERE id = ?1 AND (?2 IS NOT NULL OR ended_at IS NULL)",
-            params![
-                run,
-                end.then_some(&t),
-                u.state,
-                u.rows_written as i64,
-                u.bytes_read as i64,
-                u.error,
-                u.rows_earlier as i64,
-                t,
-                u.generation
-            ],
-        )
-        .map_err(db_err(&self.path))?;
+                params![
+                    run,
+                    end.then_some(&t),
+                    u.state,
+                    u.rows_written as i64,
+                    u.bytes_read as i64,
+                    u.error,
+                    u.rows_earlier as i64,
+                    t,
+                    u.generation
+                ],
+            )
+            .map_err(db_err(&self.path))?;
         if changed == 0 {
             return Ok(());
         }
