@@ -884,3 +884,34 @@ fn run_and_validate_refuse_table_map_keys_that_match_no_table() {
         }
     );
 }
+
+/// Issue 9, case 22: a closed stdout (`sluice run job.toml | head -0`, `sluice status | head
+/// -1`) is not a reason to panic: the copy's outcome decides the exit status.
+#[test]
+fn a_closed_stdout_does_not_turn_a_finished_copy_into_a_panic() {
+    let env = Env::new();
+    env.write("in/t.csv", "id,v\n1,2\n2,4\n");
+    env.write(
+        "job.toml",
+        "[job]\nname = \"closed\"\n[source]\ntype = \"csv\"\npath = \"in\"\n\
+         [sink]\ntype = \"jsonl\"\npath = \"out\"\n",
+    );
+    for args in [
+        &["run", "job.toml"][..],
+        &["status"][..],
+        &["status", "closed"][..],
+    ] {
+        let mut child = env
+            .cmd()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the process writes anything.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}
