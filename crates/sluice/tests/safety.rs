@@ -1204,3 +1204,42 @@ fn case25_a_file_changed_between_runs_is_refused_by_its_planned_ranges() {
         "nothing more was written"
     );
 }
+
+/// Case 5 with a SQLite target: the lock files beside the database keep a second process (from
+/// another state directory) off a running job.
+#[test]
+fn case5_a_sqlite_target_is_written_by_one_run_of_a_job_at_a_time() {
+    let d = Dir::new();
+    let mut text = String::from("id,v\n");
+    for id in 0..3_000_000 {
+        text.push_str(&format!("{id},{}\n", id * 2));
+    }
+    d.write("in/t.csv", text);
+    d.job(
+        "sqlitelock",
+        "parallelism = 1",
+        "type = \"csv\"\npath = \"in\"\nschema = { id = \"int64\", v = \"int64\" }",
+        SQLITE_APPEND,
+    );
+    let first = d.spawn(&["--state", "a", "run", "job.toml"]);
+    wait_for(60, "the first run to create its table", || {
+        d.path("out.db").exists()
+            && sqlite_count(
+                &d.path("out.db"),
+                "SELECT count(*) FROM sqlite_schema WHERE name = 't'",
+            ) == 1
+    });
+    let o = d.run(&["--state", "b", "run", "job.toml"]);
+    let first = wait_within(first, 300, "the first run");
+    assert_eq!(code(&first), 0, "{}", err(&first));
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("is locked by another process"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        sqlite_count(&d.path("out.db"), "SELECT count(*) FROM t"),
+        3_000_000
+    );
+}
