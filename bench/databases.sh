@@ -66,8 +66,8 @@ timed() {   # timed NAME 'command' -> appends "name wall_s rss_mb rows" to $RUNS
 job() {  # job NAME SOURCE-BLOCK SINK-BLOCK
   printf '[job]\nname = "%s"\nparallelism = 2\n\n[source]\n%s\n\n[sink]\n%s\n' "$1" "$2" "$3" > "$WORK/sluice/$1.toml"
 }
-pg_dst_fresh() { pgq dst "DROP TABLE IF EXISTS public.lineitem CASCADE; DROP TABLE IF EXISTS public._sluice_checkpoints" >/dev/null 2>&1; }
-my_dst_fresh() { myq dst "DROP TABLE IF EXISTS lineitem; DROP TABLE IF EXISTS _sluice_checkpoints"; }
+pg_dst_fresh() { pgq dst "DROP TABLE IF EXISTS public.lineitem CASCADE; DROP TABLE IF EXISTS public._sluice_checkpoints; DROP TABLE IF EXISTS public._sluice_jobs" >/dev/null 2>&1; }
+my_dst_fresh() { myq dst "DROP TABLE IF EXISTS lineitem; DROP TABLE IF EXISTS _sluice_checkpoints; DROP TABLE IF EXISTS _sluice_jobs"; }
 
 ROWS=$(pgq src "select count(*) from lineitem") || { echo "error: no lineitem in PostgreSQL db src; run without SKIP_SETUP"; exit 1; }
 [ "$(myq src 'select count(*) from lineitem')" = "$ROWS" ] || { echo "error: MariaDB src.lineitem does not match PostgreSQL's"; exit 1; }
