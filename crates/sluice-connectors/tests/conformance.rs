@@ -1,0 +1,565 @@
+//! The conformance suite every sink passes (after Vector's `run_and_assert_sink_compliance`
+//! and Conduit's acceptance tests): the same scenarios, through the real engine, against each
+//! real target, with faults injected by a wrapper around the sink.
+//!
+//! | scenario | fault | expected |
+//! | --- | --- | --- |
+//! | `clean` | none | every row exactly once |
+//! | `crash_mid_split` | a write fails in a later split (the run fails) | the resume writes the rest; every row once |
+//! | `commit_answer_lost` | a COMMIT lands, its answer is lost | the sink says it landed (or the split is redone into the same names); every row once, in one run |
+//! | `commit_lost` | a COMMIT never reaches the target | the split is redone; every row once, in one run |
+//! | `stop_and_resume` | a stop after two commits | STOPPED; the resume skips what is committed; every row once |
+//! | `ack_after_commit` | — | the source hears of each position only once the sink reports it committed |
+//!
+//! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
+//! target, and how to read the target's ids back).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde_json::json;
+use sluice_connectors::registry::SinkConfig;
+use sluice_core::sink::DynSink;
+use sluice_core::source::SourceTable;
+use sluice_core::{
+    BatchSender, Checkpoint, Error, ErrorKind, GenerationRecord, JobContext, Position, Result,
+    Sink, SinkLockGuard, SinkWriter, Source, SourceBatch, Split, TableId, TablePlan, TableSchema,
+};
+use sluice_engine::{
+    BadRecordPolicy, CheckpointLog, Controller, JobSpec, Progress, RetryPolicy, RunState,
+    StopReason, run_batch,
+};
+
+const SPLITS: usize = 6;
+const BATCHES: usize = 4;
+const ROWS_PER_BATCH: usize = 100;
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("note", DataType::Utf8, true),
+    ]))
+}
+
+fn all_ids() -> Vec<i64> {
+    (0..(SPLITS * BATCHES * ROWS_PER_BATCH) as i64).collect()
+}
+
+/// `SPLITS` splits of `BATCHES` batches; ids unique across splits. Records acknowledgements
+/// and checks each against the sink at that moment.
+struct Synthetic {
+    sink: Mutex<Option<DynSink>>,
+    acks: Mutex<Vec<(String, bool)>>,
+}
+
+#[async_trait]
+impl Source for Synthetic {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        let mut s = TableSchema::new(TableId::new(["conf"]), schema());
+        s.primary_key = vec!["id".into()];
+        Ok(vec![SourceTable {
+            schema: s,
+            estimated_rows: None,
+            estimated_bytes: None,
+        }])
+    }
+    async fn splits(&self, t: &SourceTable) -> Result<Vec<Split>> {
+        Ok((0..SPLITS)
+            .map(|i| Split {
+                id: format!("conf#{i}"),
+                table: t.schema.id.clone(),
+                index: i,
+                estimated_rows: None,
+                estimated_bytes: None,
+                detail: json!({ "i": i }),
+                continues: false,
+                start: None,
+            })
+            .collect())
+    }
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        let first = resume
+            .and_then(|p| p.value.as_u64())
+            .map(|b| b as usize + 1)
+            .unwrap_or(0);
+        for b in first..BATCHES {
+            let base = (split.index * BATCHES + b) * ROWS_PER_BATCH;
+            let ids: Vec<i64> = (base..base + ROWS_PER_BATCH).map(|i| i as i64).collect();
+            let notes: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+            let data = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(notes)),
+                ],
+            )?;
+            let batch = SourceBatch {
+                data,
+                position: Position::new(split.id.clone(), json!(b)),
+                bytes: 0,
+            };
+            if let Err(e) = out.send(batch).await {
+                return if e.kind() == ErrorKind::Stopped {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+        }
+        Ok(())
+    }
+    async fn committed(&self, p: &Position) -> Result<()> {
+        let sink = self.sink.lock().unwrap().clone();
+        let durable = match sink {
+            Some(s) => match s.committed_positions().await? {
+                Some(list) => list.iter().any(|c| c.position == *p),
+                // A sink without checkpoints commits locally (a rename): nothing to ask.
+                None => true,
+            },
+            None => false,
+        };
+        self.acks.lock().unwrap().push((p.split.clone(), durable));
+        Ok(())
+    }
+}
+
+/// What goes wrong, once.
+#[derive(Default)]
+struct Faults {
+    /// A write of this split fails with a data error.
+    fail_write_of: Option<String>,
+    /// This split's COMMIT lands, then the connection "breaks".
+    lose_answer_of: Option<String>,
+    /// This split's COMMIT never reaches the target.
+    lose_commit_of: Option<String>,
+    /// Stop the run after this many commits.
+    stop_after: Option<usize>,
+    fired: AtomicBool,
+    commits: AtomicUsize,
+    ctl: Mutex<Option<Arc<Controller>>>,
+}
+
+impl Faults {
+    fn fire(&self) -> bool {
+        !self.fired.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// A sink that delegates to a real one and injects [`Faults`].
+struct Faulty {
+    inner: DynSink,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Sink for Faulty {
+    fn keeps_checkpoints(&self) -> bool {
+        self.inner.keeps_checkpoints()
+    }
+    async fn lock(&self, job: &str, t: &[TableId]) -> Result<Option<SinkLockGuard>> {
+        self.inner.lock(job, t).await
+    }
+    async fn load_generation(&self, job: &str) -> Result<Option<GenerationRecord>> {
+        self.inner.load_generation(job).await
+    }
+    async fn save_generation(&self, job: &str, r: &GenerationRecord) -> Result<()> {
+        self.inner.save_generation(job, r).await
+    }
+    fn begin(&self, ctx: &JobContext) -> Result<()> {
+        self.inner.begin(ctx)
+    }
+    async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {
+        self.inner.committed_positions().await
+    }
+    async fn checkpoint(&self, split: &str) -> Result<Option<Position>> {
+        self.inner.checkpoint(split).await
+    }
+    async fn holds_rows(&self, t: &TablePlan) -> Result<Option<bool>> {
+        self.inner.holds_rows(t).await
+    }
+    async fn prepare(&self, t: &[TablePlan]) -> Result<()> {
+        self.inner.prepare(t).await
+    }
+    fn target_types(&self, t: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
+        self.inner.target_types(t)
+    }
+    async fn open(&self, t: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(FaultyWriter {
+            inner: Some(self.inner.open(t, split).await?),
+            split: split.id.clone(),
+            faults: self.faults.clone(),
+        }))
+    }
+    async fn finish_table(&self, t: &TablePlan) -> Result<()> {
+        self.inner.finish_table(t).await
+    }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
+
+struct FaultyWriter {
+    inner: Option<Box<dyn SinkWriter>>,
+    split: String,
+    faults: Arc<Faults>,
+}
+
+fn lost() -> Error {
+    Error::new(
+        ErrorKind::Connection,
+        "the connection broke during COMMIT (injected)",
+    )
+}
+
+#[async_trait]
+impl SinkWriter for FaultyWriter {
+    async fn write(&mut self, b: RecordBatch) -> Result<()> {
+        if self.faults.fail_write_of.as_deref() == Some(self.split.as_str()) && self.faults.fire() {
+            return Err(Error::data("a bad row (injected)"));
+        }
+        self.inner.as_mut().unwrap().write(b).await
+    }
+    async fn commit(&mut self, p: &Position) -> Result<()> {
+        if self.faults.lose_commit_of.as_deref() == Some(self.split.as_str()) && self.faults.fire()
+        {
+            return Err(lost());
+        }
+        self.inner.as_mut().unwrap().commit(p).await?;
+        let n = self.faults.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        if Some(n) == self.faults.stop_after
+            && let Some(ctl) = self.faults.ctl.lock().unwrap().as_ref()
+        {
+            ctl.stop(StopReason::Requested("conformance test".into()));
+        }
+        if self.faults.lose_answer_of.as_deref() == Some(self.split.as_str()) && self.faults.fire()
+        {
+            return Err(lost());
+        }
+        Ok(())
+    }
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.inner.take().unwrap().abort().await
+    }
+}
+
+/// Positions in memory, standing in for the state store (the record for sinks without
+/// checkpoints of their own).
+#[derive(Default)]
+struct MemLog(Mutex<Vec<(Position, u64)>>);
+
+impl CheckpointLog for MemLog {
+    fn load(&self) -> Result<Vec<(Position, u64)>> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    fn save(&self, _t: &str, p: &Position, rows: u64) -> Result<()> {
+        let mut v = self.0.lock().unwrap();
+        v.retain(|(q, _)| q.split != p.split);
+        v.push((p.clone(), rows));
+        Ok(())
+    }
+}
+
+/// A target: how to build its sink for a fresh target, how to read its ids back.
+struct Target {
+    name: &'static str,
+    sink: serde_json::Value,
+    read: Box<dyn Fn() -> Vec<i64>>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn sqlite_target() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir.path().join("out.db");
+    let path = db.clone();
+    Target {
+        name: "sqlite",
+        sink: json!({"type": "sqlite", "url": format!("sqlite://{}", db.display()), "write": "append"}),
+        read: Box::new(move || {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let mut st = c.prepare("SELECT id FROM conf ORDER BY id").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        }),
+        _keep: Box::new(dir),
+    }
+}
+
+fn jsonl_target() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let root = out.clone();
+    Target {
+        name: "jsonl",
+        sink: json!({"type": "jsonl", "path": out.display().to_string(), "write": "append"}),
+        read: Box::new(move || {
+            let mut ids = Vec::new();
+            let mut stack = vec![root.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if name.ends_with(".jsonl") && !name.starts_with('.') {
+                        for line in std::fs::read_to_string(&p).unwrap().lines() {
+                            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                            ids.push(v["id"].as_i64().unwrap());
+                        }
+                    }
+                }
+            }
+            ids.sort();
+            ids
+        }),
+        _keep: Box::new(dir),
+    }
+}
+
+fn sh(cmd: &mut std::process::Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {} (are the services up? bash scripts/test-services.sh)",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+static DBS: AtomicUsize = AtomicUsize::new(0);
+
+fn psql(db: &str, sql: &str) -> String {
+    sh(std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+        ])
+        .arg(sql))
+}
+
+fn mariadb(db: &str, sql: &str) -> String {
+    sh(std::process::Command::new("mariadb")
+        .args(["-h127.0.0.1", "-uroot", "-N", "-B"])
+        .args((!db.is_empty()).then_some(db))
+        .args(["-e", sql]))
+}
+
+struct DropDb(String, &'static str);
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        let sql = match self.1 {
+            "pg" => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            _ => format!("DROP DATABASE IF EXISTS {}", self.0),
+        };
+        let _ = match self.1 {
+            "pg" => std::process::Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                ])
+                .arg(&sql)
+                .output(),
+            _ => std::process::Command::new("mariadb")
+                .args(["-h127.0.0.1", "-uroot", "-e"])
+                .arg(&sql)
+                .output(),
+        };
+    }
+}
+
+fn pg_target() -> Target {
+    let name = format!(
+        "sluice_conf_{}_{}",
+        std::process::id(),
+        DBS.fetch_add(1, Ordering::SeqCst)
+    );
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    let db = name.clone();
+    Target {
+        name: "postgres",
+        sink: json!({"type": "postgres", "url": format!("postgres://postgres@127.0.0.1:5432/{name}"), "write": "append"}),
+        read: Box::new(move || {
+            psql(&db, "SELECT id FROM conf ORDER BY id")
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect()
+        }),
+        _keep: Box::new(DropDb(name, "pg")),
+    }
+}
+
+fn mysql_target() -> Target {
+    let name = format!(
+        "sluice_conf_{}_{}",
+        std::process::id(),
+        DBS.fetch_add(1, Ordering::SeqCst)
+    );
+    mariadb("", &format!("CREATE DATABASE {name}"));
+    let db = name.clone();
+    Target {
+        name: "mysql",
+        sink: json!({"type": "mysql", "url": format!("mysql://root@127.0.0.1:3306/{name}"), "write": "append"}),
+        read: Box::new(move || {
+            mariadb(&db, "SELECT id FROM conf ORDER BY id")
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect()
+        }),
+        _keep: Box::new(DropDb(name, "my")),
+    }
+}
+
+/// One run of the synthetic job into `target` (the same generation each time, so a run
+/// after a failed one resumes it).
+async fn run(
+    target: &Target,
+    faults: Arc<Faults>,
+    log: Arc<MemLog>,
+) -> (sluice_engine::RunOutcome, Arc<Synthetic>) {
+    let config: SinkConfig = serde_json::from_value(target.sink.clone()).unwrap();
+    let inner = config.build().unwrap();
+    let sink: DynSink = Arc::new(Faulty {
+        inner: inner.clone(),
+        faults: faults.clone(),
+    });
+    let source = Arc::new(Synthetic {
+        sink: Mutex::new(Some(inner)),
+        acks: Mutex::new(Vec::new()),
+    });
+    let ctl = Arc::new(Controller::new());
+    *faults.ctl.lock().unwrap() = Some(ctl.clone());
+    let spec = JobSpec {
+        name: "conformance".into(),
+        parallelism: 2,
+        timeout: None,
+        source: source.clone(),
+        sink,
+        transforms: vec![],
+        targets: Arc::new(|id| Ok(id.clone())),
+        check_tables: Arc::new(|_| Ok(())),
+        channel_capacity: 2,
+        context: JobContext {
+            job: "conformance".into(),
+            generation: "g1".into(),
+        },
+        checkpoints: log,
+        bad_records: Arc::new(BadRecordPolicy::default()),
+        retry: RetryPolicy {
+            first: std::time::Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+    };
+    (run_batch(spec, ctl, Progress::new()).await, source)
+}
+
+fn targets() -> Vec<Target> {
+    vec![sqlite_target(), jsonl_target(), pg_target(), mysql_target()]
+}
+
+fn faults(f: impl FnOnce(&mut Faults)) -> Arc<Faults> {
+    let mut x = Faults::default();
+    f(&mut x);
+    Arc::new(x)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_clean() {
+    for t in targets() {
+        let (out, _) = run(&t, faults(|_| {}), Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_crash_mid_split_then_resume() {
+    for t in targets() {
+        let log = Arc::new(MemLog::default());
+        let f = faults(|f| f.fail_write_of = Some("conf#4".into()));
+        let (out, _) = run(&t, f, log.clone()).await;
+        assert_eq!(out.state, RunState::Failed, "{}", t.name);
+        let (out, _) = run(&t, faults(|_| {}), log).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert!(
+            out.rows_written_earlier() > 0,
+            "{}: nothing was kept",
+            t.name
+        );
+        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_commit_answer_lost() {
+    for t in targets() {
+        let f = faults(|f| f.lose_answer_of = Some("conf#2".into()));
+        let (out, _) = run(&t, f, Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_commit_lost() {
+    for t in targets() {
+        let f = faults(|f| f.lose_commit_of = Some("conf#2".into()));
+        let (out, _) = run(&t, f, Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_stop_then_resume() {
+    for t in targets() {
+        let log = Arc::new(MemLog::default());
+        let f = faults(|f| f.stop_after = Some(2));
+        let (out, _) = run(&t, f, log.clone()).await;
+        assert_eq!(out.state, RunState::Stopped, "{}: {:?}", t.name, out.error);
+        let (out, _) = run(&t, faults(|_| {}), log).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert!(out.rows_written_earlier() >= 2 * 400, "{}", t.name);
+        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_acknowledges_only_what_is_committed() {
+    for t in targets() {
+        let (out, src) = run(&t, faults(|_| {}), Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        let acks = src.acks.lock().unwrap().clone();
+        assert_eq!(
+            acks.len(),
+            SPLITS,
+            "{}: one acknowledgement per split",
+            t.name
+        );
+        assert!(
+            acks.iter().all(|(_, durable)| *durable),
+            "{}: acknowledged before the sink had it: {acks:?}",
+            t.name
+        );
+    }
+}
