@@ -252,11 +252,12 @@ impl SinkWriter for FaultyWriter {
 #[derive(Default)]
 struct MemLog(Mutex<Vec<(Position, u64)>>);
 
+#[async_trait]
 impl CheckpointLog for MemLog {
-    fn load(&self) -> Result<Vec<(Position, u64)>> {
+    async fn load(&self) -> Result<Vec<(Position, u64)>> {
         Ok(self.0.lock().unwrap().clone())
     }
-    fn save(&self, _t: &str, p: &Position, rows: u64) -> Result<()> {
+    async fn save(&self, _t: &str, p: &Position, rows: u64) -> Result<()> {
         let mut v = self.0.lock().unwrap();
         v.retain(|(q, _)| q.split != p.split);
         v.push((p.clone(), rows));

@@ -71,21 +71,23 @@ impl RetryPolicy {
 }
 
 /// Where the engine records committed positions (the state store, wired by the job runner).
+#[async_trait::async_trait]
 pub trait CheckpointLog: Send + Sync {
     /// Positions committed in the current generation, with the rows each split wrote.
-    fn load(&self) -> Result<Vec<(Position, u64)>>;
+    async fn load(&self) -> Result<Vec<(Position, u64)>>;
     /// Records that a split committed up to `position` (`position.done` when complete).
-    fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()>;
+    async fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()>;
 }
 
 /// A log that keeps nothing: every run starts from scratch.
 pub struct NoCheckpoints;
 
+#[async_trait::async_trait]
 impl CheckpointLog for NoCheckpoints {
-    fn load(&self) -> Result<Vec<(Position, u64)>> {
+    async fn load(&self) -> Result<Vec<(Position, u64)>> {
         Ok(Vec::new())
     }
-    fn save(&self, _table: &str, _position: &Position, _rows: u64) -> Result<()> {
+    async fn save(&self, _table: &str, _position: &Position, _rows: u64) -> Result<()> {
         Ok(())
     }
 }
@@ -666,7 +668,8 @@ async fn load_committed(spec: &JobSpec, ctl: &Controller) -> Result<HashMap<Stri
             .collect(),
         None => spec
             .checkpoints
-            .load()?
+            .load()
+            .await?
             .into_iter()
             .map(|(position, rows)| Committed { position, rows })
             .collect(),
@@ -947,6 +950,7 @@ async fn record_commit(spec: &JobSpec, table: &PlannedTable, position: &Position
     if let Err(e) = spec
         .checkpoints
         .save(&table.source.schema.id.to_string(), position, rows)
+        .await
     {
         // The sink's own checkpoint (databases) or a redo of this split (files, same names)
         // keeps the result exact; only `status` lags.

@@ -15,7 +15,7 @@ use sluice_engine::{
     CheckpointLog, Controller, JobSpec, PlannedTable, Progress, RunOutcome, RunState,
     describe_tables, list_splits, run_planned, set_splits,
 };
-use sluice_state::{RunTable, RunUpdate, SplitRecord, StateStore};
+use sluice_state::{JobLock, RunTable, RunUpdate, SplitRecord, StateStore};
 use tracing::{error, info, warn};
 
 use crate::manifest::{self, MANIFEST_VERSION, Manifest, TableManifest};
@@ -23,6 +23,8 @@ use crate::wire::build_spec;
 
 /// How often a running job's figures are written to the state store (for `status`).
 const RECORD_EVERY: Duration = Duration::from_secs(1);
+/// How long recording a finished copy may take.
+const FINISH_DEADLINE: Duration = Duration::from_secs(30);
 /// How many configuration differences a refusal lists.
 const MAX_DIFFERENCES: usize = 12;
 
@@ -42,6 +44,9 @@ pub struct RunRequest<'a> {
     pub from_scratch: bool,
     /// Run after a finished copy; differences fail the run.
     pub verify: Option<Verifier>,
+    /// The job's lock in the store, when the caller took it already (it must, before it
+    /// publishes anything about the run, such as a control socket); else the run takes it.
+    pub lock: Option<JobLock>,
 }
 
 /// How a run went, after everything about it was persisted.
@@ -78,7 +83,20 @@ pub async fn run_job(
         ctl.arm_timeout(t);
     }
     let bad_records = spec.bad_records.clone();
-    let run_id = match store.begin_run(&name, "", std::process::id()) {
+    // Invariant: one run of a job at a time per state store (the target's locks keep runs
+    // from other stores off).
+    let taken = match req.lock.take() {
+        Some(l) => Ok(l),
+        None => ctl.unless_stopped(store.lock_job(&name)).await,
+    };
+    let job_lock = match taken {
+        Ok(l) => l,
+        Err(e) => {
+            sluice_engine::close(&spec).await;
+            return early(&ctl, &progress, e, started, None);
+        }
+    };
+    let run_id = match store.begin_run(&name, "", std::process::id()).await {
         Ok(id) => id,
         Err(e) => {
             sluice_engine::close(&spec).await;
@@ -113,7 +131,19 @@ pub async fn run_job(
             )
             .await;
             if outcome.state == RunState::Finished {
-                finish_generation(&spec, &store, &p.manifest).await;
+                // A target that stops answering now must not hold the process: every split is
+                // committed, so the next run finds nothing to do and records the end then.
+                let finishing = finish_generation(&spec, &store, &p.manifest);
+                if tokio::time::timeout(FINISH_DEADLINE, finishing)
+                    .await
+                    .is_err()
+                {
+                    error!(
+                        deadline = ?FINISH_DEADLINE,
+                        "Recording that the copy finished did not complete in time; the next run \
+                         finds every split committed and records it."
+                    );
+                }
             }
             sluice_engine::close(&spec).await;
             drop(p.lock);
@@ -142,18 +172,19 @@ pub async fn run_job(
     };
     let tables = run_tables(&outcome);
     let update = RunUpdate {
-        state,
-        generation: report_generation.as_deref().unwrap_or(""),
+        state: state.to_string(),
+        generation: report_generation.clone().unwrap_or_default(),
         rows_written: outcome.rows_written(),
         rows_earlier: outcome.rows_written_earlier(),
         bytes_read: outcome.bytes_read(),
         error: error.map(|e| sluice_core::config::redact(&e)),
-        tables: &tables,
+        tables,
     };
     // Invariant: the run's end is persisted before it is reported.
-    if let Err(e) = store.end_run(run_id, &update) {
+    if let Err(e) = store.end_run(run_id, &update).await {
         error!(error = %e, "Recording the end of the run failed.");
     }
+    drop(job_lock);
     JobReport {
         outcome,
         run_id: Some(run_id),
@@ -246,22 +277,18 @@ fn spawn_recorder(
                 })
                 .collect();
             let generation = generation.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let update = RunUpdate {
-                    state: state_name(state),
-                    generation: &generation,
-                    rows_written: tables.iter().map(|t| t.rows_written).sum(),
-                    rows_earlier: tables.iter().map(|t| t.rows_written_earlier).sum(),
-                    bytes_read: snapshot.iter().map(|s| s.bytes_read).sum(),
-                    error: None,
-                    tables: &[],
-                };
-                if let Err(e) = store.update_run(run_id, &update) {
-                    warn!(error = %e, "Recording the run's progress failed.");
-                }
-            })
-            .await;
+            let update = RunUpdate {
+                state: state_name(state).to_string(),
+                generation,
+                rows_written: tables.iter().map(|t| t.rows_written).sum(),
+                rows_earlier: tables.iter().map(|t| t.rows_written_earlier).sum(),
+                bytes_read: snapshot.iter().map(|s| s.bytes_read).sum(),
+                error: None,
+                tables: Vec::new(),
+            };
+            if let Err(e) = store.update_run(run_id, &update).await {
+                warn!(error = %e, "Recording the run's progress failed.");
+            }
         }
     })
 }
@@ -273,16 +300,18 @@ struct StoreLog {
     generation: String,
 }
 
+#[async_trait::async_trait]
 impl CheckpointLog for StoreLog {
-    fn load(&self) -> Result<Vec<(Position, u64)>> {
+    async fn load(&self) -> Result<Vec<(Position, u64)>> {
         Ok(self
             .store
-            .positions(&self.job, &self.generation)?
+            .positions(&self.job, &self.generation)
+            .await?
             .into_iter()
             .map(|r| (r.position, r.rows))
             .collect())
     }
-    fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()> {
+    async fn save(&self, table: &str, position: &Position, rows: u64) -> Result<()> {
         let rec = SplitRecord {
             split: position.split.clone(),
             table: table.to_string(),
@@ -290,7 +319,9 @@ impl CheckpointLog for StoreLog {
             rows,
             updated_at: String::new(),
         };
-        self.store.save_position(&self.job, &self.generation, &rec)
+        self.store
+            .save_position(&self.job, &self.generation, &rec)
+            .await
     }
 }
 
@@ -352,7 +383,9 @@ async fn prepare(
             if changed {
                 save_manifest(spec, store, &manifest, false).await?;
             } else {
-                store.start_generation(&name, id, &to_value(&manifest)?)?;
+                store
+                    .start_generation(&name, id, &to_value(&manifest)?)
+                    .await?;
             }
             info!(
                 generation = %id,
@@ -479,7 +512,7 @@ async fn find_generation(
     name: &str,
     from_scratch: bool,
 ) -> Result<Found> {
-    let local = store.generation(name)?;
+    let local = store.generation(name).await?;
     if !spec.sink.keeps_checkpoints() {
         return Ok(match local {
             Some(l) if !l.finished => Found::Unfinished {
@@ -514,7 +547,7 @@ async fn find_generation(
         }
         (Some(r), _) => Found::Finished { id: r.generation },
         (None, Some(l)) if !l.finished => {
-            let committed = store.positions(name, &l.id)?.len();
+            let committed = store.positions(name, &l.id).await?.len();
             if committed > 0 && !from_scratch {
                 return Err(Error::config(format!(
                     "the target has no record of job {name:?} (no row in _sluice_jobs), but this \
@@ -542,7 +575,8 @@ async fn committed_splits(
     let list: Vec<Position> = match spec.sink.committed_positions().await? {
         Some(v) => v.into_iter().map(|c| c.position).collect(),
         None => store
-            .positions(name, id)?
+            .positions(name, id)
+            .await?
             .into_iter()
             .map(|r| r.position)
             .collect(),
@@ -667,7 +701,9 @@ async fn save_manifest(
     finished: bool,
 ) -> Result<()> {
     let value = to_value(manifest)?;
-    store.start_generation(&manifest.job, &manifest.generation, &value)?;
+    store
+        .start_generation(&manifest.job, &manifest.generation, &value)
+        .await?;
     spec.sink
         .save_generation(
             &manifest.job,
@@ -696,7 +732,7 @@ async fn finish_generation(spec: &JobSpec, store: &Arc<dyn StateStore>, manifest
     if let Err(e) = spec.sink.save_generation(&manifest.job, &record).await {
         error!(error = %e, "Recording in the target that the copy finished failed; the next run finds every split committed.");
     }
-    if let Err(e) = store.finish_generation(&manifest.job) {
+    if let Err(e) = store.finish_generation(&manifest.job).await {
         error!(error = %e, "Recording that the job finished failed; the next run finds every split committed.");
     }
 }
@@ -727,6 +763,7 @@ impl JobHandle {
         document: Value,
         options: StartOptions,
         store: Arc<dyn StateStore>,
+        lock: Option<JobLock>,
     ) -> JobHandle {
         let ctl = Arc::new(Controller::new());
         let progress = Progress::new();
@@ -737,6 +774,7 @@ impl JobHandle {
                 document: &document,
                 from_scratch: options.from_scratch,
                 verify: options.verify,
+                lock,
             };
             run_job(req, store, c, p).await
         });

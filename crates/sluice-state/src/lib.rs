@@ -1,12 +1,19 @@
 //! Where jobs, runs and their outcomes live.
 //!
-//! [`StateStore`] is the interface; [`SqliteStore`] keeps it in `state.db` inside the state
-//! directory (`.sluice/` by default). Every change is committed before the call returns, so
-//! anything reported after it (a status line, an exit code) is already on disk.
+//! [`StateStore`] is the interface, async so that no implementation blocks a runtime thread,
+//! with two implementations that pass one test suite (`tests/suite.rs`):
 //!
-//! The schema is versioned (`PRAGMA user_version`); [`SqliteStore::open`] applies the
-//! migrations a state directory lacks, each in its own transaction, and refuses a directory
-//! written by a newer Sluice. Version 1:
+//! * [`SqliteStore`]: `state.db` inside the state directory (`.sluice/` by default), the
+//!   embedded default, on blocking threads;
+//! * [`PgStore`]: a schema of its own (`sluice`) in a PostgreSQL database
+//!   (`--state postgres://…`), shared by every process pointed at it.
+//!
+//! [`open`] picks one from a `--state` value. Every change is committed before the call
+//! returns, so anything reported after it (a status line, an exit code) is durable. Each
+//! store's schema is versioned and migrated when it is opened (under a lock, so processes
+//! opening one store at once migrate it once); a store written by a newer Sluice is refused.
+//!
+//! The tables, version 1:
 //!
 //! * `jobs(name, created_at)` — one row per job name ever run here.
 //! * `runs(id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error)` — one
@@ -31,14 +38,18 @@
 //!   generation), `runs.updated_at`; `run_tables.rows_written_earlier`. A running job updates
 //!   its run row (state, rows so far) as it goes, so `status` shows it live.
 
-use std::path::{Path, PathBuf};
+mod postgres;
+mod sqlite;
 
-use rusqlite::{Connection, params};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde::Serialize;
-use sluice_core::{Error, ErrorKind, Result};
+use sluice_core::Result;
 
-/// Name of the database file inside the state directory.
-pub const STATE_FILE: &str = "state.db";
+pub use postgres::PgStore;
+pub use sqlite::{STATE_FILE, SqliteStore, file_stem};
 
 /// One run of a job.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -90,38 +101,6 @@ pub struct GenerationInfo {
     pub manifest: Option<serde_json::Value>,
 }
 
-/// The persistent state of jobs. Implementations commit before returning.
-pub trait StateStore: Send + Sync {
-    /// Records the start of a run of `job`'s `generation` by process `pid`; returns the run id.
-    fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64>;
-    /// Records a running run's state and figures so far (persisted before they are shown).
-    fn update_run(&self, run: i64, progress: &RunUpdate<'_>) -> Result<()>;
-    /// Records the end of a run with its final state, totals and per-table figures.
-    fn end_run(&self, run: i64, end: &RunUpdate<'_>) -> Result<()>;
-    /// Job names, sorted.
-    fn jobs(&self) -> Result<Vec<String>>;
-    /// Runs of `job`, newest first, at most `limit`.
-    fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>>;
-    /// Per-table figures of a run.
-    fn run_tables(&self, run: i64) -> Result<Vec<RunTable>>;
-    /// The job's current generation.
-    fn generation(&self, job: &str) -> Result<Option<GenerationInfo>>;
-    /// Makes `generation` (with its manifest) the job's current one, unfinished: forgets the
-    /// positions of any other generation. Also used to adopt a generation the target holds.
-    fn start_generation(
-        &self,
-        job: &str,
-        generation: &str,
-        manifest: &serde_json::Value,
-    ) -> Result<()>;
-    /// Marks the current generation finished (the next run starts a new one).
-    fn finish_generation(&self, job: &str) -> Result<()>;
-    /// Records a split's committed position (and the rows it wrote in total).
-    fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()>;
-    /// The positions of `job` in `generation`, ordered by split.
-    fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>>;
-}
-
 /// A split's committed position, as the state store keeps it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SplitRecord {
@@ -136,429 +115,87 @@ pub struct SplitRecord {
 }
 
 /// What [`StateStore::update_run`] and [`StateStore::end_run`] record.
-#[derive(Debug, Clone)]
-pub struct RunUpdate<'a> {
-    pub state: &'a str,
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    pub state: String,
     /// The generation the run works on, once chosen (empty: unchanged).
-    pub generation: &'a str,
+    pub generation: String,
     pub rows_written: u64,
     pub rows_earlier: u64,
     pub bytes_read: u64,
     pub error: Option<String>,
-    pub tables: &'a [RunTable],
+    pub tables: Vec<RunTable>,
 }
 
-/// The embedded store: a SQLite file in the state directory.
-pub struct SqliteStore {
-    conn: std::sync::Mutex<Connection>,
-    path: PathBuf,
-}
+/// Held while a job runs; dropping it releases the job's lock in the store.
+pub type JobLock = Box<dyn std::any::Any + Send + Sync>;
 
-fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("state store {}: {e}", path.display()),
-        )
-        .with_hint(
-            "check that the state directory is writable (--state DIR or SLUICE_STATE moves it)",
-        )
-    }
-}
-
-impl SqliteStore {
-    /// Opens (creating if needed) the store in directory `dir`.
-    pub fn open(dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::from_io(
-                e,
-                format!("cannot create state directory {}", dir.display()),
-            )
-        })?;
-        let path = dir.join(STATE_FILE);
-        let mut conn = Connection::open(&path).map_err(db_err(&path))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db_err(&path))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .map_err(db_err(&path))?;
-        migrate(&mut conn).map_err(|e| match e {
-            Migration::Db(e) => db_err(&path)(e),
-            Migration::Newer(v) => Error::config(format!(
-                "the state directory {} was written by a newer Sluice (schema version {v}, this \
-                 one knows up to {})",
-                dir.display(),
-                MIGRATIONS.len()
-            ))
-            .with_hint("run the newer sluice, or give this one another --state directory"),
-        })?;
-        Ok(SqliteStore {
-            conn: std::sync::Mutex::new(conn),
-            path,
-        })
-    }
-
-    /// Opens the store only if it exists (for read-only commands such as `status`).
-    pub fn open_existing(dir: &Path) -> Result<Option<SqliteStore>> {
-        if dir.join(STATE_FILE).exists() {
-            Self::open(dir).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write_run(&self, run: i64, u: &RunUpdate<'_>, end: bool) -> Result<()> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(db_err(&self.path))?;
-        let t = now();
-        // A progress update never overwrites a run's end (it may arrive late).
-        let changed = tx
-            .execute(
-                "UPDATE runs SET ended_at = ?2, state = ?3, rows_written = ?4, bytes_read = ?5,
-                error = ?6, rows_earlier = ?7, updated_at = ?8,
-                generation = CASE WHEN ?9 = '' THEN generation ELSE ?9 END
-             WHERE id = ?1 AND (?2 IS NOT NULL OR ended_at IS NULL)",
-                params![
-                    run,
-                    end.then_some(&t),
-                    u.state,
-                    u.rows_written as i64,
-                    u.bytes_read as i64,
-                    u.error,
-                    u.rows_earlier as i64,
-                    t,
-                    u.generation
-                ],
-            )
-            .map_err(db_err(&self.path))?;
-        if changed == 0 {
-            return Ok(());
-        }
-        for r in u.tables {
-            tx.execute(
-                "INSERT OR REPLACE INTO run_tables(run_id, table_name, target, rows_read,
-                    rows_written, splits_done, splits_total, complete, rows_written_earlier)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    run,
-                    r.table,
-                    r.target,
-                    r.rows_read as i64,
-                    r.rows_written as i64,
-                    r.splits_done as i64,
-                    r.splits_total as i64,
-                    r.complete,
-                    r.rows_written_earlier as i64
-                ],
-            )
-            .map_err(db_err(&self.path))?;
-        }
-        tx.commit().map_err(db_err(&self.path))
-    }
-}
-
-/// The schema, one migration per version (index 0 makes version 1). Never edit a released
-/// migration: add one.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS jobs(
-        name TEXT PRIMARY KEY, created_at TEXT NOT NULL, generation TEXT,
-        generation_finished INTEGER NOT NULL DEFAULT 0);
-     CREATE TABLE IF NOT EXISTS positions(
-        job TEXT NOT NULL, split TEXT NOT NULL, generation TEXT NOT NULL,
-        table_name TEXT NOT NULL, position TEXT NOT NULL, done INTEGER NOT NULL,
-        rows INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(job, split));
-     CREATE TABLE IF NOT EXISTS runs(
-        id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL REFERENCES jobs(name),
-        started_at TEXT NOT NULL, ended_at TEXT, state TEXT NOT NULL, pid INTEGER NOT NULL,
-        rows_written INTEGER NOT NULL DEFAULT 0, bytes_read INTEGER NOT NULL DEFAULT 0,
-        error TEXT);
-     CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
-     CREATE TABLE IF NOT EXISTS run_tables(
-        run_id INTEGER NOT NULL REFERENCES runs(id), table_name TEXT NOT NULL,
-        target TEXT NOT NULL, rows_read INTEGER NOT NULL, rows_written INTEGER NOT NULL,
-        splits_done INTEGER NOT NULL, splits_total INTEGER NOT NULL,
-        complete INTEGER NOT NULL, PRIMARY KEY(run_id, table_name));",
-    "CREATE TABLE generations(
-        job TEXT NOT NULL, generation TEXT NOT NULL, started_at TEXT NOT NULL,
-        finished_at TEXT, manifest TEXT, PRIMARY KEY(job, generation));
-     ALTER TABLE runs ADD COLUMN generation TEXT;
-     ALTER TABLE runs ADD COLUMN rows_earlier INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE runs ADD COLUMN updated_at TEXT;
-     ALTER TABLE run_tables ADD COLUMN rows_written_earlier INTEGER NOT NULL DEFAULT 0;",
-];
-
-enum Migration {
-    Db(rusqlite::Error),
-    Newer(i64),
-}
-
-impl From<rusqlite::Error> for Migration {
-    fn from(e: rusqlite::Error) -> Self {
-        Migration::Db(e)
-    }
-}
-
-/// Brings the schema to the newest version, one migration per transaction. Each transaction
-/// takes the write lock first and reads the version under it, so processes opening the same
-/// state directory at once (a run starting while `status` polls) migrate it once.
-fn migrate(conn: &mut Connection) -> std::result::Result<(), Migration> {
-    loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > MIGRATIONS.len() as i64 {
-            return Err(Migration::Newer(version));
-        }
-        let Some(sql) = MIGRATIONS.get(version.max(0) as usize) else {
-            return Ok(());
-        };
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", version.max(0) + 1))?;
-        tx.commit()?;
-    }
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-impl StateStore for SqliteStore {
-    fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(db_err(&self.path))?;
-        tx.execute(
-            "INSERT OR IGNORE INTO jobs(name, created_at) VALUES (?1, ?2)",
-            params![job, now()],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.execute(
-            "INSERT INTO runs(job, started_at, state, pid, generation, updated_at)
-             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?2)",
-            params![job, now(), pid, generation],
-        )
-        .map_err(db_err(&self.path))?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(db_err(&self.path))?;
-        Ok(id)
-    }
-
-    fn update_run(&self, run: i64, u: &RunUpdate<'_>) -> Result<()> {
-        self.write_run(run, u, false)
-    }
-
-    fn end_run(&self, run: i64, end: &RunUpdate<'_>) -> Result<()> {
-        self.write_run(run, end, true)
-    }
-
-    fn jobs(&self) -> Result<Vec<String>> {
-        let c = self.conn();
-        let mut st = c
-            .prepare("SELECT name FROM jobs ORDER BY name")
-            .map_err(db_err(&self.path))?;
-        let rows = st.query_map([], |r| r.get(0)).map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(db_err(&self.path))
-    }
-
-    fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error,
-                        coalesce(generation, ''), rows_earlier, updated_at
-                 FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT ?2",
-            )
-            .map_err(db_err(&self.path))?;
-        let rows = st
-            .query_map(params![job, limit as i64], |r| {
-                Ok(RunRecord {
-                    id: r.get(0)?,
-                    job: r.get(1)?,
-                    started_at: r.get(2)?,
-                    ended_at: r.get(3)?,
-                    state: r.get(4)?,
-                    pid: r.get(5)?,
-                    rows_written: r.get::<_, i64>(6)? as u64,
-                    bytes_read: r.get::<_, i64>(7)? as u64,
-                    error: r.get(8)?,
-                    generation: r.get(9)?,
-                    rows_earlier: r.get::<_, i64>(10)? as u64,
-                    updated_at: r.get(11)?,
-                })
-            })
-            .map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err(&self.path))
-    }
-
-    fn generation(&self, job: &str) -> Result<Option<GenerationInfo>> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT j.generation, j.generation_finished, g.manifest FROM jobs j
-                 LEFT JOIN generations g ON g.job = j.name AND g.generation = j.generation
-                 WHERE j.name = ?1",
-            )
-            .map_err(db_err(&self.path))?;
-        let mut rows = st.query([job]).map_err(db_err(&self.path))?;
-        let Some(r) = rows.next().map_err(db_err(&self.path))? else {
-            return Ok(None);
-        };
-        let g: Option<String> = r.get(0).map_err(db_err(&self.path))?;
-        let finished: bool = r.get(1).map_err(db_err(&self.path))?;
-        let manifest: Option<String> = r.get(2).map_err(db_err(&self.path))?;
-        let Some(id) = g else { return Ok(None) };
-        let manifest = match manifest {
-            Some(m) => Some(serde_json::from_str(&m).map_err(|e| {
-                Error::internal(format!(
-                    "state store: unreadable manifest of generation {id}: {e}"
-                ))
-                .with_hint("run the job with --from-scratch")
-            })?),
-            None => None,
-        };
-        Ok(Some(GenerationInfo {
-            id,
-            finished,
-            manifest,
-        }))
-    }
-
-    fn start_generation(
+/// The persistent state of jobs. Implementations commit before returning.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Where the store is, for messages (`.sluice`, `postgres://host/db (schema sluice)`).
+    fn describe(&self) -> String;
+    /// Takes the job's lock in the store: a second run of the job against the same store is
+    /// refused while it is held (also from another machine, for a shared store).
+    async fn lock_job(&self, job: &str) -> Result<JobLock>;
+    /// Records the start of a run of `job`'s `generation` by process `pid`; returns the run id.
+    async fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64>;
+    /// Records a running run's state and figures so far (persisted before they are shown). A
+    /// run that already ended is left as it is.
+    async fn update_run(&self, run: i64, progress: &RunUpdate) -> Result<()>;
+    /// Records the end of a run with its final state, totals and per-table figures.
+    async fn end_run(&self, run: i64, end: &RunUpdate) -> Result<()>;
+    /// Job names, sorted.
+    async fn jobs(&self) -> Result<Vec<String>>;
+    /// Runs of `job`, newest first, at most `limit`.
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>>;
+    /// Per-table figures of a run.
+    async fn run_tables(&self, run: i64) -> Result<Vec<RunTable>>;
+    /// The job's current generation.
+    async fn generation(&self, job: &str) -> Result<Option<GenerationInfo>>;
+    /// Makes `generation` (with its manifest) the job's current one, unfinished: forgets the
+    /// positions of any other generation. Also used to adopt a generation the target holds.
+    async fn start_generation(
         &self,
         job: &str,
         generation: &str,
         manifest: &serde_json::Value,
-    ) -> Result<()> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(db_err(&self.path))?;
-        tx.execute(
-            "INSERT INTO jobs(name, created_at, generation, generation_finished) VALUES (?1, ?2, ?3, 0)
-             ON CONFLICT(name) DO UPDATE SET generation = ?3, generation_finished = 0",
-            params![job, now(), generation],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.execute(
-            "INSERT INTO generations(job, generation, started_at, manifest) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(job, generation) DO UPDATE SET manifest = ?4, finished_at = NULL",
-            params![job, generation, now(), manifest.to_string()],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.execute(
-            "DELETE FROM positions WHERE job = ?1 AND generation <> ?2",
-            [job, generation],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.commit().map_err(db_err(&self.path))
-    }
+    ) -> Result<()>;
+    /// Marks the current generation finished (the next run starts a new one).
+    async fn finish_generation(&self, job: &str) -> Result<()>;
+    /// Records a split's committed position (and the rows it wrote in total).
+    async fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()>;
+    /// The positions of `job` in `generation`, ordered by split.
+    async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>>;
+}
 
-    fn finish_generation(&self, job: &str) -> Result<()> {
-        let mut c = self.conn();
-        let tx = c.transaction().map_err(db_err(&self.path))?;
-        tx.execute(
-            "UPDATE jobs SET generation_finished = 1 WHERE name = ?1",
-            [job],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.execute(
-            "UPDATE generations SET finished_at = ?2 WHERE job = ?1
-               AND generation = (SELECT generation FROM jobs WHERE name = ?1)",
-            params![job, now()],
-        )
-        .map_err(db_err(&self.path))?;
-        tx.commit().map_err(db_err(&self.path))
+/// Opens the store a `--state` value names: a `postgres://` (or `postgresql://`) URL, else a
+/// directory (created if missing).
+pub async fn open(state: &str) -> Result<Arc<dyn StateStore>> {
+    if is_postgres(state) {
+        Ok(Arc::new(PgStore::open(state).await?))
+    } else {
+        let dir = Path::new(state).to_path_buf();
+        let s = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+            .await
+            .map_err(|e| sluice_core::Error::internal(format!("state store task failed: {e}")))??;
+        Ok(Arc::new(s))
     }
+}
 
-    fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()> {
-        let pos = serde_json::to_string(&rec.position)
-            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
-        self.conn()
-            .execute(
-                "INSERT INTO positions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(job, split) DO UPDATE SET generation = ?3, table_name = ?4,
-                   position = ?5, done = ?6, rows = ?7, updated_at = ?8",
-                params![
-                    job,
-                    rec.split,
-                    generation,
-                    rec.table,
-                    pos,
-                    rec.position.done,
-                    rec.rows as i64,
-                    now()
-                ],
-            )
-            .map_err(db_err(&self.path))?;
-        Ok(())
+/// Opens the store only if it exists (for read-only commands such as `status`); a
+/// PostgreSQL store always exists once reachable.
+pub async fn open_existing(state: &str) -> Result<Option<Arc<dyn StateStore>>> {
+    if is_postgres(state) || Path::new(state).join(STATE_FILE).exists() {
+        open(state).await.map(Some)
+    } else {
+        Ok(None)
     }
+}
 
-    fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT split, table_name, position, rows, updated_at FROM positions
-                 WHERE job = ?1 AND generation = ?2 ORDER BY table_name, split",
-            )
-            .map_err(db_err(&self.path))?;
-        let rows = st
-            .query_map([job, generation], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .map_err(db_err(&self.path))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (split, table, pos, n, at) = r.map_err(db_err(&self.path))?;
-            let position = serde_json::from_str(&pos).map_err(|e| {
-                Error::internal(format!(
-                    "state store: unreadable position of split {split}: {e}"
-                ))
-                .with_hint("run the job with --from-scratch")
-            })?;
-            out.push(SplitRecord {
-                split,
-                table,
-                position,
-                rows: n as u64,
-                updated_at: at,
-            });
-        }
-        Ok(out)
-    }
-
-    fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT table_name, target, rows_read, rows_written, splits_done, splits_total,
-                        complete, rows_written_earlier FROM run_tables WHERE run_id = ?1
-                 ORDER BY table_name",
-            )
-            .map_err(db_err(&self.path))?;
-        let rows = st
-            .query_map([run], |r| {
-                Ok(RunTable {
-                    table: r.get(0)?,
-                    target: r.get(1)?,
-                    rows_read: r.get::<_, i64>(2)? as u64,
-                    rows_written: r.get::<_, i64>(3)? as u64,
-                    splits_done: r.get::<_, i64>(4)? as u64,
-                    splits_total: r.get::<_, i64>(5)? as u64,
-                    complete: r.get(6)?,
-                    rows_written_earlier: r.get::<_, i64>(7)? as u64,
-                })
-            })
-            .map_err(db_err(&self.path))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err(&self.path))
-    }
+/// Whether a `--state` value is a PostgreSQL URL.
+pub fn is_postgres(state: &str) -> bool {
+    state.starts_with("postgres://") || state.starts_with("postgresql://")
 }
 
 /// Whether process `pid` is alive (Linux: `/proc/PID` exists).
@@ -567,175 +204,11 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// The last run of `job`, if any.
-pub fn last_run(store: &dyn StateStore, job: &str) -> Result<Option<RunRecord>> {
-    Ok(store.runs(job, 1)?.into_iter().next())
+pub async fn last_run(store: &dyn StateStore, job: &str) -> Result<Option<RunRecord>> {
+    Ok(store.runs(job, 1).await?.into_iter().next())
 }
 
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn StateStore) {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_lifecycle_is_persisted() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path()).unwrap();
-        let id = s.begin_run("copy", "g1", 42).unwrap();
-        let r = last_run(&s, "copy").unwrap().unwrap();
-        assert_eq!((r.id, r.state.as_str(), r.pid), (id, "RUNNING", 42));
-        assert_eq!(r.generation, "g1");
-        let tables = vec![RunTable {
-            table: "a".into(),
-            target: "a".into(),
-            rows_read: 2,
-            rows_written: 2,
-            rows_written_earlier: 3,
-            splits_done: 1,
-            splits_total: 2,
-            complete: false,
-        }];
-        let u = RunUpdate {
-            state: "PAUSED",
-            generation: "",
-            rows_written: 2,
-            rows_earlier: 3,
-            bytes_read: 4,
-            error: None,
-            tables: &tables,
-        };
-        s.update_run(id, &u).unwrap();
-        let r = last_run(&s, "copy").unwrap().unwrap();
-        assert_eq!(
-            (r.state.as_str(), r.rows_written, r.rows_earlier),
-            ("PAUSED", 2, 3)
-        );
-        assert!(r.ended_at.is_none(), "an update does not end the run");
-        let mut done = tables.clone();
-        done[0].rows_written = 5;
-        done[0].complete = true;
-        s.end_run(
-            id,
-            &RunUpdate {
-                state: "FINISHED",
-                rows_written: 5,
-                tables: &done,
-                ..u.clone()
-            },
-        )
-        .unwrap();
-        drop(s);
-        let s = SqliteStore::open_existing(dir.path()).unwrap().unwrap();
-        let r = last_run(&s, "copy").unwrap().unwrap();
-        assert_eq!(r.state, "FINISHED");
-        assert_eq!(r.rows_written, 5);
-        assert!(r.ended_at.is_some());
-        // A progress update arriving after the end changes nothing.
-        s.update_run(id, &u).unwrap();
-        assert_eq!(last_run(&s, "copy").unwrap().unwrap().state, "FINISHED");
-        assert_eq!(s.run_tables(id).unwrap(), done);
-        assert_eq!(s.jobs().unwrap(), ["copy"]);
-    }
-
-    #[test]
-    fn generations_and_positions() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.generation("j").unwrap(), None);
-        let m1 = serde_json::json!({"plan": 1});
-        s.start_generation("j", "g1", &m1).unwrap();
-        let mut p = sluice_core::Position::new("t#0", serde_json::json!({"rows": 5}));
-        p.done = true;
-        let rec = SplitRecord {
-            split: "t#0".into(),
-            table: "t".into(),
-            position: p.clone(),
-            rows: 5,
-            updated_at: String::new(),
-        };
-        s.save_position("j", "g1", &rec).unwrap();
-        let got = s.positions("j", "g1").unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].position, p);
-        assert!(s.positions("j", "g2").unwrap().is_empty());
-        s.finish_generation("j").unwrap();
-        let g = s.generation("j").unwrap().unwrap();
-        assert_eq!((g.id.as_str(), g.finished), ("g1", true));
-        assert_eq!(g.manifest, Some(m1));
-        s.start_generation("j", "g2", &serde_json::json!({"plan": 2}))
-            .unwrap();
-        let g = s.generation("j").unwrap().unwrap();
-        assert_eq!((g.id.as_str(), g.finished), ("g2", false));
-        assert_eq!(g.manifest, Some(serde_json::json!({"plan": 2})));
-        assert!(
-            s.positions("j", "g1").unwrap().is_empty(),
-            "a new generation forgets positions"
-        );
-    }
-
-    #[test]
-    fn a_version_1_state_directory_is_migrated() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
-            c.execute_batch(MIGRATIONS[0]).unwrap();
-            c.execute_batch(
-                "PRAGMA user_version = 1;
-                 INSERT INTO jobs VALUES ('j', 'x', 'g0', 0);
-                 INSERT INTO runs(job, started_at, state, pid) VALUES ('j', 'x', 'STOPPED', 1);",
-            )
-            .unwrap();
-        }
-        let s = SqliteStore::open(dir.path()).unwrap();
-        let g = s.generation("j").unwrap().unwrap();
-        assert_eq!((g.id.as_str(), g.finished, g.manifest), ("g0", false, None));
-        let r = last_run(&s, "j").unwrap().unwrap();
-        assert_eq!((r.state.as_str(), r.generation.as_str()), ("STOPPED", ""));
-    }
-
-    #[test]
-    fn processes_opening_a_new_state_directory_at_once_migrate_it_once() {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let opened: Vec<_> = (0..6)
-                .map(|_| {
-                    let d = dir.path().to_path_buf();
-                    std::thread::spawn(move || SqliteStore::open(&d).map(|_| ()))
-                })
-                .collect();
-            for t in opened {
-                t.join().unwrap().unwrap();
-            }
-            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
-            let v: i64 = c
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(v, MIGRATIONS.len() as i64);
-        }
-    }
-
-    #[test]
-    fn a_newer_state_directory_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
-            c.execute_batch("PRAGMA user_version = 99").unwrap();
-        }
-        let e = SqliteStore::open(dir.path()).err().unwrap();
-        assert!(e.to_string().contains("newer Sluice"), "{e}");
-        assert_eq!(e.kind(), ErrorKind::Config);
-    }
-
-    #[test]
-    fn unwritable_state_dir_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, "x").unwrap();
-        let e = SqliteStore::open(&file.join("sub")).err().unwrap();
-        assert!(
-            e.to_string().contains("cannot create state directory"),
-            "{e}"
-        );
-    }
+/// The time as the stores write it: RFC 3339, UTC, milliseconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -34,9 +34,10 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Directory holding job state (runs, positions).
+    /// Where job state lives (runs, generations, positions): a directory, or a shared
+    /// PostgreSQL store `postgres://user@host/db` (schema `sluice`; `?schema=name` changes it).
     #[arg(long, global = true, env = "SLUICE_STATE", default_value = ".sluice")]
-    pub state: PathBuf,
+    pub state: String,
 
     /// Log verbosity: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]

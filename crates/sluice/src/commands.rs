@@ -8,7 +8,7 @@ use sluice_core::config::redact;
 use sluice_core::{Error, LogicalType};
 use sluice_engine::{Controller, Progress, RunState, STOP_DEADLINE, StopReason, plan_tables};
 use sluice_job::{JobHandle, StartOptions, build_spec};
-use sluice_state::{SqliteStore, StateStore, process_alive};
+use sluice_state::process_alive;
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, OutputFormat};
@@ -65,7 +65,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Pause { job } => control_cmd(&cli.state, &job, "pause", None).await,
         Command::Resume { job } => control_cmd(&cli.state, &job, "resume", None).await,
         Command::Validate { job } => validate(&job).await,
-        Command::Status { job, format } => status(&cli.state, job.as_deref(), format),
+        Command::Status { job, format } => status(&cli.state, job.as_deref(), format).await,
     }
 }
 
@@ -97,7 +97,7 @@ fn load_doc(path: &Path) -> Result<(JobFile, serde_json::Value), u8> {
 }
 
 async fn control_cmd(
-    state: &Path,
+    state: &str,
     job: &str,
     what: &str,
     timeout: Option<std::time::Duration>,
@@ -110,7 +110,7 @@ async fn control_cmd(
 
 async fn run(
     path: &Path,
-    state_dir: &Path,
+    state_dir: &str,
     logs: logging::LogTarget,
     bars: bool,
     from_scratch: bool,
@@ -119,12 +119,14 @@ async fn run(
         Ok(j) => j,
         Err(code) => return code,
     };
-    let store: Arc<dyn StateStore> = match SqliteStore::open(state_dir) {
-        Ok(s) => Arc::new(s),
+    let store = match sluice_state::open(state_dir).await {
+        Ok(s) => s,
         Err(e) => return report(&e),
     };
     let name = job.job.name.clone();
-    let _lock = match control::lock_job(state_dir, &name) {
+    // The job's lock in the store comes before the control socket: a second run must not
+    // take over the first one's socket.
+    let lock = match store.lock_job(&name).await {
         Ok(l) => l,
         Err(e) => return report(&e),
     };
@@ -136,7 +138,7 @@ async fn run(
             Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
         }),
     };
-    let handle = JobHandle::start(job.clone(), document, options, store);
+    let handle = JobHandle::start(job.clone(), document, options, store, Some(lock));
     let ctl = handle.controller();
     let signals = tokio::spawn(watch_signals(ctl.clone()));
     let _control = match control::serve(state_dir, &name, ctl.clone()) {
@@ -303,16 +305,15 @@ async fn validate(path: &Path) -> u8 {
     exit::OK
 }
 
-fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
-    let store = match SqliteStore::open_existing(state_dir) {
+async fn status(state_dir: &str, job: Option<&str>, format: OutputFormat) -> u8 {
+    let store = match sluice_state::open_existing(state_dir).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             match format {
                 OutputFormat::Json => outln!("{{\"jobs\":[]}}"),
-                OutputFormat::Text => outln!(
-                    "no jobs in {} (nothing has run here yet)",
-                    state_dir.display()
-                ),
+                OutputFormat::Text => {
+                    outln!("no jobs in {state_dir} (nothing has run here yet)")
+                }
             }
             return exit::OK;
         }
@@ -320,7 +321,7 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
     };
     let names = match job {
         Some(j) => vec![j.to_string()],
-        None => match store.jobs() {
+        None => match store.jobs().await {
             Ok(n) => n,
             Err(e) => return report(&e),
         },
@@ -328,12 +329,12 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
     let limit = if job.is_some() { 20 } else { 1 };
     let mut out = Vec::new();
     for name in &names {
-        let runs = match store.runs(name, limit) {
+        let runs = match store.runs(name, limit).await {
             Ok(r) => r,
             Err(e) => return report(&e),
         };
         if job.is_some() && runs.is_empty() {
-            let e = Error::config(format!("no job named {name:?} in {}", state_dir.display()))
+            let e = Error::config(format!("no job named {name:?} in {state_dir}"))
                 .with_hint("run `sluice status` to list the jobs");
             return report(&e);
         }
@@ -348,13 +349,13 @@ fn status(state_dir: &Path, job: Option<&str>, format: OutputFormat) -> u8 {
             })
             .collect();
         let tables = match runs.first() {
-            Some(r) if job.is_some() => store.run_tables(r.id).unwrap_or_default(),
+            Some(r) if job.is_some() => store.run_tables(r.id).await.unwrap_or_default(),
             _ => Vec::new(),
         };
         // The current generation's committed splits (what a resume would skip).
-        let generation = store.generation(name).ok().flatten();
+        let generation = store.generation(name).await.ok().flatten();
         let splits = match (&generation, job) {
-            (Some(g), Some(_)) => store.positions(name, &g.id).unwrap_or_default(),
+            (Some(g), Some(_)) => store.positions(name, &g.id).await.unwrap_or_default(),
             _ => Vec::new(),
         };
         out.push((name.clone(), runs, tables, generation, splits));

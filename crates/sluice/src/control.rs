@@ -7,7 +7,6 @@
 //! is acknowledged within milliseconds; `sluice stop` then waits for the run to end (the
 //! socket closes) up to its `--timeout`, and past it sends `kill`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,67 +17,22 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
-/// A file-system-safe, collision-free name for `job`.
-fn file_stem(job: &str) -> String {
-    let safe: String = job
-        .chars()
-        .take(40)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let mut h: u32 = 0x811c9dc5;
-    for b in job.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x01000193);
+/// The directory of the running jobs' sockets: `<state dir>/run`, or for a PostgreSQL state
+/// store a directory under the system's temporary directory named after the store.
+pub fn run_dir(state: &str) -> PathBuf {
+    if sluice_state::is_postgres(state) {
+        std::env::temp_dir().join(format!(
+            "sluice-run-{:016x}",
+            sluice_core::naming::stable_hash(state)
+        ))
+    } else {
+        Path::new(state).join("run")
     }
-    format!("{safe}-{h:08x}")
-}
-
-fn run_dir(state: &Path) -> PathBuf {
-    state.join("run")
 }
 
 /// The socket of `job`'s running instance.
-pub fn socket_path(state: &Path, job: &str) -> PathBuf {
-    run_dir(state).join(format!("{}.sock", file_stem(job)))
-}
-
-/// Held while a job runs; a second `sluice run` of the same job is refused.
-pub struct JobLock {
-    _file: File,
-}
-
-/// Takes the job's lock, or explains who holds it.
-pub fn lock_job(state: &Path, job: &str) -> Result<JobLock> {
-    let dir = run_dir(state);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::from_io(e, format!("cannot create {}", dir.display())))?;
-    let path = dir.join(format!("{}.lock", file_stem(job)));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::from_io(e, format!("cannot open {}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(JobLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-            ErrorKind::Config,
-            format!("job {job:?} is already running from this state directory"),
-        )
-        .with_hint(format!(
-            "stop it with `sluice stop {job}`, or wait for it to end"
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::from_io(e, format!("cannot lock {}", path.display())))
-        }
-    }
+pub fn socket_path(state: &str, job: &str) -> PathBuf {
+    run_dir(state).join(format!("{}.sock", sluice_state::file_stem(job)))
 }
 
 /// Serves control requests for a running job until dropped.
@@ -95,7 +49,10 @@ impl Drop for ControlServer {
 }
 
 /// Starts listening on the job's socket (the job lock must be held).
-pub fn serve(state: &Path, job: &str, ctl: Arc<Controller>) -> Result<ControlServer> {
+pub fn serve(state: &str, job: &str, ctl: Arc<Controller>) -> Result<ControlServer> {
+    let dir = run_dir(state);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::from_io(e, format!("cannot create {}", dir.display())))?;
     let path = socket_path(state, job);
     // A socket left by a killed run: the lock proves nobody serves it.
     let _ = std::fs::remove_file(&path);
@@ -155,12 +112,12 @@ async fn handle(stream: UnixStream, ctl: &Arc<Controller>) -> std::io::Result<()
 }
 
 /// Sends one request to `job`'s running instance; returns the answer and the open stream.
-async fn request(state: &Path, job: &str, what: &str) -> Result<(String, UnixStream)> {
+async fn request(state: &str, job: &str, what: &str) -> Result<(String, UnixStream)> {
     let path = socket_path(state, job);
     let not_running = || {
         Error::new(
             ErrorKind::Config,
-            format!("job {job:?} is not running in {}", state.display()),
+            format!("job {job:?} is not running in {}", state),
         )
         .with_hint("`sluice status` lists the jobs; --state must match the one `sluice run` used")
     };
@@ -184,7 +141,7 @@ async fn request(state: &Path, job: &str, what: &str) -> Result<(String, UnixStr
 }
 
 /// `sluice stop|pause|resume`: returns the exit status.
-pub async fn command(state: &Path, job: &str, what: &str, timeout: Option<Duration>) -> Result<()> {
+pub async fn command(state: &str, job: &str, what: &str, timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
     let (answer, _stream) = request(state, job, what).await?;
     if let Some(msg) = answer.strip_prefix("error ") {

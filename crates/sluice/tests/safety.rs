@@ -1243,3 +1243,72 @@ fn case5_a_sqlite_target_is_written_by_one_run_of_a_job_at_a_time() {
         3_000_000
     );
 }
+
+/// A shared PostgreSQL state store (`--state postgres://…`): runs, status and stops work
+/// through it, nothing is kept in a local state directory, and one job runs once at a time
+/// against it, whichever directory or machine starts it.
+#[test]
+fn a_shared_postgres_state_store_holds_runs_and_the_job_lock() {
+    let state_db = PgDb::new();
+    let src = PgDb::new();
+    let state = format!("{}?schema=ops", state_db.url());
+    // A slow source (half a second per row) keeps the first run going.
+    let slow = |d: &Dir| {
+        d.job(
+            "shared",
+            "parallelism = 1",
+            &format!(
+                "type = \"postgres\"\nurl = \"{}\"\n\
+                 query = \"SELECT g AS id, pg_sleep(0.5) IS NULL AS z FROM generate_series(1, 60) g\"",
+                src.url()
+            ),
+            "type = \"sqlite\"\nurl = \"sqlite://out.db\"\nwrite = \"overwrite\"",
+        )
+    };
+    let d = Dir::new();
+    slow(&d);
+    let first = d.spawn(&["--state", &state, "run", "job.toml"]);
+    wait_for(60, "the run in the shared store", || {
+        psql(
+            &state_db.0,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ops' AND tablename = 'runs'",
+        )
+        .trim()
+            == "1"
+            && psql(
+                &state_db.0,
+                "SELECT count(*) FROM ops.runs WHERE job = 'shared' AND state = 'RUNNING'",
+            )
+            .trim()
+                == "1"
+    });
+    // Another directory, another target, the same store: the job is running.
+    let other = Dir::new();
+    slow(&other);
+    let o = other.run(&["--state", &state, "run", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("already running against the state store"),
+        "{}",
+        err(&o)
+    );
+    assert!(!err(&o).contains("NOTICE"), "{}", err(&o));
+    // `sluice stop` finds the run through the store's control directory.
+    let o = d.run(&["--state", &state, "stop", "shared"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = wait_within(first, 60, "the stopped run");
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    let o = d.run(&["--state", &state, "status", "shared", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let states: Vec<&str> = v["jobs"][0]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["STOPPED"], "a refused run leaves no run record: {v}");
+    assert!(
+        !d.path(".sluice").exists() && !other.path(".sluice").exists(),
+        "nothing kept in a local state directory"
+    );
+}

@@ -1,0 +1,635 @@
+//! The shared state store: a schema of its own (`sluice` by default, `?schema=name` in the
+//! URL changes it) in a PostgreSQL database, for stores that several processes or machines
+//! use (`--state postgres://…`).
+//!
+//! The tables mirror the SQLite store's (see the crate docs), with PostgreSQL types; times
+//! are RFC 3339 text as in the SQLite store, so both report alike. Migrations are numbered
+//! and recorded in `<schema>.schema_version`; [`PgStore::open`] applies the missing ones in
+//! one transaction under an advisory lock, so processes opening the store at once migrate
+//! it once. Calls share one connection, re-established when it broke.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sluice_core::naming::{LOCK_WAIT, LockScope, lock_key};
+use sluice_core::{Error, ErrorKind, Result};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::{
+    GenerationInfo, JobLock, RunRecord, RunTable, RunUpdate, SplitRecord, StateStore, now,
+};
+
+/// The schema, one migration per version (index 0 makes version 1). `{s}` is the schema.
+/// Never edit a released migration: add one.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE {s}.jobs (
+        name text PRIMARY KEY, created_at text NOT NULL, generation text,
+        generation_finished boolean NOT NULL DEFAULT false);
+    CREATE TABLE {s}.positions (
+        job text NOT NULL, split text NOT NULL, generation text NOT NULL,
+        table_name text NOT NULL, position text NOT NULL, done boolean NOT NULL,
+        rows bigint NOT NULL, updated_at text NOT NULL, PRIMARY KEY (job, split));
+    CREATE TABLE {s}.runs (
+        id bigserial PRIMARY KEY, job text NOT NULL REFERENCES {s}.jobs(name),
+        started_at text NOT NULL, ended_at text, state text NOT NULL, pid bigint NOT NULL,
+        rows_written bigint NOT NULL DEFAULT 0, bytes_read bigint NOT NULL DEFAULT 0,
+        error text, generation text, rows_earlier bigint NOT NULL DEFAULT 0, updated_at text);
+    CREATE INDEX runs_job ON {s}.runs (job, id);
+    CREATE TABLE {s}.run_tables (
+        run_id bigint NOT NULL REFERENCES {s}.runs(id), table_name text NOT NULL,
+        target text NOT NULL, rows_read bigint NOT NULL, rows_written bigint NOT NULL,
+        splits_done bigint NOT NULL, splits_total bigint NOT NULL, complete boolean NOT NULL,
+        rows_written_earlier bigint NOT NULL DEFAULT 0, PRIMARY KEY (run_id, table_name));
+    CREATE TABLE {s}.generations (
+        job text NOT NULL, generation text NOT NULL, started_at text NOT NULL,
+        finished_at text, manifest text, PRIMARY KEY (job, generation));
+"];
+
+/// A client and its connection task; dropping it closes the connection.
+struct Conn {
+    client: Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The shared store. See the module docs.
+pub struct PgStore {
+    cfg: Config,
+    /// The schema, quoted.
+    schema: String,
+    /// Where it is, for messages (no credentials).
+    shown: String,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+    move |e| {
+        let transient = e.as_db_error().is_none();
+        let kind = if transient {
+            ErrorKind::Connection
+        } else {
+            ErrorKind::Io
+        };
+        let detail = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        Error::new(kind, format!("state store: {what}: {detail}")).with_hint(
+            "check that the PostgreSQL server of --state is reachable and that its user may \
+             create tables in the store's schema",
+        )
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+async fn connect(cfg: &Config, shown: &str) -> Result<Conn> {
+    let mut cfg = cfg.clone();
+    cfg.application_name("sluice state");
+    let limit = cfg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let connected = tokio::time::timeout(limit, cfg.connect(NoTls))
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "state store {shown}: the server did not complete the connection within {} s",
+                    limit.as_secs()
+                ),
+            )
+        })?;
+    let (client, conn) = connected.map_err(|e| {
+        let mut err = pg_err("connecting")(e);
+        if err.kind() == ErrorKind::Io {
+            err = Error::new(ErrorKind::Config, err.message().to_string())
+                .with_hint("check the user, password and database of --state");
+        }
+        err.context(shown)
+    })?;
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    // Notices ("schema already exists, skipping") are not worth a log line each.
+    let _ = client
+        .batch_execute("SET client_min_messages = warning")
+        .await;
+    Ok(Conn { client, task })
+}
+
+impl PgStore {
+    /// Connects to the store at `url` and migrates its schema.
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let (url, schema) = split_schema(url);
+        let cfg = Config::from_str(&url).map_err(|e| {
+            Error::config(format!(
+                "--state {:?} is not a PostgreSQL URL: {e}",
+                sluice_core::config::redact(&url)
+            ))
+            .with_hint("e.g. --state postgres://sluice@db.internal:5432/ops")
+        })?;
+        let host = cfg
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let shown = format!(
+            "postgres://{host}:{}/{} (schema {schema})",
+            cfg.get_ports().first().copied().unwrap_or(5432),
+            cfg.get_dbname().unwrap_or("")
+        );
+        let store = PgStore {
+            cfg,
+            schema: quote_ident(&schema),
+            shown,
+            conn: tokio::sync::Mutex::new(None),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The shared connection, re-established if it broke.
+    async fn client(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>> {
+        let mut g = self.conn.lock().await;
+        if g.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *g = Some(connect(&self.cfg, &self.shown).await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(g, |c| {
+            &mut c.as_mut().expect("connected above").client
+        }))
+    }
+
+    fn sql(&self, text: &str) -> String {
+        text.replace("{s}", &self.schema)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(pg_err("starting a migration"))?;
+        let (key, _) = lock_key(LockScope::Job, "state", &self.schema);
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .await
+            .map_err(pg_err("locking the schema for migration"))?;
+        tx.batch_execute(&self.sql(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.schema_version (version int NOT NULL);",
+        ))
+        .await
+        .map_err(pg_err("creating the schema"))?;
+        let version: i32 = tx
+            .query_opt(
+                &self.sql("SELECT max(version) FROM {s}.schema_version"),
+                &[],
+            )
+            .await
+            .map_err(pg_err("reading the schema version"))?
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .unwrap_or(0);
+        if version as usize > MIGRATIONS.len() {
+            return Err(Error::config(format!(
+                "the state store {} was written by a newer Sluice (schema version {version}, this \
+                 one knows up to {})",
+                self.shown,
+                MIGRATIONS.len()
+            ))
+            .with_hint("run the newer sluice, or give this one another schema (?schema=…)"));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(&self.sql(m))
+                .await
+                .map_err(pg_err("migrating the schema"))?;
+            tx.execute(
+                &self.sql("INSERT INTO {s}.schema_version VALUES ($1)"),
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .map_err(pg_err("migrating the schema"))?;
+        }
+        tx.commit().await.map_err(pg_err("migrating the schema"))
+    }
+
+    async fn write_run(&self, run: i64, u: &RunUpdate, end: bool) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err("recording a run"))?;
+        let t = now();
+        let ended = end.then_some(t.clone());
+        // A progress update never overwrites a run's end (it may arrive late).
+        let changed = tx
+            .execute(
+                &self.sql(
+                    "UPDATE {s}.runs SET ended_at = $2, state = $3, rows_written = $4,
+                        bytes_read = $5, error = $6, rows_earlier = $7, updated_at = $8,
+                        generation = CASE WHEN $9 = '' THEN generation ELSE $9 END
+                     WHERE id = $1 AND ($2::text IS NOT NULL OR ended_at IS NULL)",
+                ),
+                &[
+                    &run,
+                    &ended,
+                    &u.state,
+                    &(u.rows_written as i64),
+                    &(u.bytes_read as i64),
+                    &u.error,
+                    &(u.rows_earlier as i64),
+                    &t,
+                    &u.generation,
+                ],
+            )
+            .await
+            .map_err(pg_err("recording a run"))?;
+        if changed > 0 {
+            for r in &u.tables {
+                tx.execute(
+                    &self.sql(
+                        "INSERT INTO {s}.run_tables VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (run_id, table_name) DO UPDATE SET target = $3,
+                           rows_read = $4, rows_written = $5, splits_done = $6,
+                           splits_total = $7, complete = $8, rows_written_earlier = $9",
+                    ),
+                    &[
+                        &run,
+                        &r.table,
+                        &r.target,
+                        &(r.rows_read as i64),
+                        &(r.rows_written as i64),
+                        &(r.splits_done as i64),
+                        &(r.splits_total as i64),
+                        &r.complete,
+                        &(r.rows_written_earlier as i64),
+                    ],
+                )
+                .await
+                .map_err(pg_err("recording a run"))?;
+            }
+        }
+        tx.commit().await.map_err(pg_err("recording a run"))
+    }
+}
+
+/// `postgres://…?schema=ops&x=y` → (`postgres://…?x=y`, `ops`); the default schema is
+/// `sluice`.
+fn split_schema(url: &str) -> (String, String) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), "sluice".to_string());
+    };
+    let mut schema = "sluice".to_string();
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(s) => {
+                schema = s.to_string();
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+/// The advisory lock of one job, held by a connection of its own.
+struct PgJobLock {
+    _conn: Conn,
+}
+
+#[async_trait]
+impl StateStore for PgStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn lock_job(&self, job: &str) -> Result<JobLock> {
+        let conn = connect(&self.cfg, &self.shown).await?;
+        let (key, _) = lock_key(LockScope::Job, &format!("state:{}", self.schema), job);
+        let started = std::time::Instant::now();
+        loop {
+            let got: bool = conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(pg_err("taking the job's lock"))?
+                .get(0);
+            if got {
+                return Ok(Box::new(PgJobLock { _conn: conn }));
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "job {job:?} is already running against the state store {}",
+                        self.shown
+                    ),
+                )
+                .with_hint(format!(
+                    "stop it with `sluice stop {job}`, or wait for it to end"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn begin_run(&self, job: &str, generation: &str, pid: u32) -> Result<i64> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err("recording a run"))?;
+        let t = now();
+        tx.execute(
+            &self.sql(
+                "INSERT INTO {s}.jobs (name, created_at) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+            ),
+            &[&job, &t],
+        )
+        .await
+        .map_err(pg_err("recording a run"))?;
+        let id: i64 = tx
+            .query_one(
+                &self.sql(
+                    "INSERT INTO {s}.runs (job, started_at, state, pid, generation, updated_at)
+                     VALUES ($1, $2, 'RUNNING', $3, $4, $2) RETURNING id",
+                ),
+                &[&job, &t, &i64::from(pid), &generation],
+            )
+            .await
+            .map_err(pg_err("recording a run"))?
+            .get(0);
+        tx.commit().await.map_err(pg_err("recording a run"))?;
+        Ok(id)
+    }
+
+    async fn update_run(&self, run: i64, progress: &RunUpdate) -> Result<()> {
+        self.write_run(run, progress, false).await
+    }
+
+    async fn end_run(&self, run: i64, end: &RunUpdate) -> Result<()> {
+        self.write_run(run, end, true).await
+    }
+
+    async fn jobs(&self) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(&self.sql("SELECT name FROM {s}.jobs ORDER BY name"), &[])
+            .await
+            .map_err(pg_err("listing jobs"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read,
+                            error, coalesce(generation, ''), rows_earlier, updated_at
+                     FROM {s}.runs WHERE job = $1 ORDER BY id DESC LIMIT $2",
+                ),
+                &[&job, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err("reading runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRecord {
+                id: r.get(0),
+                job: r.get(1),
+                started_at: r.get(2),
+                ended_at: r.get(3),
+                state: r.get(4),
+                pid: r.get::<_, i64>(5) as u32,
+                rows_written: r.get::<_, i64>(6) as u64,
+                bytes_read: r.get::<_, i64>(7) as u64,
+                error: r.get(8),
+                generation: r.get(9),
+                rows_earlier: r.get::<_, i64>(10) as u64,
+                updated_at: r.get(11),
+            })
+            .collect())
+    }
+
+    async fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT table_name, target, rows_read, rows_written, splits_done,
+                            splits_total, complete, rows_written_earlier
+                     FROM {s}.run_tables WHERE run_id = $1 ORDER BY table_name",
+                ),
+                &[&run],
+            )
+            .await
+            .map_err(pg_err("reading a run's tables"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunTable {
+                table: r.get(0),
+                target: r.get(1),
+                rows_read: r.get::<_, i64>(2) as u64,
+                rows_written: r.get::<_, i64>(3) as u64,
+                splits_done: r.get::<_, i64>(4) as u64,
+                splits_total: r.get::<_, i64>(5) as u64,
+                complete: r.get(6),
+                rows_written_earlier: r.get::<_, i64>(7) as u64,
+            })
+            .collect())
+    }
+
+    async fn generation(&self, job: &str) -> Result<Option<GenerationInfo>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &self.sql(
+                    "SELECT j.generation, j.generation_finished, g.manifest FROM {s}.jobs j
+                     LEFT JOIN {s}.generations g
+                       ON g.job = j.name AND g.generation = j.generation
+                     WHERE j.name = $1",
+                ),
+                &[&job],
+            )
+            .await
+            .map_err(pg_err("reading the job's generation"))?;
+        let Some(r) = row else { return Ok(None) };
+        let Some(id) = r.get::<_, Option<String>>(0) else {
+            return Ok(None);
+        };
+        let manifest = match r.get::<_, Option<String>>(2) {
+            Some(m) => Some(serde_json::from_str(&m).map_err(|e| {
+                Error::internal(format!(
+                    "state store: unreadable manifest of generation {id}: {e}"
+                ))
+                .with_hint("run the job with --from-scratch")
+            })?),
+            None => None,
+        };
+        Ok(Some(GenerationInfo {
+            id,
+            finished: r.get(1),
+            manifest,
+        }))
+    }
+
+    async fn start_generation(
+        &self,
+        job: &str,
+        generation: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(pg_err("starting a generation"))?;
+        let t = now();
+        tx.execute(
+            &self.sql(
+                "INSERT INTO {s}.jobs (name, created_at, generation, generation_finished)
+                 VALUES ($1, $2, $3, false)
+                 ON CONFLICT (name) DO UPDATE SET generation = $3, generation_finished = false",
+            ),
+            &[&job, &t, &generation],
+        )
+        .await
+        .map_err(pg_err("starting a generation"))?;
+        tx.execute(
+            &self.sql(
+                "INSERT INTO {s}.generations (job, generation, started_at, manifest)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (job, generation) DO UPDATE SET manifest = $4, finished_at = NULL",
+            ),
+            &[&job, &generation, &t, &manifest.to_string()],
+        )
+        .await
+        .map_err(pg_err("starting a generation"))?;
+        tx.execute(
+            &self.sql("DELETE FROM {s}.positions WHERE job = $1 AND generation <> $2"),
+            &[&job, &generation],
+        )
+        .await
+        .map_err(pg_err("starting a generation"))?;
+        tx.commit().await.map_err(pg_err("starting a generation"))
+    }
+
+    async fn finish_generation(&self, job: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(pg_err("finishing a generation"))?;
+        tx.execute(
+            &self.sql("UPDATE {s}.jobs SET generation_finished = true WHERE name = $1"),
+            &[&job],
+        )
+        .await
+        .map_err(pg_err("finishing a generation"))?;
+        tx.execute(
+            &self.sql(
+                "UPDATE {s}.generations SET finished_at = $2 WHERE job = $1
+                   AND generation = (SELECT generation FROM {s}.jobs WHERE name = $1)",
+            ),
+            &[&job, &now()],
+        )
+        .await
+        .map_err(pg_err("finishing a generation"))?;
+        tx.commit().await.map_err(pg_err("finishing a generation"))
+    }
+
+    async fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()> {
+        let pos = serde_json::to_string(&rec.position)
+            .map_err(|e| Error::internal(format!("position not serializable: {e}")))?;
+        let c = self.client().await?;
+        c.execute(
+            &self.sql(
+                "INSERT INTO {s}.positions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (job, split) DO UPDATE SET generation = $3, table_name = $4,
+                   position = $5, done = $6, rows = $7, updated_at = $8",
+            ),
+            &[
+                &job,
+                &rec.split,
+                &generation,
+                &rec.table,
+                &pos,
+                &rec.position.done,
+                &(rec.rows as i64),
+                &now(),
+            ],
+        )
+        .await
+        .map_err(pg_err("recording a position"))?;
+        Ok(())
+    }
+
+    async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT split, table_name, position, rows, updated_at FROM {s}.positions
+                     WHERE job = $1 AND generation = $2 ORDER BY table_name, split",
+                ),
+                &[&job, &generation],
+            )
+            .await
+            .map_err(pg_err("reading positions"))?;
+        rows.iter()
+            .map(|r| {
+                let split: String = r.get(0);
+                let position = serde_json::from_str(r.get::<_, &str>(2)).map_err(|e| {
+                    Error::internal(format!(
+                        "state store: unreadable position of split {split}: {e}"
+                    ))
+                    .with_hint("run the job with --from-scratch")
+                })?;
+                Ok(SplitRecord {
+                    split,
+                    table: r.get(1),
+                    position,
+                    rows: r.get::<_, i64>(3) as u64,
+                    updated_at: r.get(4),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_parameter_is_taken_out_of_the_url() {
+        assert_eq!(
+            split_schema("postgres://h/db"),
+            ("postgres://h/db".to_string(), "sluice".to_string())
+        );
+        assert_eq!(
+            split_schema("postgres://h/db?schema=ops&connect_timeout=3"),
+            (
+                "postgres://h/db?connect_timeout=3".to_string(),
+                "ops".to_string()
+            )
+        );
+        assert_eq!(
+            split_schema("postgres://h/db?schema=ops"),
+            ("postgres://h/db".to_string(), "ops".to_string())
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! One test suite both state stores pass: the embedded SQLite store and the PostgreSQL store
+//! (against the real server, `SLUICE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, in a database of its own).
+
+use std::process::Command;
+use std::sync::Arc;
+
+use sluice_core::Position;
+use sluice_state::{RunTable, RunUpdate, SplitRecord, StateStore, last_run};
+
+async fn suite(s: Arc<dyn StateStore>, reopen: impl AsyncFn() -> Arc<dyn StateStore>) {
+    // Runs: begin, live updates, end; a late update does not undo the end.
+    let id = s.begin_run("copy", "g1", 42).await.unwrap();
+    let r = last_run(&*s, "copy").await.unwrap().unwrap();
+    assert_eq!((r.id, r.state.as_str(), r.pid), (id, "RUNNING", 42));
+    assert_eq!(r.generation, "g1");
+    let tables = vec![RunTable {
+        table: "a".into(),
+        target: "a".into(),
+        rows_read: 2,
+        rows_written: 2,
+        rows_written_earlier: 3,
+        splits_done: 1,
+        splits_total: 2,
+        complete: false,
+    }];
+    let u = RunUpdate {
+        state: "PAUSED".into(),
+        rows_written: 2,
+        rows_earlier: 3,
+        bytes_read: 4,
+        tables: tables.clone(),
+        ..RunUpdate::default()
+    };
+    s.update_run(id, &u).await.unwrap();
+    let r = last_run(&*s, "copy").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.rows_written, r.rows_earlier),
+        ("PAUSED", 2, 3)
+    );
+    assert!(r.ended_at.is_none(), "an update does not end the run");
+    let mut done = tables.clone();
+    done[0].rows_written = 5;
+    done[0].complete = true;
+    s.end_run(
+        id,
+        &RunUpdate {
+            state: "FINISHED".into(),
+            rows_written: 5,
+            tables: done.clone(),
+            ..u.clone()
+        },
+    )
+    .await
+    .unwrap();
+    s.update_run(id, &u).await.unwrap();
+    // What was committed is there after the store is opened again.
+    let s = reopen().await;
+    let r = last_run(&*s, "copy").await.unwrap().unwrap();
+    assert_eq!((r.state.as_str(), r.rows_written), ("FINISHED", 5));
+    assert!(r.ended_at.is_some());
+    assert_eq!(s.run_tables(id).await.unwrap(), done);
+    assert_eq!(s.jobs().await.unwrap(), ["copy"]);
+    assert_eq!(s.runs("copy", 10).await.unwrap().len(), 1);
+
+    // Generations and positions.
+    assert_eq!(s.generation("j").await.unwrap(), None);
+    let m1 = serde_json::json!({"plan": 1});
+    s.start_generation("j", "g1", &m1).await.unwrap();
+    let mut p = Position::new("t#0", serde_json::json!({"rows": 5}));
+    p.done = true;
+    let rec = SplitRecord {
+        split: "t#0".into(),
+        table: "t".into(),
+        position: p.clone(),
+        rows: 5,
+        updated_at: String::new(),
+    };
+    s.save_position("j", "g1", &rec).await.unwrap();
+    s.save_position("j", "g1", &rec).await.unwrap();
+    let got = s.positions("j", "g1").await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].position.clone(), got[0].rows), (p, 5));
+    assert!(s.positions("j", "g2").await.unwrap().is_empty());
+    s.finish_generation("j").await.unwrap();
+    let g = s.generation("j").await.unwrap().unwrap();
+    assert_eq!((g.id.as_str(), g.finished), ("g1", true));
+    assert_eq!(g.manifest, Some(m1));
+    s.start_generation("j", "g2", &serde_json::json!({"plan": 2}))
+        .await
+        .unwrap();
+    let g = s.generation("j").await.unwrap().unwrap();
+    assert_eq!((g.id.as_str(), g.finished), ("g2", false));
+    assert!(
+        s.positions("j", "g1").await.unwrap().is_empty(),
+        "a new generation forgets positions"
+    );
+
+    // The job lock: one holder at a time; released when dropped.
+    let lock = s.lock_job("j").await.unwrap();
+    let again = reopen().await;
+    let e = again
+        .lock_job("j")
+        .await
+        .expect_err("a second holder is refused");
+    assert!(e.to_string().contains("already running"), "{e}");
+    assert_eq!(e.kind(), sluice_core::ErrorKind::Config);
+    assert!(again.lock_job("other").await.is_ok(), "locks are per job");
+    drop(lock);
+    assert!(again.lock_job("j").await.is_ok(), "released when dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_store_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_string();
+    let s = sluice_state::open(&state).await.unwrap();
+    suite(s, async || sluice_state::open(&state).await.unwrap()).await;
+}
+
+fn psql(sql: &str) {
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        o.status.success(),
+        "{sql}: {} (are the services up? bash scripts/test-services.sh)",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+struct Db(String);
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_passes_the_suite() {
+    let db = Db(format!("sluice_state_{}", std::process::id()));
+    psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.0));
+    psql(&format!("CREATE DATABASE {}", db.0));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{}?schema=ops", db.0);
+    let s = sluice_state::open(&url).await.unwrap();
+    assert!(s.describe().contains("schema ops"), "{}", s.describe());
+    suite(s, async || sluice_state::open(&url).await.unwrap()).await;
+    // Opening at once from several tasks migrates once.
+    let url2 = format!("postgres://postgres@127.0.0.1:5432/{}?schema=fresh", db.0);
+    let opened: Vec<_> = (0..6)
+        .map(|_| {
+            let u = url2.clone();
+            tokio::spawn(async move { sluice_state::open(&u).await.map(|_| ()) })
+        })
+        .collect();
+    for t in opened {
+        t.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_store_that_cannot_be_reached_is_a_clear_error() {
+    let Err(e) = sluice_state::open("postgres://postgres@127.0.0.1:9/none").await else {
+        panic!("an unreachable store was opened");
+    };
+    assert_eq!(e.kind(), sluice_core::ErrorKind::Connection, "{e}");
+    assert!(e.to_string().contains("state store"), "{e}");
+}
