@@ -1333,3 +1333,69 @@ fn pg_array_elements_reach_mariadb_exactly() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// MariaDB's own `uuid`, `inet4` and `inet6` columns copy into MariaDB with both load
+/// methods (the server parses them from text; input declared binary is refused with "Incorrect
+/// uuid value"), and into PostgreSQL (`uuid`, and the addresses as text).
+#[test]
+fn mariadb_uuid_and_inet_columns_copy_to_mariadb_and_postgres() {
+    let src = MyDb::new();
+    mysql(
+        &src.0,
+        "CREATE TABLE n (id int PRIMARY KEY, u uuid, i6 inet6 NOT NULL, i4 inet4, k uuid NOT NULL,
+           UNIQUE KEY (k));
+         INSERT INTO n VALUES
+           (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2001:db8::ff00:42:8329', '192.168.0.1',
+            '00000000-0000-0000-0000-000000000000'),
+           (2, '12345678-1234-1234-c234-123456789012', '::ffff:10.0.0.1', '0.0.0.0',
+            'ffffffff-ffff-ffff-ffff-ffffffffffff'),
+           (3, NULL, '::', NULL, UUID());",
+    );
+    let rows = "SELECT id, u, i6, i4, k FROM n ORDER BY id";
+    let shape = "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.columns \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'n' ORDER BY ORDINAL_POSITION";
+    for (method, write) in [
+        ("load_data", "append"),
+        ("insert", "append"),
+        ("load_data", "upsert"),
+        ("insert", "overwrite"),
+    ] {
+        let dst = MyDb::new();
+        let job = Job::new(
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\ntables = [\"n\"]",
+                src.url()
+            ),
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\nmethod = \"{method}\"\nwrite = \"{write}\"",
+                dst.url()
+            ),
+        );
+        run_ok(&job);
+        assert_eq!(mysql(&dst.0, shape), mysql(&src.0, shape), "{method} {write}");
+        assert_eq!(mysql(&dst.0, rows), mysql(&src.0, rows), "{method} {write}");
+        let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{method} {write}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let pg = PgDb::new();
+    run_ok(&Job::new(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"n\"]",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", pg.url()),
+    ));
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT id, u, i6, i4, pg_typeof(u), pg_typeof(i6) FROM n WHERE id < 3 ORDER BY id"
+        ),
+        "1|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|2001:db8::ff00:42:8329|192.168.0.1|uuid|text\n\
+         2|12345678-1234-1234-c234-123456789012|::ffff:10.0.0.1|0.0.0.0|uuid|text\n"
+    );
+}
