@@ -1372,7 +1372,11 @@ fn mariadb_uuid_and_inet_columns_copy_to_mariadb_and_postgres() {
             ),
         );
         run_ok(&job);
-        assert_eq!(mysql(&dst.0, shape), mysql(&src.0, shape), "{method} {write}");
+        assert_eq!(
+            mysql(&dst.0, shape),
+            mysql(&src.0, shape),
+            "{method} {write}"
+        );
         assert_eq!(mysql(&dst.0, rows), mysql(&src.0, rows), "{method} {write}");
         let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
         assert_eq!(
@@ -1397,5 +1401,180 @@ fn mariadb_uuid_and_inet_columns_copy_to_mariadb_and_postgres() {
         ),
         "1|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|2001:db8::ff00:42:8329|192.168.0.1|uuid|text\n\
          2|12345678-1234-1234-c234-123456789012|::ffff:10.0.0.1|0.0.0.0|uuid|text\n"
+    );
+}
+
+/// A column of a crafted Parquet file: name, values, field metadata (key, value).
+type CraftedColumn<'a> = (&'a str, arrow::array::ArrayRef, Vec<(&'a str, &'a str)>);
+
+/// Writes a Parquet file whose columns carry metadata, as a crafted or foreign file may.
+fn crafted_parquet(path: &std::path::Path, columns: Vec<CraftedColumn<'_>>) {
+    use arrow::datatypes::{Field, Schema};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a, md)| {
+            let md: HashMap<String, String> = md
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Field::new(*name, a.data_type().clone(), true).with_metadata(md)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a, _)| a).collect(),
+    )
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// A Parquet file's field metadata is untrusted input: native types, generated-column
+/// expressions and enum labels crafted to inject SQL into `CREATE TABLE` are never executed.
+/// A native type that is not a type name falls back to the logical type's mapping, with a
+/// warning naming table and column.
+#[test]
+fn crafted_parquet_metadata_cannot_inject_sql_into_ddl() {
+    use arrow::array::{ArrayRef, Int32Array, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let ints = || -> ArrayRef { Arc::new(Int32Array::from(vec![1, 2])) };
+    let texts = || -> ArrayRef { Arc::new(StringArray::from(vec!["ok", "ok"])) };
+
+    // Into PostgreSQL.
+    let pg = PgDb::new();
+    psql(
+        &pg.0,
+        "CREATE TABLE victim (x int); CREATE TABLE victim2 (x int); CREATE TABLE victim3 (x int);",
+    );
+    let file = dir.path().join("evil.parquet");
+    crafted_parquet(
+        &file,
+        vec![
+            (
+                "id",
+                ints(),
+                vec![("sluice.native", "postgres:integer); DROP TABLE victim; --")],
+            ),
+            (
+                "g",
+                ints(),
+                vec![
+                    ("sluice.native", "postgres:integer"),
+                    (
+                        "sluice.generated",
+                        "postgres:1) STORED); DROP TABLE victim2; CREATE TABLE z (y int \
+                         GENERATED ALWAYS AS (1",
+                    ),
+                ],
+            ),
+            (
+                "e",
+                texts(),
+                vec![
+                    (
+                        "sluice.type",
+                        "enum('ok','x$sluice$; DROP TABLE victim3; --')",
+                    ),
+                    ("sluice.native", "postgres:enum:public.mood"),
+                ],
+            ),
+        ],
+    );
+    let job = Job::new(
+        &format!("type = \"parquet\"\npath = \"{}\"", file.display()),
+        &format!("type = \"postgres\"\nurl = \"{}\"", pg.url()),
+    );
+    let (_, err) = run_ok(&job);
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+             WHERE relname IN ('victim', 'victim2', 'victim3', 'z')"
+        )
+        .trim(),
+        "victim,victim2,victim3"
+    );
+    assert!(
+        err.contains("evil") && err.contains("column=id") && err.contains("not a type name"),
+        "{err}"
+    );
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT column_name, data_type, is_generated FROM information_schema.columns \
+             WHERE table_name = 'evil' ORDER BY ordinal_position"
+        ),
+        "id|integer|NEVER\ng|integer|NEVER\ne|USER-DEFINED|NEVER\n"
+    );
+    assert_eq!(
+        psql(&pg.0, "SELECT id, g, e FROM evil ORDER BY id"),
+        "1|1|ok\n2|2|ok\n"
+    );
+
+    // Into MariaDB.
+    let my = MyDb::new();
+    mysql(&my.0, "CREATE TABLE victim (x int)");
+    let file = dir.path().join("evil2.parquet");
+    crafted_parquet(
+        &file,
+        vec![
+            (
+                "id",
+                ints(),
+                vec![("sluice.native", "mysql:int); DROP TABLE victim; --")],
+            ),
+            (
+                "s",
+                texts(),
+                vec![(
+                    "sluice.native",
+                    "mysql:enum('ok','b'); DROP TABLE victim; -- ')",
+                )],
+            ),
+            (
+                "g",
+                ints(),
+                vec![(
+                    "sluice.mysql.generated",
+                    "VIRTUAL `x\\` ) VIRTUAL, evil int, q int AS (1 `",
+                )],
+            ),
+        ],
+    );
+    let job = Job::new(
+        &format!("type = \"parquet\"\npath = \"{}\"", file.display()),
+        &format!("type = \"mysql\"\nurl = \"{}\"", my.url()),
+    );
+    let (_, err) = run_ok(&job);
+    assert!(
+        err.contains("evil2") && err.contains("column=id") && err.contains("not a type name"),
+        "{err}"
+    );
+    assert_eq!(
+        mysql(
+            &my.0,
+            "SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.tables \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'victim'"
+        )
+        .trim(),
+        "victim"
+    );
+    assert_eq!(
+        mysql(
+            &my.0,
+            "SELECT COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.columns \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'evil2' ORDER BY ORDINAL_POSITION"
+        ),
+        "id\tint(11)\t\ns\tlongtext\t\ng\tint(11)\t\n"
+    );
+    assert_eq!(
+        mysql(&my.0, "SELECT id, s, g FROM evil2 ORDER BY id"),
+        "1\tok\t1\n2\tok\t2\n"
     );
 }
