@@ -1578,3 +1578,92 @@ fn crafted_parquet_metadata_cannot_inject_sql_into_ddl() {
         "1\tok\t1\n2\tok\t2\n"
     );
 }
+
+/// Intervals, lists of instants and special floats into files: Parquet holds intervals
+/// (as a struct of their parts, read back as intervals), JSON Lines and CSV write
+/// `timestamptz[]`, uuids and bytes inside lists, and NaN/±Infinity, without losing a value.
+#[test]
+fn intervals_and_lists_of_instants_reach_files_exactly() {
+    let src = PgDb::new();
+    psql(
+        &src.0,
+        r#"CREATE TABLE ft (id int PRIMARY KEY, iv interval, ivs interval[], tz timestamptz,
+             tzs timestamptz[], u uuid[], b bytea[], f float8, fs float8[], t text[]);
+           INSERT INTO ft VALUES
+            (1, '1 year 2 mons -3 days 04:05:06.789', '{"1 day", "-00:00:00.000001", NULL}',
+             '2024-06-01 12:00:00.5+02', '{"2024-06-01 12:00:00.5+02", "1970-01-01 00:00:00+00"}',
+             '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{"\\x00ff"}', 'NaN',
+             '{NaN, Infinity, -Infinity, 1.5}', '{"a,b", "c\"d"}'),
+            (2, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', NULL, NULL);"#,
+    );
+    let source = format!(
+        "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.ft\"]",
+        src.url()
+    );
+    let all = "COPY (SELECT * FROM ft ORDER BY id) TO STDOUT";
+
+    // Parquet, and back into PostgreSQL: every value as it was.
+    let job = Job::new(&source, "type = \"parquet\"\npath = \"out\"");
+    run_ok(&job);
+    let back = PgDb::new();
+    run_ok(&Job::new(
+        &format!(
+            "type = \"parquet\"\npath = \"{}\"",
+            job.path("out/ft.parquet").display()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", back.url()),
+    ));
+    assert_eq!(psql(&back.0, all), psql(&src.0, all));
+    assert_eq!(
+        psql(
+            &back.0,
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) \
+             FROM pg_attribute WHERE attrelid = 'ft'::regclass AND attnum > 0"
+        )
+        .trim(),
+        "integer,interval,interval[],timestamp with time zone,timestamp with time zone[],\
+         uuid[],bytea[],double precision,double precision[],text[]"
+    );
+
+    // JSON Lines.
+    let job = Job::new(&source, "type = \"jsonl\"\npath = \"out\"");
+    run_ok(&job);
+    let text = std::fs::read_to_string(job.path("out/ft.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["tz"], "2024-06-01T10:00:00.500Z", "{text}");
+    assert_eq!(
+        lines[0]["tzs"],
+        serde_json::json!(["2024-06-01T10:00:00.500Z", "1970-01-01T00:00:00Z"]),
+        "{text}"
+    );
+    assert_eq!(
+        lines[0]["u"],
+        serde_json::json!(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"])
+    );
+    assert_eq!(lines[0]["b"], serde_json::json!(["00ff"]));
+    assert_eq!(lines[0]["f"], "NaN", "{text}");
+    assert_eq!(
+        lines[0]["fs"],
+        serde_json::json!(["NaN", "Infinity", "-Infinity", 1.5])
+    );
+    assert_eq!(lines[0]["t"], serde_json::json!(["a,b", "c\"d"]));
+    assert_eq!(lines[1]["f"], "-Infinity");
+    assert!(lines[1]["tzs"].is_null());
+    assert_eq!(lines[0]["ivs"][2], serde_json::Value::Null);
+    assert!(lines[0]["ivs"][0].is_string(), "{text}");
+
+    // CSV: lists as JSON arrays.
+    let job = Job::new(&source, "type = \"csv\"\npath = \"out\"");
+    run_ok(&job);
+    let text = std::fs::read_to_string(job.path("out/ft.csv")).unwrap();
+    let row1 = text.lines().nth(1).unwrap();
+    assert!(
+        row1.contains(r#""[""2024-06-01T10:00:00.500Z"",""1970-01-01T00:00:00Z""]""#)
+            && row1.contains(r#""[""a,b"",""c\""d""]""#)
+            && row1.contains(r#"[""a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11""]"#),
+        "{text}"
+    );
+}
