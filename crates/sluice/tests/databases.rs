@@ -1602,9 +1602,22 @@ fn intervals_and_lists_of_instants_reach_files_exactly() {
     );
     let all = "COPY (SELECT * FROM ft ORDER BY id) TO STDOUT";
 
+    // The copy verifies identical (read back through the file source).
+    let verified = |job: &Job| {
+        let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+
     // Parquet, and back into PostgreSQL: every value as it was.
     let job = Job::new(&source, "type = \"parquet\"\npath = \"out\"");
     run_ok(&job);
+    verified(&job);
     let back = PgDb::new();
     run_ok(&Job::new(
         &format!(
@@ -1628,6 +1641,7 @@ fn intervals_and_lists_of_instants_reach_files_exactly() {
     // JSON Lines.
     let job = Job::new(&source, "type = \"jsonl\"\npath = \"out\"");
     run_ok(&job);
+    verified(&job);
     let text = std::fs::read_to_string(job.path("out/ft.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()

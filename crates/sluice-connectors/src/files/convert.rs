@@ -38,6 +38,8 @@ pub(crate) enum TextConv {
     /// Decoded with a `+00:00` offset (Arrow parses offsets without a time-zone database);
     /// relabelled to this type (`UTC`).
     Relabel(DataType),
+    /// A list (JSON Lines) whose elements are read as text and converted like this.
+    List(Box<TextConv>),
 }
 
 /// The field a text decoder should produce for `field`, and how to convert it afterwards.
@@ -55,6 +57,20 @@ pub(crate) fn read_plan(field: &Field, json_native: bool) -> Result<(Field, Text
             (text(), TextConv::BigDecimal)
         }
         LogicalType::Interval => (text(), TextConv::Cast(field.data_type().clone())),
+        LogicalType::Array(_) if json_native => match field.data_type() {
+            DataType::List(item) => match read_plan(item, json_native)? {
+                (_, TextConv::Native) => (field.clone(), TextConv::Native),
+                (decoded, conv) => (
+                    Field::new(
+                        field.name(),
+                        DataType::List(Arc::new(decoded)),
+                        field.is_nullable(),
+                    ),
+                    TextConv::List(Box::new(conv)),
+                ),
+            },
+            _ => (field.clone(), TextConv::Native),
+        },
         _ => match field.data_type() {
             DataType::Timestamp(unit, Some(_)) => {
                 let offset = DataType::Timestamp(*unit, Some("+00:00".into()));
@@ -99,87 +115,122 @@ pub(crate) fn apply(
                 field.name()
             ))
         };
-        let out: ArrayRef = match conv {
-            TextConv::Native => col.clone(),
-            TextConv::Uuid => {
-                let s = col.as_string::<i32>();
-                let mut b = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
-                for (row, v) in s.iter().enumerate() {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => match parse_uuid(v) {
-                            Some(bytes) => b.append_value(bytes).map_err(Error::from)?,
-                            None => return Err(bad(row, v, "")),
-                        },
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            TextConv::Hex => {
-                let s = col.as_string::<i32>();
-                let mut vals: Vec<Option<Vec<u8>>> = Vec::with_capacity(s.len());
-                for (row, v) in s.iter().enumerate() {
-                    vals.push(match v {
-                        None => None,
-                        Some(v) => Some(parse_hex(v).ok_or_else(|| {
-                            bad(row, v, " (binary is written as hex, e.g. 00ff10)")
-                        })?),
-                    });
-                }
-                Arc::new(BinaryArray::from_iter(vals))
-            }
-            TextConv::Json => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(v)
-                    {
-                        return Err(bad(row, v, &format!(": {e}")));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::Enum(labels) => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && !labels.iter().any(|l| l == v)
-                    {
-                        return Err(bad(row, v, ""));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::BigDecimal => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && !is_decimal_text(v)
-                    {
-                        return Err(bad(row, v, ""));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::Relabel(dt) => {
-                let data = col.to_data().into_builder().data_type(dt.clone()).build();
-                arrow::array::make_array(data.map_err(Error::from)?)
-            }
-            TextConv::Cast(dt) => {
-                let out = arrow::compute::cast(col, dt).map_err(Error::from)?;
-                if out.null_count() > col.null_count() {
-                    let s = col.as_string::<i32>();
-                    let row = (0..s.len())
-                        .find(|&r| s.is_valid(r) && out.is_null(r))
-                        .unwrap_or(0);
-                    return Err(bad(row, s.value(row), ""));
-                }
-                out
-            }
-        };
-        cols.push(out);
+        cols.push(convert(col, field, conv, &bad)?);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::internal(format!("{what}: {e}")))
+}
+
+/// The decoded column `col` converted to `target`'s type by `conv`; `bad(index, value, why)`
+/// makes the error for the value at `index` of `col`.
+fn convert(
+    col: &ArrayRef,
+    target: &Field,
+    conv: &TextConv,
+    bad: &dyn Fn(usize, &str, &str) -> Error,
+) -> Result<ArrayRef> {
+    Ok(match conv {
+        TextConv::Native => col.clone(),
+        TextConv::Uuid => {
+            let s = col.as_string::<i32>();
+            let mut b = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
+            for (row, v) in s.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(v) => match parse_uuid(v) {
+                        Some(bytes) => b.append_value(bytes).map_err(Error::from)?,
+                        None => return Err(bad(row, v, "")),
+                    },
+                }
+            }
+            Arc::new(b.finish())
+        }
+        TextConv::Hex => {
+            let s = col.as_string::<i32>();
+            let mut vals: Vec<Option<Vec<u8>>> = Vec::with_capacity(s.len());
+            for (row, v) in s.iter().enumerate() {
+                vals.push(match v {
+                    None => None,
+                    Some(v) => {
+                        Some(parse_hex(v).ok_or_else(|| {
+                            bad(row, v, " (binary is written as hex, e.g. 00ff10)")
+                        })?)
+                    }
+                });
+            }
+            Arc::new(BinaryArray::from_iter(vals))
+        }
+        TextConv::Json => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(v)
+                {
+                    return Err(bad(row, v, &format!(": {e}")));
+                }
+            }
+            col.clone()
+        }
+        TextConv::Enum(labels) => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && !labels.iter().any(|l| l == v)
+                {
+                    return Err(bad(row, v, ""));
+                }
+            }
+            col.clone()
+        }
+        TextConv::BigDecimal => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && !is_decimal_text(v)
+                {
+                    return Err(bad(row, v, ""));
+                }
+            }
+            col.clone()
+        }
+        TextConv::List(inner) => {
+            let (l, DataType::List(item)) = (col.as_list::<i32>(), target.data_type()) else {
+                return Err(Error::internal(format!(
+                    "column {:?}: a list read as {}",
+                    target.name(),
+                    col.data_type()
+                )));
+            };
+            // Only the elements of these lists (a sliced list shares its values).
+            let first = l.offsets()[0];
+            let offsets: Vec<i32> = l.offsets().iter().map(|o| o - first).collect();
+            let end = offsets.last().copied().unwrap_or(0) as usize;
+            let values = l.values().slice(first as usize, end);
+            // An element's row: the last list starting at or before it.
+            let row_of = |e: usize| offsets.partition_point(|&o| o as usize <= e).max(1) - 1;
+            let values = convert(&values, item, inner, &|e, v, why| bad(row_of(e), v, why))?;
+            Arc::new(arrow::array::ListArray::try_new(
+                item.clone(),
+                arrow::buffer::OffsetBuffer::new(offsets.into()),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        TextConv::Relabel(dt) => {
+            let data = col.to_data().into_builder().data_type(dt.clone()).build();
+            arrow::array::make_array(data.map_err(Error::from)?)
+        }
+        TextConv::Cast(dt) => {
+            let out = arrow::compute::cast(col, dt).map_err(Error::from)?;
+            if out.null_count() > col.null_count() {
+                let s = col.as_string::<i32>();
+                let row = (0..s.len())
+                    .find(|&r| s.is_valid(r) && out.is_null(r))
+                    .unwrap_or(0);
+                return Err(bad(row, s.value(row), ""));
+            }
+            out
+        }
+    })
 }
 
 /// Parses a uuid: 32 hex digits, optionally hyphenated and in braces.
@@ -626,5 +677,55 @@ mod tests {
             "[\"1970-01-01T00:00:01.500Z\"]"
         );
         assert!(csv.column(1).is_null(1));
+    }
+
+    #[test]
+    fn list_elements_are_converted_and_a_bad_one_names_its_line() {
+        use arrow::array::{ListBuilder, StringBuilder as Sb};
+        let item = LogicalType::Array(Box::new(LogicalType::Uuid));
+        let schema = Arc::new(Schema::new(vec![item.field("u", true)]));
+        let (decoded_field, conv) = read_plan(schema.field(0), true).unwrap();
+        assert!(matches!(conv, TextConv::List(_)));
+        let mut b = ListBuilder::new(Sb::new());
+        b.append(false);
+        b.values()
+            .append_value("67e55044-10b1-426f-9247-bb680e5fe0c8");
+        b.values().append_null();
+        b.append(true);
+        b.append(true);
+        b.values().append_value("nope");
+        b.append(true);
+        let list = b.finish();
+        let decoded_schema = Arc::new(Schema::new(vec![decoded_field]));
+        let DataType::List(decoded_item) = decoded_schema.field(0).data_type().clone() else {
+            unreachable!()
+        };
+        let (_, offsets, values, nulls) = list.into_parts();
+        let col: ArrayRef = Arc::new(
+            arrow::array::ListArray::try_new(decoded_item, offsets, values, nulls).unwrap(),
+        );
+        let batch = RecordBatch::try_new(decoded_schema, vec![col]).unwrap();
+        let e = apply(
+            batch.clone(),
+            &schema,
+            std::slice::from_ref(&conv),
+            "f.jsonl",
+            &|r| r as u64 + 1,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("f.jsonl: line 4, column \"u\""),
+            "{e}"
+        );
+        let ok = apply(batch.slice(0, 3), &schema, &[conv], "f.jsonl", &|r| {
+            r as u64
+        })
+        .unwrap();
+        let l = ok.column(0).as_list::<i32>();
+        assert!(l.is_null(0));
+        let mut s = String::new();
+        format_uuid(l.value(1).as_fixed_size_binary().value(0), &mut s);
+        assert_eq!(s, "67e55044-10b1-426f-9247-bb680e5fe0c8");
+        assert!(l.value(1).is_null(1) && l.value(2).is_empty());
     }
 }
