@@ -49,6 +49,129 @@ pub fn native_type(field: &Field) -> Option<(&str, &str)> {
     field.metadata().get(NATIVE_KEY)?.split_once(':')
 }
 
+/// Words allowed after a type's name in [`is_type_name`]: the parts of PostgreSQL's and
+/// MySQL's multi-word types (`double precision`, `character varying`, `timestamp(3) with time
+/// zone`, `interval day to second`, `int(10) unsigned zerofill`).
+const TYPE_WORDS: &[&str] = &[
+    "precision",
+    "varying",
+    "with",
+    "without",
+    "time",
+    "zone",
+    "unsigned",
+    "signed",
+    "zerofill",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "to",
+    "character",
+    "char",
+    "varchar",
+];
+
+/// Whether `t` is a plain column type name that may be written into `CREATE TABLE` as it is.
+/// Native types travel in field metadata ([`NATIVE_KEY`]), which a file source reads back
+/// from the file: a crafted file could otherwise put any SQL into the DDL. The grammar, case
+/// insensitive:
+///
+/// ```text
+/// type  := name ('.' name)? args? (word args?)* ('[' digits? ']')*
+/// name  := identifier | '"' identifier-characters '"'
+/// args  := '(' '-'? digits (',' '-'? digits)* ')'
+/// word  := one of TYPE_WORDS (precision, varying, with, time, zone, unsigned, to, …)
+/// ```
+///
+/// so `character varying(44)`, `timestamp(3) with time zone`, `numeric(5,-2)[]`,
+/// `int(10) unsigned zerofill`, `"char"` and `public.citext` pass, while anything with quotes,
+/// semicolons, comments, strings or other keywords (`int DEFAULT 1`, `int); DROP …`) does not.
+/// Enum types (whose labels are strings) are re-quoted by each sink instead.
+pub fn is_type_name(t: &str) -> bool {
+    #[derive(PartialEq)]
+    enum Tok<'a> {
+        Word(&'a str),
+        Quoted,
+        Num,
+        Sym(u8),
+    }
+    let b = t.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        if c == b' ' {
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            toks.push(Tok::Word(&t[start..i]));
+        } else if c.is_ascii_digit() || (c == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            toks.push(Tok::Num);
+        } else if c == b'"' {
+            i += 1;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b' ') {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'"') || i == start + 1 {
+                return false;
+            }
+            i += 1;
+            toks.push(Tok::Quoted);
+        } else if matches!(c, b'.' | b'(' | b')' | b',' | b'[' | b']') {
+            i += 1;
+            toks.push(Tok::Sym(c));
+        } else {
+            return false;
+        }
+    }
+    let mut it = toks.into_iter().peekable();
+    let name = |tok: Option<Tok<'_>>| matches!(tok, Some(Tok::Word(_) | Tok::Quoted));
+    if !name(it.next()) {
+        return false;
+    }
+    if it.next_if_eq(&Tok::Sym(b'.')).is_some() && !name(it.next()) {
+        return false;
+    }
+    loop {
+        if it.next_if_eq(&Tok::Sym(b'(')).is_some() {
+            loop {
+                if it.next() != Some(Tok::Num) {
+                    return false;
+                }
+                match it.next() {
+                    Some(Tok::Sym(b',')) => continue,
+                    Some(Tok::Sym(b')')) => break,
+                    _ => return false,
+                }
+            }
+        }
+        match it.peek() {
+            Some(Tok::Word(w)) if TYPE_WORDS.iter().any(|k| k.eq_ignore_ascii_case(w)) => {
+                it.next();
+            }
+            _ => break,
+        }
+    }
+    while it.next_if_eq(&Tok::Sym(b'[')).is_some() {
+        it.next_if_eq(&Tok::Num);
+        if it.next() != Some(Tok::Sym(b']')) {
+            return false;
+        }
+    }
+    it.next().is_none()
+}
+
 /// `field` with its native type recorded under [`NATIVE_KEY`].
 pub fn with_native_type(field: Field, engine: &str, native: &str) -> Field {
     let mut md = field.metadata().clone();
@@ -531,6 +654,56 @@ mod tests {
         assert_eq!(d(38), DataType::Decimal128(38, 2));
         assert_eq!(d(39), DataType::Decimal256(39, 2));
         assert_eq!(d(77), DataType::Utf8);
+    }
+
+    #[test]
+    fn native_type_names_are_checked_before_they_reach_ddl() {
+        for ok in [
+            "integer",
+            "character varying(44)",
+            "character varying(44)[]",
+            "timestamp(3) with time zone",
+            "time without time zone[]",
+            "double precision",
+            "numeric(10,2)",
+            "numeric(5,-2)",
+            "interval day to second(3)",
+            "bit varying(5)",
+            "\"char\"",
+            "public.citext",
+            "int(10) unsigned zerofill",
+            "decimal(65,30)",
+            "tinyint(1)",
+            "inet6",
+            "integer[3][]",
+        ] {
+            assert!(is_type_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "int); DROP TABLE victim; --",
+            "int DEFAULT 1",
+            "int NOT NULL",
+            "int CHECK (1)",
+            "int REFERENCES victim",
+            "int /* x */",
+            "int -- x",
+            "int # x",
+            "enum('a','b')",
+            "\"a\"\"b\"",
+            "\"a\\\" b",
+            "a.b.c",
+            "int(1",
+            "int(a)",
+            "int()",
+            "int[",
+            "int\n",
+            "int;",
+            "numeric(1,2) precision(3) unsigned x",
+            "integer$x$",
+        ] {
+            assert!(!is_type_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1253,3 +1253,431 @@ fn whole_database_copies_take_the_table_map_the_error_suggests() {
         assert_eq!(rows, ["1\tx", "2\ty", "7\tq"], "{sink}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Fidelity of values and safety of DDL (issue 9 review): array elements, MariaDB's own
+// types, native types from untrusted metadata, intervals and lists in files.
+
+/// PostgreSQL arrays into MariaDB become JSON arrays whose elements keep their exact values:
+/// decimals as exact text (never through a double), uuids in their canonical form, times of
+/// day, timestamps and intervals in the text forms `sluice verify` compares.
+#[test]
+fn pg_array_elements_reach_mariadb_exactly() {
+    let src = PgDb::new();
+    let dst = MyDb::new();
+    psql(
+        &src.0,
+        r#"CREATE TABLE arr (id int PRIMARY KEY, n numeric(30,10)[], nu numeric[], u uuid[],
+             ts timestamp[], tz timestamptz[], iv interval[], b bytea[], d date[], t time[],
+             f float8[], r float4[], bo bool[], j jsonb[], i8 bigint[], tx text[]);
+           INSERT INTO arr VALUES
+            (1, '{12345678901234567890.1234567891, -0.0000000001, NULL}',
+             '{123456789012345678901234567890.123456789012345678901234567890123, NaN}',
+             '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11, NULL}',
+             '{"2024-02-29 23:59:59.123456", "0001-01-01 00:00:00"}',
+             '{"2024-06-01 12:00:00.5+02"}',
+             '{"1 day 02:03:04.5", "-1 mon", "1 year 2 mons -3 days -00:00:00.000001", "0"}',
+             '{"\\x00ff", "\\x"}', '{2024-01-01}', '{12:34:56.789, 00:00:00}',
+             '{1.5, 0.1, -0, 1e20}', '{0.1, 3.5e-5}', '{t, f, NULL}',
+             '{"{\"a\": [1, 2.50]}"}', '{-9223372036854775808, 9223372036854775807}',
+             '{"a\"b", "é,🧊", ""}'),
+            (2, '{}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+             NULL, NULL);"#,
+    );
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.arr\"]",
+            src.url()
+        ),
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntable_map = {{ \"public.arr\" = \"arr\" }}",
+            dst.url()
+        ),
+    );
+    run_ok(&job);
+    let got = mysql(
+        &dst.0,
+        "SELECT n, nu, u, ts, tz, iv, b, d, t, f, r, bo, j, i8, tx FROM arr ORDER BY id",
+    );
+    let row1 = [
+        r#"["12345678901234567890.1234567891","-0.0000000001",null]"#,
+        r#"["123456789012345678901234567890.123456789012345678901234567890123","NaN"]"#,
+        r#"["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",null]"#,
+        r#"["2024-02-29 23:59:59.123456","0001-01-01 00:00:00.000000"]"#,
+        r#"["2024-06-01 10:00:00.500000"]"#,
+        r#"["P1DT2H3M4.5S","P-1M","P1Y2M-3DT-0.000001S","PT0S"]"#,
+        r#"["00ff",""]"#,
+        r#"["2024-01-01"]"#,
+        r#"["12:34:56.789000","00:00:00.000000"]"#,
+        r#"[1.5,0.1,-0.0,1e20]"#,
+        r#"[0.1,3.5e-5]"#,
+        r#"[true,false,null]"#,
+        r#"["{\"a\": [1, 2.50]}"]"#,
+        r#"[-9223372036854775808,9223372036854775807]"#,
+        r#"["a\"b","é,🧊",""]"#,
+    ];
+    // (`mariadb -B` prints a backslash as two.)
+    let want = format!(
+        "{}\n[]{}\n",
+        row1.join("\t").replace('\\', "\\\\"),
+        "\tNULL".repeat(row1.len() - 1)
+    );
+    assert_eq!(got, want);
+    // The copy verifies identical element by element (the text forms agree with verify's).
+    let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// MariaDB's own `uuid`, `inet4` and `inet6` columns copy into MariaDB with both load
+/// methods (the server parses them from text; input declared binary is refused with "Incorrect
+/// uuid value"), and into PostgreSQL (`uuid`, and the addresses as text).
+#[test]
+fn mariadb_uuid_and_inet_columns_copy_to_mariadb_and_postgres() {
+    let src = MyDb::new();
+    mysql(
+        &src.0,
+        "CREATE TABLE n (id int PRIMARY KEY, u uuid, i6 inet6 NOT NULL, i4 inet4, k uuid NOT NULL,
+           UNIQUE KEY (k));
+         INSERT INTO n VALUES
+           (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2001:db8::ff00:42:8329', '192.168.0.1',
+            '00000000-0000-0000-0000-000000000000'),
+           (2, '12345678-1234-1234-c234-123456789012', '::ffff:10.0.0.1', '0.0.0.0',
+            'ffffffff-ffff-ffff-ffff-ffffffffffff'),
+           (3, NULL, '::', NULL, UUID());",
+    );
+    let rows = "SELECT id, u, i6, i4, k FROM n ORDER BY id";
+    let shape = "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.columns \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'n' ORDER BY ORDINAL_POSITION";
+    for (method, write) in [
+        ("load_data", "append"),
+        ("insert", "append"),
+        ("load_data", "upsert"),
+        ("insert", "overwrite"),
+    ] {
+        let dst = MyDb::new();
+        let job = Job::new(
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\ntables = [\"n\"]",
+                src.url()
+            ),
+            &format!(
+                "type = \"mysql\"\nurl = \"{}\"\nmethod = \"{method}\"\nwrite = \"{write}\"",
+                dst.url()
+            ),
+        );
+        run_ok(&job);
+        assert_eq!(
+            mysql(&dst.0, shape),
+            mysql(&src.0, shape),
+            "{method} {write}"
+        );
+        assert_eq!(mysql(&dst.0, rows), mysql(&src.0, rows), "{method} {write}");
+        let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{method} {write}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let pg = PgDb::new();
+    run_ok(&Job::new(
+        &format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"n\"]",
+            src.url()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", pg.url()),
+    ));
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT id, u, i6, i4, pg_typeof(u), pg_typeof(i6) FROM n WHERE id < 3 ORDER BY id"
+        ),
+        "1|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|2001:db8::ff00:42:8329|192.168.0.1|uuid|text\n\
+         2|12345678-1234-1234-c234-123456789012|::ffff:10.0.0.1|0.0.0.0|uuid|text\n"
+    );
+}
+
+/// A column of a crafted Parquet file: name, values, field metadata (key, value).
+type CraftedColumn<'a> = (&'a str, arrow::array::ArrayRef, Vec<(&'a str, &'a str)>);
+
+/// Writes a Parquet file whose columns carry metadata, as a crafted or foreign file may.
+fn crafted_parquet(path: &std::path::Path, columns: Vec<CraftedColumn<'_>>) {
+    use arrow::datatypes::{Field, Schema};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a, md)| {
+            let md: HashMap<String, String> = md
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Field::new(*name, a.data_type().clone(), true).with_metadata(md)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a, _)| a).collect(),
+    )
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// A Parquet file's field metadata is untrusted input: native types, generated-column
+/// expressions and enum labels crafted to inject SQL into `CREATE TABLE` are never executed.
+/// A native type that is not a type name falls back to the logical type's mapping, with a
+/// warning naming table and column.
+#[test]
+fn crafted_parquet_metadata_cannot_inject_sql_into_ddl() {
+    use arrow::array::{ArrayRef, Int32Array, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let ints = || -> ArrayRef { Arc::new(Int32Array::from(vec![1, 2])) };
+    let texts = || -> ArrayRef { Arc::new(StringArray::from(vec!["ok", "ok"])) };
+
+    // Into PostgreSQL.
+    let pg = PgDb::new();
+    psql(
+        &pg.0,
+        "CREATE TABLE victim (x int); CREATE TABLE victim2 (x int); CREATE TABLE victim3 (x int);",
+    );
+    let file = dir.path().join("evil.parquet");
+    crafted_parquet(
+        &file,
+        vec![
+            (
+                "id",
+                ints(),
+                vec![("sluice.native", "postgres:integer); DROP TABLE victim; --")],
+            ),
+            (
+                "g",
+                ints(),
+                vec![
+                    ("sluice.native", "postgres:integer"),
+                    (
+                        "sluice.generated",
+                        "postgres:1) STORED); DROP TABLE victim2; CREATE TABLE z (y int \
+                         GENERATED ALWAYS AS (1",
+                    ),
+                ],
+            ),
+            (
+                "e",
+                texts(),
+                vec![
+                    (
+                        "sluice.type",
+                        "enum('ok','x$sluice$; DROP TABLE victim3; --')",
+                    ),
+                    ("sluice.native", "postgres:enum:public.mood"),
+                ],
+            ),
+        ],
+    );
+    let job = Job::new(
+        &format!("type = \"parquet\"\npath = \"{}\"", file.display()),
+        &format!("type = \"postgres\"\nurl = \"{}\"", pg.url()),
+    );
+    let (_, err) = run_ok(&job);
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+             WHERE relname IN ('victim', 'victim2', 'victim3', 'z')"
+        )
+        .trim(),
+        "victim,victim2,victim3"
+    );
+    assert!(
+        err.contains("evil") && err.contains("column=id") && err.contains("not a type name"),
+        "{err}"
+    );
+    assert_eq!(
+        psql(
+            &pg.0,
+            "SELECT column_name, data_type, is_generated FROM information_schema.columns \
+             WHERE table_name = 'evil' ORDER BY ordinal_position"
+        ),
+        "id|integer|NEVER\ng|integer|NEVER\ne|USER-DEFINED|NEVER\n"
+    );
+    assert_eq!(
+        psql(&pg.0, "SELECT id, g, e FROM evil ORDER BY id"),
+        "1|1|ok\n2|2|ok\n"
+    );
+
+    // Into MariaDB.
+    let my = MyDb::new();
+    mysql(&my.0, "CREATE TABLE victim (x int)");
+    let file = dir.path().join("evil2.parquet");
+    crafted_parquet(
+        &file,
+        vec![
+            (
+                "id",
+                ints(),
+                vec![("sluice.native", "mysql:int); DROP TABLE victim; --")],
+            ),
+            (
+                "s",
+                texts(),
+                vec![(
+                    "sluice.native",
+                    "mysql:enum('ok','b'); DROP TABLE victim; -- ')",
+                )],
+            ),
+            (
+                "g",
+                ints(),
+                vec![(
+                    "sluice.mysql.generated",
+                    "VIRTUAL `x\\` ) VIRTUAL, evil int, q int AS (1 `",
+                )],
+            ),
+        ],
+    );
+    let job = Job::new(
+        &format!("type = \"parquet\"\npath = \"{}\"", file.display()),
+        &format!("type = \"mysql\"\nurl = \"{}\"", my.url()),
+    );
+    let (_, err) = run_ok(&job);
+    assert!(
+        err.contains("evil2") && err.contains("column=id") && err.contains("not a type name"),
+        "{err}"
+    );
+    assert_eq!(
+        mysql(
+            &my.0,
+            "SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.tables \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'victim'"
+        )
+        .trim(),
+        "victim"
+    );
+    assert_eq!(
+        mysql(
+            &my.0,
+            "SELECT COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.columns \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'evil2' ORDER BY ORDINAL_POSITION"
+        ),
+        "id\tint(11)\t\ns\tlongtext\t\ng\tint(11)\t\n"
+    );
+    assert_eq!(
+        mysql(&my.0, "SELECT id, s, g FROM evil2 ORDER BY id"),
+        "1\tok\t1\n2\tok\t2\n"
+    );
+}
+
+/// Intervals, lists of instants and special floats into files: Parquet holds intervals
+/// (as a struct of their parts, read back as intervals), JSON Lines and CSV write
+/// `timestamptz[]`, uuids and bytes inside lists, and NaN/±Infinity, without losing a value.
+#[test]
+fn intervals_and_lists_of_instants_reach_files_exactly() {
+    let src = PgDb::new();
+    psql(
+        &src.0,
+        r#"CREATE TABLE ft (id int PRIMARY KEY, iv interval, ivs interval[], tz timestamptz,
+             tzs timestamptz[], u uuid[], b bytea[], f float8, fs float8[], t text[]);
+           INSERT INTO ft VALUES
+            (1, '1 year 2 mons -3 days 04:05:06.789', '{"1 day", "-00:00:00.000001", NULL}',
+             '2024-06-01 12:00:00.5+02', '{"2024-06-01 12:00:00.5+02", "1970-01-01 00:00:00+00"}',
+             '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{"\\x00ff"}', 'NaN',
+             '{NaN, Infinity, -Infinity, 1.5}', '{"a,b", "c\"d"}'),
+            (2, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', NULL, NULL);"#,
+    );
+    let source = format!(
+        "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.ft\"]",
+        src.url()
+    );
+    let all = "COPY (SELECT * FROM ft ORDER BY id) TO STDOUT";
+
+    // The copy verifies identical (read back through the file source).
+    let verified = |job: &Job| {
+        let o = job.cmd(&["verify", "job.toml"]).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+
+    // Parquet, and back into PostgreSQL: every value as it was.
+    let job = Job::new(&source, "type = \"parquet\"\npath = \"out\"");
+    run_ok(&job);
+    verified(&job);
+    let back = PgDb::new();
+    run_ok(&Job::new(
+        &format!(
+            "type = \"parquet\"\npath = \"{}\"",
+            job.path("out/ft.parquet").display()
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", back.url()),
+    ));
+    assert_eq!(psql(&back.0, all), psql(&src.0, all));
+    assert_eq!(
+        psql(
+            &back.0,
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) \
+             FROM pg_attribute WHERE attrelid = 'ft'::regclass AND attnum > 0"
+        )
+        .trim(),
+        "integer,interval,interval[],timestamp with time zone,timestamp with time zone[],\
+         uuid[],bytea[],double precision,double precision[],text[]"
+    );
+
+    // JSON Lines.
+    let job = Job::new(&source, "type = \"jsonl\"\npath = \"out\"");
+    run_ok(&job);
+    verified(&job);
+    let text = std::fs::read_to_string(job.path("out/ft.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["tz"], "2024-06-01T10:00:00.500Z", "{text}");
+    assert_eq!(
+        lines[0]["tzs"],
+        serde_json::json!(["2024-06-01T10:00:00.500Z", "1970-01-01T00:00:00Z"]),
+        "{text}"
+    );
+    assert_eq!(
+        lines[0]["u"],
+        serde_json::json!(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"])
+    );
+    assert_eq!(lines[0]["b"], serde_json::json!(["00ff"]));
+    assert_eq!(lines[0]["f"], "NaN", "{text}");
+    assert_eq!(
+        lines[0]["fs"],
+        serde_json::json!(["NaN", "Infinity", "-Infinity", 1.5])
+    );
+    assert_eq!(lines[0]["t"], serde_json::json!(["a,b", "c\"d"]));
+    assert_eq!(lines[1]["f"], "-Infinity");
+    assert!(lines[1]["tzs"].is_null());
+    assert_eq!(lines[0]["ivs"][2], serde_json::Value::Null);
+    assert!(lines[0]["ivs"][0].is_string(), "{text}");
+
+    // CSV: lists as JSON arrays.
+    let job = Job::new(&source, "type = \"csv\"\npath = \"out\"");
+    run_ok(&job);
+    let text = std::fs::read_to_string(job.path("out/ft.csv")).unwrap();
+    let row1 = text.lines().nth(1).unwrap();
+    assert!(
+        row1.contains(r#""[""2024-06-01T10:00:00.500Z"",""1970-01-01T00:00:00Z""]""#)
+            && row1.contains(r#""[""a,b"",""c\""d""]""#)
+            && row1.contains(r#"[""a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11""]"#),
+        "{text}"
+    );
+}

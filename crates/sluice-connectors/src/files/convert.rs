@@ -2,14 +2,18 @@
 //!
 //! Reading: uuid, binary, interval, enum, json (CSV) and decimals beyond 76 digits are read
 //! as text by the format's own decoder and converted here, column at a time, with errors
-//! naming the line. Writing: uuid becomes canonical `8-4-4-4-12` text, binary becomes
-//! lowercase hex, intervals and (for CSV) lists and structs become their Arrow display text.
+//! naming the line. Writing, at any depth (list elements too): uuid becomes canonical
+//! `8-4-4-4-12` text, binary lowercase hex, intervals their Arrow display text, instants
+//! carry `+00:00`; for CSV a list becomes the text of a JSON array, a struct its display
+//! text. JSON forms: json columns embedded, NaN and ±Infinity as strings.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, FixedSizeBinaryBuilder, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Float64Type, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::json::writer::{Encoder, EncoderFactory, EncoderOptions, NullableEncoder, make_encoder};
 use arrow::record_batch::RecordBatch;
 use sluice_core::types::TYPE_KEY;
 use sluice_core::{Error, LogicalType, Result};
@@ -34,6 +38,8 @@ pub(crate) enum TextConv {
     /// Decoded with a `+00:00` offset (Arrow parses offsets without a time-zone database);
     /// relabelled to this type (`UTC`).
     Relabel(DataType),
+    /// A list (JSON Lines) whose elements are read as text and converted like this.
+    List(Box<TextConv>),
 }
 
 /// The field a text decoder should produce for `field`, and how to convert it afterwards.
@@ -51,6 +57,20 @@ pub(crate) fn read_plan(field: &Field, json_native: bool) -> Result<(Field, Text
             (text(), TextConv::BigDecimal)
         }
         LogicalType::Interval => (text(), TextConv::Cast(field.data_type().clone())),
+        LogicalType::Array(_) if json_native => match field.data_type() {
+            DataType::List(item) => match read_plan(item, json_native)? {
+                (_, TextConv::Native) => (field.clone(), TextConv::Native),
+                (decoded, conv) => (
+                    Field::new(
+                        field.name(),
+                        DataType::List(Arc::new(decoded)),
+                        field.is_nullable(),
+                    ),
+                    TextConv::List(Box::new(conv)),
+                ),
+            },
+            _ => (field.clone(), TextConv::Native),
+        },
         _ => match field.data_type() {
             DataType::Timestamp(unit, Some(_)) => {
                 let offset = DataType::Timestamp(*unit, Some("+00:00".into()));
@@ -95,87 +115,122 @@ pub(crate) fn apply(
                 field.name()
             ))
         };
-        let out: ArrayRef = match conv {
-            TextConv::Native => col.clone(),
-            TextConv::Uuid => {
-                let s = col.as_string::<i32>();
-                let mut b = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
-                for (row, v) in s.iter().enumerate() {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => match parse_uuid(v) {
-                            Some(bytes) => b.append_value(bytes).map_err(Error::from)?,
-                            None => return Err(bad(row, v, "")),
-                        },
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            TextConv::Hex => {
-                let s = col.as_string::<i32>();
-                let mut vals: Vec<Option<Vec<u8>>> = Vec::with_capacity(s.len());
-                for (row, v) in s.iter().enumerate() {
-                    vals.push(match v {
-                        None => None,
-                        Some(v) => Some(parse_hex(v).ok_or_else(|| {
-                            bad(row, v, " (binary is written as hex, e.g. 00ff10)")
-                        })?),
-                    });
-                }
-                Arc::new(BinaryArray::from_iter(vals))
-            }
-            TextConv::Json => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(v)
-                    {
-                        return Err(bad(row, v, &format!(": {e}")));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::Enum(labels) => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && !labels.iter().any(|l| l == v)
-                    {
-                        return Err(bad(row, v, ""));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::BigDecimal => {
-                let s = col.as_string::<i32>();
-                for (row, v) in s.iter().enumerate() {
-                    if let Some(v) = v
-                        && !is_decimal_text(v)
-                    {
-                        return Err(bad(row, v, ""));
-                    }
-                }
-                col.clone()
-            }
-            TextConv::Relabel(dt) => {
-                let data = col.to_data().into_builder().data_type(dt.clone()).build();
-                arrow::array::make_array(data.map_err(Error::from)?)
-            }
-            TextConv::Cast(dt) => {
-                let out = arrow::compute::cast(col, dt).map_err(Error::from)?;
-                if out.null_count() > col.null_count() {
-                    let s = col.as_string::<i32>();
-                    let row = (0..s.len())
-                        .find(|&r| s.is_valid(r) && out.is_null(r))
-                        .unwrap_or(0);
-                    return Err(bad(row, s.value(row), ""));
-                }
-                out
-            }
-        };
-        cols.push(out);
+        cols.push(convert(col, field, conv, &bad)?);
     }
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::internal(format!("{what}: {e}")))
+}
+
+/// The decoded column `col` converted to `target`'s type by `conv`; `bad(index, value, why)`
+/// makes the error for the value at `index` of `col`.
+fn convert(
+    col: &ArrayRef,
+    target: &Field,
+    conv: &TextConv,
+    bad: &dyn Fn(usize, &str, &str) -> Error,
+) -> Result<ArrayRef> {
+    Ok(match conv {
+        TextConv::Native => col.clone(),
+        TextConv::Uuid => {
+            let s = col.as_string::<i32>();
+            let mut b = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
+            for (row, v) in s.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(v) => match parse_uuid(v) {
+                        Some(bytes) => b.append_value(bytes).map_err(Error::from)?,
+                        None => return Err(bad(row, v, "")),
+                    },
+                }
+            }
+            Arc::new(b.finish())
+        }
+        TextConv::Hex => {
+            let s = col.as_string::<i32>();
+            let mut vals: Vec<Option<Vec<u8>>> = Vec::with_capacity(s.len());
+            for (row, v) in s.iter().enumerate() {
+                vals.push(match v {
+                    None => None,
+                    Some(v) => {
+                        Some(parse_hex(v).ok_or_else(|| {
+                            bad(row, v, " (binary is written as hex, e.g. 00ff10)")
+                        })?)
+                    }
+                });
+            }
+            Arc::new(BinaryArray::from_iter(vals))
+        }
+        TextConv::Json => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(v)
+                {
+                    return Err(bad(row, v, &format!(": {e}")));
+                }
+            }
+            col.clone()
+        }
+        TextConv::Enum(labels) => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && !labels.iter().any(|l| l == v)
+                {
+                    return Err(bad(row, v, ""));
+                }
+            }
+            col.clone()
+        }
+        TextConv::BigDecimal => {
+            let s = col.as_string::<i32>();
+            for (row, v) in s.iter().enumerate() {
+                if let Some(v) = v
+                    && !is_decimal_text(v)
+                {
+                    return Err(bad(row, v, ""));
+                }
+            }
+            col.clone()
+        }
+        TextConv::List(inner) => {
+            let (l, DataType::List(item)) = (col.as_list::<i32>(), target.data_type()) else {
+                return Err(Error::internal(format!(
+                    "column {:?}: a list read as {}",
+                    target.name(),
+                    col.data_type()
+                )));
+            };
+            // Only the elements of these lists (a sliced list shares its values).
+            let first = l.offsets()[0];
+            let offsets: Vec<i32> = l.offsets().iter().map(|o| o - first).collect();
+            let end = offsets.last().copied().unwrap_or(0) as usize;
+            let values = l.values().slice(first as usize, end);
+            // An element's row: the last list starting at or before it.
+            let row_of = |e: usize| offsets.partition_point(|&o| o as usize <= e).max(1) - 1;
+            let values = convert(&values, item, inner, &|e, v, why| bad(row_of(e), v, why))?;
+            Arc::new(arrow::array::ListArray::try_new(
+                item.clone(),
+                arrow::buffer::OffsetBuffer::new(offsets.into()),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        TextConv::Relabel(dt) => {
+            let data = col.to_data().into_builder().data_type(dt.clone()).build();
+            arrow::array::make_array(data.map_err(Error::from)?)
+        }
+        TextConv::Cast(dt) => {
+            let out = arrow::compute::cast(col, dt).map_err(Error::from)?;
+            if out.null_count() > col.null_count() {
+                let s = col.as_string::<i32>();
+                let row = (0..s.len())
+                    .find(|&r| s.is_valid(r) && out.is_null(r))
+                    .unwrap_or(0);
+                return Err(bad(row, s.value(row), ""));
+            }
+            out
+        }
+    })
 }
 
 /// Parses a uuid: 32 hex digits, optionally hyphenated and in braces.
@@ -291,70 +346,210 @@ fn to_uuid_text(col: &dyn Array) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// Rewrites the columns a text writer cannot write directly: uuid → text, binary → hex,
-/// intervals (and for CSV lists, structs and maps) → display text. Returns the batch
-/// unchanged (cheaply) when there is nothing to do.
+/// Rewrites the columns a text writer cannot write directly, at any depth (the elements of
+/// lists too): uuid → canonical text, binary → hex, intervals → display text, instants
+/// relabelled `+00:00` (Arrow formats offsets without a time-zone database). For CSV, lists
+/// become the text of a JSON array (elements as JSON Lines writes them) and structs and maps
+/// their display text. Returns the batch unchanged (cheaply) when there is nothing to do.
 pub(crate) fn for_text_output(batch: &RecordBatch, csv: bool) -> Result<RecordBatch> {
     let schema = batch.schema();
-    let kind = |f: &Field| -> u8 {
-        let is_uuid = f.metadata().get(TYPE_KEY).is_some_and(|t| t == "uuid");
-        match f.data_type() {
-            DataType::FixedSizeBinary(16) if is_uuid => 1,
-            DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::FixedSizeBinary(_) => 2,
-            DataType::Interval(_) | DataType::Duration(_) => 3,
-            DataType::Timestamp(_, Some(tz)) if !tz.starts_with(['+', '-']) => 4,
-            DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(..)
-            | DataType::Struct(_)
-            | DataType::Map(..)
-                if csv =>
-            {
-                3
-            }
-            _ => 0,
-        }
-    };
-    if schema.fields().iter().all(|f| kind(f) == 0) {
-        return Ok(batch.clone());
-    }
+    let mut changed = false;
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut cols = Vec::with_capacity(fields.capacity());
     for (f, col) in schema.fields().iter().zip(batch.columns()) {
-        let k = kind(f);
-        if k == 0 {
-            fields.push(f.as_ref().clone());
-            cols.push(col.clone());
-            continue;
+        match text_form(f, col, csv)? {
+            Some((f, col)) => {
+                changed = true;
+                fields.push(Arc::new(f));
+                cols.push(col);
+            }
+            None => {
+                fields.push(f.clone());
+                cols.push(col.clone());
+            }
         }
-        if let (4, DataType::Timestamp(unit, _)) = (k, f.data_type()) {
-            // Instants are stored as UTC; Arrow formats offsets without a time-zone database.
-            let dt = DataType::Timestamp(*unit, Some("+00:00".into()));
-            let data = col.to_data().into_builder().data_type(dt.clone()).build()?;
-            fields.push(Field::new(f.name(), dt, f.is_nullable()));
-            cols.push(arrow::array::make_array(data));
-            continue;
-        }
-        let out = match k {
-            1 => to_uuid_text(col),
-            2 => to_hex(col),
-            _ => arrow::compute::cast(col, &DataType::Utf8).map_err(|e| {
+    }
+    if !changed {
+        return Ok(batch.clone());
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::internal(format!("rewriting columns as text: {e}")))
+}
+
+/// Column `col` of field `f` in a form the text writers write exactly, or `None` when it
+/// needs nothing (see [`for_text_output`]).
+fn text_form(f: &Field, col: &ArrayRef, csv: bool) -> Result<Option<(Field, ArrayRef)>> {
+    let is_uuid = f.metadata().get(TYPE_KEY).is_some_and(|t| t == "uuid");
+    let text = |a: ArrayRef| Some((Field::new(f.name(), DataType::Utf8, f.is_nullable()), a));
+    Ok(match f.data_type() {
+        DataType::FixedSizeBinary(16) if is_uuid => text(to_uuid_text(col)),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => text(to_hex(col)),
+        DataType::Interval(_) | DataType::Duration(_) => {
+            text(arrow::compute::cast(col, &DataType::Utf8).map_err(|e| {
                 Error::schema(format!(
                     "column {:?}: cannot write {} as text: {e}",
                     f.name(),
                     f.data_type()
                 ))
                 .with_hint("convert the column with a cast transform, or write Parquet")
-            })?,
-        };
-        fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
-        cols.push(out);
+            })?)
+        }
+        DataType::Timestamp(unit, Some(tz)) if !tz.starts_with(['+', '-']) => {
+            let dt = DataType::Timestamp(*unit, Some("+00:00".into()));
+            let data = col.to_data().into_builder().data_type(dt.clone()).build()?;
+            Some((
+                Field::new(f.name(), dt, f.is_nullable()),
+                arrow::array::make_array(data),
+            ))
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            let list = list_text_form(f, col)?;
+            if csv {
+                let (f, col) = list.unwrap_or_else(|| (f.clone(), col.clone()));
+                text(json_texts(&Arc::new(f), &col)?)
+            } else {
+                list
+            }
+        }
+        DataType::Struct(_) | DataType::Map(..) if csv => {
+            text(arrow::compute::cast(col, &DataType::Utf8).map_err(|e| {
+                Error::schema(format!(
+                    "column {:?}: cannot write {} as text: {e}",
+                    f.name(),
+                    f.data_type()
+                ))
+                .with_hint("convert the column with a cast transform, or write Parquet")
+            })?)
+        }
+        _ => None,
+    })
+}
+
+/// A list column with its elements in text form ([`text_form`] for JSON Lines), or `None`
+/// when the elements need nothing.
+fn list_text_form(f: &Field, col: &ArrayRef) -> Result<Option<(Field, ArrayRef)>> {
+    use arrow::array::{FixedSizeListArray, LargeListArray, ListArray};
+    let rebuilt = |item: &FieldRef, values: &ArrayRef| -> Result<Option<(FieldRef, ArrayRef)>> {
+        // (An element that needs nothing keeps its field: a json element stays embedded JSON.)
+        Ok(text_form(item, values, false)?.map(|(nf, nv)| (Arc::new(nf), nv)))
+    };
+    let out: Option<(DataType, ArrayRef)> = match f.data_type() {
+        DataType::List(item) => {
+            let l = col.as_list::<i32>();
+            rebuilt(item, l.values())?.map(|(nf, nv)| {
+                let a = ListArray::new(nf.clone(), l.offsets().clone(), nv, l.nulls().cloned());
+                (DataType::List(nf), Arc::new(a) as ArrayRef)
+            })
+        }
+        DataType::LargeList(item) => {
+            let l = col.as_list::<i64>();
+            rebuilt(item, l.values())?.map(|(nf, nv)| {
+                let a =
+                    LargeListArray::new(nf.clone(), l.offsets().clone(), nv, l.nulls().cloned());
+                (DataType::LargeList(nf), Arc::new(a) as ArrayRef)
+            })
+        }
+        DataType::FixedSizeList(item, n) => {
+            let l = col.as_fixed_size_list();
+            rebuilt(item, l.values())?.map(|(nf, nv)| {
+                let a = FixedSizeListArray::new(nf.clone(), *n, nv, l.nulls().cloned());
+                (DataType::FixedSizeList(nf, *n), Arc::new(a) as ArrayRef)
+            })
+        }
+        _ => None,
+    };
+    Ok(out.map(|(dt, a)| (Field::new(f.name(), dt, f.is_nullable()), a)))
+}
+
+/// Each value of `col` as the text of its JSON form (NULL stays NULL), as JSON Lines writes it.
+fn json_texts(f: &FieldRef, col: &ArrayRef) -> Result<ArrayRef> {
+    let options = EncoderOptions::default()
+        .with_explicit_nulls(true)
+        .with_encoder_factory(Arc::new(JsonValues));
+    let mut enc = make_encoder(f, col.as_ref(), &options)?;
+    let mut b = StringBuilder::with_capacity(col.len(), col.len() * 16);
+    let mut buf = Vec::new();
+    for i in 0..col.len() {
+        if enc.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        buf.clear();
+        enc.encode(i, &mut buf);
+        b.append_value(String::from_utf8_lossy(&buf));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-        .map_err(|e| Error::internal(format!("rewriting columns as text: {e}")))
+    Ok(Arc::new(b.finish()))
+}
+
+/// JSON forms Arrow's writer does not give: `json` columns as embedded JSON values (not
+/// strings), and NaN, Infinity and -Infinity as the strings `"NaN"`, `"Infinity"`,
+/// `"-Infinity"` (Arrow writes them as `null`, which would lose them).
+#[derive(Debug)]
+pub(crate) struct JsonValues;
+
+impl EncoderFactory for JsonValues {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> std::result::Result<Option<NullableEncoder<'a>>, ArrowError> {
+        let nulls = array.nulls().cloned();
+        Ok(Some(match array.data_type() {
+            DataType::Utf8 if field.metadata().get(TYPE_KEY).is_some_and(|t| t == "json") => {
+                NullableEncoder::new(Box::new(RawJson(array.as_string::<i32>())), nulls)
+            }
+            DataType::Float32 => NullableEncoder::new(
+                Box::new(Floats(array.as_primitive::<Float32Type>().values().clone())),
+                nulls,
+            ),
+            DataType::Float64 => NullableEncoder::new(
+                Box::new(Floats(array.as_primitive::<Float64Type>().values().clone())),
+                nulls,
+            ),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// A json column's text as the JSON value it holds.
+struct RawJson<'a>(&'a arrow::array::StringArray);
+
+impl Encoder for RawJson<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let v = self.0.value(idx);
+        let valid = serde_json::from_str::<serde::de::IgnoredAny>(v).is_ok();
+        if valid && !v.contains(['\n', '\r']) {
+            out.extend_from_slice(v.trim().as_bytes());
+        } else if let Ok(value) = serde_json::from_str::<serde_json::Value>(v) {
+            let _ = serde_json::to_writer(&mut *out, &value);
+        } else {
+            // Not JSON after all: keep the text as a JSON string.
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+    }
+}
+
+/// Floats: finite values as numbers (the shortest text that reads back the same), the
+/// others as strings.
+struct Floats<T: arrow::datatypes::ArrowNativeType>(arrow::buffer::ScalarBuffer<T>);
+
+impl<T: arrow::datatypes::ArrowNativeType + Into<f64> + std::fmt::Debug> Encoder for Floats<T> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let v = self.0[idx];
+        let f: f64 = v.into();
+        let _ = if f.is_nan() {
+            write!(out, "\"NaN\"")
+        } else if f.is_infinite() {
+            write!(out, "\"{}Infinity\"", if f < 0.0 { "-" } else { "" })
+        } else {
+            write!(out, "{v:?}")
+        };
+    }
 }
 
 /// `StringArray` helper for tests and callers that need an owned text column.
@@ -436,5 +631,101 @@ mod tests {
             text.column(0).as_string::<i32>().value(0),
             "67e55044-10b1-426f-9247-bb680e5fe0c8"
         );
+    }
+
+    #[test]
+    fn special_floats_and_nested_instants_as_json() {
+        use arrow::array::{Float64Array, ListBuilder, TimestampMicrosecondBuilder};
+        let mut l = ListBuilder::new(TimestampMicrosecondBuilder::new().with_timezone("UTC"));
+        l.values().append_value(1_500_000);
+        l.append(true);
+        l.append(false);
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN, f64::NEG_INFINITY]));
+        let l: ArrayRef = Arc::new(l.finish());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("l", l.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![f, l]).unwrap();
+        let text_batch = for_text_output(&batch, false).unwrap();
+        let mut out = Vec::new();
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .with_encoder_factory(Arc::new(JsonValues))
+            .build::<_, arrow::json::writer::LineDelimited>(&mut out);
+        w.write(&text_batch).unwrap();
+        w.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "{\"f\":\"NaN\",\"l\":[\"1970-01-01T00:00:01.500Z\"]}\n\
+             {\"f\":\"-Infinity\",\"l\":null}\n"
+        );
+        // Read back as float64, the strings are the same values.
+        let read_schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
+        let mut r = arrow::json::ReaderBuilder::new(read_schema)
+            .build(std::io::Cursor::new(text))
+            .unwrap();
+        let back = r.next().unwrap().unwrap();
+        let back = back.column(0).as_primitive::<Float64Type>();
+        assert!(back.value(0).is_nan());
+        assert_eq!(back.value(1), f64::NEG_INFINITY);
+        // CSV: the list as the text of a JSON array.
+        let csv = for_text_output(&batch, true).unwrap();
+        assert_eq!(
+            csv.column(1).as_string::<i32>().value(0),
+            "[\"1970-01-01T00:00:01.500Z\"]"
+        );
+        assert!(csv.column(1).is_null(1));
+    }
+
+    #[test]
+    fn list_elements_are_converted_and_a_bad_one_names_its_line() {
+        use arrow::array::{ListBuilder, StringBuilder as Sb};
+        let item = LogicalType::Array(Box::new(LogicalType::Uuid));
+        let schema = Arc::new(Schema::new(vec![item.field("u", true)]));
+        let (decoded_field, conv) = read_plan(schema.field(0), true).unwrap();
+        assert!(matches!(conv, TextConv::List(_)));
+        let mut b = ListBuilder::new(Sb::new());
+        b.append(false);
+        b.values()
+            .append_value("67e55044-10b1-426f-9247-bb680e5fe0c8");
+        b.values().append_null();
+        b.append(true);
+        b.append(true);
+        b.values().append_value("nope");
+        b.append(true);
+        let list = b.finish();
+        let decoded_schema = Arc::new(Schema::new(vec![decoded_field]));
+        let DataType::List(decoded_item) = decoded_schema.field(0).data_type().clone() else {
+            unreachable!()
+        };
+        let (_, offsets, values, nulls) = list.into_parts();
+        let col: ArrayRef = Arc::new(
+            arrow::array::ListArray::try_new(decoded_item, offsets, values, nulls).unwrap(),
+        );
+        let batch = RecordBatch::try_new(decoded_schema, vec![col]).unwrap();
+        let e = apply(
+            batch.clone(),
+            &schema,
+            std::slice::from_ref(&conv),
+            "f.jsonl",
+            &|r| r as u64 + 1,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("f.jsonl: line 4, column \"u\""),
+            "{e}"
+        );
+        let ok = apply(batch.slice(0, 3), &schema, &[conv], "f.jsonl", &|r| {
+            r as u64
+        })
+        .unwrap();
+        let l = ok.column(0).as_list::<i32>();
+        assert!(l.is_null(0));
+        let mut s = String::new();
+        format_uuid(l.value(1).as_fixed_size_binary().value(0), &mut s);
+        assert_eq!(s, "67e55044-10b1-426f-9247-bb680e5fe0c8");
+        assert!(l.value(1).is_null(1) && l.value(2).is_empty());
     }
 }

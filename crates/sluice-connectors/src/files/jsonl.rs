@@ -17,11 +17,10 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::array::{ArrayRef, StringBuilder};
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
-use arrow::json::writer::{Encoder, EncoderFactory, EncoderOptions, NullableEncoder};
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 use sluice_core::types::TYPE_KEY;
@@ -490,7 +489,7 @@ impl FormatFactory for JsonlWriteOptions {
         let enc = Encoded::new(out, self.compression)?;
         let w = arrow::json::WriterBuilder::new()
             .with_explicit_nulls(true)
-            .with_encoder_factory(Arc::new(RawJsonFactory))
+            .with_encoder_factory(Arc::new(convert::JsonValues))
             .build(enc);
         Ok(Box::new(JsonlFileWriter { w }))
     }
@@ -508,46 +507,6 @@ impl FormatWriter for JsonlFileWriter {
             .into_inner()
             .finish()
             .map_err(|e| Error::from_io(e, "finishing"))
-    }
-}
-
-/// Writes `json` columns as embedded JSON values instead of strings.
-#[derive(Debug)]
-struct RawJsonFactory;
-
-impl EncoderFactory for RawJsonFactory {
-    fn make_default_encoder<'a>(
-        &self,
-        field: &'a FieldRef,
-        array: &'a dyn Array,
-        _options: &'a EncoderOptions,
-    ) -> std::result::Result<Option<NullableEncoder<'a>>, ArrowError> {
-        let is_json = field.metadata().get(TYPE_KEY).is_some_and(|t| t == "json");
-        if !is_json || array.data_type() != &DataType::Utf8 {
-            return Ok(None);
-        }
-        let strings = array.as_string::<i32>();
-        Ok(Some(NullableEncoder::new(
-            Box::new(RawJson(strings)),
-            array.nulls().cloned(),
-        )))
-    }
-}
-
-struct RawJson<'a>(&'a arrow::array::StringArray);
-
-impl Encoder for RawJson<'_> {
-    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
-        let v = self.0.value(idx);
-        let valid = serde_json::from_str::<serde::de::IgnoredAny>(v).is_ok();
-        if valid && !v.contains(['\n', '\r']) {
-            out.extend_from_slice(v.trim().as_bytes());
-        } else if let Ok(value) = serde_json::from_str::<serde_json::Value>(v) {
-            let _ = serde_json::to_writer(&mut *out, &value);
-        } else {
-            // Not JSON after all: keep the text as a JSON string.
-            let _ = serde_json::to_writer(&mut *out, v);
-        }
     }
 }
 

@@ -28,6 +28,11 @@ pub(crate) trait FormatFactory: Send + Sync + std::fmt::Debug {
     fn extension(&self) -> String;
     /// A writer of `schema` into `out`.
     fn create(&self, out: OutFile, schema: &SchemaRef) -> Result<Box<dyn FormatWriter>>;
+    /// Whether every column of `table` can be written, checked before any data moves; the
+    /// error names table, column and the cast that makes it go.
+    fn check(&self, _table: &TablePlan) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes one file of one format.
@@ -326,6 +331,7 @@ impl Sink for FileSink {
         let mut names = Vec::new();
         for t in tables {
             check_name(t.target.name())?;
+            self.format.check(t)?;
             names.push((t.target.name().to_string(), t.splits));
         }
         {
@@ -345,6 +351,11 @@ impl Sink for FileSink {
             Ok(())
         })
         .await
+    }
+
+    fn target_types(&self, table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
+        self.format.check(table)?;
+        Ok(None)
     }
 
     fn begin(&self, ctx: &JobContext) -> Result<()> {

@@ -1,10 +1,14 @@
 //! Arrow columns → MySQL values: the tab-separated text `LOAD DATA` reads, or bound
 //! parameters for `INSERT`.
 //!
-//! `LOAD DATA … CHARACTER SET binary FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES
+//! `LOAD DATA … CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES
 //! TERMINATED BY '\n'`: NULL is `\N`; a backslash, tab, newline and carriage return in a value
-//! are escaped (`\\`, `\t`, `\n`, `\r`); a NUL byte is `\0`. Bytes are sent as they are, so
-//! binary data and 4-byte UTF-8 arrive unchanged.
+//! are escaped (`\\`, `\t`, `\n`, `\r`); a NUL byte is `\0`. Text is UTF-8, converted by the
+//! server into each column's character set (and parsed by MariaDB's `uuid`, `inet4`, `inet6`,
+//! which refuse input declared as binary); binary columns take the bytes as they are.
+//!
+//! Arrays are written as JSON arrays whose elements keep their exact values (see
+//! `json_elem`).
 
 use std::borrow::Cow;
 
@@ -12,10 +16,12 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type,
     Int8Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use chrono::DateTime;
 use mysql_async::Value;
+use sluice_core::LogicalType;
 
 use super::types::{Kind, zero_date_text, zero_datetime_text};
 
@@ -144,7 +150,7 @@ impl<'a> Column<'a> {
             DataType::Time64(unit) => {
                 let us = match unit {
                     TimeUnit::Nanosecond => {
-                        a.as_primitive::<Time64NanosecondType>().value(row) / 1000
+                        micros(a.as_primitive::<Time64NanosecondType>().value(row))?
                     }
                     _ => a.as_primitive::<Time64MicrosecondType>().value(row),
                 };
@@ -152,23 +158,18 @@ impl<'a> Column<'a> {
                 Cell::Text(duration_text(us).into())
             }
             DataType::Timestamp(unit, _) => {
-                let v =
-                    arrow::array::as_primitive_array::<arrow::datatypes::TimestampMicrosecondType>;
                 let us = match unit {
-                    TimeUnit::Microsecond => v(a).value(row),
-                    TimeUnit::Nanosecond => a
-                        .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-                        .value(row)
-                        .div_euclid(1000),
+                    TimeUnit::Microsecond => {
+                        a.as_primitive::<TimestampMicrosecondType>().value(row)
+                    }
+                    TimeUnit::Nanosecond => {
+                        micros(a.as_primitive::<TimestampNanosecondType>().value(row))?
+                    }
                     TimeUnit::Millisecond => {
-                        a.as_primitive::<arrow::datatypes::TimestampMillisecondType>()
-                            .value(row)
-                            * 1000
+                        a.as_primitive::<TimestampMillisecondType>().value(row) * 1000
                     }
                     TimeUnit::Second => {
-                        a.as_primitive::<arrow::datatypes::TimestampSecondType>()
-                            .value(row)
-                            * 1_000_000
+                        a.as_primitive::<TimestampSecondType>().value(row) * 1_000_000
                     }
                 };
                 let text = match zero_datetime_text(us).filter(|_| self.spec.zero_dates) {
@@ -192,12 +193,12 @@ impl<'a> Column<'a> {
                 if v.months != 0 {
                     return Err("an interval with months cannot be written to a MySQL TIME".into());
                 }
-                let us = i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1000;
+                let us = i64::from(v.days) * 86_400_000_000 + micros(v.nanoseconds)?;
                 self.fits_fsp(us, || duration_text(us))?;
                 Cell::Text(duration_text(us).into())
             }
             DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
-                Cell::Text(json_of(a, row)?.to_string().into())
+                Cell::Text(json_of(a, row)?.into())
             }
             other => return Err(format!("Arrow type {other} cannot be written to MySQL")),
         })
@@ -269,6 +270,19 @@ pub fn check_decimal(t: &str, p: u32, s: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Nanoseconds as microseconds, refusing a value with digits below them (MySQL keeps six
+/// fractional digits at most; dropping the rest would change the value silently).
+fn micros(ns: i64) -> Result<i64, String> {
+    if ns.rem_euclid(1000) != 0 {
+        return Err(format!(
+            "value has nanoseconds ({} ns past the microsecond); MySQL keeps at most \
+             microseconds",
+            ns.rem_euclid(1000)
+        ));
+    }
+    Ok(ns.div_euclid(1000))
+}
+
 fn finite(v: f64) -> Result<(), String> {
     if v.is_finite() {
         Ok(())
@@ -322,45 +336,158 @@ pub fn duration_text(us: i64) -> String {
     )
 }
 
-/// A list cell as a JSON array.
-fn json_of(a: &ArrayRef, row: usize) -> Result<serde_json::Value, String> {
-    let inner = match a.data_type() {
-        DataType::List(_) => a.as_list::<i32>().value(row),
-        DataType::LargeList(_) => a.as_list::<i64>().value(row),
-        DataType::FixedSizeList(..) => a.as_fixed_size_list().value(row),
+/// A list cell as the text of a JSON array, every element exact (see [`json_elem`]).
+fn json_of(a: &ArrayRef, row: usize) -> Result<String, String> {
+    let (item, inner) = match a.data_type() {
+        DataType::List(f) => (f, a.as_list::<i32>().value(row)),
+        DataType::LargeList(f) => (f, a.as_list::<i64>().value(row)),
+        DataType::FixedSizeList(f, _) => (f, a.as_fixed_size_list().value(row)),
         _ => return Err("not a list".into()),
     };
-    let spec = ColSpec::of(Kind::Text);
-    let col = Column::new(&inner, &spec);
-    let mut out = Vec::with_capacity(inner.len());
+    let uuid = LogicalType::of_field(item).is_ok_and(|t| t == LogicalType::Uuid);
+    let mut out = String::from("[");
     for i in 0..inner.len() {
-        out.push(match col.cell(i)? {
-            Cell::Null => serde_json::Value::Null,
-            Cell::Int(v) => v.into(),
-            Cell::UInt(v) => v.into(),
-            Cell::F32(v) => f64::from(v).into(),
-            Cell::F64(v) => v.into(),
-            Cell::Text(t) => {
-                if matches!(
-                    inner.data_type(),
-                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-                ) {
-                    serde_json::from_str(&t).map_err(|e| e.to_string())?
-                } else if matches!(
-                    inner.data_type(),
-                    DataType::Decimal128(..) | DataType::Decimal256(..)
-                ) {
-                    serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t.into_owned()))
-                } else {
-                    serde_json::Value::String(t.into_owned())
-                }
-            }
-            Cell::Bytes(b) => {
-                serde_json::Value::String(b.iter().map(|x| format!("{x:02x}")).collect())
-            }
-        });
+        if i > 0 {
+            out.push(',');
+        }
+        json_elem(&inner, i, uuid, &mut out)?;
     }
-    Ok(serde_json::Value::Array(out))
+    out.push(']');
+    Ok(out)
+}
+
+/// Appends element `i` of `a` as JSON. Nothing passes through a lossy form: integers are
+/// numbers, floats numbers in their shortest exact form, booleans `true`/`false`; decimals
+/// are strings of their exact text (a JSON number would become a double in MySQL's JSON
+/// type); uuids canonical strings; binary lowercase hex; dates `YYYY-MM-DD`, times
+/// `HH:MM:SS.ffffff`, timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (instants in UTC; nine
+/// fraction digits when there are nanoseconds), intervals ISO 8601 (`P1Y2M3DT4H5M6.5S`), as
+/// `sluice verify` compares them; nested lists are nested arrays.
+fn json_elem(a: &ArrayRef, i: usize, uuid: bool, out: &mut String) -> Result<(), String> {
+    use crate::sqlite::text::{fmt_date, fmt_interval, fmt_time, fmt_timestamp, fmt_uuid};
+    if a.is_null(i) {
+        out.push_str("null");
+        return Ok(());
+    }
+    let string = |s: &str, out: &mut String| {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    };
+    match a.data_type() {
+        DataType::Boolean => out.push_str(if a.as_boolean().value(i) {
+            "true"
+        } else {
+            "false"
+        }),
+        DataType::Int8 => num(out, a.as_primitive::<Int8Type>().value(i)),
+        DataType::Int16 => num(out, a.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => num(out, a.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => num(out, a.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => num(out, a.as_primitive::<UInt8Type>().value(i)),
+        DataType::UInt16 => num(out, a.as_primitive::<UInt16Type>().value(i)),
+        DataType::UInt32 => num(out, a.as_primitive::<UInt32Type>().value(i)),
+        DataType::UInt64 => num(out, a.as_primitive::<UInt64Type>().value(i)),
+        // `{:?}` is the shortest text that reads back as the same value (`0.1`, `1e300`,
+        // `-0.0`), valid JSON for every finite value.
+        DataType::Float32 => {
+            let v = a.as_primitive::<Float32Type>().value(i);
+            finite(f64::from(v))?;
+            num(out, format_args!("{v:?}"))
+        }
+        DataType::Float64 => {
+            let v = a.as_primitive::<Float64Type>().value(i);
+            finite(v)?;
+            num(out, format_args!("{v:?}"))
+        }
+        DataType::Decimal128(..) => {
+            string(&a.as_primitive::<Decimal128Type>().value_as_string(i), out)
+        }
+        DataType::Decimal256(..) => {
+            string(&a.as_primitive::<Decimal256Type>().value_as_string(i), out)
+        }
+        DataType::Utf8 => string(a.as_string::<i32>().value(i), out),
+        DataType::LargeUtf8 => string(a.as_string::<i64>().value(i), out),
+        DataType::Utf8View => string(a.as_string_view().value(i), out),
+        DataType::Binary => string(&hex(a.as_binary::<i32>().value(i)), out),
+        DataType::LargeBinary => string(&hex(a.as_binary::<i64>().value(i)), out),
+        DataType::BinaryView => string(&hex(a.as_binary_view().value(i)), out),
+        DataType::FixedSizeBinary(16) if uuid => {
+            out.push('"');
+            fmt_uuid(a.as_fixed_size_binary().value(i), out);
+            out.push('"');
+        }
+        DataType::FixedSizeBinary(_) => string(&hex(a.as_fixed_size_binary().value(i)), out),
+        DataType::Date32 => {
+            out.push('"');
+            fmt_date(i64::from(a.as_primitive::<Date32Type>().value(i)), out);
+            out.push('"');
+        }
+        DataType::Date64 => {
+            out.push('"');
+            let ms = a.as_primitive::<Date64Type>().value(i);
+            fmt_date(ms.div_euclid(86_400_000), out);
+            out.push('"');
+        }
+        DataType::Time64(unit) => {
+            let ns = match unit {
+                TimeUnit::Nanosecond => a.as_primitive::<Time64NanosecondType>().value(i),
+                _ => a.as_primitive::<Time64MicrosecondType>().value(i) * 1000,
+            };
+            out.push('"');
+            fmt_time(ns, precision_of(i128::from(ns)), out);
+            out.push('"');
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = i128::from(match unit {
+                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i),
+                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i),
+                TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i),
+                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i),
+            });
+            let ns = v * match unit {
+                TimeUnit::Second => 1_000_000_000,
+                TimeUnit::Millisecond => 1_000_000,
+                TimeUnit::Microsecond => 1000,
+                TimeUnit::Nanosecond => 1,
+            };
+            out.push('"');
+            fmt_timestamp(ns, precision_of(ns), false, out);
+            out.push('"');
+        }
+        DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano) => {
+            let v = a.as_primitive::<IntervalMonthDayNanoType>().value(i);
+            out.push('"');
+            fmt_interval(v.months, v.days, v.nanoseconds, out);
+            out.push('"');
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            out.push_str(&json_of(a, i)?)
+        }
+        other => return Err(format!("Arrow type {other} cannot be written to MySQL")),
+    }
+    Ok(())
+}
+
+fn num(out: &mut String, v: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{v}");
+}
+
+/// Microseconds unless the value has a nonzero part below them.
+fn precision_of(ns: i128) -> sluice_core::types::Precision {
+    if ns.rem_euclid(1000) == 0 {
+        sluice_core::types::Precision::Micros
+    } else {
+        sluice_core::types::Precision::Nanos
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
 }
 
 /// Appends `cell` to a `LOAD DATA` line.
@@ -542,5 +669,61 @@ mod tests {
             Column::new(&d, &date).cell(0).unwrap(),
             Cell::Text("0000-00-00".into())
         );
+    }
+
+    #[test]
+    fn array_elements_are_exact() {
+        use arrow::array::{Decimal128Builder, FixedSizeBinaryBuilder, ListBuilder};
+        use arrow::datatypes::Field;
+        let text = ColSpec::of(Kind::Text);
+        let cell = |a: ArrayRef| match Column::new(&a, &text).cell(0).unwrap() {
+            Cell::Text(t) => t.into_owned(),
+            other => panic!("{other:?}"),
+        };
+        // Decimals never pass through a double.
+        let mut b =
+            ListBuilder::new(Decimal128Builder::new().with_data_type(DataType::Decimal128(30, 10)))
+                .with_field(Arc::new(Field::new(
+                    "item",
+                    DataType::Decimal128(30, 10),
+                    true,
+                )));
+        b.values()
+            .append_value(123_456_789_012_345_678_901_234_567_891);
+        b.values().append_value(-1);
+        b.values().append_null();
+        b.append(true);
+        assert_eq!(
+            cell(Arc::new(b.finish())),
+            r#"["12345678901234567890.1234567891","-0.0000000001",null]"#
+        );
+        // Uuids in their canonical form, like scalar uuids.
+        let item = LogicalType::Uuid.field("item", true);
+        let mut b = ListBuilder::new(FixedSizeBinaryBuilder::new(16)).with_field(Arc::new(item));
+        b.values().append_value([0xabu8; 16]).unwrap();
+        b.append(true);
+        assert_eq!(
+            cell(Arc::new(b.finish())),
+            r#"["abababab-abab-abab-abab-abababababab"]"#
+        );
+        let l: ArrayRef = Arc::new(arrow::array::ListArray::from_iter_primitive::<
+            Float32Type,
+            _,
+            _,
+        >(vec![Some(vec![Some(0.1f32), Some(-0.0)])]));
+        assert_eq!(cell(l), "[0.1,-0.0]");
+    }
+
+    #[test]
+    fn nanoseconds_are_refused_not_dropped() {
+        use arrow::array::TimestampNanosecondArray;
+        let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1_000, 1_001]));
+        let spec = ColSpec::of(Kind::DateTime);
+        let c = Column::new(&ts, &spec);
+        assert_eq!(
+            c.cell(0).unwrap(),
+            Cell::Text("1970-01-01 00:00:00.000001".into())
+        );
+        assert!(c.cell(1).unwrap_err().contains("nanoseconds"));
     }
 }

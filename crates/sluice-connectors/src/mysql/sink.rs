@@ -24,7 +24,6 @@ use sluice_core::naming::{
     LOCK_WAIT, LockScope, MAX_IDENTIFIER_BYTES, STAGE_SUFFIX, lock_key, side_table_name,
 };
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
-use sluice_core::types::native_type;
 use sluice_core::{
     Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
     WriteMode,
@@ -279,6 +278,28 @@ impl MysqlSink {
                 ))
                 .with_hint("create it, or set create_tables = true in [sink]"));
             }
+            for f in table.schema.arrow.fields() {
+                if let Some(Err(expr)) = types::generated_def(f) {
+                    warn!(
+                        table = %target,
+                        column = %f.name(),
+                        expression = %expr,
+                        "The column's recorded generation expression is not one plain \
+                         expression, so it is not written into CREATE TABLE; the column is a \
+                         plain column holding the source's values."
+                    );
+                }
+                if let Some(Err(native)) = types::native_ddl_type(f) {
+                    warn!(
+                        table = %target,
+                        column = %f.name(),
+                        native = %native,
+                        "The column's recorded MySQL type is not a type name, so it is not \
+                         written into CREATE TABLE; the column gets its logical type's MySQL \
+                         type."
+                    );
+                }
+            }
             let (engine, convert) = create_engine(conn, table, target).await?;
             new_engine = (engine.clone(), convert.clone());
             if self.plan.mode != WriteMode::Overwrite {
@@ -300,7 +321,7 @@ impl MysqlSink {
                 columns.push(TargetCol {
                     name: n.clone(),
                     spec: col_spec(mt.as_ref(), f),
-                    write: !f.metadata().contains_key(types::GENERATED_KEY),
+                    write: !matches!(types::generated_def(f), Some(Ok(_))),
                 });
             }
         } else {
@@ -679,12 +700,7 @@ fn create_sql(
             {
                 def.push_str(&format!(" COLLATE {c}"));
             }
-            let generated = md.get(types::GENERATED_KEY).and_then(|g| {
-                let (how, expr) = g.split_once(' ')?;
-                (matches!(how, "VIRTUAL" | "STORED") && types::is_one_expression(expr))
-                    .then_some((how, expr))
-            });
-            if let Some((how, expr)) = generated {
+            if let Some(Ok((how, expr))) = types::generated_def(f) {
                 def.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {how}"));
                 return def;
             }
@@ -945,14 +961,24 @@ impl Sink for MysqlSink {
     fn target_types(&self, table: &TablePlan) -> Result<Option<Vec<(String, String)>>> {
         let mut declared = Self::declared_types(table)?;
         for ((column, ty), f) in declared.iter_mut().zip(table.schema.arrow.fields()) {
-            if let Some(g) = f.metadata().get(types::GENERATED_KEY)
-                && let Some((how, expr)) = g.split_once(' ')
-            {
-                ty.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {how}, not written"));
-                continue;
+            match types::generated_def(f) {
+                Some(Ok((how, expr))) => {
+                    ty.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {how}, not written"));
+                    continue;
+                }
+                Some(Err(_)) => {
+                    ty.push_str(" (the recorded generation expression is refused: a plain column)")
+                }
+                None => {}
             }
-            if matches!(native_type(f), Some((types::ENGINE, _))) {
-                continue;
+            match types::native_ddl_type(f) {
+                Some(Ok(_)) => continue,
+                Some(Err(native)) => {
+                    ty.push_str(&format!(
+                        " (the recorded type {native:?} is not a type name, so it is not used)"
+                    ));
+                }
+                None => {}
             }
             // Said here, before any data moves, and in `sluice validate`'s listing.
             if let Some(why) = LogicalType::of_field(f)

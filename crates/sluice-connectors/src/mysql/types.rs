@@ -120,11 +120,16 @@ pub fn parse_labels(args: &str) -> Option<Vec<String>> {
 
 /// The MySQL spelling of enum labels: `enum('a','b''c')`.
 pub fn enum_type(labels: &[String]) -> String {
+    labels_type("enum", labels)
+}
+
+/// `enum(…)` or `set(…)` (`kind`) with each label quoted: `'` doubled, `\` escaped.
+pub fn labels_type(kind: &str, labels: &[String]) -> String {
     let quoted: Vec<String> = labels
         .iter()
         .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
         .collect();
-    format!("enum({})", quoted.join(","))
+    format!("{kind}({})", quoted.join(","))
 }
 
 /// Maps a `COLUMN_TYPE` to its logical type. `is_json` is true for MariaDB's JSON columns
@@ -231,20 +236,36 @@ pub const ENGINE_KEY: &str = "sluice.mysql.engine";
 /// Schema metadata: the table's default collation, e.g. `utf8mb4_general_ci`.
 pub const TABLE_COLLATION_KEY: &str = "sluice.mysql.collation";
 
+/// The generated-column definition recorded for `field` ([`GENERATED_KEY`]): `(how, expr)`
+/// with `how` `VIRTUAL` or `STORED`, when the expression passes [`is_one_expression`];
+/// `Some(Err(text))` when one is recorded but refused (the column is then a plain column
+/// holding the source's values). Metadata can come from a file: it is never trusted as SQL.
+pub fn generated_def(field: &Field) -> Option<std::result::Result<(&str, &str), &str>> {
+    let g = field.metadata().get(GENERATED_KEY)?;
+    Some(match g.split_once(' ') {
+        Some((how, expr)) if matches!(how, "VIRTUAL" | "STORED") && is_one_expression(expr) => {
+            Ok((how, expr))
+        }
+        _ => Err(g.as_str()),
+    })
+}
+
 /// Whether `name` can be written into SQL as an engine or collation name.
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Whether `expr` (a generation expression from metadata) is one balanced expression:
-/// parentheses balanced outside quotes, no `;` outside quotes, quotes closed.
+/// parentheses balanced outside quotes, quotes closed, and outside quotes no `;` and no
+/// comment (`#`, `/*`, `-- `), which could hide text from this check. Inside `'…'` and `"…"`
+/// a backslash escapes the next character (MySQL's default); inside backticks it does not.
 pub fn is_one_expression(expr: &str) -> bool {
     let mut depth = 0i32;
     let mut quote: Option<char> = None;
-    let mut chars = expr.chars();
+    let mut chars = expr.chars().peekable();
     while let Some(c) = chars.next() {
         match (quote, c) {
-            (Some(_), '\\') => {
+            (Some('\'' | '"'), '\\') => {
                 chars.next();
             }
             (Some(q), c) if c == q => quote = None,
@@ -257,7 +278,17 @@ pub fn is_one_expression(expr: &str) -> bool {
                     return false;
                 }
             }
-            (None, ';') => return false,
+            (None, ';' | '#') => return false,
+            (None, '/') if chars.peek() == Some(&'*') => return false,
+            (None, '-') if chars.peek() == Some(&'-') => {
+                chars.next();
+                if chars
+                    .peek()
+                    .is_none_or(|n| n.is_whitespace() || n.is_control())
+                {
+                    return false;
+                }
+            }
             _ => {}
         }
     }
@@ -340,15 +371,39 @@ pub enum KeyRole {
     Composite,
 }
 
-/// The MySQL type the sink declares for `field`: its native type when it came from MySQL,
-/// else the logical type's spelling. `Err` says why the target cannot hold it (the caller
-/// adds table, column and the cast hint).
+/// The MySQL type the sink declares for `field`: its native type when it came from MySQL
+/// and may be written into DDL ([`native_ddl_type`]), else the logical type's spelling.
+/// `Err` says why the target cannot hold it (the caller adds table, column and the cast hint).
 pub fn target_type(field: &Field, key: KeyRole) -> std::result::Result<String, String> {
-    if let Some((ENGINE, t)) = native_type(field) {
-        return Ok(t.to_string());
+    if let Some(Ok(t)) = native_ddl_type(field) {
+        return Ok(t);
     }
     let logical = LogicalType::of_field(field).map_err(|e| e.to_string())?;
     logical_to_mysql(&logical, key)
+}
+
+/// The MySQL native type recorded for `field`, in a form safe to write into `CREATE TABLE`:
+/// `enum(…)` and `set(…)` with their labels parsed and quoted again by [`labels_type`],
+/// anything else only when it is a plain type name ([`sluice_core::types::is_type_name`]).
+/// `Some(Err(native))` when a native type is recorded but is neither: field metadata can
+/// come from a file, so it is never trusted as SQL. `None` without a MySQL native type.
+pub fn native_ddl_type(field: &Field) -> Option<std::result::Result<String, String>> {
+    let (ENGINE, t) = native_type(field)? else {
+        return None;
+    };
+    let (name, args, attrs) = split_type(t);
+    if matches!(name.as_str(), "enum" | "set") {
+        let labels = args.filter(|_| attrs.is_empty()).and_then(parse_labels);
+        return Some(match labels {
+            Some(l) if !l.is_empty() => Ok(labels_type(&name, &l)),
+            _ => Err(t.to_string()),
+        });
+    }
+    Some(if sluice_core::types::is_type_name(t) {
+        Ok(t.to_string())
+    } else {
+        Err(t.to_string())
+    })
 }
 
 /// The MySQL spelling of a logical type. See `docs/connectors/mysql.md`.
@@ -719,6 +774,43 @@ mod tests {
         ));
         assert!(!is_one_expression("1; DROP TABLE t"));
         assert!(!is_one_expression("'open"));
+        // A backslash does not escape a backtick: the closing one ends the identifier.
+        assert!(!is_one_expression(
+            "`x\\` ) VIRTUAL, evil int, q int AS (1 `"
+        ));
+        assert!(is_one_expression("concat('it\\'s', \"a\\\"b\", `c`)"));
+        for comment in ["1 # (", "1 /* ( */", "1 -- (", "1 --"] {
+            assert!(!is_one_expression(comment), "{comment}");
+        }
+        assert!(is_one_expression("`a` - -1"));
+    }
+
+    #[test]
+    fn native_types_reach_ddl_only_as_type_names() {
+        let f =
+            |native: &str| with_native_type(LogicalType::Int32.field("a", true), ENGINE, native);
+        assert_eq!(
+            native_ddl_type(&f("int(10) unsigned")),
+            Some(Ok("int(10) unsigned".into()))
+        );
+        assert_eq!(
+            native_ddl_type(&f("enum('a','b''c','d\\\\e')")),
+            Some(Ok("enum('a','b''c','d\\\\e')".into()))
+        );
+        assert_eq!(
+            native_ddl_type(&f("set('x','y')")),
+            Some(Ok("set('x','y')".into()))
+        );
+        for bad in [
+            "int); DROP TABLE victim; --",
+            "enum('ok','b'); DROP TABLE victim; -- ')",
+            "enum('a') DEFAULT 'a'",
+            "int DEFAULT 1",
+        ] {
+            assert_eq!(native_ddl_type(&f(bad)), Some(Err(bad.into())), "{bad}");
+            assert_eq!(target_type(&f(bad), KeyRole::None).unwrap(), "int");
+        }
+        assert_eq!(native_ddl_type(&LogicalType::Int32.field("a", true)), None);
     }
 
     #[test]

@@ -26,7 +26,9 @@ use crate::checkpoints::{self, Dialect};
 use super::check::{self, Conn, PgColumn};
 use super::copy_encode::{self, Enc, HEADER, TRAILER};
 use super::error::pg_error;
-use super::types::{create_type, oid, quote_ident, quote_literal};
+use super::types::{
+    create_type, dollar_tag, generated_def, native_ddl_type, oid, quote_ident, quote_literal,
+};
 
 /// PostgreSQL's identifier limit in bytes.
 const MAX_IDENT: usize = 63;
@@ -158,23 +160,28 @@ impl PgSink {
             let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(&schema));
             let mut cols = Vec::new();
             for f in fields {
-                if let (Some(("postgres", n)), LogicalType::Enum(labels)) =
-                    (native_type(f), LogicalType::of_field(f)?)
-                    && let Some(en) = n.strip_prefix("enum:")
+                warn_refused_metadata(&display, f, &schema);
+                if let (Some(Ok(_)), Some(("postgres", n)), LogicalType::Enum(labels)) = (
+                    native_ddl_type(f, &schema),
+                    native_type(f),
+                    LogicalType::of_field(f)?,
+                ) && let Some(Ok(en)) = n.strip_prefix("enum:").map(sluice_core::TableId::parse)
                 {
-                    let en = sluice_core::TableId::parse(en)?;
                     let labels: Vec<String> = labels.iter().map(|l| quote_literal(l)).collect();
                     // Creates the enum in the target schema unless a type of that name exists.
-                    ddl.push_str(&format!(
-                        "DO $sluice$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n \
+                    let body = format!(
+                        "BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n \
                          ON n.oid = t.typnamespace WHERE n.nspname = {} AND t.typname = {}) THEN \
-                         CREATE TYPE {}.{} AS ENUM ({}); END IF; END $sluice$;\n",
+                         CREATE TYPE {}.{} AS ENUM ({}); END IF; END",
                         quote_literal(&schema),
                         quote_literal(en.name()),
                         quote_ident(&schema),
                         quote_ident(en.name()),
                         labels.join(", ")
-                    ));
+                    );
+                    // A tag that no label contains, so none can end the block.
+                    let tag = dollar_tag(&body);
+                    ddl.push_str(&format!("DO {tag} {body} {tag};\n"));
                 }
                 let ty =
                     column_type(f, &schema).map_err(|e| e.context(format!("table {display}")))?;
@@ -195,7 +202,7 @@ impl PgSink {
             debug!(table = %shown, ddl = %ddl, "Creating table.");
             let generated = fields
                 .iter()
-                .any(|f| matches!(generated_expr(f), Some(("postgres", _))));
+                .any(|f| matches!(generated_def(f), Some(Ok(_))));
             c.batch_execute(&ddl).await.map_err(|e| {
                 let e = pg_error(e, format!("creating table {display}"));
                 if generated && e.hint().is_none() {
@@ -470,10 +477,35 @@ fn text_castable(dt: &DataType, native: Option<(&str, &str)>, tc: &PgColumn) -> 
 /// columns holding the source's values.
 fn column_type(f: &arrow::datatypes::Field, schema: &str) -> Result<String> {
     let ty = create_type(f, schema)?;
-    Ok(match generated_expr(f) {
-        Some(("postgres", expr)) => format!("{ty} GENERATED ALWAYS AS ({expr}) STORED"),
+    Ok(match generated_def(f) {
+        Some(Ok(expr)) => format!("{ty} GENERATED ALWAYS AS ({expr}) STORED"),
         _ => ty,
     })
+}
+
+/// Warns (naming table and column) about a native type or generation expression recorded in
+/// `f`'s metadata that is not written into `CREATE TABLE` because it is not plain SQL of its
+/// kind (see [`native_ddl_type`], [`generated_def`]).
+fn warn_refused_metadata(table: &str, f: &arrow::datatypes::Field, schema: &str) {
+    if let Some(Err(native)) = native_ddl_type(f, schema) {
+        warn!(
+            table = %table,
+            column = %f.name(),
+            native = %native,
+            "The column's recorded PostgreSQL type is not a type name, so it is not written \
+             into CREATE TABLE; the column gets its logical type's PostgreSQL type."
+        );
+    }
+    if let Some(Err(expr)) = generated_def(f) {
+        warn!(
+            table = %table,
+            column = %f.name(),
+            expression = %expr,
+            "The column's recorded generation expression is not one plain expression, so it \
+             is not written into CREATE TABLE; the column is a plain column holding the \
+             source's values."
+        );
+    }
 }
 
 /// The advisory locks of one job, held by a connection of their own: they are released when
@@ -663,10 +695,19 @@ impl Sink for PgSink {
         for f in table.schema.arrow.fields() {
             let mut t = column_type(f, &schema)
                 .map_err(|e| e.context(format!("table {}", table.target)))?;
-            if let Some((engine, _)) = generated_expr(f)
-                && engine != "postgres"
-            {
-                t.push_str(&format!(" (generated in {engine}: a plain column here)"));
+            if let Some(Err(native)) = native_ddl_type(f, &schema) {
+                t.push_str(&format!(
+                    " (the recorded type {native:?} is not a type name, so it is not used)"
+                ));
+            }
+            match generated_expr(f) {
+                Some(("postgres", _)) if matches!(generated_def(f), Some(Err(_))) => {
+                    t.push_str(" (the recorded generation expression is refused: a plain column)")
+                }
+                Some((engine, _)) if engine != "postgres" => {
+                    t.push_str(&format!(" (generated in {engine}: a plain column here)"))
+                }
+                _ => {}
             }
             out.push((f.name().clone(), t));
         }

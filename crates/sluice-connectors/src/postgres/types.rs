@@ -234,23 +234,120 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The column type `CREATE TABLE` uses for `field`: its PostgreSQL native type verbatim when
-/// it has one (an enum as `schema.type` of the target schema), else mapped from the logical
-/// type. `Err(Schema)` names the column and type when PostgreSQL cannot hold it.
+/// The column type `CREATE TABLE` uses for `field`: its PostgreSQL native type when it may
+/// be written into DDL ([`native_ddl_type`]; an enum as `schema.type` of the target schema),
+/// else mapped from the logical type. `Err(Schema)` names the column and type when
+/// PostgreSQL cannot hold it.
 pub fn create_type(field: &Field, target_schema: &str) -> Result<String> {
-    if let Some(("postgres", t)) = native_type(field) {
-        if let Some(name) = t.strip_prefix("enum:") {
-            let id = TableId::parse(name)?;
-            return Ok(format!(
-                "{}.{}",
-                quote_ident(target_schema),
-                quote_ident(id.name())
-            ));
-        }
-        return Ok(t.to_string());
+    if let Some(Ok(t)) = native_ddl_type(field, target_schema) {
+        return Ok(t);
     }
     let lt = LogicalType::of_field(field)?;
     logical_to_pg(&lt).map_err(|e| e.context(format!("column {:?}", field.name())))
+}
+
+/// The PostgreSQL native type recorded for `field`, in a form safe to write into `CREATE
+/// TABLE`: an enum (`enum:<schema>.<name>`, with enum labels in the logical type) as the
+/// quoted name of the type in `target_schema`; anything else only when it is a plain type
+/// name ([`sluice_core::types::is_type_name`]). `Some(Err(native))` when a native type is
+/// recorded but refused: field metadata can come from a file, so it is never trusted as SQL.
+/// `None` without a PostgreSQL native type.
+pub fn native_ddl_type(
+    field: &Field,
+    target_schema: &str,
+) -> Option<std::result::Result<String, String>> {
+    let ("postgres", t) = native_type(field)? else {
+        return None;
+    };
+    if let Some(name) = t.strip_prefix("enum:") {
+        return Some(match (TableId::parse(name), LogicalType::of_field(field)) {
+            (Ok(id), Ok(LogicalType::Enum(_))) => Ok(format!(
+                "{}.{}",
+                quote_ident(target_schema),
+                quote_ident(id.name())
+            )),
+            _ => Err(t.to_string()),
+        });
+    }
+    Some(if sluice_core::types::is_type_name(t) {
+        Ok(t.to_string())
+    } else {
+        Err(t.to_string())
+    })
+}
+
+/// The generation expression recorded for `field` by a PostgreSQL source, when it passes
+/// [`is_one_expression`]; `Some(Err(expr))` when one is recorded but refused (the column is
+/// then a plain column holding the source's values).
+pub fn generated_def(field: &Field) -> Option<std::result::Result<&str, &str>> {
+    let ("postgres", expr) = sluice_core::types::generated_expr(field)? else {
+        return None;
+    };
+    Some(if is_one_expression(expr) {
+        Ok(expr)
+    } else {
+        Err(expr)
+    })
+}
+
+/// Whether `expr` is one balanced expression that cannot end the `GENERATED ALWAYS AS (…)`
+/// it is written into: parentheses balanced outside quotes, `'…'` and `"…"` closed (quotes
+/// doubled inside), and outside them no `;`, no comment (`--`, `/*`), no dollar quote (`$`)
+/// and no `E'…'` string (whose backslash escapes this check does not follow).
+pub fn is_one_expression(expr: &str) -> bool {
+    let b = expr.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                if q == b'\''
+                    && i > 0
+                    && b[i - 1].eq_ignore_ascii_case(&b'e')
+                    && (i < 2 || !ident(b[i - 2]))
+                {
+                    return false;
+                }
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(&c) if c == q && b.get(i + 1) == Some(&q) => i += 2,
+                        Some(&c) if c == q => break,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            b';' | b'$' => return false,
+            b'-' if b.get(i + 1) == Some(&b'-') => return false,
+            b'/' if b.get(i + 1) == Some(&b'*') => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    depth == 0 && !expr.trim().is_empty()
+}
+
+/// A dollar-quote tag (`$sluice$`, `$sluice1$` …) that does not occur in `body`.
+pub fn dollar_tag(body: &str) -> String {
+    (0..)
+        .map(|n| {
+            if n == 0 {
+                "$sluice$".to_string()
+            } else {
+                format!("$sluice{n}$")
+            }
+        })
+        .find(|t| !body.contains(t.as_str()))
+        .unwrap_or_default()
 }
 
 /// The PostgreSQL type for a logical type (no native type known).
@@ -371,8 +468,56 @@ mod tests {
             "enum:public.\"My Enum\"",
         );
         assert_eq!(create_type(&f, "x").unwrap(), "\"x\".\"My Enum\"");
+        // A native type that is not a type name falls back to the logical type's mapping.
+        let f = sluice_core::types::with_native_type(
+            LogicalType::Int32.field("a", true),
+            "postgres",
+            "integer); DROP TABLE victim; --",
+        );
+        assert_eq!(create_type(&f, "public").unwrap(), "integer");
+        assert!(matches!(native_ddl_type(&f, "public"), Some(Err(_))));
+        let f = sluice_core::types::with_native_type(
+            LogicalType::Text.field("a", true),
+            "postgres",
+            "enum:public.mood",
+        );
+        assert_eq!(create_type(&f, "public").unwrap(), "text");
         let nested = LogicalType::Array(Box::new(LogicalType::Array(Box::new(LogicalType::Int32))));
         assert!(create_type(&nested.field("a", true), "public").is_err());
         assert_eq!(quote_ident("x\"; DROP"), "\"x\"\"; DROP\"");
+    }
+
+    #[test]
+    fn generation_expressions_cannot_end_their_clause() {
+        for ok in [
+            "(a * 2)",
+            "((price * (qty)::numeric))",
+            "upper((name)::text)",
+            "('it''s'::text || \"Odd \"\"col\"\"\")",
+            "date'2024-01-01'",
+            "'a\\'",
+        ] {
+            assert!(is_one_expression(ok), "{ok}");
+        }
+        for bad in [
+            "1) STORED); DROP TABLE victim; CREATE TABLE z (y int GENERATED ALWAYS AS (1",
+            "1; DROP TABLE victim",
+            "1 -- )",
+            "1 /* ) */",
+            "$$ ) $$",
+            "E'x\\' ' ; DROP TABLE v; -- '",
+            "'open",
+            "(1",
+            "",
+        ] {
+            assert!(!is_one_expression(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dollar_tags_avoid_the_body() {
+        assert_eq!(dollar_tag("CREATE TYPE x AS ENUM ('a')"), "$sluice$");
+        assert_eq!(dollar_tag("'x$sluice$'"), "$sluice1$");
+        assert_eq!(dollar_tag("'$sluice$ $sluice1$'"), "$sluice2$");
     }
 }

@@ -71,7 +71,7 @@ mod decode;
 mod encode;
 mod sink;
 mod source;
-mod text;
+pub(crate) mod text;
 pub mod types;
 
 pub use config::{SqliteSinkConfig, SqliteSourceConfig, parse_url};
