@@ -1306,7 +1306,11 @@ fn a_shared_postgres_state_store_holds_runs_and_the_job_lock() {
         .iter()
         .map(|r| r["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["STOPPED"], "a refused run leaves no run record: {v}");
+    assert_eq!(
+        states,
+        ["STOPPED"],
+        "a refused run leaves no run record: {v}"
+    );
     assert!(
         !d.path(".sluice").exists() && !other.path(".sluice").exists(),
         "nothing kept in a local state directory"
