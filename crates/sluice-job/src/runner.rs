@@ -15,7 +15,7 @@ use sluice_engine::{
     CheckpointLog, Controller, JobSpec, PlannedTable, Progress, RunOutcome, RunState,
     describe_tables, list_splits, run_planned, set_splits,
 };
-use sluice_state::{JobLock, RunTable, RunUpdate, SplitRecord, StateStore};
+use sluice_state::{AuditEntry, JobLock, JobState, RunTable, RunUpdate, SplitRecord, StateStore};
 use tracing::{error, info, warn};
 
 use crate::manifest::{self, MANIFEST_VERSION, Manifest, TableManifest};
@@ -47,6 +47,8 @@ pub struct RunRequest<'a> {
     /// The job's lock in the store, when the caller took it already (it must, before it
     /// publishes anything about the run, such as a control socket); else the run takes it.
     pub lock: Option<JobLock>,
+    /// Who started the run, for the audit log (`cli:USER@HOST`, a token's name, `scheduler`).
+    pub actor: String,
 }
 
 /// How a run went, after everything about it was persisted.
@@ -103,10 +105,16 @@ pub async fn run_job(
             return early(&ctl, &progress, e, started, None);
         }
     };
+    let detail = format!(
+        "run {run_id}, process {} on {}",
+        std::process::id(),
+        sluice_state::host_name()
+    );
+    audit(&*store, &name, &req.actor, "run.start", detail).await;
     let generation = Arc::new(Mutex::new(String::new()));
     let recorder = spawn_recorder(
         store.clone(),
-        run_id,
+        (name.clone(), run_id),
         ctl.clone(),
         progress.clone(),
         generation.clone(),
@@ -184,6 +192,20 @@ pub async fn run_job(
     if let Err(e) = store.end_run(run_id, &update).await {
         error!(error = %e, "Recording the end of the run failed.");
     }
+    let why = match (outcome.state, ctl.stop_reason()) {
+        (RunState::Stopped | RunState::Aborted, Some((why, _))) => format!(" ({why})"),
+        _ => String::new(),
+    };
+    let detail = format!(
+        "run {run_id}: {state}{why}, {} rows written{}",
+        update.rows_written,
+        update
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    );
+    audit(&*store, &name, &req.actor, "run.end", detail).await;
     drop(job_lock);
     JobReport {
         outcome,
@@ -212,16 +234,30 @@ fn early(
     }
 }
 
+/// The state store's state for an engine state.
+pub fn job_state(s: RunState) -> JobState {
+    match s {
+        RunState::Running => JobState::Running,
+        RunState::Paused => JobState::Paused,
+        RunState::Stopping => JobState::Stopping,
+        RunState::Stopped => JobState::Stopped,
+        RunState::Aborted => JobState::Aborted,
+        RunState::Failed => JobState::Failed,
+        RunState::Finished => JobState::Finished,
+    }
+}
+
 /// The name a state has in the state store and in `status`.
 pub(crate) fn state_name(s: RunState) -> &'static str {
-    match s {
-        RunState::Running => "RUNNING",
-        RunState::Paused => "PAUSED",
-        RunState::Stopping => "STOPPING",
-        RunState::Stopped => "STOPPED",
-        RunState::Aborted => "ABORTED",
-        RunState::Failed => "FAILED",
-        RunState::Finished => "FINISHED",
+    job_state(s).as_str()
+}
+
+/// Appends to the audit log; a failure is logged, never fails the run (the run's own
+/// record is what its outcome rests on).
+async fn audit(store: &dyn StateStore, job: &str, actor: &str, action: &str, detail: String) {
+    let entry = AuditEntry::new(job, actor, action, detail);
+    if let Err(e) = store.record_audit(&entry).await {
+        warn!(error = %e, action, "Recording an audit entry failed.");
     }
 }
 
@@ -246,13 +282,14 @@ fn run_tables(outcome: &RunOutcome) -> Vec<RunTable> {
 /// state change (PAUSED, STOPPING), so `sluice status` shows them while the job runs.
 fn spawn_recorder(
     store: Arc<dyn StateStore>,
-    run_id: i64,
+    (job, run_id): (String, i64),
     ctl: Arc<Controller>,
     progress: Progress,
     generation: Arc<Mutex<String>>,
 ) -> tokio::task::JoinHandle<()> {
     let mut states = ctl.subscribe();
     tokio::spawn(async move {
+        let mut last = ctl.state();
         loop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { return },
@@ -261,6 +298,21 @@ fn spawn_recorder(
             let state = ctl.state();
             if state.is_terminal() {
                 return;
+            }
+            if state != last {
+                // Pauses, resumes and stops go to the audit log as the recorder sees them (a
+                // stop that ends at once is told by the run's end, with its reason).
+                let detail = match (state, ctl.stop_reason()) {
+                    (RunState::Stopping, Some((why, _))) => format!("run {run_id}: {why}"),
+                    _ => format!("run {run_id}"),
+                };
+                let action = match state {
+                    RunState::Paused => "pause",
+                    RunState::Stopping => "stop",
+                    _ => "resume",
+                };
+                audit(&*store, &job, "controller", action, detail).await;
+                last = state;
             }
             let snapshot = progress.snapshot();
             let tables: Vec<RunTable> = snapshot
@@ -743,6 +795,8 @@ pub struct StartOptions {
     pub from_scratch: bool,
     /// Run after a finished copy (`[job] verify`).
     pub verify: Option<Verifier>,
+    /// Who starts it, for the audit log.
+    pub actor: String,
 }
 
 /// A running job, owned by whoever started it (the CLI today; the server and the scheduler
@@ -775,6 +829,7 @@ impl JobHandle {
                 from_scratch: options.from_scratch,
                 verify: options.verify,
                 lock,
+                actor: options.actor,
             };
             run_job(req, store, c, p).await
         });

@@ -37,6 +37,19 @@
 //! * `runs.generation`, `runs.rows_earlier` (rows committed by earlier runs of the same
 //!   generation), `runs.updated_at`; `run_tables.rows_written_earlier`. A running job updates
 //!   its run row (state, rows so far) as it goes, so `status` shows it live.
+//!
+//! Version 3 (what the server and distributed mode stand on):
+//!
+//! * `runs.host` — the machine that ran it, so a run whose process is gone is told from one
+//!   running elsewhere; a live run rewrites `updated_at` every second, which is its
+//!   heartbeat wherever it runs ([`observed_state`]).
+//! * `audit(id, at, job, actor, action, detail)` — who asked for what: runs started and
+//!   ended, stops, pauses, resumes, config changes ([`AuditEntry`]).
+//! * `leases(resource, holder, token, expires_at)` — time-limited ownership of a job or a
+//!   split by one worker, with a *fencing token* that grows whenever the lease changes hands
+//!   or lapses ([`Lease`]); expiry is measured by the store's clock (PostgreSQL's for the
+//!   shared store), never by the workers' clocks.
+//! * `workers(id, address, started_at, heartbeat_at)` — the processes serving a store.
 
 mod postgres;
 mod sqlite;
@@ -44,12 +57,203 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_core::Result;
 
 pub use postgres::PgStore;
 pub use sqlite::{STATE_FILE, SqliteStore, file_stem};
+
+/// A run's state as the store keeps it: the one list of state names, and the one place
+/// they are mapped to Kafka Connect's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Planning or moving data.
+    Running,
+    /// Readers hold; positions and plan kept.
+    Paused,
+    /// A stop was asked for; in-flight splits are being rolled back.
+    Stopping,
+    /// Stopped before the end; resumable.
+    Stopped,
+    /// Aborted (a second signal, a kill, a stop past its deadline); resumable.
+    Aborted,
+    /// Ended with an error; resumable once the cause is fixed.
+    Failed,
+    /// Every split committed.
+    Finished,
+    /// Recorded as running, but its process is gone or stopped recording (killed, machine
+    /// lost); resumable.
+    Interrupted,
+}
+
+impl JobState {
+    /// Every state, in the order above.
+    pub const ALL: [JobState; 8] = [
+        JobState::Running,
+        JobState::Paused,
+        JobState::Stopping,
+        JobState::Stopped,
+        JobState::Aborted,
+        JobState::Failed,
+        JobState::Finished,
+        JobState::Interrupted,
+    ];
+
+    /// The name written to the store and shown by `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "RUNNING",
+            JobState::Paused => "PAUSED",
+            JobState::Stopping => "STOPPING",
+            JobState::Stopped => "STOPPED",
+            JobState::Aborted => "ABORTED",
+            JobState::Failed => "FAILED",
+            JobState::Finished => "FINISHED",
+            JobState::Interrupted => "INTERRUPTED",
+        }
+    }
+
+    /// The state a stored name stands for.
+    pub fn parse(name: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether a process is (supposed to be) working on the run.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            JobState::Running | JobState::Paused | JobState::Stopping
+        )
+    }
+
+    /// Kafka Connect's name for the state (`UNASSIGNED`, `RUNNING`, `PAUSED`, `STOPPED`,
+    /// `FAILED`; `RESTARTING` is the server's own, during a restart). A stopping job still
+    /// runs; a finished batch copy and an aborted one are stopped (Sluice's own state goes in
+    /// added fields); a run whose process vanished is running nowhere, so unassigned.
+    pub fn connect_state(self) -> &'static str {
+        match self {
+            JobState::Running | JobState::Stopping => "RUNNING",
+            JobState::Paused => "PAUSED",
+            JobState::Stopped | JobState::Aborted | JobState::Finished => "STOPPED",
+            JobState::Failed => "FAILED",
+            JobState::Interrupted => "UNASSIGNED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a live run may go without rewriting its record (it does every second) before
+/// it counts as interrupted, wherever it ran.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
+
+/// The state a run is in as far as anyone can tell: a live run (RUNNING, PAUSED, STOPPING)
+/// is INTERRUPTED if it ran on this machine and its process is gone, or if it stopped
+/// rewriting its record more than [`HEARTBEAT_STALE`] ago (a machine lost, a process
+/// frozen).
+pub fn observed_state(run: &RunRecord) -> JobState {
+    let Some(state) = JobState::parse(&run.state) else {
+        return JobState::Interrupted;
+    };
+    if !state.is_live() {
+        return state;
+    }
+    let here = run.host.is_empty() || run.host == host_name();
+    if here && !process_alive(run.pid) {
+        return JobState::Interrupted;
+    }
+    let beat = run.updated_at.as_deref().unwrap_or(&run.started_at);
+    let stale = chrono::DateTime::parse_from_rfc3339(beat).is_ok_and(|t| {
+        chrono::Utc::now().signed_duration_since(t)
+            > chrono::Duration::from_std(HEARTBEAT_STALE).expect("small")
+    });
+    if stale { JobState::Interrupted } else { state }
+}
+
+/// This machine's name, as runs record it (`/proc/sys/kernel/hostname`, else `HOSTNAME`).
+pub fn host_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
+    .clone()
+}
+
+/// One line of the audit log: who asked for what, when.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEntry {
+    /// Assigned by the store (0 when recording).
+    pub id: i64,
+    /// RFC 3339, UTC; set by the store when recording.
+    pub at: String,
+    pub job: String,
+    /// Who: `cli:USER@HOST`, a token's name, `scheduler`, `server`.
+    pub actor: String,
+    /// What: `run.start`, `run.end`, `stop`, `pause`, `resume`, `config` …
+    pub action: String,
+    /// Details (redacted before they get here).
+    pub detail: String,
+}
+
+impl AuditEntry {
+    /// An entry to record.
+    pub fn new(
+        job: impl Into<String>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: String::new(),
+            job: job.into(),
+            actor: actor.into(),
+            action: action.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Time-limited ownership of a resource (a job, a split) by one holder (a worker).
+///
+/// `token` is a fencing token: it grows every time the lease changes hands or lapses, so a
+/// write that carries the token it was granted under can be refused once anyone else (or
+/// the same holder, after a lapse) holds the resource.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Lease {
+    pub resource: String,
+    pub holder: String,
+    pub token: i64,
+    /// Milliseconds since the Unix epoch, by the store's clock.
+    pub expires_at_ms: i64,
+}
+
+/// A process serving a store, as its heartbeats record it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerRecord {
+    pub id: String,
+    /// Where its API answers (`host:port`), as Kafka Connect's `worker_id`.
+    pub address: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// Milliseconds since the Unix epoch, by the store's clock.
+    pub heartbeat_at_ms: i64,
+    /// How long ago that was, by the store's clock, when read.
+    pub heartbeat_age_ms: i64,
+}
 
 /// One run of a job.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -65,6 +269,8 @@ pub struct RunRecord {
     /// at its end.
     pub state: String,
     pub pid: u32,
+    /// The machine the run's process ran on (empty for runs recorded before version 3).
+    pub host: String,
     /// Rows this run committed (so far, while it runs).
     pub rows_written: u64,
     /// Rows earlier runs of the same generation committed.
@@ -167,6 +373,33 @@ pub trait StateStore: Send + Sync {
     async fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()>;
     /// The positions of `job` in `generation`, ordered by split.
     async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>>;
+
+    /// Appends `entry` to the audit log (its `id` and `at` are assigned); returns the id.
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<i64>;
+    /// Audit entries, newest first, of one job or of all, at most `limit`.
+    async fn audit(&self, job: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Takes the lease on `resource` for `holder` for `ttl`: granted when it is free, lapsed,
+    /// or held by `holder` already (then extended, same token). `None` while another holder's
+    /// lease runs. A lease that changes hands or had lapsed gets a greater token.
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>>;
+    /// Extends a lease still held under its token and not lapsed; `None` if it was lost (the
+    /// holder must stop what the lease covered at once).
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>>;
+    /// Gives a lease back (it lapses now; its token stays spent).
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+    /// Every lease, lapsed ones included, by resource.
+    async fn leases(&self) -> Result<Vec<Lease>>;
+
+    /// Records that worker `id`, answering at `address`, is alive.
+    async fn heartbeat(&self, id: &str, address: &str) -> Result<()>;
+    /// Workers by id, with the age of their last heartbeat.
+    async fn workers(&self) -> Result<Vec<WorkerRecord>>;
 }
 
 /// Opens the store a `--state` value names: a `postgres://` (or `postgresql://`) URL, else a

@@ -17,12 +17,14 @@ use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::{
-    GenerationInfo, JobLock, RunRecord, RunTable, RunUpdate, SplitRecord, StateStore, now,
+    AuditEntry, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate, SplitRecord,
+    StateStore, WorkerRecord, now,
 };
 
 /// The schema, one migration per version (index 0 makes version 1). `{s}` is the schema.
 /// Never edit a released migration: add one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE {s}.jobs (
         name text PRIMARY KEY, created_at text NOT NULL, generation text,
         generation_finished boolean NOT NULL DEFAULT false);
@@ -44,7 +46,38 @@ const MIGRATIONS: &[&str] = &["
     CREATE TABLE {s}.generations (
         job text NOT NULL, generation text NOT NULL, started_at text NOT NULL,
         finished_at text, manifest text, PRIMARY KEY (job, generation));
-"];
+",
+    "
+    ALTER TABLE {s}.runs ADD COLUMN host text NOT NULL DEFAULT '';
+    CREATE TABLE {s}.audit (
+        id bigserial PRIMARY KEY, at text NOT NULL, job text NOT NULL, actor text NOT NULL,
+        action text NOT NULL, detail text NOT NULL);
+    CREATE INDEX audit_job ON {s}.audit (job, id);
+    CREATE TABLE {s}.leases (
+        resource text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL,
+        expires_at bigint NOT NULL);
+    CREATE TABLE {s}.workers (
+        id text PRIMARY KEY, address text NOT NULL, started_at text NOT NULL,
+        heartbeat_at bigint NOT NULL);
+",
+];
+
+/// The store's clock in SQL: milliseconds since the Unix epoch by the server's clock, so
+/// workers on machines whose clocks disagree agree on when a lease lapses.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn lease_row(r: &tokio_postgres::Row) -> Lease {
+    Lease {
+        resource: r.get(0),
+        holder: r.get(1),
+        token: r.get(2),
+        expires_at_ms: r.get(3),
+    }
+}
 
 /// A client and its connection task; dropping it closes the connection.
 struct Conn {
@@ -173,7 +206,7 @@ impl PgStore {
     }
 
     fn sql(&self, text: &str) -> String {
-        text.replace("{s}", &self.schema)
+        text.replace("{s}", &self.schema).replace("{now}", NOW_MS)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -363,10 +396,11 @@ impl StateStore for PgStore {
         let id: i64 = tx
             .query_one(
                 &self.sql(
-                    "INSERT INTO {s}.runs (job, started_at, state, pid, generation, updated_at)
-                     VALUES ($1, $2, 'RUNNING', $3, $4, $2) RETURNING id",
+                    "INSERT INTO {s}.runs (job, started_at, state, pid, generation, updated_at,
+                        host)
+                     VALUES ($1, $2, 'RUNNING', $3, $4, $2, $5) RETURNING id",
                 ),
-                &[&job, &t, &i64::from(pid), &generation],
+                &[&job, &t, &i64::from(pid), &generation, &crate::host_name()],
             )
             .await
             .map_err(pg_err("recording a run"))?
@@ -398,7 +432,7 @@ impl StateStore for PgStore {
             .query(
                 &self.sql(
                     "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read,
-                            error, coalesce(generation, ''), rows_earlier, updated_at
+                            error, coalesce(generation, ''), rows_earlier, updated_at, host
                      FROM {s}.runs WHERE job = $1 ORDER BY id DESC LIMIT $2",
                 ),
                 &[&job, &(limit as i64)],
@@ -420,6 +454,7 @@ impl StateStore for PgStore {
                 generation: r.get(9),
                 rows_earlier: r.get::<_, i64>(10) as u64,
                 updated_at: r.get(11),
+                host: r.get(12),
             })
             .collect())
     }
@@ -607,6 +642,159 @@ impl StateStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn record_audit(&self, e: &AuditEntry) -> Result<i64> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                &self.sql(
+                    "INSERT INTO {s}.audit (at, job, actor, action, detail)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                ),
+                &[&now(), &e.job, &e.actor, &e.action, &e.detail],
+            )
+            .await
+            .map_err(pg_err("recording an audit entry"))?;
+        Ok(row.get(0))
+    }
+
+    async fn audit(&self, job: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT id, at, job, actor, action, detail FROM {s}.audit
+                     WHERE $1::text IS NULL OR job = $1 ORDER BY id DESC LIMIT $2",
+                ),
+                &[&job, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err("reading the audit log"))?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get(0),
+                at: r.get(1),
+                job: r.get(2),
+                actor: r.get(3),
+                action: r.get(4),
+                detail: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let c = self.client().await?;
+        // The token stays only when the same holder extends a lease that is still running.
+        // The row lock the upsert takes orders concurrent acquirers: one wins, the others
+        // see its running lease.
+        let row = c
+            .query_opt(
+                &self.sql(
+                    "INSERT INTO {s}.leases AS l (resource, holder, token, expires_at)
+                     VALUES ($1, $2, 1, {now} + $3)
+                     ON CONFLICT (resource) DO UPDATE SET
+                       token = CASE WHEN l.holder = excluded.holder AND l.expires_at > {now}
+                                    THEN l.token ELSE l.token + 1 END,
+                       holder = excluded.holder, expires_at = excluded.expires_at
+                     WHERE l.holder = excluded.holder OR l.expires_at <= {now}
+                     RETURNING resource, holder, token, expires_at",
+                ),
+                &[&resource, &holder, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(pg_err("taking a lease"))?;
+        Ok(row.as_ref().map(lease_row))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &self.sql(
+                    "UPDATE {s}.leases SET expires_at = {now} + $4
+                     WHERE resource = $1 AND holder = $2 AND token = $3 AND expires_at > {now}
+                     RETURNING resource, holder, token, expires_at",
+                ),
+                &[&lease.resource, &lease.holder, &lease.token, &ttl_ms(ttl)],
+            )
+            .await
+            .map_err(pg_err("renewing a lease"))?;
+        Ok(row.as_ref().map(lease_row))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let c = self.client().await?;
+        // Kept, lapsed, so the next holder's token is greater.
+        c.execute(
+            &self.sql(
+                "UPDATE {s}.leases SET expires_at = {now}
+                 WHERE resource = $1 AND holder = $2 AND token = $3 AND expires_at > {now}",
+            ),
+            &[&lease.resource, &lease.holder, &lease.token],
+        )
+        .await
+        .map_err(pg_err("giving a lease back"))?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT resource, holder, token, expires_at FROM {s}.leases ORDER BY resource",
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg_err("reading leases"))?;
+        Ok(rows.iter().map(lease_row).collect())
+    }
+
+    async fn heartbeat(&self, id: &str, address: &str) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            &self.sql(
+                "INSERT INTO {s}.workers (id, address, started_at, heartbeat_at)
+                 VALUES ($1, $2, $3, {now})
+                 ON CONFLICT (id) DO UPDATE SET address = $2, heartbeat_at = {now}",
+            ),
+            &[&id, &address, &now()],
+        )
+        .await
+        .map_err(pg_err("recording a heartbeat"))?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(
+                    "SELECT id, address, started_at, heartbeat_at, {now} - heartbeat_at
+                     FROM {s}.workers ORDER BY id",
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg_err("reading workers"))?;
+        Ok(rows
+            .iter()
+            .map(|r| WorkerRecord {
+                id: r.get(0),
+                address: r.get(1),
+                started_at: r.get(2),
+                heartbeat_at_ms: r.get(3),
+                heartbeat_age_ms: r.get(4),
+            })
+            .collect())
     }
 }
 

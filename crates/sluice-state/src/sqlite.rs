@@ -7,8 +7,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use sluice_core::{Error, ErrorKind, Result};
 
+use std::time::Duration;
+
 use crate::{
-    GenerationInfo, JobLock, RunRecord, RunTable, RunUpdate, SplitRecord, StateStore, now,
+    AuditEntry, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate, SplitRecord,
+    StateStore, WorkerRecord, now,
 };
 
 /// Name of the database file inside the state directory.
@@ -178,7 +181,36 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE runs ADD COLUMN rows_earlier INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE runs ADD COLUMN updated_at TEXT;
      ALTER TABLE run_tables ADD COLUMN rows_written_earlier INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+     CREATE TABLE audit(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, job TEXT NOT NULL,
+        actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+     CREATE INDEX audit_job ON audit(job, id);
+     CREATE TABLE leases(
+        resource TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL);
+     CREATE TABLE workers(
+        id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL,
+        heartbeat_at INTEGER NOT NULL);",
 ];
+
+/// The store's clock: milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        resource: r.get(0)?,
+        holder: r.get(1)?,
+        token: r.get(2)?,
+        expires_at_ms: r.get(3)?,
+    })
+}
 
 enum Migration {
     Db(rusqlite::Error),
@@ -220,9 +252,9 @@ impl SqliteInner {
         )
         .map_err(db_err(&self.path))?;
         tx.execute(
-            "INSERT INTO runs(job, started_at, state, pid, generation, updated_at)
-             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?2)",
-            params![job, now(), pid, generation],
+            "INSERT INTO runs(job, started_at, state, pid, generation, updated_at, host)
+             VALUES (?1, ?2, 'RUNNING', ?3, ?4, ?2, ?5)",
+            params![job, now(), pid, generation, crate::host_name()],
         )
         .map_err(db_err(&self.path))?;
         let id = tx.last_insert_rowid();
@@ -253,7 +285,7 @@ impl SqliteInner {
         let mut st = c
             .prepare(
                 "SELECT id, job, started_at, ended_at, state, pid, rows_written, bytes_read, error,
-                        coalesce(generation, ''), rows_earlier, updated_at
+                        coalesce(generation, ''), rows_earlier, updated_at, host
                  FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(db_err(&self.path))?;
@@ -272,6 +304,7 @@ impl SqliteInner {
                     generation: r.get(9)?,
                     rows_earlier: r.get::<_, i64>(10)? as u64,
                     updated_at: r.get(11)?,
+                    host: r.get(12)?,
                 })
             })
             .map_err(db_err(&self.path))?;
@@ -424,6 +457,139 @@ impl SqliteInner {
         Ok(out)
     }
 
+    pub(crate) fn record_audit(&self, e: &AuditEntry) -> Result<i64> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO audit(at, job, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), e.job, e.actor, e.action, e.detail],
+        )
+        .map_err(db_err(&self.path))?;
+        Ok(c.last_insert_rowid())
+    }
+
+    pub(crate) fn audit(&self, job: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare(
+                "SELECT id, at, job, actor, action, detail FROM audit
+                 WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(db_err(&self.path))?;
+        let rows = st
+            .query_map(params![job, limit as i64], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    job: r.get(2)?,
+                    actor: r.get(3)?,
+                    action: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })
+            .map_err(db_err(&self.path))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
+    }
+
+    pub(crate) fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let now = now_ms();
+        // The token stays only when the same holder extends a lease that is still running.
+        self.conn()
+            .query_row(
+                "INSERT INTO leases(resource, holder, token, expires_at) VALUES (?1, ?2, 1, ?3 + ?4)
+                 ON CONFLICT(resource) DO UPDATE SET
+                   token = CASE WHEN holder = excluded.holder AND expires_at > ?3
+                                THEN token ELSE token + 1 END,
+                   holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE holder = excluded.holder OR expires_at <= ?3
+                 RETURNING resource, holder, token, expires_at",
+                params![resource, holder, now, ttl_ms(ttl)],
+                lease_row,
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(db_err(&self.path)(e)),
+            })
+    }
+
+    pub(crate) fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        let now = now_ms();
+        self.conn()
+            .query_row(
+                "UPDATE leases SET expires_at = ?4 + ?5
+                 WHERE resource = ?1 AND holder = ?2 AND token = ?3 AND expires_at > ?4
+                 RETURNING resource, holder, token, expires_at",
+                params![lease.resource, lease.holder, lease.token, now, ttl_ms(ttl)],
+                lease_row,
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(db_err(&self.path)(e)),
+            })
+    }
+
+    pub(crate) fn release_lease(&self, lease: &Lease) -> Result<()> {
+        // Kept, lapsed, so the next holder's token is greater.
+        self.conn()
+            .execute(
+                "UPDATE leases SET expires_at = ?4
+                 WHERE resource = ?1 AND holder = ?2 AND token = ?3 AND expires_at > ?4",
+                params![lease.resource, lease.holder, lease.token, now_ms()],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    pub(crate) fn leases(&self) -> Result<Vec<Lease>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT resource, holder, token, expires_at FROM leases ORDER BY resource")
+            .map_err(db_err(&self.path))?;
+        let rows = st.query_map([], lease_row).map_err(db_err(&self.path))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
+    }
+
+    pub(crate) fn heartbeat(&self, id: &str, address: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO workers(id, address, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET address = ?2, heartbeat_at = ?4",
+                params![id, address, now(), now_ms()],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    pub(crate) fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let now = now_ms();
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT id, address, started_at, heartbeat_at FROM workers ORDER BY id")
+            .map_err(db_err(&self.path))?;
+        let rows = st
+            .query_map([], |r| {
+                let beat: i64 = r.get(3)?;
+                Ok(WorkerRecord {
+                    id: r.get(0)?,
+                    address: r.get(1)?,
+                    started_at: r.get(2)?,
+                    heartbeat_at_ms: beat,
+                    heartbeat_age_ms: now - beat,
+                })
+            })
+            .map_err(db_err(&self.path))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
+    }
+
     pub(crate) fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
         let c = self.conn();
         let mut st = c
@@ -549,6 +715,50 @@ impl StateStore for SqliteStore {
     async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>> {
         let (job, generation) = (job.to_string(), generation.to_string());
         self.blocking(move |s| s.positions(&job, &generation)).await
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<i64> {
+        let e = entry.clone();
+        self.blocking(move |s| s.record_audit(&e)).await
+    }
+
+    async fn audit(&self, job: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let job = job.map(str::to_string);
+        self.blocking(move |s| s.audit(job.as_deref(), limit)).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        resource: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let (resource, holder) = (resource.to_string(), holder.to_string());
+        self.blocking(move |s| s.acquire_lease(&resource, &holder, ttl))
+            .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        let lease = lease.clone();
+        self.blocking(move |s| s.renew_lease(&lease, ttl)).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.clone();
+        self.blocking(move |s| s.release_lease(&lease)).await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.blocking(|s| s.leases()).await
+    }
+
+    async fn heartbeat(&self, id: &str, address: &str) -> Result<()> {
+        let (id, address) = (id.to_string(), address.to_string());
+        self.blocking(move |s| s.heartbeat(&id, &address)).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.blocking(|s| s.workers()).await
     }
 }
 

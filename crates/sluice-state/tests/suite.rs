@@ -6,7 +6,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sluice_core::Position;
-use sluice_state::{RunTable, RunUpdate, SplitRecord, StateStore, last_run};
+use std::time::Duration;
+
+use sluice_state::{
+    AuditEntry, JobState, RunTable, RunUpdate, SplitRecord, StateStore, last_run, observed_state,
+};
 
 async fn suite(s: Arc<dyn StateStore>, reopen: impl AsyncFn() -> Arc<dyn StateStore>) {
     // Runs: begin, live updates, end; a late update does not undo the end.
@@ -108,6 +112,154 @@ async fn suite(s: Arc<dyn StateStore>, reopen: impl AsyncFn() -> Arc<dyn StateSt
     assert!(again.lock_job("other").await.is_ok(), "locks are per job");
     drop(lock);
     assert!(again.lock_job("j").await.is_ok(), "released when dropped");
+
+    // A run records its machine; a live run of this machine whose process is gone, or one
+    // that stopped rewriting its record, is interrupted.
+    let live = s.begin_run("beat", "g", std::process::id()).await.unwrap();
+    let r = last_run(&*s, "beat").await.unwrap().unwrap();
+    assert_eq!(r.host, sluice_state::host_name());
+    assert_eq!(observed_state(&r), JobState::Running);
+    let mut gone = r.clone();
+    gone.pid = u32::MAX - 1;
+    assert_eq!(observed_state(&gone), JobState::Interrupted);
+    let mut elsewhere = gone.clone();
+    elsewhere.host = "another-machine".into();
+    assert_eq!(
+        observed_state(&elsewhere),
+        JobState::Running,
+        "another machine's pid says nothing here; its heartbeat is fresh"
+    );
+    elsewhere.updated_at = Some("2020-01-01T00:00:00.000Z".into());
+    assert_eq!(observed_state(&elsewhere), JobState::Interrupted);
+    s.end_run(
+        live,
+        &RunUpdate {
+            state: "STOPPED".into(),
+            ..RunUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    let r = last_run(&*s, "beat").await.unwrap().unwrap();
+    assert_eq!(observed_state(&r), JobState::Stopped);
+
+    // The audit log: newest first, per job or all.
+    for (job, action) in [("a", "run.start"), ("b", "stop"), ("a", "run.end")] {
+        let id = s
+            .record_audit(&AuditEntry::new(job, "cli:tester@here", action, "x"))
+            .await
+            .unwrap();
+        assert!(id > 0);
+    }
+    let a = s.audit(Some("a"), 10).await.unwrap();
+    let actions: Vec<_> = a.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["run.end", "run.start"]);
+    assert!(
+        a.iter()
+            .all(|e| e.actor == "cli:tester@here" && !e.at.is_empty())
+    );
+    assert_eq!(s.audit(None, 2).await.unwrap().len(), 2);
+
+    // Leases: one holder at a time; the same holder extends under the same token; a lapsed
+    // or given-back lease goes to the next holder under a greater token, and the old token
+    // can neither renew nor give it back.
+    let ttl = Duration::from_secs(60);
+    let l1 = s.acquire_lease("job:x", "w1", ttl).await.unwrap().unwrap();
+    assert_eq!((l1.holder.as_str(), l1.token), ("w1", 1));
+    assert_eq!(s.acquire_lease("job:x", "w2", ttl).await.unwrap(), None);
+    let again = s.acquire_lease("job:x", "w1", ttl).await.unwrap().unwrap();
+    assert_eq!(again.token, l1.token, "extending keeps the token");
+    let renewed = s.renew_lease(&l1, ttl).await.unwrap().unwrap();
+    assert!(renewed.expires_at_ms >= l1.expires_at_ms);
+    let short = s
+        .acquire_lease("job:y", "w1", Duration::from_millis(50))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        s.renew_lease(&short, ttl).await.unwrap(),
+        None,
+        "a lapsed lease cannot be renewed"
+    );
+    let taken = s.acquire_lease("job:y", "w2", ttl).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.holder.as_str(), taken.token),
+        ("w2", short.token + 1)
+    );
+    s.release_lease(&short).await.unwrap();
+    assert_eq!(
+        s.acquire_lease("job:y", "w3", ttl).await.unwrap(),
+        None,
+        "a stale holder cannot give back another's lease"
+    );
+    s.release_lease(&taken).await.unwrap();
+    let l3 = s.acquire_lease("job:y", "w3", ttl).await.unwrap().unwrap();
+    assert_eq!(
+        l3.token,
+        taken.token + 1,
+        "a given-back lease's token stays spent"
+    );
+    let w2_again = s.acquire_lease("job:y", "w2", ttl).await.unwrap();
+    assert_eq!(w2_again, None);
+    let all = s.leases().await.unwrap();
+    let names: Vec<_> = all.iter().map(|l| l.resource.as_str()).collect();
+    assert_eq!(names, ["job:x", "job:y"]);
+
+    // Workers' heartbeats.
+    s.heartbeat("w1", "10.0.0.1:8083").await.unwrap();
+    s.heartbeat("w2", "10.0.0.2:8083").await.unwrap();
+    s.heartbeat("w1", "10.0.0.9:8083").await.unwrap();
+    let w = s.workers().await.unwrap();
+    assert_eq!(w.len(), 2);
+    assert_eq!(
+        (w[0].id.as_str(), w[0].address.as_str()),
+        ("w1", "10.0.0.9:8083")
+    );
+    assert!(
+        w.iter().all(|w| (0..60_000).contains(&w.heartbeat_age_ms)),
+        "{w:?}"
+    );
+}
+
+/// Many stores racing for one lease: exactly one wins.
+async fn one_lease_holder(open: impl AsyncFn() -> Arc<dyn StateStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = open().await;
+        tasks.push(tokio::spawn(async move {
+            s.acquire_lease("job:race", &format!("w{i}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one of eight racing workers holds the lease"
+    );
+}
+
+#[test]
+fn job_states_have_one_name_each_and_kafka_connect_names() {
+    for s in JobState::ALL {
+        assert_eq!(JobState::parse(s.as_str()), Some(s));
+        assert_eq!(
+            serde_json::to_value(s).unwrap(),
+            serde_json::json!(s.as_str())
+        );
+        assert!(
+            ["UNASSIGNED", "RUNNING", "PAUSED", "STOPPED", "FAILED"].contains(&s.connect_state()),
+            "{s}"
+        );
+    }
+    assert_eq!(JobState::Stopping.connect_state(), "RUNNING");
+    assert_eq!(JobState::Finished.connect_state(), "STOPPED");
+    assert_eq!(JobState::Interrupted.connect_state(), "UNASSIGNED");
+    assert_eq!(JobState::parse("nonsense"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +268,7 @@ async fn the_sqlite_store_passes_the_suite() {
     let state = dir.path().to_str().unwrap().to_string();
     let s = sluice_state::open(&state).await.unwrap();
     suite(s, async || sluice_state::open(&state).await.unwrap()).await;
+    one_lease_holder(async || sluice_state::open(&state).await.unwrap()).await;
 }
 
 fn psql(sql: &str) {
@@ -170,6 +323,7 @@ async fn the_postgres_store_passes_the_suite() {
     let s = sluice_state::open(&url).await.unwrap();
     assert!(s.describe().contains("schema ops"), "{}", s.describe());
     suite(s, async || sluice_state::open(&url).await.unwrap()).await;
+    one_lease_holder(async || sluice_state::open(&url).await.unwrap()).await;
     // Opening at once from several tasks migrates once.
     let url2 = format!("postgres://postgres@127.0.0.1:5432/{}?schema=fresh", db.0);
     let opened: Vec<_> = (0..6)

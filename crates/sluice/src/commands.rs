@@ -8,7 +8,7 @@ use sluice_core::config::redact;
 use sluice_core::{Error, LogicalType};
 use sluice_engine::{Controller, Progress, RunState, STOP_DEADLINE, StopReason, plan_tables};
 use sluice_job::{JobHandle, StartOptions, build_spec};
-use sluice_state::process_alive;
+use sluice_state::observed_state;
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, OutputFormat};
@@ -134,6 +134,11 @@ async fn run(
     let verify_job = job.clone();
     let options = StartOptions {
         from_scratch,
+        actor: format!(
+            "cli:{}@{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            sluice_state::host_name()
+        ),
         verify: job.job.verify.enabled().then(|| -> sluice_job::Verifier {
             Box::new(move || Box::pin(async move { verify_cmd::after_run(&verify_job).await }))
         }),
@@ -341,10 +346,7 @@ async fn status(state_dir: &str, job: Option<&str>, format: OutputFormat) -> u8 
         let runs: Vec<_> = runs
             .into_iter()
             .map(|mut r| {
-                let live = matches!(r.state.as_str(), "RUNNING" | "PAUSED" | "STOPPING");
-                if live && !process_alive(r.pid) {
-                    r.state = "INTERRUPTED".into();
-                }
+                r.state = observed_state(&r).as_str().into();
                 r
             })
             .collect();

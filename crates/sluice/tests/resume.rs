@@ -422,6 +422,10 @@ fn kill_9_in_a_big_csv_resumes_from_its_committed_byte_ranges() {
         committed < rows as usize,
         "the run finished before the kill; make the file larger"
     );
+    // The killed run never recorded its end: status tells it was interrupted, not running.
+    let o = env.run(&["status", "bigfile", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["runs"][0]["state"], "INTERRUPTED", "{v}");
 
     let o = env.run(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));

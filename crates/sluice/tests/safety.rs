@@ -1315,4 +1315,26 @@ fn a_shared_postgres_state_store_holds_runs_and_the_job_lock() {
         !d.path(".sluice").exists() && !other.path(".sluice").exists(),
         "nothing kept in a local state directory"
     );
+    // The audit log says who started the run and how it ended (stopped, and why); the run
+    // records the machine it ran on.
+    let log = psql(
+        &state_db.0,
+        "SELECT string_agg(action || ' ' || actor || ' ' || detail, E'\n' ORDER BY id)
+         FROM ops.audit WHERE job = 'shared'",
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(lines[0].starts_with("run.start cli:"), "{log}");
+    let end = lines[lines.len() - 1];
+    assert!(
+        end.starts_with("run.end cli:")
+            && end.contains("STOPPED (stop requested by")
+            && end.contains("rows written"),
+        "{log}"
+    );
+    let host = psql(
+        &state_db.0,
+        "SELECT host FROM ops.runs WHERE job = 'shared'",
+    );
+    assert!(!host.trim().is_empty(), "the run records its machine");
 }
