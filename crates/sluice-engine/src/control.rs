@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_core::{Error, Result};
@@ -56,6 +57,10 @@ impl RunState {
     }
 }
 
+/// How long a request (stop, pause, resume) waits for its new state to be persisted before it
+/// is answered anyway (a state store that stopped answering must not hold the answer).
+pub const PERSIST_WAIT: Duration = Duration::from_secs(3);
+
 /// Why a stop was requested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
@@ -82,6 +87,10 @@ pub struct Controller {
     state: watch::Sender<RunState>,
     paused: watch::Sender<bool>,
     reason: Mutex<Option<(StopReason, Instant)>>,
+    /// Whether a recorder persists this run's states ([`Controller::record_states`]).
+    recording: AtomicBool,
+    /// The last state the recorder persisted.
+    recorded: watch::Sender<Option<RunState>>,
 }
 
 impl Default for Controller {
@@ -99,7 +108,45 @@ impl Controller {
             state: watch::channel(RunState::Running).0,
             paused: watch::channel(false).0,
             reason: Mutex::new(None),
+            recording: AtomicBool::new(false),
+            recorded: watch::channel(None).0,
         }
+    }
+
+    /// Declares that a recorder persists this run's states: from now on
+    /// [`persisted`](Self::persisted) waits for it (persist, then publish).
+    pub fn record_states(&self) {
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// The recorder persisted `state`. (See [`PERSIST_WAIT`].)
+    pub fn mark_persisted(&self, state: RunState) {
+        self.recorded.send_replace(Some(state));
+    }
+
+    /// Waits until the run's current state is persisted by its recorder, at most `limit`;
+    /// returns at once when nobody records or the run is over (its end is recorded by the
+    /// runner). Callers answer a request only after this, so whoever sees the answer finds the
+    /// same state in the store. False if `limit` passed first.
+    pub async fn persisted(&self, limit: Duration) -> bool {
+        if !self.recording.load(Ordering::SeqCst) {
+            return true;
+        }
+        let mut recorded = self.recorded.subscribe();
+        let mut states = self.state.subscribe();
+        let wait = async {
+            loop {
+                let now = *states.borrow_and_update();
+                if now.is_terminal() || *recorded.borrow_and_update() == Some(now) {
+                    return;
+                }
+                tokio::select! {
+                    r = recorded.changed() => if r.is_err() { return },
+                    r = states.changed() => if r.is_err() { return },
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// Requests a graceful stop that becomes an abort if the run has not ended within
@@ -267,6 +314,39 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_state_counts_as_published_only_once_persisted() {
+        let ctl = std::sync::Arc::new(Controller::new());
+        // Nobody records: nothing to wait for.
+        assert!(ctl.pause());
+        assert!(ctl.persisted(Duration::from_millis(10)).await);
+        ctl.record_states();
+        assert!(ctl.resume());
+        assert!(
+            !ctl.persisted(Duration::from_millis(50)).await,
+            "RUNNING is not recorded yet"
+        );
+        let c = ctl.clone();
+        let recorder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            c.mark_persisted(RunState::Paused);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            c.mark_persisted(RunState::Running);
+        });
+        let t = Instant::now();
+        assert!(ctl.persisted(Duration::from_secs(5)).await);
+        assert!(
+            t.elapsed() >= Duration::from_millis(50),
+            "waited for RUNNING"
+        );
+        recorder.await.unwrap();
+        ctl.finish(RunState::Stopped);
+        assert!(
+            ctl.persisted(Duration::from_millis(10)).await,
+            "an ended run's end is the runner's to record"
+        );
+    }
 
     #[test]
     fn stop_is_idempotent_and_keeps_first_reason() {

@@ -30,7 +30,7 @@ mod progress;
 mod run;
 
 pub use bad_records::BadRecordPolicy;
-pub use control::{ABORT_DEADLINE, Controller, RunState, STOP_DEADLINE, StopReason};
+pub use control::{ABORT_DEADLINE, Controller, PERSIST_WAIT, RunState, STOP_DEADLINE, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{
     CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RetryPolicy, RunOutcome, TableSummary,

@@ -288,6 +288,9 @@ fn spawn_recorder(
     generation: Arc<Mutex<String>>,
 ) -> tokio::task::JoinHandle<()> {
     let mut states = ctl.subscribe();
+    // begin_run recorded RUNNING.
+    ctl.record_states();
+    ctl.mark_persisted(RunState::Running);
     tokio::spawn(async move {
         let mut last = ctl.state();
         loop {
@@ -338,8 +341,9 @@ fn spawn_recorder(
                 error: None,
                 tables: Vec::new(),
             };
-            if let Err(e) = store.update_run(run_id, &update).await {
-                warn!(error = %e, "Recording the run's progress failed.");
+            match store.update_run(run_id, &update).await {
+                Ok(()) => ctl.mark_persisted(state),
+                Err(e) => warn!(error = %e, "Recording the run's progress failed."),
             }
         }
     })
@@ -841,19 +845,30 @@ impl JobHandle {
     }
 
     /// Asks the job to stop: readers stop, splits in flight roll back; past `deadline` the stop
-    /// becomes an abort. Returns at once.
-    pub fn stop(&self, reason: sluice_engine::StopReason, deadline: Duration) {
+    /// becomes an abort. Returns once the stop is persisted (STOPPING in the store), at most
+    /// [`PERSIST_WAIT`](sluice_engine::PERSIST_WAIT) later; the run goes on stopping.
+    pub async fn stop(&self, reason: sluice_engine::StopReason, deadline: Duration) {
         self.ctl.stop_within(reason, deadline);
+        self.ctl.persisted(sluice_engine::PERSIST_WAIT).await;
     }
 
-    /// Holds the readers (positions and plan kept). False if the job is not running.
-    pub fn pause(&self) -> bool {
-        self.ctl.pause()
+    /// Holds the readers (positions and plan kept); returns once PAUSED is persisted. False if
+    /// the job is not running.
+    pub async fn pause(&self) -> bool {
+        let changed = self.ctl.pause();
+        if changed {
+            self.ctl.persisted(sluice_engine::PERSIST_WAIT).await;
+        }
+        changed
     }
 
-    /// Continues a paused job. False if it is not paused.
-    pub fn resume(&self) -> bool {
-        self.ctl.resume()
+    /// Continues a paused job; returns once RUNNING is persisted. False if it is not paused.
+    pub async fn resume(&self) -> bool {
+        let changed = self.ctl.resume();
+        if changed {
+            self.ctl.persisted(sluice_engine::PERSIST_WAIT).await;
+        }
+        changed
     }
 
     /// Aborts now: in-flight work is dropped after a short roll-back attempt.

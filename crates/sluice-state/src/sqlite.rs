@@ -52,6 +52,10 @@ impl SqliteStore {
                 format!("cannot create state directory {}", dir.display()),
             )
         })?;
+        // Processes opening one directory at once (a run starting while `status` polls) take
+        // turns: switching a new database to WAL and migrating it can answer SQLITE_BUSY
+        // without waiting for the busy timeout.
+        let _opening = lock_opening(dir)?;
         let path = dir.join(STATE_FILE);
         let mut conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -193,6 +197,41 @@ const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL,
         heartbeat_at INTEGER NOT NULL);",
 ];
+
+/// An exclusive lock on `<dir>/state.lock` while the store is opened and migrated; released
+/// when dropped.
+fn lock_opening(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("state.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::from_io(e, format!("cannot open {}", path.display())))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "the state directory {} is being opened by another process that does \
+                         not finish",
+                        dir.display()
+                    ),
+                )
+                .with_hint("check for a hung sluice process using this --state directory"));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::from_io(e, format!("cannot lock {}", path.display())));
+            }
+        }
+    }
+}
 
 /// The store's clock: milliseconds since the Unix epoch.
 fn now_ms() -> i64 {

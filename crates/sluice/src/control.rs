@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_core::{Error, ErrorKind, Result};
-use sluice_engine::{Controller, RunState, STOP_DEADLINE, StopReason};
+use sluice_engine::{Controller, PERSIST_WAIT, RunState, STOP_DEADLINE, StopReason};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
@@ -87,6 +87,8 @@ async fn handle(stream: UnixStream, ctl: &Arc<Controller>) -> std::io::Result<()
             "stop" => {
                 info!("Stop requested through `sluice stop`.");
                 ctl.stop_within(StopReason::Requested("sluice stop".into()), STOP_DEADLINE);
+                // Persist, then publish: the answer comes once the store says STOPPING.
+                ctl.persisted(PERSIST_WAIT).await;
                 format!("ok {}", state_name(ctl.state()))
             }
             "kill" => {
@@ -96,10 +98,12 @@ async fn handle(stream: UnixStream, ctl: &Arc<Controller>) -> std::io::Result<()
             }
             "pause" if ctl.pause() => {
                 info!("Paused through `sluice pause`.");
+                ctl.persisted(PERSIST_WAIT).await;
                 "ok PAUSED".to_string()
             }
             "resume" if ctl.resume() => {
                 info!("Resumed through `sluice resume`.");
+                ctl.persisted(PERSIST_WAIT).await;
                 "ok RUNNING".to_string()
             }
             "pause" | "resume" => format!("error the job is {}", state_name(ctl.state())),

@@ -698,11 +698,12 @@ fn case27_a_running_job_shows_its_rows_and_pause_in_status() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Persist, then publish: once `sluice pause` answered, the store says PAUSED.
     let o = d.run(&["pause", "live"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
-    wait_for(10, "PAUSED in status", || status()["state"] == "PAUSED");
+    assert_eq!(status()["state"], "PAUSED");
     assert_eq!(code(&d.run(&["resume", "live"])), 0);
-    wait_for(10, "RUNNING in status", || status()["state"] == "RUNNING");
+    assert_eq!(status()["state"], "RUNNING");
     assert_eq!(code(&d.run(&["stop", "live"])), 0);
     let o = wait_within(child, 30, "the stopped run");
     assert_eq!(code(&o), 3, "{}", err(&o));
