@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::{Error, ErrorKind, Result};
 
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl SqliteStore {
         // Processes opening one directory at once (a run starting while `status` polls) take
         // turns: switching a new database to WAL and migrating it can answer SQLITE_BUSY
         // without waiting for the busy timeout.
-        let _opening = lock_opening(dir)?;
+        let _opening = lock_opening(dir, OPEN_WAIT)?;
         let path = dir.join(STATE_FILE);
         let mut conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -198,9 +198,12 @@ const MIGRATIONS: &[&str] = &[
         heartbeat_at INTEGER NOT NULL);",
 ];
 
-/// An exclusive lock on `<dir>/state.lock` while the store is opened and migrated; released
-/// when dropped.
-fn lock_opening(dir: &Path) -> Result<std::fs::File> {
+/// How long opening a state directory waits for another process opening it.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// An exclusive lock on `<dir>/state.lock` while the store is opened and migrated, waiting at
+/// most `wait` for another opener; released when dropped.
+fn lock_opening(dir: &Path, wait: Duration) -> Result<std::fs::File> {
     let path = dir.join("state.lock");
     let file = std::fs::File::options()
         .create(true)
@@ -208,7 +211,7 @@ fn lock_opening(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::from_io(e, format!("cannot open {}", path.display())))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
@@ -550,11 +553,8 @@ impl SqliteInner {
                 params![resource, holder, now, ttl_ms(ttl)],
                 lease_row,
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(db_err(&self.path)(e)),
-            })
+            .optional()
+            .map_err(db_err(&self.path))
     }
 
     pub(crate) fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
@@ -567,11 +567,8 @@ impl SqliteInner {
                 params![lease.resource, lease.holder, lease.token, now, ttl_ms(ttl)],
                 lease_row,
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(db_err(&self.path)(e)),
-            })
+            .optional()
+            .map_err(db_err(&self.path))
     }
 
     pub(crate) fn release_lease(&self, lease: &Lease) -> Result<()> {
@@ -842,6 +839,20 @@ mod tests {
         assert_eq!((g.id.as_str(), g.finished, g.manifest), ("g0", false, None));
         let r = s.inner.runs("j", 1).unwrap().remove(0);
         assert_eq!((r.state.as_str(), r.generation.as_str()), ("STOPPED", ""));
+    }
+
+    #[test]
+    fn an_opener_that_never_finishes_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_opening(dir.path(), OPEN_WAIT).unwrap();
+        let e = lock_opening(dir.path(), Duration::from_millis(50)).unwrap_err();
+        assert!(
+            e.to_string().contains("being opened by another process"),
+            "{e}"
+        );
+        assert!(format!("{e:?}").contains("hung sluice process"), "{e:?}");
+        drop(held);
+        assert!(lock_opening(dir.path(), Duration::from_millis(50)).is_ok());
     }
 
     #[test]
