@@ -140,6 +140,16 @@ pub enum DeadLetterKind {
     Jsonl,
 }
 
+/// A build error of `section`, at the option it names when the file has it.
+fn located(doc: &ConfigDoc, section: &str, e: &sluice_core::Error) -> ConfigError {
+    let path = e
+        .key()
+        .map(|k| sluice_core::error::key_within(section, k))
+        .filter(|p| doc.has(p))
+        .unwrap_or_else(|| section.to_string());
+    doc.error_at(&path, e.message().to_string(), e.hint().map(str::to_string))
+}
+
 impl JobFile {
     /// Reads, parses and checks the job file at `path`.
     pub fn load(path: &Path) -> Result<(JobFile, ConfigDoc), ConfigError> {
@@ -172,15 +182,47 @@ impl JobFile {
                 Some("name the job, e.g. name = \"orders-copy\"; it keys the job's state".into()),
             ));
         }
-        if self.job.mode == JobMode::Streaming {
-            return Err(doc.error_at(
-                "job.mode",
-                format!("source type `{}` cannot stream", self.source.type_name()),
-                Some(
-                    "use mode = \"batch\"; streaming needs a change-capture or queue source".into(),
-                ),
-            ));
+        match self.job.mode {
+            JobMode::Streaming if !self.source.can_stream() => {
+                return Err(doc.error_at(
+                    "job.mode",
+                    format!("source type `{}` cannot stream", self.source.type_name()),
+                    Some(
+                        "use mode = \"batch\"; streaming needs a change-capture, queue or \
+                         generate source"
+                            .into(),
+                    ),
+                ));
+            }
+            JobMode::Streaming if !self.sink.keeps_checkpoints() => {
+                return Err(doc.error_at(
+                    "job.mode",
+                    format!(
+                        "a streaming job cannot write to a `{}` sink yet: its part files are \
+                         not continued across runs, so a resumed stream could overwrite what \
+                         an earlier run committed",
+                        self.sink.type_name()
+                    ),
+                    Some("stream into a database sink (postgres, mysql, sqlite)".into()),
+                ));
+            }
+            JobMode::Batch if !self.source.is_bounded() => {
+                return Err(doc.error_at(
+                    "source",
+                    format!(
+                        "this `{}` source never ends, and a batch job must",
+                        self.source.type_name()
+                    ),
+                    Some(
+                        "give it an end (e.g. rows = 1000000), or set mode = \"streaming\" in \
+                         [job] to run until stopped"
+                            .into(),
+                    ),
+                ));
+            }
+            _ => {}
         }
+
         if self.job.parallelism == Some(0) {
             return Err(doc.error_at(
                 "job.parallelism",
@@ -209,6 +251,19 @@ impl JobFile {
                     format!("{kind} transform: `{key}`: {msg}"),
                     Some(crate::transforms::SYNTAX_HINT.to_string()),
                 ));
+            }
+        }
+        // Building checks every connector's and transform's options without I/O; an error is
+        // located at the option it names, or at its section.
+        if let Err(e) = self.source.build_for(&self.sink) {
+            return Err(located(doc, "source", &e));
+        }
+        if let Err(e) = self.sink.build() {
+            return Err(located(doc, "sink", &e));
+        }
+        for (i, t) in self.transform.iter().enumerate() {
+            if let Err(e) = t.build() {
+                return Err(located(doc, &format!("transform[{i}]"), &e));
             }
         }
         if let Err((k, e)) = self.sink.check_table_map_entries() {

@@ -8,12 +8,14 @@
 //! * [`postgres`]: PostgreSQL (binary COPY in both directions).
 //! * [`mysql`]: MySQL and MariaDB.
 //! * [`sqlite`]: SQLite databases (rusqlite, bundled).
+//! * [`generate`]: synthetic rows, bounded or endless (streaming), for tests and trials.
 //! * [`transforms`]: rename, select/drop, cast, filter, add a column.
 //! * [`registry`]: the explicit list of connector types (`type = "csv"` …).
 //! * [`job`]: the job file (`[job]`, `[source]`, `[[transform]]`, `[sink]`, `[errors]`).
 
 pub mod checkpoints;
 pub mod files;
+pub mod generate;
 pub mod job;
 pub mod mysql;
 pub mod postgres;

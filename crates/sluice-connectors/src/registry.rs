@@ -26,7 +26,7 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode, tagged_enum};
 
-use crate::{files, mysql, postgres, sqlite};
+use crate::{files, generate, mysql, postgres, sqlite};
 
 /// A `[source]` section.
 #[derive(Debug, Clone)]
@@ -37,6 +37,7 @@ pub enum SourceConfig {
     Csv(files::CsvSourceConfig),
     Jsonl(files::JsonlSourceConfig),
     Parquet(files::ParquetSourceConfig),
+    Generate(generate::GenerateSourceConfig),
 }
 tagged_enum!(SourceConfig {
     "postgres" => Postgres,
@@ -45,6 +46,7 @@ tagged_enum!(SourceConfig {
     "csv" => Csv,
     "jsonl" => Jsonl,
     "parquet" => Parquet,
+    "generate" => Generate,
 });
 
 impl SourceConfig {
@@ -57,6 +59,7 @@ impl SourceConfig {
             SourceConfig::Csv(c) => c.build(),
             SourceConfig::Jsonl(c) => c.build(),
             SourceConfig::Parquet(c) => c.build(),
+            SourceConfig::Generate(c) => c.build(),
         }
     }
 
@@ -78,6 +81,21 @@ impl SourceConfig {
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Jsonl(_) => "jsonl",
             SourceConfig::Parquet(_) => "parquet",
+            SourceConfig::Generate(_) => "generate",
+        }
+    }
+
+    /// Whether the source can run a streaming job (read until stopped, committing every
+    /// `checkpoint_interval`).
+    pub fn can_stream(&self) -> bool {
+        matches!(self, SourceConfig::Generate(_))
+    }
+
+    /// Whether the source ends by itself, as a batch job needs.
+    pub fn is_bounded(&self) -> bool {
+        match self {
+            SourceConfig::Generate(c) => c.is_bounded(),
+            _ => true,
         }
     }
 }
@@ -350,7 +368,9 @@ impl SinkConfig {
             let all: Vec<String> = unmatched.iter().map(|k| toml_string(k)).collect();
             format!("table_map keys {} match no source table", all.join(", "))
         };
-        Err(Error::config(format!("[sink] {what}")).with_hint(hint))
+        Err(Error::config(format!("[sink] {what}"))
+            .with_hint(hint)
+            .at("sink.table_map"))
     }
 
     /// Validates the options (no I/O) and builds the sink.
@@ -365,6 +385,15 @@ impl SinkConfig {
             SinkKind::Jsonl(c) => c.build(mode),
             SinkKind::Parquet(c) => c.build(mode),
         }
+    }
+
+    /// Whether the sink keeps checkpoints in the target with the rows (databases), so a split
+    /// can commit many times and continue after a resume.
+    pub fn keeps_checkpoints(&self) -> bool {
+        matches!(
+            self.kind,
+            SinkKind::Postgres(_) | SinkKind::Mysql(_) | SinkKind::Sqlite(_)
+        )
     }
 
     /// The `type` name.

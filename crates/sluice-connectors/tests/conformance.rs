@@ -470,6 +470,7 @@ async fn run(
             first: std::time::Duration::from_millis(50),
             ..RetryPolicy::default()
         },
+        streaming: None,
     };
     (run_batch(spec, ctl, Progress::new()).await, source)
 }

@@ -72,7 +72,7 @@ async fn read_split(
     let src2 = src.clone();
     let task = tokio::spawn(async move { src2.read(split, resume, out).await });
     let mut got = Vec::new();
-    while let Some(b) = rx.recv().await {
+    while let Some(b) = rx.recv().await.map(crate::into_batch) {
         got.push(b);
     }
     task.await.unwrap()?;

@@ -5,3 +5,11 @@ mod mysql;
 mod postgres;
 mod sqlite;
 mod transforms;
+
+/// The rows of an event a batch source sent (they send nothing else).
+pub fn into_batch(e: sluice_core::SourceEvent) -> sluice_core::SourceBatch {
+    match e {
+        sluice_core::SourceEvent::Batch(b) => b,
+        other => panic!("a batch source sent {other:?}"),
+    }
+}

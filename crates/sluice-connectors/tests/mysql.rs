@@ -184,7 +184,7 @@ async fn copy(src: &DynSource, dst: &DynSink) -> Result<u64> {
                 let mut w = dst.open(&plan, &split).await?;
                 let mut last = Position::new(split.id.clone(), serde_json::Value::Null);
                 let mut rows = 0u64;
-                while let Some(b) = rx.recv().await {
+                while let Some(b) = rx.recv().await.map(crate::into_batch) {
                     rows += b.data.num_rows() as u64;
                     if let Err(e) = w.write(b.data).await {
                         reader.abort();
@@ -519,7 +519,7 @@ async fn mysql_overwrite_and_upsert() {
     .unwrap();
     let mut w = k.open(&plan, &splits[0]).await.unwrap();
     let mut last = None;
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = rx.try_recv().map(crate::into_batch) {
         w.write(b.data).await.unwrap();
         last = Some(b.position);
     }
@@ -783,7 +783,9 @@ async fn mysql_connection_lost_mid_copy_is_transient() {
     .await
     .unwrap();
     let mut w = k.open(&plan, &splits[0]).await.unwrap();
-    w.write(rx.recv().await.unwrap().data).await.unwrap();
+    w.write(rx.recv().await.map(crate::into_batch).unwrap().data)
+        .await
+        .unwrap();
     let ids: Vec<u64> = a
         .exec(
             "SELECT ID FROM information_schema.processlist WHERE USER = ?",
@@ -796,7 +798,7 @@ async fn mysql_connection_lost_mid_copy_is_transient() {
         a.query_drop(format!("KILL CONNECTION {id}")).await.unwrap();
     }
     let mut err = None;
-    while let Some(b) = rx.recv().await {
+    while let Some(b) = rx.recv().await.map(crate::into_batch) {
         if let Err(e) = w.write(b.data).await {
             err = Some(e);
             break;
@@ -839,7 +841,7 @@ async fn mysql_stopped_read_releases_the_server() {
     let split = splits[0].clone();
     let s2 = s.clone();
     let reader = tokio::spawn(async move { s2.read(split, None, out).await });
-    let first = rx.recv().await.unwrap();
+    let first = rx.recv().await.map(crate::into_batch).unwrap();
     assert_eq!(first.data.num_rows(), 1000);
     assert_eq!(first.position.value, json!({ "last_key": 1000 }));
     stop.cancel();
@@ -874,7 +876,7 @@ async fn mysql_stopped_read_releases_the_server() {
     .await
     .unwrap();
     let mut n = 0;
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = rx.try_recv().map(crate::into_batch) {
         n += b.data.num_rows();
     }
     assert_eq!(n, 99_000);
@@ -1240,7 +1242,7 @@ async fn mysql_views_are_read_when_named_and_skipped_by_globs() {
             .await
             .unwrap();
             let mut out = Vec::new();
-            while let Ok(b) = rx.try_recv() {
+            while let Ok(b) = rx.try_recv().map(crate::into_batch) {
                 let ids = b
                     .data
                     .column(0)
@@ -1478,7 +1480,7 @@ async fn mysql_a_non_transactional_engine_is_applied_when_the_load_finishes() {
     .unwrap();
     let mut w = k.open(&plan, &splits[0]).await.unwrap();
     let mut last = None;
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = rx.try_recv().map(crate::into_batch) {
         w.write(b.data).await.unwrap();
         last = Some(b.position);
     }

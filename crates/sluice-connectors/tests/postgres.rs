@@ -12,7 +12,7 @@ use serde_json::json;
 use sluice_connectors::postgres::{PostgresSinkConfig, PostgresSourceConfig};
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
-use sluice_core::{BatchSender, ErrorKind, Position, SourceBatch, Split, TablePlan, WriteMode};
+use sluice_core::{BatchSender, ErrorKind, Position, Split, TablePlan, WriteMode};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
@@ -118,14 +118,14 @@ async fn copy_split(
     plan: TablePlan,
     split: Split,
 ) -> sluice_core::Result<u64> {
-    let (tx, mut rx) = mpsc::channel::<SourceBatch>(4);
+    let (tx, mut rx) = mpsc::channel::<sluice_core::SourceEvent>(4);
     let out = BatchSender::new(tx, CancellationToken::new());
     let s2 = split.clone();
     let reader = tokio::spawn(async move { src.read(s2, None, out).await });
     let mut w = dst.open(&plan, &split).await?;
     let mut rows = 0;
     let mut last = Position::new(split.id.clone(), serde_json::Value::Null);
-    while let Some(b) = rx.recv().await {
+    while let Some(b) = rx.recv().await.map(crate::into_batch) {
         rows += b.data.num_rows() as u64;
         last = b.position;
         if let Err(e) = w.write(b.data).await {
@@ -447,7 +447,7 @@ async fn query_and_incremental_reads() {
     .unwrap();
     let mut n = 0;
     let mut positions = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = rx.try_recv().map(crate::into_batch) {
         n += b.data.num_rows();
         positions.push(b.position);
     }
@@ -463,7 +463,7 @@ async fn query_and_incremental_reads() {
     .await
     .unwrap();
     let mut m = 0;
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = rx.try_recv().map(crate::into_batch) {
         m += b.data.num_rows();
     }
     assert_eq!(m, 16 - 4);
@@ -632,7 +632,7 @@ async fn connection_lost_mid_copy_is_transient() {
     .await
     .unwrap();
     let mut w = dst.open(&plan, &splits[0]).await.unwrap();
-    let batch = rx.recv().await.unwrap();
+    let batch = rx.recv().await.map(crate::into_batch).unwrap();
     w.write(batch.data.clone()).await.unwrap();
     let admin = connect(&base_url()).await;
     admin

@@ -58,7 +58,7 @@ async fn read_split(src: &DynSource, split: Split, resume: Option<Position>) -> 
     let src2 = src.clone();
     let reader = tokio::spawn(async move { src2.read(split, resume, out).await });
     let mut batches = Vec::new();
-    while let Some(b) = rx.recv().await {
+    while let Some(b) = rx.recv().await.map(crate::into_batch) {
         batches.push(b);
     }
     reader.await.unwrap().unwrap();

@@ -362,6 +362,11 @@ impl ConfigDoc {
     }
 
     /// The value at `path` ("transform[0].where").
+    /// Whether the document has a value at `path` (`source.rate`).
+    pub fn has(&self, path: &str) -> bool {
+        self.value_at(path).is_some()
+    }
+
     fn value_at(&self, path: &str) -> Option<&Value> {
         let mut v = &self.value;
         for seg in split_path(path) {

@@ -64,6 +64,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
+    /// The job-file option the error is about, relative to its section (`rate`,
+    /// `columns."orders.note"`), so it can be located at file:line:col.
+    key: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -77,6 +80,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            key: None,
             source: None,
         }
     }
@@ -131,6 +135,23 @@ impl Error {
         self.hint = Some(hint.into());
         self
     }
+    /// Names the job-file option the error is about, relative to its section (`"rate"`), so
+    /// the job file's loader can point at its line and column.
+    pub fn at(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Makes the option's name a path from the job file's top: `"tables"` of a source's
+    /// error becomes `"source.tables"`. An error naming no option, or already a full path
+    /// (`"sink.table_map"`), is unchanged.
+    pub fn within(mut self, section: &str) -> Self {
+        self.key = self.key.map(|k| key_within(section, &k));
+        self
+    }
+    /// The option the error is about (see [`at`](Self::at)).
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
     /// Keeps the underlying error for `source()` chains.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
@@ -156,6 +177,19 @@ impl Error {
     }
 }
 
+/// `key` as a path from the job file's top: `("source", "tables")` → `"source.tables"`; a key
+/// that already is one is returned as it is.
+pub fn key_within(section: &str, key: &str) -> String {
+    if ["job.", "source.", "sink.", "transform[", "errors."]
+        .iter()
+        .any(|s| key.starts_with(s))
+    {
+        key.to_string()
+    } else {
+        format!("{section}.{key}")
+    }
+}
+
 /// Joins errors collected while validating (each on its own line) into one, keeping the first
 /// one's kind and hint. `Ok` when there are none.
 pub fn join_errors(errors: Vec<Error>) -> Result<()> {
@@ -169,6 +203,7 @@ pub fn join_errors(errors: Vec<Error>) -> Result<()> {
     }
     let mut e = Error::new(first.kind, format!("{first}\n{}", rest.join("\n")));
     e.hint = first.hint;
+    e.key = first.key;
     Err(e)
 }
 

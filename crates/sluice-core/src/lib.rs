@@ -14,6 +14,7 @@
 //! * [`config`]: job-file plumbing shared by every connector: `${env:…}` / `${file:…}`
 //!   interpolation, error locations with "did you mean".
 //! * [`redact`]: passwords and secrets kept out of everything printed.
+//! * [`secret`]: URL and secret types whose Debug, Display and Serialize hide them.
 //!
 //! Data flows one way, `Source → Transform* → Sink`, and the engine (in `sluice-engine`)
 //! is the only caller of these traits.
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod naming;
 pub mod redact;
 pub mod schema;
+pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod transform;
@@ -37,6 +39,6 @@ pub use sink::{
     Checkpoint, GenerationRecord, JobContext, JobSlot, Sink, SinkLockGuard, SinkWriter, TablePlan,
     WriteMode,
 };
-pub use source::{BatchSender, Source, SourceBatch, SourceTable};
+pub use source::{BatchSender, Source, SourceBatch, SourceEvent, SourceTable};
 pub use transform::{BoundTransform, Transform};
 pub use types::LogicalType;

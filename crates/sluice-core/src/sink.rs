@@ -9,8 +9,11 @@
 //! 2. [`Sink::open`] returns a [`SinkWriter`] for one split. Writers of different splits may
 //!    run at the same time on different tasks; a sink that cannot write concurrently
 //!    serializes internally.
-//! 3. A writer receives batches in the split's order through [`SinkWriter::write`]. Nothing
-//!    written is visible or durable until [`SinkWriter::commit`] returns.
+//! 3. A writer receives batches in the split's order through [`SinkWriter::write`] (and, for a
+//!    split spanning several tables, rows of the others through [`SinkWriter::write_table`], in
+//!    the same unit). Nothing written is visible or durable until [`SinkWriter::commit`]
+//!    returns. A writer may commit many times (streaming mode commits every
+//!    `checkpoint_interval`); each commit covers what was written since the previous one.
 //! 4. **Durable** means: after `commit(position)` returns, the data written so far survives a
 //!    crash of Sluice and of the machine (database transaction committed; file fsynced and
 //!    renamed to its final name). The engine records `position` only after that. A sink that
@@ -202,6 +205,14 @@ pub trait Sink: Send + Sync {
         Ok(None)
     }
 
+    /// Checks that the target can take these tables, without changing anything: it answers,
+    /// and the job may create or write each table (and its checkpoint table). Called by
+    /// `sluice validate` (and the REST validate endpoint). An error names the table and the
+    /// privilege or setting that is missing, and how to fix it.
+    async fn check(&self, _tables: &[TablePlan]) -> Result<()> {
+        Ok(())
+    }
+
     /// Checks and prepares the target for these tables. Moves no data.
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()>;
 
@@ -237,6 +248,39 @@ pub trait SinkWriter: Send {
     /// Makes everything written so far durable, together with `position` where the sink can
     /// store it. Later writes start a new unit (transaction, part file).
     async fn commit(&mut self, position: &Position) -> Result<()>;
+
+    /// Rows of `table`, another table of this writer's split (a replication stream or a queue
+    /// partition carries many), written in the same unit as the split's own rows, so one
+    /// commit covers them all. A sink that cannot refuses (the default).
+    async fn write_table(&mut self, table: &TablePlan, _batch: RecordBatch) -> Result<()> {
+        Err(crate::Error::schema(format!(
+            "this sink writes one table per split and cannot take rows of {} in the same \
+             transaction",
+            table.target
+        ))
+        .with_hint("write this source to a sink that takes several tables per split"))
+    }
+
+    /// `table`'s schema changed in the middle of the split: rows written after this call are in
+    /// `table.schema`'s new shape. A sink that can follows it (ALTER TABLE in the same
+    /// transaction); one that cannot refuses (the default), which fails the run before any row
+    /// of the new shape is written.
+    async fn schema_changed(&mut self, table: &TablePlan) -> Result<()> {
+        Err(crate::Error::schema(format!(
+            "the source's table changed shape while the job ran, and this sink cannot follow: \
+             {} now has columns ({})",
+            table.target,
+            table
+                .schema
+                .arrow
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint("change the target table to match, then run the job again; it resumes"))
+    }
 
     /// Discards everything not committed.
     async fn abort(self: Box<Self>) -> Result<()>;

@@ -7,9 +7,17 @@
 //!    missing, a type is unsupported) are reported here.
 //! 2. For each table it calls [`Source::splits`], and then [`Source::read`] for each split,
 //!    possibly several splits at once from different tasks (up to the job's `parallelism`).
-//! 3. `read` sends the split's rows, in order, as batches through the [`BatchSender`]. Each
-//!    batch carries the [`Position`] after its last row. Given `resume = Some(p)` the read
-//!    starts right after `p`. Delivery is at-least-once: the engine absorbs replays.
+//! 3. `read` sends the split's rows, in order, as events through the [`BatchSender`]
+//!    ([`SourceEvent`]). A [`SourceBatch`] is rows of the split's table ending at a safe point:
+//!    it carries the [`Position`] after its last row, and the engine may commit there. A source
+//!    whose rows are not all safe points (a replication stream in the middle of a transaction)
+//!    sends [`SourceEvent::Rows`] and marks the safe points with [`SourceEvent::Barrier`]; such
+//!    rows may belong to any table the source described (a split may span tables). A schema
+//!    change of a table is announced with [`SourceEvent::Schema`] before its first rows in the
+//!    new shape. Given `resume = Some(p)` the read starts right after `p`. Delivery is
+//!    at-least-once: the engine absorbs replays. The engine commits only at safe points: at the
+//!    end of a split in batch mode, and at the first safe point after each
+//!    `checkpoint_interval` in streaming mode (where a split may never end).
 //! 4. `read` returns `Ok(())` when the split is exhausted, or when [`BatchSender::send`]
 //!    reports that the job is stopping (the source just returns: nothing is lost, the engine
 //!    resumes from its checkpoint). It returns an error naming the table, split and, where it
@@ -52,6 +60,29 @@ pub struct SourceBatch {
     pub bytes: u64,
 }
 
+/// What a source sends the engine while reading a split (see the module docs).
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Rows of the split's table, ending at a safe point (a barrier at `position`).
+    Batch(SourceBatch),
+    /// Rows of `table` (any table the source described) that do not end at a safe point; the
+    /// next [`Barrier`](SourceEvent::Barrier) covers them.
+    Rows {
+        /// The table, as the source named it in [`Source::tables`].
+        table: crate::schema::TableId,
+        /// The rows, in the table's current schema (with [`crate::batch::OP_COLUMN`] for
+        /// change events).
+        data: arrow::record_batch::RecordBatch,
+        /// Input bytes consumed (for progress), 0 if unknown.
+        bytes: u64,
+    },
+    /// A table's schema changed: rows sent after this are in `schema`'s shape.
+    Schema(TableSchema),
+    /// Everything sent before is a consistent unit: committing here and resuming after
+    /// `position` is exact.
+    Barrier(Position),
+}
+
 /// Reads one system. See the module docs for the contract.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -64,6 +95,14 @@ pub trait Source: Send + Sync {
 
     /// Reads `split`, starting after `resume` if given, sending batches to `out`.
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()>;
+
+    /// Checks what reading needs beyond what [`tables`](Self::tables) proves (it already
+    /// reached the source): privileges to read each table, and the server settings a mode
+    /// needs. Called by `sluice validate` (and the REST validate endpoint) after `tables`;
+    /// reads no data and changes nothing. An error says what is missing and how to grant it.
+    async fn check(&self, _tables: &[SourceTable]) -> Result<()> {
+        Ok(())
+    }
 
     /// Called when a copy resumes with `splits` of `table` planned by an earlier run (in
     /// another snapshot of the source), `committed[i]` telling which of them are already in
@@ -95,14 +134,14 @@ pub trait Source: Send + Sync {
 /// which is what keeps memory flat. Cloneable; cheap.
 #[derive(Clone)]
 pub struct BatchSender {
-    tx: mpsc::Sender<SourceBatch>,
+    tx: mpsc::Sender<SourceEvent>,
     stop: CancellationToken,
     paused: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl BatchSender {
     /// A sender over `tx`; `stop` is cancelled when the job is asked to stop reading.
-    pub fn new(tx: mpsc::Sender<SourceBatch>, stop: CancellationToken) -> Self {
+    pub fn new(tx: mpsc::Sender<SourceEvent>, stop: CancellationToken) -> Self {
         BatchSender {
             tx,
             stop,
@@ -129,6 +168,12 @@ impl BatchSender {
     /// Sends a batch, waiting for room. `Err(Stopped)` means the job is stopping (or the
     /// consumer is gone): the source should return `Ok(())` promptly.
     pub async fn send(&self, batch: SourceBatch) -> Result<()> {
+        self.send_event(SourceEvent::Batch(batch)).await
+    }
+
+    /// Sends any event (rows of another table, a schema change, a barrier); waits and stops
+    /// like [`send`](Self::send).
+    pub async fn send_event(&self, event: SourceEvent) -> Result<()> {
         if self.stop.is_cancelled() {
             return Err(Error::stopped());
         }
@@ -142,7 +187,7 @@ impl BatchSender {
             }
         }
         tokio::select! {
-            r = self.tx.send(batch) => r.map_err(|_| Error::stopped()),
+            r = self.tx.send(event) => r.map_err(|_| Error::stopped()),
             _ = self.stop.cancelled() => Err(Error::stopped()),
         }
     }

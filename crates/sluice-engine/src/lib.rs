@@ -33,10 +33,12 @@ pub use bad_records::BadRecordPolicy;
 pub use control::{ABORT_DEADLINE, Controller, PERSIST_WAIT, RunState, STOP_DEADLINE, StopReason};
 pub use progress::{Progress, TableProgress, TableSnapshot};
 pub use run::{
-    CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RetryPolicy, RunOutcome, TableSummary,
-    TablesCheck, TargetNamer, close, describe_tables, list_splits, plan_tables, run_batch,
-    run_planned, set_splits,
+    CheckpointLog, JobSpec, NoCheckpoints, PlannedTable, RetryPolicy, RunOutcome, Streaming,
+    TableSummary, TablesCheck, TargetNamer, close, describe_tables, list_splits, plan_tables,
+    run_batch, run_planned, set_splits,
 };
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_streaming;

@@ -10,8 +10,8 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::source::SourceTable;
 use sluice_core::{
-    BatchSender, BoundTransform, Error, ErrorKind, JobContext, Position, Result, SinkWriter, Split,
-    TableId, TablePlan, Transform,
+    BatchSender, BoundTransform, Error, ErrorKind, JobContext, Position, Result, SinkWriter,
+    SourceEvent, Split, TableId, TablePlan, Transform,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -120,6 +120,25 @@ pub struct JobSpec {
     pub bad_records: Arc<BadRecordPolicy>,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// Streaming mode: commit every interval; `None`: batch mode (a commit per split).
+    pub streaming: Option<Streaming>,
+}
+
+/// Streaming mode's checkpoint settings (`[job] checkpoint_interval`, `checkpoint_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streaming {
+    /// A split commits at its first safe point after this long since its last commit.
+    pub interval: Duration,
+    /// A commit taking longer fails the run (resumably).
+    pub timeout: Duration,
+}
+
+impl Streaming {
+    /// DESIGN.md's defaults: every 10 s, failing after 60 s.
+    pub const DEFAULT: Streaming = Streaming {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(60),
+    };
 }
 
 /// One table, planned: its transforms bound, its target named, its splits listed.
@@ -202,7 +221,7 @@ impl RunOutcome {
 
 /// Discovers tables, binds transforms and names targets. Lists no splits and moves no data.
 pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<PlannedTable>> {
-    let tables = spec.source.tables().await?;
+    let tables = spec.source.tables().await.map_err(|e| e.within("source"))?;
     if tables.is_empty() {
         return Err(Error::config("the source matched no tables")
             .with_hint("check `tables` / `path` in [source]"));
@@ -243,7 +262,10 @@ pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<
             splits: 0,
         };
         // A type the target cannot hold is refused here, before any data moves.
-        let target_types = spec.sink.target_types(&plan)?;
+        let target_types = spec
+            .sink
+            .target_types(&plan)
+            .map_err(|e| e.within("sink"))?;
         let metrics = TableMetrics::new(&spec.name, &id.to_string());
         planned.push(PlannedTable {
             source: table,
@@ -260,11 +282,16 @@ pub async fn describe_tables(spec: &JobSpec, progress: &Progress) -> Result<Vec<
 
 /// Asks the source for `table`'s splits.
 pub async fn list_splits(spec: &JobSpec, table: &mut PlannedTable) -> Result<()> {
-    let splits = spec
-        .source
-        .splits(&table.source)
-        .await
-        .map_err(|e| e.context(format!("table {}", table.source.schema.id)))?;
+    let splits = spec.source.splits(&table.source).await.map_err(|e| {
+        let e = e.within("source");
+        let id = table.source.schema.id.to_string();
+        // Sources that name the table themselves are not prefixed twice.
+        if e.message().starts_with(&format!("table {id}")) {
+            e
+        } else {
+            e.context(format!("table {id}"))
+        }
+    })?;
     set_splits(table, splits);
     Ok(())
 }
@@ -476,7 +503,7 @@ async fn run_inner(
         .iter()
         .map(|_| Arc::new(Mutex::new(false)))
         .collect();
-    let mut queue: VecDeque<(usize, Split, Option<Position>)> = VecDeque::new();
+    let mut queue: VecDeque<(usize, Split, Cursor)> = VecDeque::new();
     let mut skipped = 0usize;
     for (i, t) in planned.iter().enumerate() {
         let mut left = 0;
@@ -490,16 +517,29 @@ async fn run_inner(
                         .fetch_add(c.rows, Ordering::Relaxed);
                     skipped += 1;
                 }
-                other => {
+                Some(c) => {
+                    // Committed part of the way (streaming mode): goes on from there.
+                    let cursor = Cursor {
+                        position: Some(c.position.clone()),
+                        rows: c.rows,
+                    };
+                    t.progress
+                        .rows_written_earlier
+                        .fetch_add(c.rows, Ordering::Relaxed);
+                    queue.push_back((i, split.clone(), cursor));
+                    left += 1;
+                }
+                None => {
                     // A continuing split (incremental) starts after the position carried
                     // over from the previous generation, until it commits one of its own.
-                    let from = other.map(|c| c.position.clone()).or_else(|| {
-                        split
+                    let cursor = Cursor {
+                        position: split
                             .start
                             .clone()
-                            .map(|v| Position::new(split.id.clone(), v))
-                    });
-                    queue.push_back((i, split.clone(), from));
+                            .map(|v| Position::new(split.id.clone(), v)),
+                        rows: 0,
+                    };
+                    queue.push_back((i, split.clone(), cursor));
                     left += 1;
                 }
             }
@@ -546,12 +586,12 @@ async fn run_inner(
                         return;
                     }
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                    let Some((ti, split, resume)) = next else {
+                    let Some((ti, split, cursor)) = next else {
                         return;
                     };
                     let table = &planned[ti];
                     let span = info_span!("split", split = %split.id, table = %table.plan.target);
-                    let result = run_split_retrying(&spec, &ctl, &run_stop, table, split, resume)
+                    let result = run_split_retrying(&spec, &ctl, &run_stop, &planned, ti, split, cursor)
                         .instrument(span)
                         .await;
                     match result {
@@ -723,45 +763,69 @@ fn record_error(slot: &Mutex<Option<Error>>, run_stop: &CancellationToken, e: Er
 
 /// How one attempt at a split ended, when it did not commit cleanly.
 enum SplitFailure {
-    /// Failed before its commit: nothing of it is in the target.
+    /// Failed before a commit: nothing since the last commit is in the target.
     Failed(Error),
-    /// `commit` failed: the rows (this many) may or may not have landed with their
-    /// checkpoint.
-    InDoubt(Error, Position, u64),
+    /// A `commit` failed: the rows (per table index) may or may not have landed with their
+    /// checkpoint at `position`.
+    InDoubt(Error, Position, Written),
 }
 
-/// Runs a split, redoing it after transient failures (see [`RetryPolicy`]). A failed commit
-/// is resolved first: if the sink's checkpoint shows it landed, the split is done.
+/// Rows written since the last commit, per index into the run's tables.
+type Written = HashMap<usize, u64>;
+
+/// Where a split stands: its last committed position in this generation and the rows all its
+/// commits wrote. A retry (and, through the sink or the state store, the next run) resumes
+/// from here.
+#[derive(Debug, Clone, Default)]
+struct Cursor {
+    position: Option<Position>,
+    rows: u64,
+}
+
+/// Runs a split, redoing it after transient failures (see [`RetryPolicy`]) from its last
+/// commit. A failed commit is resolved first: if the sink's checkpoint shows it landed, the
+/// split goes on from there (or is done).
 async fn run_split_retrying(
     spec: &Arc<JobSpec>,
     ctl: &Controller,
     run_stop: &CancellationToken,
-    table: &PlannedTable,
+    tables: &[Arc<PlannedTable>],
+    ti: usize,
     split: Split,
-    resume: Option<Position>,
+    cursor: Cursor,
 ) -> Result<bool> {
+    let mut cursor = cursor;
     let mut first_failure: Option<Instant> = None;
     let mut attempt = 0;
     loop {
-        let e = match run_split(spec, ctl, run_stop, table, split.clone(), resume.clone()).await {
+        let e = match run_split(spec, ctl, run_stop, tables, ti, &split, &mut cursor).await {
             Ok(done) => return Ok(done),
             Err(SplitFailure::Failed(e)) => e,
-            Err(SplitFailure::InDoubt(e, position, rows)) => {
+            Err(SplitFailure::InDoubt(e, position, written)) => {
                 match resolve_in_doubt(spec, ctl, &position).await {
                     Ok(true) => {
                         warn!(
                             error = %e,
-                            "The split's COMMIT failed, but its checkpoint is in the target: \
-                             it committed, and is not written again."
+                            "The COMMIT failed, but its checkpoint is in the target: it \
+                             committed, and is not written again."
                         );
-                        record_commit(spec, table, &position, rows).await;
-                        return Ok(true);
+                        let rows = cursor.rows + written.values().sum::<u64>();
+                        record_commit(spec, tables, ti, &position, &written, rows).await;
+                        let done = position.done;
+                        cursor = Cursor {
+                            position: Some(position),
+                            rows,
+                        };
+                        if done {
+                            return Ok(true);
+                        }
+                        e
                     }
                     Ok(false) => e,
                     Err(e2) => {
                         return Err(e.context(format!(
-                            "whether the split's COMMIT landed cannot be told ({e2}); run the \
-                             job again: it resumes from what the target holds"
+                            "whether the COMMIT landed cannot be told ({e2}); run the job \
+                             again: it resumes from what the target holds"
                         )));
                     }
                 }
@@ -778,7 +842,7 @@ async fn run_split_retrying(
                 since.as_secs_f64()
             )));
         };
-        warn!(error = %e, attempt, wait = ?wait, "Transient error; redoing the split.");
+        warn!(error = %e, attempt, wait = ?wait, "Transient error; redoing the split from its last commit.");
         metered::retry(&spec.name);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -787,9 +851,9 @@ async fn run_split_retrying(
     }
 }
 
-/// Whether the split's commit of `position` landed: asks the sink (retrying while the
-/// connection is still down). A sink that keeps no checkpoints commits atomically locally
-/// (a rename), so its failed commit did not land.
+/// Whether the commit of `position` landed: asks the sink (retrying while the connection is
+/// still down). A sink that keeps no checkpoints commits atomically locally (a rename), so its
+/// failed commit did not land.
 async fn resolve_in_doubt(spec: &JobSpec, ctl: &Controller, position: &Position) -> Result<bool> {
     if !spec.sink.keeps_checkpoints() {
         return Ok(false);
@@ -803,23 +867,60 @@ async fn resolve_in_doubt(spec: &JobSpec, ctl: &Controller, position: &Position)
     Ok(landed)
 }
 
-/// Runs one split: reader task → bounded channel → transforms → writer. Returns `Ok(true)`
-/// when the split committed, `Ok(false)` when it was interrupted by a stop (and rolled back).
+/// A table as one split writes it: the run's plan, or a rebound one after a schema change.
+struct Bound {
+    transforms: Vec<Box<dyn BoundTransform>>,
+    plan: TablePlan,
+}
+
+/// One attempt at a split: the reader task, the channel, and what the writer side keeps.
+struct SplitRun<'a> {
+    spec: &'a Arc<JobSpec>,
+    ctl: &'a Controller,
+    run_stop: &'a CancellationToken,
+    tables: &'a [Arc<PlannedTable>],
+    /// The split's own table.
+    ti: usize,
+    split: &'a Split,
+    /// Tables rebound after a schema change in this split.
+    rebound: HashMap<usize, Bound>,
+    /// Rows written since the last commit, per table.
+    written: Written,
+    /// The last safe point (barrier) not yet committed.
+    safe: Option<Position>,
+    /// Rows were written after `safe` (or, with none, since the last commit).
+    dirty: bool,
+}
+
+/// What ended the event loop.
+enum LoopEnd {
+    /// The source returned: the split is exhausted (or the reader failed).
+    Ended,
+    /// A stop or an abort.
+    Interrupted,
+}
+
+/// Runs one split: reader task → bounded channel → transforms → writer, committing at the
+/// end (and, in streaming mode, at the first barrier after every `checkpoint_interval`).
+/// `cursor` moves with every commit. Returns `Ok(true)` when the split completed, `Ok(false)`
+/// when a stop interrupted it (rolled back to, or committed at, its last safe point).
 async fn run_split(
     spec: &Arc<JobSpec>,
     ctl: &Controller,
     run_stop: &CancellationToken,
-    table: &PlannedTable,
-    split: Split,
-    resume: Option<Position>,
+    tables: &[Arc<PlannedTable>],
+    ti: usize,
+    split: &Split,
+    cursor: &mut Cursor,
 ) -> std::result::Result<bool, SplitFailure> {
     use SplitFailure::Failed;
+    let table = &tables[ti];
     let ctx = || format!("table {}, split {}", table.source.schema.id, split.index);
     let (tx, mut rx) = mpsc::channel(spec.channel_capacity.max(1));
     let sender = BatchSender::new(tx, run_stop.clone()).with_pause(ctl.pause_watch());
     let source = spec.source.clone();
     let read_split = split.clone();
-    let resume_from = resume.clone();
+    let resume_from = cursor.position.clone();
     let mut reader = tokio::spawn(
         async move { source.read(read_split, resume_from, sender).await }
             .instrument(tracing::Span::current()),
@@ -828,7 +929,7 @@ async fn run_split(
     let opened = tokio::select! {
         biased;
         _ = run_stop.cancelled() => None,
-        w = spec.sink.open(&table.plan, &split) => Some(w),
+        w = spec.sink.open(&table.plan, split) => Some(w),
     };
     let mut writer = match opened {
         None => {
@@ -841,59 +942,74 @@ async fn run_split(
             return Err(Failed(e.context(ctx())));
         }
     };
+    let mut run = SplitRun {
+        spec,
+        ctl,
+        run_stop,
+        tables,
+        ti,
+        split,
+        rebound: HashMap::new(),
+        written: HashMap::new(),
+        safe: None,
+        dirty: false,
+    };
     let abort = ctl.abort_token();
-    let mut last: Option<Position> = None;
-    let mut rows = 0u64;
-    let interrupted = loop {
+    let interval = spec.streaming.map(|s| s.interval);
+    let mut due = interval.map(|i| tokio::time::Instant::now() + i);
+    let end = loop {
+        // A quiet stream still commits its last safe point once the interval is over.
+        let idle_commit = match due {
+            Some(d) if run.safe.is_some() && !run.dirty => Some(d),
+            _ => None,
+        };
         tokio::select! {
             biased;
-            _ = abort.cancelled() => break true,
-            _ = run_stop.cancelled() => break true,
-            msg = rx.recv() => match msg {
-                Some(b) => {
-                    let n = b.data.num_rows() as u64;
-                    table.progress.rows_read.fetch_add(n, Ordering::Relaxed);
-                    table.progress.bytes_read.fetch_add(b.bytes, Ordering::Relaxed);
-                    table.metrics.rows_read.increment(n);
-                    table.metrics.bytes_read.increment(b.bytes);
-                    table.metrics.batches.increment(1);
-                    let origin = crate::bad_records::Origin {
-                        job: &spec.name,
-                        table: &table.plan.target.to_string(),
-                        split: &split.id,
-                        position: &b.position,
-                        rows_read: table.progress.rows_read.load(Ordering::Relaxed),
-                    };
-                    let data = match apply_tolerant(&table.transforms, b.data, &spec.bad_records, &origin) {
-                        Ok(d) => d,
-                        Err(e) => return fail(reader, writer, e.context(ctx())).await,
-                    };
-                    let kept = data.num_rows() as u64;
-                    if kept > 0 {
-                        // A stop interrupts even a write that waits (on a lock, on a server
-                        // that stopped answering): the split is rolled back anyway.
-                        let written = tokio::select! {
-                            biased;
-                            _ = run_stop.cancelled() => None,
-                            r = writer.write(data) => Some(r),
-                        };
-                        match written {
-                            None => break true,
-                            Some(Ok(())) => {}
-                            Some(Err(e)) => return fail(reader, writer, e.context(ctx())).await,
-                        }
-                    }
-                    rows += kept;
-                    last = Some(b.position);
+            _ = abort.cancelled() => break LoopEnd::Interrupted,
+            _ = run_stop.cancelled() => break LoopEnd::Interrupted,
+            _ = sleep_until_opt(idle_commit) => {
+                if let Err(f) = run.checkpoint(&mut writer, cursor).await {
+                    return failed_commit(reader, writer, f).await;
                 }
-                None => break false,
+                due = interval.map(|i| tokio::time::Instant::now() + i);
+            }
+            msg = rx.recv() => {
+                let Some(event) = msg else { break LoopEnd::Ended };
+                let at_barrier = match run.handle(event, &mut writer).await {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == ErrorKind::Stopped && run_stop.is_cancelled() => {
+                        // A write the stop interrupted may have left part of its rows.
+                        run.dirty = true;
+                        break LoopEnd::Interrupted;
+                    }
+                    Err(e) => return fail(reader, writer, e.context(ctx())).await,
+                };
+                if at_barrier && due.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    if let Err(f) = run.checkpoint(&mut writer, cursor).await {
+                        return failed_commit(reader, writer, f).await;
+                    }
+                    due = interval.map(|i| tokio::time::Instant::now() + i);
+                }
             }
         }
     };
-    if interrupted {
+    if let LoopEnd::Interrupted = end {
         drop(rx);
         let aborting = ctl.is_aborting();
-        tokio::join!(wind_down(reader, aborting), rollback(writer, aborting));
+        if aborting || spec.streaming.is_none() || run.safe.is_none() || run.dirty {
+            tokio::join!(wind_down(reader, aborting), rollback(writer, aborting));
+            return Ok(false);
+        }
+        // Streaming: a stop drains to the last safe point and commits it, so the next run
+        // goes on from where this one stopped.
+        wind_down(reader, false).await;
+        if let Err(f) = run.checkpoint(&mut writer, cursor).await {
+            let e = match f {
+                SplitFailure::Failed(e) | SplitFailure::InDoubt(e, ..) => e,
+            };
+            warn!(error = %e, "The final checkpoint of the stop failed; the next run resumes from what the target holds.");
+            rollback(writer, false).await;
+        }
         return Ok(false);
     }
     let read_result = match (&mut reader).await {
@@ -909,44 +1025,259 @@ async fn run_split(
     }
     if run_stop.is_cancelled() {
         // The reader may have returned early because of the stop: the split is not known to
-        // be complete, so it is rolled back and redone by the next run.
+        // be complete, so it is rolled back (to its last commit) and redone by the next run.
         rollback(writer, ctl.is_aborting()).await;
         return Ok(false);
     }
-    let mut position = last
-        .or(resume)
+    // The end of the split is a safe point, whatever came after the last barrier.
+    let mut position = run
+        .safe
+        .take()
+        .or_else(|| cursor.position.clone())
         .unwrap_or_else(|| Position::new(split.id.clone(), serde_json::Value::Null));
     position.done = true;
-    // Invariant: the split counts as done only after the sink made it durable (data and, for
-    // database sinks, the checkpoint row in one transaction). Only an abort interrupts a
-    // commit; whether an interrupted or failed commit landed is asked of the sink.
-    let commit_started = Instant::now();
-    let committed = ctl.unless_aborted(writer.commit(&position)).await;
-    table
-        .metrics
-        .commit_seconds
-        .record(commit_started.elapsed().as_secs_f64());
-    if let Err(e) = committed {
-        if e.kind() == ErrorKind::Stopped && ctl.is_aborting() {
-            return Ok(false);
-        }
+    run.safe = Some(position);
+    run.dirty = false;
+    if let Err(f) = run.checkpoint(&mut writer, cursor).await {
         rollback(writer, false).await;
-        return Err(SplitFailure::InDoubt(e.context(ctx()), position, rows));
+        return Err(f);
     }
-    record_commit(spec, table, &position, rows).await;
     Ok(true)
+}
+
+/// A commit failed: the reader is ended and the writer rolled back (whatever of the failed
+/// unit did not land).
+async fn failed_commit(
+    reader: tokio::task::JoinHandle<Result<()>>,
+    writer: Box<dyn SinkWriter>,
+    f: SplitFailure,
+) -> std::result::Result<bool, SplitFailure> {
+    reader.abort();
+    rollback(writer, false).await;
+    Err(f)
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SplitRun<'_> {
+    /// Transforms and writes one event; `Ok(true)` when it ended at a safe point.
+    async fn handle(
+        &mut self,
+        event: SourceEvent,
+        writer: &mut Box<dyn SinkWriter>,
+    ) -> Result<bool> {
+        match event {
+            SourceEvent::Batch(b) => {
+                self.write(self.ti, b.data, b.bytes, Some(&b.position), writer)
+                    .await?;
+                self.safe = Some(b.position);
+                self.dirty = false;
+                Ok(true)
+            }
+            SourceEvent::Rows { table, data, bytes } => {
+                let ti = self.table_index(&table)?;
+                self.write(ti, data, bytes, None, writer).await?;
+                self.dirty = true;
+                Ok(false)
+            }
+            SourceEvent::Schema(schema) => {
+                let ti = self.table_index(&schema.id)?;
+                self.rebind(ti, schema, writer).await?;
+                Ok(false)
+            }
+            SourceEvent::Barrier(p) => {
+                self.safe = Some(p);
+                self.dirty = false;
+                Ok(true)
+            }
+        }
+    }
+
+    fn table_index(&self, id: &TableId) -> Result<usize> {
+        if self.tables[self.ti].source.schema.id == *id {
+            return Ok(self.ti);
+        }
+        self.tables
+            .iter()
+            .position(|t| t.source.schema.id == *id)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "the source sent rows of {id}, a table it did not describe"
+                ))
+            })
+    }
+
+    /// Binds the job's transforms to a table's new schema and tells the writer when what it
+    /// receives changes shape.
+    async fn rebind(
+        &mut self,
+        ti: usize,
+        schema: sluice_core::TableSchema,
+        writer: &mut Box<dyn SinkWriter>,
+    ) -> Result<()> {
+        let t = &self.tables[ti];
+        let mut out = schema.clone();
+        let mut transforms = Vec::with_capacity(self.spec.transforms.len());
+        for tr in &self.spec.transforms {
+            let b = tr
+                .bind(&out)
+                .map_err(|e| e.context(format!("table {} after a schema change", schema.id)))?;
+            out = b.output().clone();
+            transforms.push(b);
+        }
+        let current = self.rebound.get(&ti).map_or(&t.plan, |b| &b.plan);
+        let mut plan = current.clone();
+        out.id = plan.target.clone();
+        let changed = plan.schema.arrow.fields() != out.arrow.fields();
+        plan.schema = out;
+        if changed {
+            info!(table = %schema.id, "The table changed shape; following it.");
+            writer.schema_changed(&plan).await?;
+        }
+        self.rebound.insert(ti, Bound { transforms, plan });
+        Ok(())
+    }
+
+    async fn write(
+        &mut self,
+        ti: usize,
+        data: arrow::record_batch::RecordBatch,
+        bytes: u64,
+        position: Option<&Position>,
+        writer: &mut Box<dyn SinkWriter>,
+    ) -> Result<()> {
+        let t = &self.tables[ti];
+        let n = data.num_rows() as u64;
+        t.progress.rows_read.fetch_add(n, Ordering::Relaxed);
+        t.progress.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        t.metrics.rows_read.increment(n);
+        t.metrics.bytes_read.increment(bytes);
+        t.metrics.batches.increment(1);
+        let (transforms, plan) = match self.rebound.get(&ti) {
+            Some(b) => (&b.transforms, &b.plan),
+            None => (&t.transforms, &t.plan),
+        };
+        let unknown;
+        let position = match position.or(self.safe.as_ref()) {
+            Some(p) => p,
+            None => {
+                unknown = Position::new(self.split.id.clone(), serde_json::Value::Null);
+                &unknown
+            }
+        };
+        let origin = crate::bad_records::Origin {
+            job: &self.spec.name,
+            table: &plan.target.to_string(),
+            split: &self.split.id,
+            position,
+            rows_read: t.progress.rows_read.load(Ordering::Relaxed),
+        };
+        let data = apply_tolerant(transforms, data, &self.spec.bad_records, &origin)?;
+        let kept = data.num_rows() as u64;
+        if kept == 0 {
+            return Ok(());
+        }
+        // A stop interrupts even a write that waits (on a lock, on a server that stopped
+        // answering): the split is rolled back to its last commit anyway.
+        let written = tokio::select! {
+            biased;
+            _ = self.run_stop.cancelled() => return Err(Error::stopped()),
+            r = async {
+                if ti == self.ti {
+                    writer.write(data).await
+                } else {
+                    writer.write_table(plan, data).await
+                }
+            } => r,
+        };
+        written?;
+        *self.written.entry(ti).or_default() += kept;
+        Ok(())
+    }
+
+    /// Commits at the last safe point: the writer makes it durable (within
+    /// `checkpoint_timeout` in streaming mode), then the position is recorded and the source
+    /// told. Only an abort interrupts a commit.
+    async fn checkpoint(
+        &mut self,
+        writer: &mut Box<dyn SinkWriter>,
+        cursor: &mut Cursor,
+    ) -> std::result::Result<(), SplitFailure> {
+        let Some(position) = self.safe.take() else {
+            return Ok(());
+        };
+        let written = std::mem::take(&mut self.written);
+        let started = Instant::now();
+        let commit = writer.commit(&position);
+        let committed = match self.spec.streaming {
+            Some(s) => match tokio::time::timeout(s.timeout, self.ctl.unless_aborted(commit)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "a checkpoint did not complete within checkpoint_timeout ({:.0?}): the \
+                         sink took too long to commit",
+                        s.timeout
+                    ),
+                )
+                .with_hint(
+                    "run the job again: it resumes from its last checkpoint; raise \
+                     checkpoint_timeout in [job] if the target is slow",
+                )),
+            },
+            None => self.ctl.unless_aborted(commit).await,
+        };
+        self.tables[self.ti]
+            .metrics
+            .commit_seconds
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = committed {
+            let e = e.context(format!(
+                "table {}, split {}",
+                self.tables[self.ti].source.schema.id, self.split.index
+            ));
+            if e.kind() == ErrorKind::Stopped && self.ctl.is_aborting() {
+                return Err(SplitFailure::Failed(e));
+            }
+            return Err(SplitFailure::InDoubt(e, position, written));
+        }
+        let rows = cursor.rows + written.values().sum::<u64>();
+        record_commit(self.spec, self.tables, self.ti, &position, &written, rows).await;
+        *cursor = Cursor {
+            position: Some(position),
+            rows,
+        };
+        Ok(())
+    }
 }
 
 /// What follows a commit that landed: the rows count, the state store records the position
 /// (for `status`; the record itself for sinks without checkpoints), and only then is the
 /// source told (`Source::committed`), so it acknowledges upstream only what is durable.
-async fn record_commit(spec: &JobSpec, table: &PlannedTable, position: &Position, rows: u64) {
-    table
-        .progress
-        .rows_written
-        .fetch_add(rows, Ordering::Relaxed);
-    table.metrics.rows_written.increment(rows);
-    table.metrics.splits.increment(1);
+async fn record_commit(
+    spec: &JobSpec,
+    tables: &[Arc<PlannedTable>],
+    ti: usize,
+    position: &Position,
+    written: &Written,
+    rows: u64,
+) {
+    for (&i, &n) in written {
+        let t = &tables[i];
+        t.progress.rows_written.fetch_add(n, Ordering::Relaxed);
+        t.metrics.rows_written.increment(n);
+    }
+    let table = &tables[ti];
+    if position.done {
+        table.metrics.splits.increment(1);
+    }
     if let Err(e) = spec
         .checkpoints
         .save(&table.source.schema.id.to_string(), position, rows)
@@ -960,7 +1291,7 @@ async fn record_commit(spec: &JobSpec, table: &PlannedTable, position: &Position
     if let Err(e) = spec.source.committed(position).await {
         warn!(error = %e, "The source could not acknowledge a committed position.");
     }
-    debug!(rows, "Split committed.");
+    debug!(rows, done = position.done, "Committed.");
 }
 
 async fn fail(

@@ -181,6 +181,7 @@ fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobS
         checkpoints: Arc::new(crate::NoCheckpoints),
         bad_records: Arc::new(crate::BadRecordPolicy::default()),
         retry: crate::RetryPolicy::default(),
+        streaming: None,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sluice_connectors::job::JobFile;
+use sluice_connectors::job::{JobFile, JobMode};
 use sluice_core::Result;
 use sluice_engine::JobSpec;
 
@@ -49,5 +49,12 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
             job.errors.dead_letter.as_ref().map(|d| d.path.clone()),
         )),
         retry: sluice_engine::RetryPolicy::default(),
+        streaming: (job.job.mode == JobMode::Streaming).then(|| {
+            let d = sluice_engine::Streaming::DEFAULT;
+            sluice_engine::Streaming {
+                interval: job.job.checkpoint_interval.map_or(d.interval, |t| t.0),
+                timeout: job.job.checkpoint_timeout.map_or(d.timeout, |t| t.0),
+            }
+        }),
     })
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use arrow::record_batch::RecordBatch;
-use sluice_core::source::{BatchSender, DynSource, SourceTable};
+use sluice_core::source::{BatchSender, DynSource, SourceEvent, SourceTable};
 use sluice_core::{Error, LogicalType, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -161,8 +161,13 @@ impl Local {
             let sender = BatchSender::new(tx, CancellationToken::new());
             let mut failed = None;
             let consume = async {
-                while let Some(b) = rx.recv().await {
-                    if let Err(e) = f(&b.data) {
+                while let Some(event) = rx.recv().await {
+                    let data = match event {
+                        SourceEvent::Batch(b) => b.data,
+                        SourceEvent::Rows { data, .. } => data,
+                        SourceEvent::Schema(_) | SourceEvent::Barrier(_) => continue,
+                    };
+                    if let Err(e) = f(&data) {
                         failed = Some(e);
                         break;
                     }
