@@ -42,8 +42,8 @@ pub async fn source_side(
     listed: &[SourceTable],
 ) -> Result<(Db, String, Scopes)> {
     let url = match source {
-        SourceConfig::Postgres(c) => Some((c.url.as_str(), true)),
-        SourceConfig::Mysql(c) => Some((c.url.as_str(), false)),
+        SourceConfig::Postgres(c) => Some((c.url.expose(), true)),
+        SourceConfig::Mysql(c) => Some((c.url.expose(), false)),
         _ => None,
     };
     match url {
@@ -71,9 +71,9 @@ pub async fn sink_side(sink: &SinkConfig) -> Result<(Db, String)> {
     match &sink.kind {
         SinkKind::Postgres(c) => {
             let schema = c.schema.clone().unwrap_or_else(|| "public".into());
-            connect(&c.url, true, &schema).await
+            connect(c.url.expose(), true, &schema).await
         }
-        SinkKind::Mysql(c) => connect(&c.url, false, "").await,
+        SinkKind::Mysql(c) => connect(c.url.expose(), false, "").await,
         SinkKind::Sqlite(c) => {
             let cfg: SqliteSourceConfig =
                 serde_json::from_value(serde_json::json!({ "url": c.url }))

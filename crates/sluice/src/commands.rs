@@ -4,9 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_connectors::job::JobFile;
-use sluice_core::config::redact;
+use sluice_core::config::{ConfigDoc, redact};
 use sluice_core::{Error, LogicalType};
-use sluice_engine::{Controller, Progress, RunState, STOP_DEADLINE, StopReason, plan_tables};
+use sluice_engine::{
+    Controller, Progress, RunState, STOP_DEADLINE, StopReason, describe_tables, list_splits,
+};
 use sluice_job::{JobHandle, StartOptions, build_spec};
 use sluice_state::observed_state;
 use tracing::{info, warn};
@@ -83,17 +85,28 @@ fn report_in(e: &Error, what: &str) -> u8 {
     exit_code_for(e.kind())
 }
 
+/// [`report`], pointing into the job file when the error names an option it has
+/// (`file:line:col` with the line shown).
+fn report_at(e: &Error, doc: &ConfigDoc) -> u8 {
+    match e.key().filter(|k| doc.has(k)) {
+        Some(k) => {
+            let located = doc.error_at(k, e.message(), e.hint().map(str::to_string));
+            eprintln!("error: {}", located.render());
+            exit_code_for(e.kind())
+        }
+        None => report(e),
+    }
+}
+
 fn load(path: &Path) -> Result<JobFile, u8> {
     load_doc(path).map(|(job, _)| job)
 }
 
-fn load_doc(path: &Path) -> Result<(JobFile, serde_json::Value), u8> {
-    JobFile::load(path)
-        .map(|(job, doc)| (job, doc.value))
-        .map_err(|e| {
-            eprintln!("error: {}", e.render());
-            exit::USAGE
-        })
+fn load_doc(path: &Path) -> Result<(JobFile, ConfigDoc), u8> {
+    JobFile::load(path).map_err(|e| {
+        eprintln!("error: {}", e.render());
+        exit::USAGE
+    })
 }
 
 async fn control_cmd(
@@ -115,10 +128,11 @@ async fn run(
     bars: bool,
     from_scratch: bool,
 ) -> u8 {
-    let (job, document) = match load_doc(path) {
+    let (job, doc) = match load_doc(path) {
         Ok(j) => j,
         Err(code) => return code,
     };
+    let document = doc.value.clone();
     let store = match sluice_state::open(state_dir).await {
         Ok(s) => s,
         Err(e) => return report(&e),
@@ -196,7 +210,7 @@ async fn run(
             exit::STOPPED
         }
         _ => match &outcome.error {
-            Some(e) => report(e),
+            Some(e) => report_at(e, &doc),
             None => exit::FAILED,
         },
     }
@@ -235,20 +249,43 @@ async fn watch_signals(ctl: Arc<Controller>) {
     }
 }
 
+/// Plans the job as a run would, with the source's and the sink's own checks (privileges,
+/// settings): the source's before splits are listed (which reads), the sink's last.
+async fn plan_checked(
+    spec: &sluice_engine::JobSpec,
+) -> Result<Vec<sluice_engine::PlannedTable>, Error> {
+    let mut planned = describe_tables(spec, &Progress::new()).await?;
+    let sources: Vec<_> = planned.iter().map(|t| t.source.clone()).collect();
+    spec.source
+        .check(&sources)
+        .await
+        .map_err(|e| e.within("source"))?;
+    for t in &mut planned {
+        list_splits(spec, t).await?;
+    }
+    let plans: Vec<_> = planned.iter().map(|t| t.plan.clone()).collect();
+    spec.sink
+        .check(&plans)
+        .await
+        .map_err(|e| e.within("sink"))?;
+    Ok(planned)
+}
+
 async fn validate(path: &Path) -> u8 {
-    let job = match load(path) {
+    let (job, doc) = match load_doc(path) {
         Ok(j) => j,
         Err(code) => return code,
     };
     let spec = match build_spec(&job) {
         Ok(s) => s,
-        Err(e) => return report(&e),
+        Err(e) => return report_at(&e, &doc),
     };
-    let planned = match plan_tables(&spec, &Progress::new()).await {
-        Ok(p) => p,
-        Err(e) => return report(&e),
-    };
+    let planned = plan_checked(&spec).await;
     let _ = spec.source.close().await;
+    let planned = match planned {
+        Ok(p) => p,
+        Err(e) => return report_at(&e, &doc),
+    };
     outln!(
         "job {}: {} → {} ({} write), {} table(s)",
         job.job.name,
@@ -306,7 +343,7 @@ async fn validate(path: &Path) -> u8 {
             outln!("  {:<30} {:<28} {target}{notes}", f.name(), ty);
         }
     }
-    outln!("\nOK: configuration valid, source reachable, every column mapped.");
+    outln!("\nOK: configuration valid, source readable, target writable, every column mapped.");
     exit::OK
 }
 

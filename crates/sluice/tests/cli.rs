@@ -915,3 +915,41 @@ fn a_closed_stdout_does_not_turn_a_finished_copy_into_a_panic() {
         assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn errors_found_while_planning_point_at_the_option_in_the_job_file() {
+    let env = Env::new();
+    let c = rusqlite::Connection::open(env.path("src.db")).unwrap();
+    c.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    drop(c);
+    let job = env.write(
+        "job.toml",
+        "[job]\nname = \"x\"\n[source]\ntype = \"sqlite\"\nurl = \"sqlite://src.db\"\ntables = [\"ordrs\"]\n[sink]\ntype = \"csv\"\npath = \"out\"\n",
+    );
+    for cmd in ["validate", "run"] {
+        let o = env.sluice(&[cmd, job.to_str().unwrap()]);
+        assert_eq!(code(&o), 2, "{cmd}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("job.toml:6:10: table ordrs not found"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains("tables = [\"ordrs\"]") && err.contains("did you mean `orders`"),
+            "{err}"
+        );
+    }
+    // A connector option checked when the job is loaded is located too.
+    let job = env.write(
+        "gen.toml",
+        "[job]\nname = \"g\"\n[source]\ntype = \"generate\"\nrows = 10\nbatch_size = 0\n[sink]\ntype = \"csv\"\npath = \"out\"\n",
+    );
+    let o = env.sluice(&["validate", job.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("gen.toml:6:14: `batch_size` must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+}

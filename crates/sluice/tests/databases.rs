@@ -13,7 +13,7 @@ use assert_cmd::cargo::CommandCargoExt;
 
 mod support;
 
-use support::{MyDb, PgDb, mysql, psql, sh};
+use support::{MyDb, PgDb, mysql, psql, sh, unique};
 
 /// Large enough that 20 kills at random moments land before a copy can finish.
 const ROWS: i64 = 400_000;
@@ -1680,4 +1680,147 @@ fn intervals_and_lists_of_instants_reach_files_exactly() {
             && row1.contains(r#"[""a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11""]"#),
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// `sluice validate` checks what the run will need: the privileges to read the source and to
+// create or write the target, before anything moves.
+
+#[test]
+fn validate_names_the_missing_privilege_and_the_grant() {
+    let src = PgDb::new();
+    let dst = PgDb::new();
+    let role = unique("role");
+    psql(
+        &src.0,
+        &format!(
+            "CREATE ROLE {role} LOGIN; CREATE TABLE public.t (id int PRIMARY KEY); \
+         INSERT INTO public.t VALUES (1);"
+        ),
+    );
+    psql(
+        &dst.0,
+        "CREATE TABLE public.t (id int PRIMARY KEY); REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+    );
+    let as_role = |db: &PgDb| format!("postgres://{role}@127.0.0.1:5432/{}", db.0);
+    let job = Job::new(
+        &format!(
+            "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.t\"]",
+            as_role(&src)
+        ),
+        &format!("type = \"postgres\"\nurl = \"{}\"", as_role(&dst)),
+    );
+    let validate = || job.cmd(&["validate", "job.toml"]).output().unwrap();
+    // The source table is not readable.
+    let o = validate();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("role \"{role}\" may not SELECT from public.t")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("GRANT SELECT ON public.t TO \"{role}\"")),
+        "{err}"
+    );
+    psql(&src.0, &format!("GRANT SELECT ON public.t TO {role}"));
+    // The target table is not writable.
+    let o = validate();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("may not INSERT into \"public\".\"t\""),
+        "{err}"
+    );
+    psql(&dst.0, &format!("GRANT INSERT ON public.t TO {role}"));
+    // The checkpoint table cannot be created.
+    let o = validate();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("may not create \"public\".\"_sluice_checkpoints\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("GRANT CREATE ON SCHEMA \"public\" TO \"{role}\"")),
+        "{err}"
+    );
+    psql(&dst.0, &format!("GRANT CREATE ON SCHEMA public TO {role}"));
+    let o = validate();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("target writable"));
+    drop(job);
+    drop(src);
+    drop(dst);
+    psql("postgres", &format!("DROP ROLE {role}"));
+}
+
+/// A streaming job into PostgreSQL: the rows and the position commit together every interval,
+/// so after `kill -9` the resumed stream neither loses nor repeats an id.
+#[test]
+fn a_stream_into_postgres_resumes_exactly_after_kill_9() {
+    let dst = PgDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("job.toml"),
+        format!(
+            "[job]\nname = \"pgstream\"\nmode = \"streaming\"\ncheckpoint_interval = \"100ms\"\n\
+             [source]\ntype = \"generate\"\ntable = \"events\"\nrate = 20000\nbatch_size = 200\n\
+             [sink]\ntype = \"postgres\"\nurl = \"{}\"\ntable_map = {{ \"events\" = \"public.events\" }}\n",
+            dst.url()
+        ),
+    )
+    .unwrap();
+    let count = || -> (i64, i64, i64) {
+        let out = psql(
+            &dst.0,
+            "SELECT count(*), count(DISTINCT id), coalesce(max(id), -1) FROM public.events",
+        );
+        let v: Vec<i64> = out.trim().split('|').map(|x| x.parse().unwrap()).collect();
+        (v[0], v[1], v[2])
+    };
+    let mut seen = 0;
+    for round in 0..4 {
+        let mut child = Command::cargo_bin("sluice")
+            .unwrap()
+            .current_dir(dir.path())
+            .env_remove("SLUICE_STATE")
+            .args(["run", "job.toml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the stream ended by itself"
+            );
+            let has_table = psql(&dst.0, "SELECT to_regclass('public.events') IS NOT NULL");
+            if has_table.trim() == "t" && count().0 > seen + 1000 {
+                break;
+            }
+            assert!(std::time::Instant::now() < until, "no commit within 30 s");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        std::thread::sleep(Duration::from_millis(37 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (n, distinct, max) = count();
+        assert_eq!(
+            (n, distinct),
+            (max + 1, n),
+            "round {round}: lost or doubled ids"
+        );
+        let pos = psql(
+            &dst.0,
+            "SELECT position FROM public._sluice_checkpoints WHERE job = 'pgstream'",
+        );
+        let v: serde_json::Value = serde_json::from_str(pos.trim()).unwrap();
+        assert_eq!(v["value"]["next"].as_i64(), Some(n), "round {round}");
+        seen = n;
+    }
 }

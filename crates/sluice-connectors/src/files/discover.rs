@@ -112,9 +112,11 @@ pub(crate) fn discover(path: &str, table: Option<&str>) -> Result<Vec<FoundTable
     // The job names a path that holds nothing to read: a config error (exit 2), like any
     // other wrong value in the job file.
     let not_found = |what: &str| {
-        Error::config(format!("input path {path:?} {what}")).with_hint(
-            "check the path; a file, a directory or a glob such as \"data/*.csv\" is accepted",
-        )
+        Error::config(format!("input path {path:?} {what}"))
+            .with_hint(
+                "check the path; a file, a directory or a glob such as \"data/*.csv\" is accepted",
+            )
+            .at("path")
     };
     // (table name, files) pairs in discovery order.
     let mut entries: Vec<(String, Vec<PathBuf>)> = Vec::new();

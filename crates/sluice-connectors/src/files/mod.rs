@@ -40,3 +40,40 @@ pub use config::{
     CsvSinkConfig, CsvSourceConfig, InputCompression, JsonlSinkConfig, JsonlSourceConfig,
     OutputCompression, ParquetCompression, ParquetSinkConfig, ParquetSourceConfig,
 };
+
+/// Checks, without leaving a trace, that Sluice may create files in `dir` (or, if it does not
+/// exist yet, in the nearest directory above it that does, where it would be created).
+pub(crate) fn check_writable_dir(dir: &std::path::Path, what: &str) -> sluice_core::Result<()> {
+    let mut at = dir;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => {
+                at = std::path::Path::new(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        return Err(sluice_core::Error::config(format!(
+            "{what}: {} is not a directory",
+            at.display()
+        ))
+        .with_hint("choose a path whose parent is a directory"));
+    }
+    let probe = at.join(format!(".sluice-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(sluice_core::Error::from_io(
+            e,
+            format!("{what}: cannot create files in {}", at.display()),
+        )),
+    }
+}

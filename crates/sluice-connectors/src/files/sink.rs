@@ -326,6 +326,10 @@ impl Cleanup {
 
 #[async_trait]
 impl Sink for FileSink {
+    async fn check(&self, _tables: &[TablePlan]) -> Result<()> {
+        super::check_writable_dir(&self.dir, "sink")
+    }
+
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let dir = self.dir.clone();
         let mut names = Vec::new();

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sluice_core::error::join_errors;
 use sluice_core::schema::TablePattern;
 use sluice_core::schema::parse_patterns;
+use sluice_core::secret::SecretUrl;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
@@ -51,7 +52,7 @@ pub enum LoadMethod {
 pub struct MysqlSourceConfig {
     /// Server URL with the database whose tables are read, e.g.
     /// `mysql://reader:secret@127.0.0.1:3306/shop`; may be `${env:MYSQL_URL}`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Table names or globs, e.g. `["orders", "order_*", "other_db.events"]`. Unqualified
     /// names are in the URL's database. Default `["*"]`.
     #[serde(default = "default_tables")]
@@ -107,7 +108,7 @@ fn default_connections() -> usize {
 pub struct MysqlSinkConfig {
     /// Server URL with the database tables are written to, e.g.
     /// `mysql://writer:secret@127.0.0.1:3306/warehouse`; may be `${env:MYSQL_URL}`.
-    pub url: String,
+    pub url: SecretUrl,
     /// `"load_data"` (default: `LOAD DATA LOCAL INFILE`, needs `local_infile = ON` on the
     /// server) or `"insert"` (multi-row `INSERT` with bound parameters).
     #[serde(default)]
@@ -207,7 +208,9 @@ impl MysqlSourceConfig {
 
     pub(crate) fn plan(&self) -> Result<SourcePlan> {
         let mut errors = Vec::new();
-        let server = Server::parse(&self.url).map_err(|e| errors.push(e)).ok();
+        let server = Server::parse(self.url.expose())
+            .map_err(|e| errors.push(e))
+            .ok();
         if self.tables.is_empty() {
             errors.push(Error::config("`tables` is empty, so nothing would be read").with_hint(
                 "leave `tables` out to read every table of the url's database, or name some: [\"orders\"]",
@@ -269,13 +272,13 @@ impl MysqlSinkConfig {
     /// Checks that the server answers and, for `method = "load_data"`, accepts
     /// `LOAD DATA LOCAL` (`sluice validate`).
     pub async fn check(&self) -> Result<()> {
-        let server = Server::parse(&self.url)?;
+        let server = Server::parse(self.url.expose())?;
         super::check::check_sink(&server, self.method == LoadMethod::LoadData).await
     }
 
     pub(crate) fn plan(&self, mode: WriteMode, create_tables: bool) -> Result<SinkPlan> {
         Ok(SinkPlan {
-            server: Server::parse(&self.url)?,
+            server: Server::parse(self.url.expose())?,
             mode,
             create_tables,
             method: self.method,

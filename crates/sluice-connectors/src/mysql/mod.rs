@@ -50,6 +50,7 @@ mod config;
 mod decode;
 mod encode;
 mod error;
+pub mod position;
 mod sink;
 mod source;
 pub mod types;

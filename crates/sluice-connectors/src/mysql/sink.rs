@@ -756,6 +756,14 @@ struct LockHolder {
 
 #[async_trait]
 impl Sink for MysqlSink {
+    async fn check(&self, _tables: &[TablePlan]) -> Result<()> {
+        super::check::check_sink(
+            &self.plan.server,
+            self.plan.method == super::config::LoadMethod::LoadData,
+        )
+        .await
+    }
+
     fn keeps_checkpoints(&self) -> bool {
         true
     }

@@ -14,7 +14,6 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
-use serde_json::json;
 use sluice_core::batch::{Position, Split};
 use sluice_core::schema::{TableSchema, split_sql_path};
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
@@ -26,6 +25,7 @@ use super::check::{connect, kill_in_background, qualified, quote};
 use super::config::{SourcePlan, ZeroDates};
 use super::decode::ColBuilder;
 use super::error::{is_privilege, map};
+use super::position::{KeyInt, MysqlPosition, MysqlSplit};
 use super::types::{self, Kind, MysqlType};
 
 /// Databases never listed.
@@ -422,20 +422,6 @@ fn key_value(v: i128) -> Value {
     }
 }
 
-fn key_json(v: i128) -> serde_json::Value {
-    if v > i128::from(i64::MAX) {
-        json!(v as u64)
-    } else {
-        json!(v as i64)
-    }
-}
-
-fn json_key(v: &serde_json::Value) -> Option<i128> {
-    v.as_i64()
-        .map(i128::from)
-        .or_else(|| v.as_u64().map(i128::from))
-}
-
 fn value_int(v: &Value) -> Option<i128> {
     match v {
         Value::Int(i) => Some(i128::from(*i)),
@@ -477,7 +463,12 @@ impl Source for MysqlSource {
             }]
         };
         let Some((key, _)) = &meta.key else {
-            return Ok(one(json!({ "key": null })));
+            return Ok(one(MysqlSplit {
+                key: None,
+                lo: None,
+                hi: None,
+            }
+            .to_detail()));
         };
         let mut conn = connect(&self.plan.server, "source").await?;
         let r: std::result::Result<Option<(Value, Value)>, _> = conn
@@ -493,7 +484,12 @@ impl Source for MysqlSource {
             .map(|(a, b)| (value_int(&a), value_int(&b)))
             .unwrap_or((None, None))
         else {
-            return Ok(one(json!({ "key": key })));
+            return Ok(one(MysqlSplit {
+                key: Some(key.clone()),
+                lo: None,
+                hi: None,
+            }
+            .to_detail()));
         };
         let rows = table.estimated_rows.unwrap_or(0);
         let n = rows.div_ceil(self.plan.chunk_rows).max(1);
@@ -502,15 +498,20 @@ impl Source for MysqlSource {
         let per = (rows / count as u64).max(1);
         Ok((0..count)
             .map(|i| {
-                let lo = (i > 0).then(|| key_json(cuts[i - 1]));
-                let hi = (i + 1 < count).then(|| key_json(cuts[i]));
+                let lo = (i > 0).then(|| KeyInt(cuts[i - 1]));
+                let hi = (i + 1 < count).then(|| KeyInt(cuts[i]));
                 Split {
                     id: format!("{id}#{i}"),
                     table: id.clone(),
                     index: i,
                     estimated_rows: Some(per),
                     estimated_bytes: None,
-                    detail: json!({ "key": key, "lo": lo, "hi": hi }),
+                    detail: MysqlSplit {
+                        key: Some(key.clone()),
+                        lo,
+                        hi,
+                    }
+                    .to_detail(),
                     continues: false,
                     start: None,
                 }
@@ -617,7 +618,8 @@ impl MysqlSource {
                     self.plan.server.display,
                     self.plan.server.database.as_deref().unwrap_or("none")
                 ))
-                .with_hint(hint));
+                .with_hint(hint)
+                .at("tables"));
             }
             for h in hits {
                 if !chosen.contains(&h) {
@@ -662,21 +664,25 @@ async fn read_split(
         .as_ref()
         .and_then(|(k, _)| meta.columns.iter().position(|(n, _)| n == k));
     let mut skip_rows = 0u64;
+    let at = resume
+        .as_ref()
+        .map(|p| MysqlPosition::of(&split.id, &p.value))
+        .transpose()?;
     if let (Some((key, _)), Some(_)) = (&meta.key, key_idx) {
         let k = quote(key);
         let mut conds = Vec::new();
-        if let Some(lo) = split.detail.get("lo").and_then(json_key) {
+        let detail = MysqlSplit::of(&split.id, &split.detail)?;
+        if let Some(KeyInt(lo)) = detail.lo {
             conds.push(format!("{k} >= ?"));
             params.push(key_value(lo));
         }
-        if let Some(hi) = split.detail.get("hi").and_then(json_key) {
+        if let Some(KeyInt(hi)) = detail.hi {
             conds.push(format!("{k} < ?"));
             params.push(key_value(hi));
         }
-        if let Some(last) = resume
-            .as_ref()
-            .and_then(|p| p.value.get("last_key"))
-            .and_then(json_key)
+        if let Some(MysqlPosition::Key {
+            last_key: KeyInt(last),
+        }) = at
         {
             conds.push(format!("{k} > ?"));
             params.push(key_value(last));
@@ -699,11 +705,10 @@ async fn read_split(
                 .collect();
             sql.push_str(&format!(" ORDER BY {}", all.join(", ")));
         }
-        skip_rows = resume
-            .as_ref()
-            .and_then(|p| p.value.get("rows"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        skip_rows = match at {
+            Some(MysqlPosition::Rows { rows }) => rows,
+            _ => 0,
+        };
         if skip_rows > 0 {
             sql.push_str(&format!(" LIMIT 18446744073709551615 OFFSET {skip_rows}"));
         }
@@ -796,8 +801,14 @@ fn row_name(key: Option<i128>, n: u64) -> String {
 
 fn position(split: &str, last_key: Option<i128>, rows: u64) -> Position {
     match last_key {
-        Some(k) => Position::new(split, json!({ "last_key": key_json(k) })),
-        None => Position::new(split, json!({ "rows": rows })),
+        Some(k) => Position::new(
+            split,
+            MysqlPosition::Key {
+                last_key: KeyInt(k),
+            }
+            .to_value(),
+        ),
+        None => Position::new(split, MysqlPosition::Rows { rows }.to_value()),
     }
 }
 

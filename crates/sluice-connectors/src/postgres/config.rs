@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sluice_core::schema::TablePattern;
+use sluice_core::secret::SecretUrl;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
@@ -28,7 +29,7 @@ pub enum ReadMode {
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     /// Server URL, e.g. `postgres://app@127.0.0.1:5432/shop`; may be `${env:PG_URL}`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Table names or globs, e.g. `["public.orders", "sales.*"]`; default `["*"]` (all user
     /// tables) unless `query` is given.
     #[serde(default)]
@@ -105,7 +106,7 @@ impl PostgresSourceConfig {
     }
 
     pub(crate) fn plan(&self) -> Result<SourcePlan> {
-        let pg = parse_url(&self.url)?;
+        let pg = parse_url(self.url.expose())?;
         if self.query.is_some() && !self.tables.is_empty() {
             return Err(Error::config("`query` and `tables` cannot both be given")
                 .with_hint("read either a list of tables or one query"));
@@ -170,7 +171,7 @@ impl PostgresSourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct PostgresSinkConfig {
     /// Server URL, e.g. `postgres://app@127.0.0.1:5432/warehouse`; may be `${env:PG_URL}`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Schema for target names without one, e.g. `"staging"`; default `"public"`.
     #[serde(default)]
     pub schema: Option<String>,
@@ -179,7 +180,7 @@ pub struct PostgresSinkConfig {
 impl PostgresSinkConfig {
     /// Validates the options (no I/O) and builds the sink.
     pub fn build(&self, mode: WriteMode, create_tables: bool) -> Result<DynSink> {
-        let pg = parse_url(&self.url)?;
+        let pg = parse_url(self.url.expose())?;
         let schema = self.schema.clone().unwrap_or_else(|| "public".to_string());
         if schema.is_empty() {
             return Err(Error::config("`schema` is empty").with_hint("e.g. schema = \"public\""));

@@ -58,6 +58,7 @@ pub mod copy_decode;
 pub mod copy_encode;
 mod error;
 mod numeric;
+pub mod position;
 mod sink;
 mod source;
 pub mod types;

@@ -590,6 +590,97 @@ impl Sink for PgSink {
         Ok(Some(Box::new(LockHolder { _conn: conn })))
     }
 
+    async fn check(&self, tables: &[TablePlan]) -> Result<()> {
+        let conn = check::connect(&self.pg, "sink").await?;
+        let c = &conn.client;
+        let user: String = c
+            .query_one("SELECT current_user", &[])
+            .await
+            .map_err(|e| pg_error(e, "sink: checking privileges"))?
+            .get(0);
+        // What the job writes: every target, and the checkpoint tables in the default schema.
+        let mut wanted: Vec<(String, String, bool)> = Vec::with_capacity(tables.len() + 2);
+        for t in tables {
+            let (schema, name) = self.names(t)?;
+            wanted.push((schema, name, true));
+        }
+        for name in [checkpoints::CHECKPOINTS, checkpoints::JOBS] {
+            wanted.push((self.schema.clone(), name.to_string(), false));
+        }
+        for (schema, name, is_target) in wanted {
+            let shown = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+            match check::find_relation(c, &schema, &name).await? {
+                Some(oid) => {
+                    let privs: &[&str] = match (is_target, self.mode) {
+                        (false, _) => &["INSERT", "UPDATE", "SELECT"],
+                        (true, WriteMode::Upsert) => &["INSERT", "UPDATE", "SELECT"],
+                        (true, _) => &["INSERT"],
+                    };
+                    for p in privs {
+                        let ok: bool = c
+                            .query_one("SELECT has_table_privilege($1::oid, $2)", &[&oid, p])
+                            .await
+                            .map_err(|e| pg_error(e, "sink: checking privileges"))?
+                            .get(0);
+                        if !ok {
+                            return Err(Error::new(
+                                sluice_core::ErrorKind::Auth,
+                                format!("role {user:?} may not {p} into {shown}"),
+                            )
+                            .with_hint(format!("GRANT {p} ON {shown} TO {}", quote_ident(&user))));
+                        }
+                    }
+                }
+                None if is_target && !self.create => {
+                    return Err(Error::config(format!(
+                        "target table {shown} does not exist and create_tables = false"
+                    ))
+                    .with_hint("create the table, or set create_tables = true in [sink]"));
+                }
+                None => {
+                    let ok: Option<bool> = c
+                        .query_one(
+                            "SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace \
+                             WHERE nspname = $1",
+                            &[&schema],
+                        )
+                        .await
+                        .ok()
+                        .map(|r| r.get(0));
+                    match ok {
+                        Some(true) => {}
+                        Some(false) => {
+                            return Err(Error::new(
+                                sluice_core::ErrorKind::Auth,
+                                format!(
+                                    "role {user:?} may not create {shown}: no CREATE privilege \
+                                     on schema {}",
+                                    quote_ident(&schema)
+                                ),
+                            )
+                            .with_hint(format!(
+                                "GRANT CREATE ON SCHEMA {} TO {}, or create the table first",
+                                quote_ident(&schema),
+                                quote_ident(&user)
+                            )));
+                        }
+                        None => {
+                            return Err(Error::config(format!(
+                                "schema {} does not exist in the target database",
+                                quote_ident(&schema)
+                            ))
+                            .with_hint(format!(
+                                "CREATE SCHEMA {}, or map the table elsewhere with table_map",
+                                quote_ident(&schema)
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn load_generation(&self, job: &str) -> Result<Option<GenerationRecord>> {
         let conn = check::connect(&self.pg, "reading the job's generation in the target").await?;
         if check::find_relation(&conn.client, &self.schema, checkpoints::JOBS)

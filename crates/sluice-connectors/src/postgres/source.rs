@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_core::config::suggestion;
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
 use sluice_core::types::{with_generated, with_native_type};
@@ -19,6 +19,7 @@ use super::check::{self, Conn, PgColumn, PgRelation};
 use super::config::SourcePlan;
 use super::copy_decode::CopyDecoder;
 use super::error::pg_error;
+use super::position::{CursorPosition, KeyPosition, PgSplit, RowsPosition, position_of, to_value};
 use super::types::{Dec, PgType, oid, quote_ident, quote_literal, read_mapping};
 
 /// The alias of the table in every reading query, so ORDER BY names input columns.
@@ -199,7 +200,8 @@ async fn select_tables(
             "no table of the source database matches {}",
             pats.join(", ")
         ))
-        .with_hint("check `tables` and `exclude`; globs match tables, views must be named"));
+        .with_hint("check `tables` and `exclude`; globs match tables, views must be named")
+        .at("tables"));
     }
     let edges = check::inheritance(c).await?;
     let oids: Vec<u32> = selected.iter().map(|r| r.oid).collect();
@@ -437,6 +439,39 @@ impl PgSource {
 
 #[async_trait]
 impl Source for PgSource {
+    async fn check(&self, tables: &[SourceTable]) -> Result<()> {
+        let guard = self.coordinator().await?;
+        let c = &guard.as_ref().expect("coordinator set").conn.client;
+        for t in tables {
+            let oid = {
+                let infos = self
+                    .tables
+                    .lock()
+                    .map_err(|_| Error::internal("table map poisoned"))?;
+                infos.get(&t.schema.id).and_then(|i| i.oid)
+            };
+            let Some(oid) = oid else { continue };
+            let row = c
+                .query_one(
+                    "SELECT has_table_privilege(c.oid, 'SELECT'), current_user, \
+                     format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
+                    &[&oid],
+                )
+                .await
+                .map_err(|e| pg_error(e, "source: checking privileges"))?;
+            let (ok, user, shown): (bool, String, String) = (row.get(0), row.get(1), row.get(2));
+            if !ok {
+                return Err(Error::new(
+                    ErrorKind::Auth,
+                    format!("role {user:?} may not SELECT from {shown}"),
+                )
+                .with_hint(format!("GRANT SELECT ON {shown} TO {user:?}")));
+            }
+        }
+        Ok(())
+    }
+
     async fn tables(&self) -> Result<Vec<SourceTable>> {
         let guard = self.coordinator().await?;
         let c = &guard.as_ref().expect("coordinator set").conn.client;
@@ -521,12 +556,12 @@ impl Source for PgSource {
         };
         let est_total = (info.reltuples >= 0.0).then_some(info.reltuples as u64);
         match &info.split_by {
-            SplitBy::Whole => Ok(vec![split(0, est_total, json!({"kind": "all"}))]),
+            SplitBy::Whole => Ok(vec![split(0, est_total, PgSplit::All.to_detail())]),
             // One split that continues where the previous generation's read ended: rows
             // with a cursor past its final position.
             SplitBy::Incremental { .. } => Ok(vec![Split {
                 continues: true,
-                ..split(0, est_total, json!({"kind": "incremental"}))
+                ..split(0, est_total, PgSplit::Incremental.to_detail())
             }]),
             SplitBy::Key(k) => {
                 let row = c
@@ -549,7 +584,7 @@ impl Source for PgSource {
                     return Ok(vec![split(
                         0,
                         Some(0),
-                        json!({"kind": "key", "lo": null, "hi": null}),
+                        PgSplit::Key { lo: None, hi: None }.to_detail(),
                     )]);
                 };
                 let span = (hi as i128 - lo as i128 + 1) as f64;
@@ -566,13 +601,9 @@ impl Source for PgSource {
                 Ok((0..n as usize)
                     .map(|i| {
                         let b = |j: usize| (lo as i128 + j as i128 * width) as i64;
-                        let lo_v = if i == 0 { Value::Null } else { json!(b(i)) };
-                        let hi_v = if i + 1 == n as usize {
-                            Value::Null
-                        } else {
-                            json!(b(i + 1))
-                        };
-                        split(i, Some(per), json!({"kind": "key", "lo": lo_v, "hi": hi_v}))
+                        let lo = (i > 0).then(|| b(i));
+                        let hi = (i + 1 < n as usize).then(|| b(i + 1));
+                        split(i, Some(per), PgSplit::Key { lo, hi }.to_detail())
                     })
                     .collect())
             }
@@ -609,21 +640,13 @@ impl Source for PgSource {
                 let (xmax, xip): (i64, Vec<i64>) = (snap.get(0), snap.get(1));
                 Ok((0..n)
                     .map(|i| {
-                        let lo_v = if i == 0 {
-                            Value::Null
-                        } else {
-                            json!(i as i64 * pages_per)
+                        let detail = PgSplit::Ctid {
+                            lo: (i > 0).then_some(i as i64 * pages_per),
+                            hi: (i + 1 < n).then_some((i as i64 + 1) * pages_per),
+                            xmax,
+                            xip: xip.clone(),
                         };
-                        let hi_v = if i + 1 == n {
-                            Value::Null
-                        } else {
-                            json!((i as i64 + 1) * pages_per)
-                        };
-                        split(
-                            i,
-                            Some(per),
-                            json!({"kind": "ctid", "lo": lo_v, "hi": hi_v, "xmax": xmax, "xip": xip}),
-                        )
+                        split(i, Some(per), detail.to_detail())
                     })
                     .collect())
             }
@@ -647,12 +670,10 @@ impl Source for PgSource {
         // Page ranges planned in an earlier snapshot: a row inserted or updated since may sit
         // in a page range already copied (lost) while its old version was copied from another
         // (doubled). Any row version the planning snapshot could not see means exactly that.
-        let d = &splits[0].detail;
-        let xmax = d["xmax"].as_i64();
-        let xip: Vec<i64> = d["xip"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .unwrap_or_default();
+        let (xmax, xip) = match PgSplit::of(&splits[0])? {
+            PgSplit::Ctid { xmax, xip, .. } => (Some(xmax), xip),
+            _ => (None, Vec::new()),
+        };
         let changed = match xmax {
             Some(xmax) => {
                 let conn = check::connect(&self.plan.pg, "source").await?;
@@ -717,25 +738,26 @@ impl PgSource {
         split: &Split,
         resume: Option<&Value>,
     ) -> Result<(String, usize)> {
-        let d = &split.detail;
+        let detail = PgSplit::of(split)?;
         let mut conds: Vec<String> = Vec::new();
         let mut extra: Vec<String> = Vec::new();
         let mut order = String::new();
         let mut offset = String::new();
-        match (&info.split_by, d["kind"].as_str()) {
-            (SplitBy::Key(k), Some("key")) => {
+        match (&info.split_by, &detail) {
+            (SplitBy::Key(k), &PgSplit::Key { lo, hi }) => {
                 extra.push(format!("{k}::text"));
-                let last = resume
-                    .and_then(|v| v.get("last_key"))
-                    .and_then(Value::as_i64);
-                match (d["lo"].as_i64(), last) {
+                let last = match resume {
+                    Some(v) => position_of::<KeyPosition>(&split.id, v)?.last_key,
+                    None => None,
+                };
+                match (lo, last) {
                     (_, Some(l)) => conds.push(format!("{k} > {l}")),
                     (Some(lo), None) => conds.push(format!("{k} >= {lo}")),
                     (None, None) => {}
                 }
-                if let Some(hi) = d["hi"].as_i64() {
+                if let Some(hi) = hi {
                     // Rows with a NULL split key are read by the first split.
-                    if d["lo"].is_null() && last.is_none() {
+                    if lo.is_none() && last.is_none() {
                         conds.push(format!("({k} < {hi} OR {k} IS NULL)"));
                     } else {
                         conds.push(format!("{k} < {hi}"));
@@ -743,11 +765,11 @@ impl PgSource {
                 }
                 order = format!(" ORDER BY {ALIAS}.{k} NULLS FIRST");
             }
-            (SplitBy::Ctid, Some("ctid")) => {
-                if let Some(lo) = d["lo"].as_i64() {
+            (SplitBy::Ctid, &PgSplit::Ctid { lo, hi, .. }) => {
+                if let Some(lo) = lo {
                     conds.push(format!("ctid >= '({lo},0)'::tid"));
                 }
-                if let Some(hi) = d["hi"].as_i64() {
+                if let Some(hi) = hi {
                     conds.push(format!("ctid < '({hi},0)'::tid"));
                 }
             }
@@ -761,10 +783,13 @@ impl PgSource {
             ) => {
                 extra.push(format!("{cursor}::text"));
                 extra.extend(key.iter().map(|(k, _)| format!("{k}::text")));
-                let res_cursor = resume.and_then(|v| v.get("cursor")).and_then(Value::as_str);
-                let res_key: Option<Vec<String>> = resume
-                    .and_then(|v| v.get("key"))
-                    .and_then(|k| serde_json::from_value(k.clone()).ok());
+                // A position without a cursor (none read yet) or with NULL key parts reads
+                // as "from the start" / "ties again", as it always did.
+                let at: Option<CursorPosition> =
+                    resume.and_then(|v| serde_json::from_value(v.clone()).ok());
+                let res_cursor = at.as_ref().and_then(|p| p.cursor.as_deref());
+                let res_key: Option<Vec<String>> =
+                    at.as_ref().and_then(|p| p.key.iter().cloned().collect());
                 match (res_cursor, res_key) {
                     (Some(c), Some(ks)) if ks.len() == key.len() && !key.is_empty() => {
                         let mut l = vec![format!("{}::{cursor_type}", quote_literal(c))];
@@ -792,21 +817,22 @@ impl PgSource {
                 o.extend(key.iter().map(|(k, _)| format!("{ALIAS}.{k}")));
                 order = format!(" ORDER BY {}", o.join(", "));
             }
-            (SplitBy::Whole, Some("all")) => {
+            (SplitBy::Whole, PgSplit::All) => {
                 // A whole read restarts from the beginning unless a row count says how far
                 // the previous attempt got.
-                if let Some(n) = resume.and_then(|v| v.get("rows")).and_then(Value::as_u64) {
+                if let Some(v) = resume {
+                    let n = position_of::<RowsPosition>(&split.id, v)?.rows;
                     offset = format!(" OFFSET {n}");
                 }
             }
-            (how, kind) => {
+            (how, planned) => {
                 // The split was planned (and persisted) when the copy started; the table no
                 // longer divides the same way (its key or kind changed).
                 return Err(Error::config(format!(
                     "split {} was planned as a {} range, but table {} now reads as {}: its key \
                      or kind changed since the copy started",
                     split.id,
-                    kind.unwrap_or("whole"),
+                    planned.kind(),
                     split.table,
                     match how {
                         SplitBy::Key(_) => "key ranges",
@@ -953,13 +979,16 @@ impl PgSource {
         let rows = base_rows + dec.rows;
         let ex = dec.last_extra();
         let value = match &info.split_by {
-            SplitBy::Key(_) => {
-                json!({"last_key": ex.first().cloned().flatten().and_then(|s| s.parse::<i64>().ok()), "rows": rows})
-            }
-            SplitBy::Incremental { .. } => {
-                json!({"cursor": ex.first().cloned().flatten(), "key": ex[1..].to_vec(), "rows": rows})
-            }
-            _ => json!({"rows": rows}),
+            SplitBy::Key(_) => to_value(&KeyPosition {
+                last_key: ex.first().cloned().flatten().and_then(|s| s.parse().ok()),
+                rows,
+            }),
+            SplitBy::Incremental { .. } => to_value(&CursorPosition {
+                cursor: ex.first().cloned().flatten(),
+                key: ex[1..].to_vec(),
+                rows,
+            }),
+            _ => to_value(&RowsPosition { rows }),
         };
         let batch = SourceBatch {
             data,

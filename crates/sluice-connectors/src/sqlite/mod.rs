@@ -69,6 +69,7 @@
 mod config;
 mod decode;
 mod encode;
+pub mod position;
 mod sink;
 mod source;
 pub(crate) mod text;

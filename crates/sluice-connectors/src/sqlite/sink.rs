@@ -630,6 +630,32 @@ impl SqliteSink {
 
 #[async_trait]
 impl Sink for SqliteSink {
+    async fn check(&self, _tables: &[TablePlan]) -> Result<()> {
+        let path = &self.plan.path;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().readonly()
+        {
+            return Err(Error::config(format!(
+                "sink: the database file {} is read-only",
+                path.display()
+            ))
+            .with_hint("make it writable, or choose another file"));
+        }
+        // SQLite writes its journal beside the database.
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::config(format!(
+                "sink: the directory of {} does not exist",
+                path.display()
+            ))
+            .with_hint("create the directory, or choose another path"));
+        }
+        crate::files::check_writable_dir(dir, "sink")
+    }
+
     fn keeps_checkpoints(&self) -> bool {
         true
     }

@@ -8,13 +8,13 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
-use serde_json::json;
 use sluice_core::batch::{Position, Split};
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
 use sluice_core::{Error, ErrorKind, LogicalType, Result, TableId, TableSchema};
 
 use super::config::SourcePlan;
 use super::decode::{ColumnBuilder, describe};
+use super::position::{SqlitePosition, SqliteSplit};
 use super::types::{logical_from_decl, quote_ident};
 
 /// What `tables()` learned about one table, for `splits()` and `read()`.
@@ -140,7 +140,8 @@ fn discover(plan: &SourcePlan) -> Result<Vec<TableMeta>> {
                 "table {p} not found in sqlite database {}",
                 path.display()
             ))
-            .with_hint(hint));
+            .with_hint(hint)
+            .at("tables"));
         }
     }
 
@@ -332,7 +333,10 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         return Ok(vec![split(
             0,
             Some(count as u64),
-            json!({ "order": "primary key" }),
+            SqliteSplit::KeyOrder {
+                order: "primary key".into(),
+            }
+            .to_detail(),
         )]);
     };
     let sql = format!(
@@ -343,7 +347,11 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         .query_row(&sql, [], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))
         .map_err(|e| sql_err(e, format!("table {id}")))?;
     let (Some(lo), Some(hi)) = (lo, hi) else {
-        return Ok(vec![split(0, Some(0), json!({ "lo": null, "hi": null }))]);
+        return Ok(vec![split(
+            0,
+            Some(0),
+            SqliteSplit::Rowid { lo: None, hi: None }.to_detail(),
+        )]);
     };
     let count = count as u64;
     let n = count.div_ceil(chunk_rows).max(1);
@@ -354,7 +362,8 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         .map(|i| {
             let from = (i > 0).then(|| bound(i));
             let to = (i + 1 < n).then(|| bound(i + 1));
-            split(i as usize, Some(count / n), json!({ "lo": from, "hi": to }))
+            let detail = SqliteSplit::Rowid { lo: from, hi: to }.to_detail();
+            split(i as usize, Some(count / n), detail)
         })
         .collect())
 }
@@ -377,19 +386,30 @@ fn read_split(
         .map(|f| quote_ident(f.name()))
         .collect();
     let table = quote_ident(&m.name);
-    let resume_value = resume.map(|p| &p.value);
+    let at = resume
+        .map(|p| SqlitePosition::of(&split.id, &p.value))
+        .transpose()?;
     // Column 0 is the row's key for positions: the rowid, or a running offset.
     let (sql, params): (String, Vec<i64>) = match m.rowid {
         Some(r) => {
-            let lo = split.detail.get("lo").and_then(|v| v.as_i64());
-            let after = resume_value
-                .and_then(|v| v.get("rowid"))
-                .and_then(|v| v.as_i64());
+            let (lo, hi) = match SqliteSplit::of(&split.id, &split.detail)? {
+                SqliteSplit::Rowid { lo, hi } => (lo, hi),
+                SqliteSplit::KeyOrder { .. } => {
+                    return Err(Error::config(format!(
+                        "split {} was planned in key order, but table {id} now has a rowid",
+                        split.id
+                    ))
+                    .with_hint("run the job with --from-scratch"));
+                }
+            };
+            let after = match at {
+                Some(SqlitePosition::Rowid { rowid }) => Some(rowid),
+                _ => None,
+            };
             let lo = match (lo, after) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
-            let hi = split.detail.get("hi").and_then(|v| v.as_i64());
             let mut conds = Vec::new();
             let mut params = Vec::new();
             if let Some(lo) = lo {
@@ -416,9 +436,10 @@ fn read_split(
             )
         }
         None => {
-            let offset = resume_value
-                .and_then(|v| v.get("offset"))
-                .and_then(|v| v.as_i64());
+            let offset = match at {
+                Some(SqlitePosition::Offset { offset }) => Some(offset),
+                _ => None,
+            };
             let order: Vec<String> = m
                 .schema
                 .primary_key
@@ -461,9 +482,10 @@ fn read_split(
         let data = RecordBatch::try_new(m.schema.arrow.clone(), arrays)
             .map_err(|e| Error::from(e).context(format!("table {id}, split {}", split.id)))?;
         let pos = match m.rowid {
-            Some(_) => json!({ "rowid": last_rowid }),
-            None => json!({ "offset": offset }),
-        };
+            Some(_) => SqlitePosition::Rowid { rowid: last_rowid },
+            None => SqlitePosition::Offset { offset },
+        }
+        .to_value();
         let batch = SourceBatch {
             data,
             position: Position::new(split.id.clone(), pos),
