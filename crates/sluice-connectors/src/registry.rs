@@ -28,26 +28,18 @@ use sluice_core::{Error, Result, TableId, WriteMode, tagged_enum};
 
 use crate::{files, generate, mysql, postgres, sqlite};
 
-/// A `[source]` section.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Postgres(postgres::PostgresSourceConfig),
-    Mysql(mysql::MysqlSourceConfig),
-    Sqlite(sqlite::SqliteSourceConfig),
-    Csv(files::CsvSourceConfig),
-    Jsonl(files::JsonlSourceConfig),
-    Parquet(files::ParquetSourceConfig),
-    Generate(generate::GenerateSourceConfig),
+tagged_enum! {
+    /// A `[source]` section: the registry of source connectors, one line each.
+    pub enum SourceConfig {
+        "postgres" => Postgres(postgres::PostgresSourceConfig),
+        "mysql" => Mysql(mysql::MysqlSourceConfig),
+        "sqlite" => Sqlite(sqlite::SqliteSourceConfig),
+        "csv" => Csv(files::CsvSourceConfig),
+        "jsonl" => Jsonl(files::JsonlSourceConfig),
+        "parquet" => Parquet(files::ParquetSourceConfig),
+        "generate" => Generate(generate::GenerateSourceConfig),
+    }
 }
-tagged_enum!(SourceConfig {
-    "postgres" => Postgres,
-    "mysql" => Mysql,
-    "sqlite" => Sqlite,
-    "csv" => Csv,
-    "jsonl" => Jsonl,
-    "parquet" => Parquet,
-    "generate" => Generate,
-});
 
 impl SourceConfig {
     /// Validates the options (no I/O) and builds the source.
@@ -72,19 +64,6 @@ impl SourceConfig {
         }
     }
 
-    /// The `type` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceConfig::Postgres(_) => "postgres",
-            SourceConfig::Mysql(_) => "mysql",
-            SourceConfig::Sqlite(_) => "sqlite",
-            SourceConfig::Csv(_) => "csv",
-            SourceConfig::Jsonl(_) => "jsonl",
-            SourceConfig::Parquet(_) => "parquet",
-            SourceConfig::Generate(_) => "generate",
-        }
-    }
-
     /// Whether the source can run a streaming job (read until stopped, committing every
     /// `checkpoint_interval`).
     pub fn can_stream(&self) -> bool {
@@ -100,24 +79,17 @@ impl SourceConfig {
     }
 }
 
-/// The connector-specific part of a `[sink]` section.
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    Postgres(postgres::PostgresSinkConfig),
-    Mysql(mysql::MysqlSinkConfig),
-    Sqlite(sqlite::SqliteSinkConfig),
-    Csv(files::CsvSinkConfig),
-    Jsonl(files::JsonlSinkConfig),
-    Parquet(files::ParquetSinkConfig),
+tagged_enum! {
+    /// The connector-specific part of a `[sink]` section: the registry of sink connectors.
+    pub enum SinkKind {
+        "postgres" => Postgres(postgres::PostgresSinkConfig),
+        "mysql" => Mysql(mysql::MysqlSinkConfig),
+        "sqlite" => Sqlite(sqlite::SqliteSinkConfig),
+        "csv" => Csv(files::CsvSinkConfig),
+        "jsonl" => Jsonl(files::JsonlSinkConfig),
+        "parquet" => Parquet(files::ParquetSinkConfig),
+    }
 }
-tagged_enum!(SinkKind {
-    "postgres" => Postgres,
-    "mysql" => Mysql,
-    "sqlite" => Sqlite,
-    "csv" => Csv,
-    "jsonl" => Jsonl,
-    "parquet" => Parquet,
-});
 
 /// Options every sink takes.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -398,14 +370,7 @@ impl SinkConfig {
 
     /// The `type` name.
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            SinkKind::Postgres(_) => "postgres",
-            SinkKind::Mysql(_) => "mysql",
-            SinkKind::Sqlite(_) => "sqlite",
-            SinkKind::Csv(_) => "csv",
-            SinkKind::Jsonl(_) => "jsonl",
-            SinkKind::Parquet(_) => "parquet",
-        }
+        self.kind.type_name()
     }
 }
 

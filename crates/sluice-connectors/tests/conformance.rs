@@ -10,6 +10,7 @@
 //! | `commit_lost` | a COMMIT never reaches the target | the split is redone; every row once, in one run |
 //! | `stop_and_resume` | a stop after two commits | STOPPED; the resume skips what is committed; every row once |
 //! | `ack_after_commit` | — | the source hears of each position only once the sink reports it committed |
+//! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (sinks that keep checkpoints) |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
 //! target, and how to read the target's ids back).
@@ -32,7 +33,7 @@ use sluice_core::{
 };
 use sluice_engine::{
     BadRecordPolicy, CheckpointLog, Controller, JobSpec, Progress, RetryPolicy, RunState,
-    StopReason, run_batch,
+    StopReason, Streaming, run_batch,
 };
 
 const SPLITS: usize = 6;
@@ -133,6 +134,8 @@ impl Source for Synthetic {
 struct Faults {
     /// A write of this split fails with a data error.
     fail_write_of: Option<String>,
+    /// Only the write with this index (0-based) of that split fails.
+    fail_write_index: Option<usize>,
     /// This split's COMMIT lands, then the connection "breaks".
     lose_answer_of: Option<String>,
     /// This split's COMMIT never reaches the target.
@@ -193,6 +196,7 @@ impl Sink for Faulty {
             inner: Some(self.inner.open(t, split).await?),
             split: split.id.clone(),
             faults: self.faults.clone(),
+            writes: 0,
         }))
     }
     async fn finish_table(&self, t: &TablePlan) -> Result<()> {
@@ -207,6 +211,7 @@ struct FaultyWriter {
     inner: Option<Box<dyn SinkWriter>>,
     split: String,
     faults: Arc<Faults>,
+    writes: usize,
 }
 
 fn lost() -> Error {
@@ -219,7 +224,12 @@ fn lost() -> Error {
 #[async_trait]
 impl SinkWriter for FaultyWriter {
     async fn write(&mut self, b: RecordBatch) -> Result<()> {
-        if self.faults.fail_write_of.as_deref() == Some(self.split.as_str()) && self.faults.fire() {
+        let index = self.writes;
+        self.writes += 1;
+        if self.faults.fail_write_of.as_deref() == Some(self.split.as_str())
+            && self.faults.fail_write_index.is_none_or(|i| i == index)
+            && self.faults.fire()
+        {
             return Err(Error::data("a bad row (injected)"));
         }
         self.inner.as_mut().unwrap().write(b).await
@@ -438,6 +448,28 @@ async fn run(
     faults: Arc<Faults>,
     log: Arc<MemLog>,
 ) -> (sluice_engine::RunOutcome, Arc<Synthetic>) {
+    run_in(target, faults, log, None).await
+}
+
+/// [`run`] in streaming mode with a commit at every barrier (every batch).
+async fn run_streaming(
+    target: &Target,
+    faults: Arc<Faults>,
+    log: Arc<MemLog>,
+) -> (sluice_engine::RunOutcome, Arc<Synthetic>) {
+    let every_barrier = Streaming {
+        interval: std::time::Duration::ZERO,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    run_in(target, faults, log, Some(every_barrier)).await
+}
+
+async fn run_in(
+    target: &Target,
+    faults: Arc<Faults>,
+    log: Arc<MemLog>,
+    streaming: Option<Streaming>,
+) -> (sluice_engine::RunOutcome, Arc<Synthetic>) {
     let config: SinkConfig = serde_json::from_value(target.sink.clone()).unwrap();
     let inner = config.build().unwrap();
     let sink: DynSink = Arc::new(Faulty {
@@ -470,7 +502,7 @@ async fn run(
             first: std::time::Duration::from_millis(50),
             ..RetryPolicy::default()
         },
-        streaming: None,
+        streaming,
     };
     (run_batch(spec, ctl, Progress::new()).await, source)
 }
@@ -563,5 +595,57 @@ async fn conformance_acknowledges_only_what_is_committed() {
             "{}: acknowledged before the sink had it: {acks:?}",
             t.name
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_streaming_commits_at_every_barrier() {
+    for t in targets() {
+        let (out, src) = run_streaming(&t, faults(|_| {}), Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+        // One commit per batch, and one more that marks each split done; each acknowledged
+        // only once the sink held it.
+        let acks = src.acks.lock().unwrap().clone();
+        assert_eq!(acks.len(), SPLITS * (BATCHES + 1), "{}: {acks:?}", t.name);
+        assert!(acks.iter().all(|(_, d)| *d), "{}: {acks:?}", t.name);
+    }
+}
+
+/// Targets whose checkpoints let a split continue after a mid-split commit (streaming needs
+/// them; a file sink is refused for streaming jobs).
+fn resumable_targets() -> Vec<Target> {
+    vec![sqlite_target(), pg_target(), mysql_target()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_streaming_failure_then_resume_goes_on_after_the_last_commit() {
+    for t in resumable_targets() {
+        let log = Arc::new(MemLog::default());
+        let f = faults(|f| {
+            f.fail_write_of = Some("conf#4".into());
+            f.fail_write_index = Some(2);
+        });
+        let (out, _) = run_streaming(&t, f, log.clone()).await;
+        assert_eq!(out.state, RunState::Failed, "{}", t.name);
+        // The failed split committed two of its batches before the failure.
+        let kept: Vec<i64> = (t.read)()
+            .into_iter()
+            .filter(|id| (1600..2000).contains(id))
+            .collect();
+        assert_eq!(kept, (1600..1800).collect::<Vec<_>>(), "{}", t.name);
+        let (out, _) = run_streaming(&t, faults(|_| {}), log).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}: every row once", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_streaming_commit_answer_lost_mid_split() {
+    for t in resumable_targets() {
+        let f = faults(|f| f.lose_answer_of = Some("conf#3".into()));
+        let (out, _) = run_streaming(&t, f, Arc::default()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
     }
 }

@@ -320,3 +320,39 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn the_operation_column_of_change_events_passes_through_select_and_is_never_dropped() {
+    let (t, _) = orders();
+    let mut fields: Vec<Field> = t.arrow.fields().iter().map(|f| (**f).clone()).collect();
+    fields.push(Field::new(
+        sluice_core::batch::OP_COLUMN,
+        DataType::Utf8,
+        false,
+    ));
+    let t = TableSchema {
+        arrow: Arc::new(Schema::new(fields)),
+        ..t
+    };
+    let b = bind(json!({"type": "select", "columns": ["status", "id"]}), &t).unwrap();
+    let names: Vec<&str> = b
+        .output()
+        .arrow
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["status", "id", "_sluice_op"]);
+    for section in [
+        json!({"type": "drop", "columns": ["_sluice_op"]}),
+        json!({"type": "rename", "columns": {"_sluice_op": "op"}}),
+        json!({"type": "rename", "columns": {"note": "_sluice_op"}}),
+    ] {
+        let e = bind(section.clone(), &t).err().expect("refused");
+        assert_eq!(e.kind(), ErrorKind::Config, "{section}");
+        assert!(
+            e.to_string().contains("carries each change's operation"),
+            "{e}"
+        );
+    }
+}

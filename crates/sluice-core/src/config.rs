@@ -639,9 +639,35 @@ pub fn deserialize_tagged<T: DeserializeOwned, E: serde::de::Error>(rest: Value)
 }
 
 /// Implements `Deserialize` for an enum of `Variant(Config)` tuple variants, tagged by `type`,
-/// with located errors. `tagged_enum!(SourceConfig { "csv" => Csv, "sqlite" => Sqlite })`.
+/// with located errors, and `type_name()`. `tagged_enum!(SourceConfig { "csv" => Csv, "sqlite"
+/// => Sqlite })` for an enum declared elsewhere; given the variants' types, it declares the
+/// enum too, so a connector is one line of a registry table:
+///
+/// ```ignore
+/// tagged_enum! {
+///     /// A `[source]` section.
+///     pub enum SourceConfig {
+///         "csv" => Csv(files::CsvSourceConfig),
+///         "sqlite" => Sqlite(sqlite::SqliteSourceConfig),
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! tagged_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident { $($tag:literal => $variant:ident($ty:ty)),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis enum $name {
+            $(
+                #[doc = concat!("`type = \"", $tag, "\"`")]
+                $variant($ty),
+            )+
+        }
+        $crate::tagged_enum!($name { $($tag => $variant),+ });
+    };
     ($name:ident { $($tag:literal => $variant:ident),+ $(,)? }) => {
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -658,6 +684,13 @@ macro_rules! tagged_enum {
         impl $name {
             /// The `type` names this enum accepts.
             pub const TYPES: &'static [&'static str] = &[$($tag),+];
+
+            /// The `type` name of this section.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $($name::$variant(_) => $tag,)+
+                }
+            }
         }
     };
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
 use serde::Deserialize;
+use sluice_core::batch::OP_COLUMN;
 use sluice_core::schema::TablePattern;
 use sluice_core::{BoundTransform, Error, Result, TableSchema, Transform};
 
@@ -89,8 +90,11 @@ impl Transform for RenameConfig {
         if !applies(&self.tables, &input.id) {
             return Ok(identity(input));
         }
-        for from in self.columns.keys() {
+        for (from, to) in &self.columns {
             column_index(input, "rename", from)?;
+            if from == OP_COLUMN || to == OP_COLUMN {
+                return Err(op_column_kept(input, "rename"));
+            }
         }
         let new_name = |n: &str| self.columns.get(n).map_or(n, String::as_str).to_string();
         let mut seen = HashSet::new();
@@ -145,11 +149,17 @@ impl Transform for SelectConfig {
         if !applies(&self.tables, &input.id) {
             return Ok(identity(input));
         }
-        let indices = self
+        let mut indices: Vec<usize> = self
             .columns
             .iter()
             .map(|c| column_index(input, "select", c))
             .collect::<Result<_>>()?;
+        // Change events keep their operation: a delete must not become an insert.
+        if let Ok(op) = input.arrow.index_of(OP_COLUMN)
+            && !indices.contains(&op)
+        {
+            indices.push(op);
+        }
         Ok(Box::new(Reshape::project("select", input, indices)?))
     }
 }
@@ -176,6 +186,9 @@ impl Transform for DropConfig {
         }
         let mut dropped = HashSet::new();
         for c in &self.columns {
+            if c == OP_COLUMN {
+                return Err(op_column_kept(input, "drop"));
+            }
             dropped.insert(column_index(input, "drop", c)?);
         }
         let n = input.arrow.fields().len();
@@ -189,6 +202,16 @@ impl Transform for DropConfig {
         let indices = (0..n).filter(|i| !dropped.contains(i)).collect();
         Ok(Box::new(Reshape::project("drop", input, indices)?))
     }
+}
+
+/// The operation column of change events is the engine's, not the user's.
+fn op_column_kept(input: &TableSchema, transform: &str) -> Error {
+    Error::config(format!(
+        "{transform} transform: table {}: {OP_COLUMN} carries each change's operation \
+         (insert, update, delete) and cannot be dropped or renamed",
+        input.id
+    ))
+    .with_hint("select, drop and rename the table's own columns; the operation passes through")
 }
 
 /// Renames and/or projects columns without touching the data.
