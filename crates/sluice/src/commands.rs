@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sluice_connectors::job::JobFile;
+use sluice_connectors::job::{JobFile, JobMode};
 use sluice_core::config::{ConfigDoc, redact};
 use sluice_core::{Error, LogicalType};
 use sluice_engine::{
@@ -159,7 +159,8 @@ async fn run(
     };
     let handle = JobHandle::start(job.clone(), document, options, store, Some(lock));
     let ctl = handle.controller();
-    let signals = tokio::spawn(watch_signals(ctl.clone()));
+    let streaming = job.job.mode == JobMode::Streaming;
+    let signals = tokio::spawn(watch_signals(ctl.clone(), streaming));
     let _control = match control::serve(state_dir, &name, ctl.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -206,7 +207,11 @@ async fn run(
                 .as_ref()
                 .map(|r| r.to_string())
                 .unwrap_or_default();
-            warn!(job = %name, reason = %why, "Job stopped before the end; run it again to resume (finished splits are kept).");
+            if streaming {
+                warn!(job = %name, reason = %why, "Stream stopped at its last checkpoint; run it again to go on from there.");
+            } else {
+                warn!(job = %name, reason = %why, "Job stopped before the end; run it again to resume (finished splits are kept).");
+            }
             exit::STOPPED
         }
         _ => match &outcome.error {
@@ -218,7 +223,7 @@ async fn run(
 
 /// First SIGINT, SIGTERM or SIGHUP (the terminal closed): graceful stop, which becomes an
 /// abort past [`STOP_DEADLINE`]. Second: abort now.
-async fn watch_signals(ctl: Arc<Controller>) {
+async fn watch_signals(ctl: Arc<Controller>, streaming: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -237,10 +242,17 @@ async fn watch_signals(ctl: Arc<Controller>) {
         };
         count += 1;
         if count == 1 {
-            warn!(
-                signal = name,
-                "Stopping: rolling back unfinished splits. Press Ctrl-C again to abort."
-            );
+            if streaming {
+                warn!(
+                    signal = name,
+                    "Stopping: committing the last checkpoint. Press Ctrl-C again to abort."
+                );
+            } else {
+                warn!(
+                    signal = name,
+                    "Stopping: rolling back unfinished splits. Press Ctrl-C again to abort."
+                );
+            }
             ctl.stop_within(StopReason::Requested(name.to_string()), STOP_DEADLINE);
         } else {
             warn!(signal = name, "Aborting now.");

@@ -141,6 +141,11 @@ fn a_stream_commits_while_it_runs_and_resumes_exactly_after_kill_9() {
         .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Stream stopped at its last checkpoint"),
+        "{}",
+        stderr(&o)
+    );
     let stopped = exact(&env.db(), "after the stop");
     assert!(stopped > seen);
     let o = env.run(&["status", "stream", "--format", "json"]);
