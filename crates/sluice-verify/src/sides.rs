@@ -4,14 +4,9 @@
 //! and the choice of the key.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
-use sluice_connectors::files::{
-    CsvSourceConfig, InputCompression, JsonlSourceConfig, OutputCompression, ParquetSourceConfig,
-};
 use sluice_connectors::postgres::ReadScope;
 use sluice_connectors::registry::{SinkConfig, SinkKind, SourceConfig};
-use sluice_connectors::sqlite::SqliteSourceConfig;
 use sluice_core::source::{DynSource, SourceTable};
 use sluice_core::{Error, LogicalType, Result, TableId};
 
@@ -75,19 +70,9 @@ pub async fn sink_side(sink: &SinkConfig) -> Result<(Db, String)> {
         }
         SinkKind::Mysql(c) => connect(c.url.expose(), false, "").await,
         SinkKind::Sqlite(c) => {
-            let cfg: SqliteSourceConfig =
-                serde_json::from_value(serde_json::json!({ "url": c.url }))
-                    .map_err(|e| Error::internal(format!("reading the SQLite target back: {e}")))?;
-            let path = sluice_connectors::sqlite::parse_url(&c.url)?;
-            if !path.exists() {
-                return Err(Error::schema(format!(
-                    "the SQLite target {} does not exist",
-                    path.display()
-                ))
-                .with_hint("run the job first, or check url in [sink]"));
-            }
+            // The sink says how its output is read back.
             let mut local = Local::new("sqlite");
-            local.add(cfg.build()?).await?;
+            local.add(c.read_back()?).await?;
             Ok((Db::Local(Box::new(local)), String::new()))
         }
         SinkKind::Csv(_) | SinkKind::Jsonl(_) | SinkKind::Parquet(_) => Ok((
@@ -128,17 +113,9 @@ pub fn scope_of(scopes: &Scopes, id: &TableId) -> Result<ReadScope> {
     })
 }
 
-fn suffix(c: OutputCompression) -> &'static str {
-    match c {
-        OutputCompression::None => "",
-        OutputCompression::Gzip => ".gz",
-        OutputCompression::Zstd => ".zst",
-    }
-}
-
-/// For a file sink: reads `target`'s output back, `<path>/<name>/` (several parts) or
-/// `<path>/<name>.<ext>`, with the source table's column types (CSV and JSON Lines are
-/// not re-inferred). Does nothing for other sinks.
+/// For a file sink: adds a source reading `target`'s output back (the sink says how: its
+/// layout and naming live with it), with the source table's column types. Does nothing for
+/// other sinks.
 pub async fn add_file_target(
     db: &mut Db,
     sink: &SinkConfig,
@@ -148,28 +125,6 @@ pub async fn add_file_target(
     let Db::Local(local) = db else {
         return Ok(());
     };
-    let (dir, ext) = match &sink.kind {
-        SinkKind::Parquet(c) => (c.path.as_str(), "parquet".to_string()),
-        SinkKind::Csv(c) => (c.path.as_str(), format!("csv{}", suffix(c.compression))),
-        SinkKind::Jsonl(c) => (c.path.as_str(), format!("jsonl{}", suffix(c.compression))),
-        _ => return Ok(()),
-    };
-    let name = target.name().to_string();
-    let parts = Path::new(dir).join(&name);
-    let single = Path::new(dir).join(format!("{name}.{ext}"));
-    let path = if parts.is_dir() {
-        parts
-    } else if single.is_file() {
-        single
-    } else {
-        return Err(Error::schema(format!(
-            "target table {target} does not exist: neither {} nor {} is there",
-            single.display(),
-            parts.display()
-        ))
-        .with_hint("run the job first, or check path and table_map in [sink]"));
-    };
-    let path = path.to_string_lossy().into_owned();
     let types: BTreeMap<String, LogicalType> = source
         .schema
         .arrow
@@ -178,37 +133,9 @@ pub async fn add_file_target(
         .filter_map(|f| Some((f.name().clone(), LogicalType::of_field(f).ok()?)))
         .collect();
     let built = match &sink.kind {
-        SinkKind::Parquet(_) => ParquetSourceConfig {
-            path,
-            table: Some(name),
-            batch_size: None,
-        }
-        .build()?,
-        SinkKind::Csv(c) => CsvSourceConfig {
-            path,
-            table: Some(name),
-            header: c.header,
-            delimiter: c.delimiter.clone(),
-            quote: None,
-            escape: None,
-            null: c.null.clone().filter(|n| !n.is_empty()),
-            compression: InputCompression::Auto,
-            schema: types,
-            infer_rows: None,
-            batch_size: None,
-            split_bytes: None,
-        }
-        .build()?,
-        SinkKind::Jsonl(_) => JsonlSourceConfig {
-            path,
-            table: Some(name),
-            compression: InputCompression::Auto,
-            schema: types,
-            infer_rows: None,
-            batch_size: None,
-            split_bytes: None,
-        }
-        .build()?,
+        SinkKind::Parquet(c) => c.read_back(target)?,
+        SinkKind::Csv(c) => c.read_back(target, types)?,
+        SinkKind::Jsonl(c) => c.read_back(target, types)?,
         _ => return Ok(()),
     };
     local.add(built).await

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
-use sluice_core::{Error, LogicalType, Result, WriteMode};
+use sluice_core::{Error, LogicalType, Result, TableId, WriteMode};
 
 use super::sink::{FileSink, FormatFactory};
 use super::source::{FileSource, SourceFormat};
@@ -372,26 +372,98 @@ fn sink(path: &str, mode: WriteMode, format: Arc<dyn FormatFactory>) -> Result<D
 }
 
 impl CsvSinkConfig {
-    /// Validates the options (no I/O) and builds the sink.
-    pub fn build(&self, mode: WriteMode) -> Result<DynSink> {
-        let opts = csv::CsvWriteOptions {
+    fn options(&self) -> Result<csv::CsvWriteOptions> {
+        Ok(csv::CsvWriteOptions {
             header: self.header,
             delimiter: one_byte("delimiter", self.delimiter.as_deref(), b',')?,
             null: self.null.clone().unwrap_or_default(),
             compression: self.compression,
-        };
-        sink(&self.path, mode, Arc::new(opts))
+        })
+    }
+
+    /// Validates the options (no I/O) and builds the sink.
+    pub fn build(&self, mode: WriteMode) -> Result<DynSink> {
+        sink(&self.path, mode, Arc::new(self.options()?))
+    }
+
+    /// A source reading back what this sink wrote for `table`, with the source table's column
+    /// types (`types`; CSV is not re-inferred).
+    pub fn read_back(
+        &self,
+        table: &TableId,
+        types: BTreeMap<String, LogicalType>,
+    ) -> Result<DynSource> {
+        let path = output_of(&self.path, table, &self.options()?.extension())?;
+        CsvSourceConfig {
+            path,
+            table: Some(table.name().to_string()),
+            header: self.header,
+            delimiter: self.delimiter.clone(),
+            quote: None,
+            escape: None,
+            null: self.null.clone().filter(|n| !n.is_empty()),
+            compression: InputCompression::Auto,
+            schema: types,
+            infer_rows: None,
+            batch_size: None,
+            split_bytes: None,
+        }
+        .build()
     }
 }
 
 impl JsonlSinkConfig {
+    fn options(&self) -> jsonl::JsonlWriteOptions {
+        jsonl::JsonlWriteOptions {
+            compression: self.compression,
+        }
+    }
+
     /// Validates the options (no I/O) and builds the sink.
     pub fn build(&self, mode: WriteMode) -> Result<DynSink> {
-        let opts = jsonl::JsonlWriteOptions {
-            compression: self.compression,
-        };
-        sink(&self.path, mode, Arc::new(opts))
+        sink(&self.path, mode, Arc::new(self.options()))
     }
+
+    /// A source reading back what this sink wrote for `table` (see
+    /// [`CsvSinkConfig::read_back`]).
+    pub fn read_back(
+        &self,
+        table: &TableId,
+        types: BTreeMap<String, LogicalType>,
+    ) -> Result<DynSource> {
+        let path = output_of(&self.path, table, &self.options().extension())?;
+        JsonlSourceConfig {
+            path,
+            table: Some(table.name().to_string()),
+            compression: InputCompression::Auto,
+            schema: types,
+            infer_rows: None,
+            batch_size: None,
+            split_bytes: None,
+        }
+        .build()
+    }
+}
+
+/// Where a file sink at `dir` wrote `table`: `<dir>/<name>/` when it wrote several parts,
+/// else `<dir>/<name>.<ext>` (the sink's layout, see `sink.rs`).
+fn output_of(dir: &str, table: &TableId, ext: &str) -> Result<String> {
+    let name = table.name();
+    let parts = std::path::Path::new(dir).join(name);
+    let single = std::path::Path::new(dir).join(format!("{name}.{ext}"));
+    let path = if parts.is_dir() {
+        parts
+    } else if single.is_file() {
+        single
+    } else {
+        return Err(Error::schema(format!(
+            "target table {table} does not exist: neither {} nor {} is there",
+            single.display(),
+            parts.display()
+        ))
+        .with_hint("run the job first, or check path and table_map in [sink]"));
+    };
+    Ok(path.to_string_lossy().into_owned())
 }
 
 impl ParquetSinkConfig {
@@ -410,6 +482,21 @@ impl ParquetSinkConfig {
             row_group_size,
         };
         sink(&self.path, mode, Arc::new(opts))
+    }
+
+    /// A source reading back what this sink wrote for `table` (Parquet keeps its types).
+    pub fn read_back(&self, table: &TableId) -> Result<DynSource> {
+        let ext = parquet::ParquetWriteOptions {
+            compression: self.compression,
+            row_group_size: parquet::DEFAULT_ROW_GROUP_SIZE,
+        }
+        .extension();
+        ParquetSourceConfig {
+            path: output_of(&self.path, table, &ext)?,
+            table: Some(table.name().to_string()),
+            batch_size: None,
+        }
+        .build()
     }
 }
 

@@ -188,6 +188,27 @@ impl SqliteSinkConfig {
         Ok(Arc::new(SqliteSink::new(self.plan(mode, create_tables)?)))
     }
 
+    /// A source reading back what this sink wrote (the whole database file, read-only).
+    pub fn read_back(&self) -> Result<DynSource> {
+        let path = parse_url(&self.url)?;
+        if !path.exists() {
+            return Err(Error::schema(format!(
+                "the SQLite target {} does not exist",
+                path.display()
+            ))
+            .with_hint("run the job first, or check url in [sink]"));
+        }
+        SqliteSourceConfig {
+            url: self.url.clone(),
+            tables: default_tables(),
+            exclude: Vec::new(),
+            batch_size: default_batch_size(),
+            chunk_rows: default_chunk_rows(),
+            columns: BTreeMap::new(),
+        }
+        .build()
+    }
+
     pub(crate) fn plan(&self, mode: WriteMode, create_tables: bool) -> Result<SinkPlan> {
         Ok(SinkPlan {
             path: parse_url(&self.url)?,
