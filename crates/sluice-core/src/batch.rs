@@ -73,6 +73,33 @@ impl Position {
     }
 }
 
+/// A connector's typed split detail or position, converted to and from its persisted JSON at
+/// the boundary (manifests and checkpoint tables hold it, so each connector pins the form with
+/// golden tests). `impl Persisted for MySplit {}` is all a type needs.
+pub trait Persisted: Serialize + serde::de::DeserializeOwned {
+    /// The persisted form.
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a typed split detail or position serializes")
+    }
+
+    /// A value of split `split` read back (a position's value, a detail); a form this version
+    /// cannot read is a config error naming the split.
+    fn from_value(split: &str, value: &serde_json::Value) -> crate::Result<Self> {
+        serde_json::from_value(value.clone()).map_err(|e| {
+            crate::Error::config(format!(
+                "split {split}: the saved value {value} does not fit it (this version, or this \
+                 split, reads it otherwise): {e}"
+            ))
+            .with_hint("run the job with --from-scratch")
+        })
+    }
+
+    /// `split`'s detail, read back.
+    fn from_detail(split: &Split) -> crate::Result<Self> {
+        Self::from_value(&split.id, &split.detail)
+    }
+}
+
 /// A batch of rows of one table, with the position after its last row.
 #[derive(Debug, Clone)]
 pub struct Batch {

@@ -32,7 +32,7 @@ pub mod source;
 pub mod transform;
 pub mod types;
 
-pub use batch::{Batch, Position, Split};
+pub use batch::{Batch, Persisted, Position, Split};
 pub use error::{Error, ErrorKind, Result};
 pub use schema::{TableId, TableSchema};
 pub use sink::{

@@ -2,46 +2,16 @@
 //! commits every `checkpoint_interval` while it runs, survives `kill -9` at random moments,
 //! and resumes exactly — no id lost, none doubled — until a graceful stop (exit 3).
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+mod support;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use support::Env;
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn write(&self, p: &str, content: &str) {
-        std::fs::write(self.dir.path().join(p), content).unwrap();
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("sluice").unwrap();
-        c.current_dir(self.dir.path())
-            .env_remove("SLUICE_STATE")
-            .env_remove("SLUICE_LOG")
-            .args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-    fn db(&self) -> std::path::PathBuf {
-        self.dir.path().join("out.db")
-    }
+fn db(env: &Env) -> PathBuf {
+    env.path("out.db")
 }
 
 fn code(o: &Output) -> i32 {
@@ -101,7 +71,7 @@ fn wait_for_more(env: &Env, child: &mut Child, than: i64) -> i64 {
             child.try_wait().unwrap().is_none(),
             "the streaming job ended by itself"
         );
-        if let Some((n, ..)) = census(&env.db())
+        if let Some((n, ..)) = census(&db(env))
             && n > than
         {
             return n;
@@ -130,7 +100,7 @@ fn a_stream_commits_while_it_runs_and_resumes_exactly_after_kill_9() {
         std::thread::sleep(Duration::from_millis((seed >> round) % 300));
         child.kill().unwrap();
         child.wait().unwrap();
-        seen = exact(&env.db(), &format!("after kill {round} (seed {seed})"));
+        seen = exact(&db(&env), &format!("after kill {round} (seed {seed})"));
     }
     // A graceful stop commits the last safe point and exits 3; the next run goes on.
     let mut child = env.spawn(&["run", "job.toml"]);
@@ -146,7 +116,7 @@ fn a_stream_commits_while_it_runs_and_resumes_exactly_after_kill_9() {
         "{}",
         stderr(&o)
     );
-    let stopped = exact(&env.db(), "after the stop");
+    let stopped = exact(&db(&env), "after the stop");
     assert!(stopped > seen);
     let o = env.run(&["status", "stream", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -159,11 +129,11 @@ fn a_bounded_stream_finishes_and_a_batch_job_ignores_checkpoint_settings() {
     // Streaming with an end: finishes (exit 0) with every row.
     env.write(
         "job.toml",
-        &JOB.replace("rate = 20000", "rows = 20000\nrate = 40000"),
+        JOB.replace("rate = 20000", "rows = 20000\nrate = 40000"),
     );
     let o = env.run(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(exact(&env.db(), "bounded stream"), 20_000);
+    assert_eq!(exact(&db(&env), "bounded stream"), 20_000);
 
     // A batch job given streaming's settings still runs as batch and reports its true end.
     let env = Env::new();
@@ -173,7 +143,7 @@ fn a_bounded_stream_finishes_and_a_batch_job_ignores_checkpoint_settings() {
     );
     let o = env.run(&["run", "job.toml"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let (count, distinct, ..) = census(&env.db()).unwrap();
+    let (count, distinct, ..) = census(&db(&env)).unwrap();
     assert_eq!((count, distinct), (30_000, 30_000));
     let o = env.run(&["status", "stream", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -209,5 +179,5 @@ fn streaming_jobs_that_cannot_be_exact_are_refused_before_they_run() {
         assert!(stderr(&o).contains(message), "{job}\n{}", stderr(&o));
         assert!(stderr(&o).contains("job.toml"), "{}", stderr(&o));
     }
-    assert!(!env.db().exists(), "nothing ran");
+    assert!(!db(&env).exists(), "nothing ran");
 }

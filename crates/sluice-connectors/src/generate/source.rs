@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sluice_core::batch::{Position, Split};
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
-use sluice_core::{Error, ErrorKind, Result, TableId, TableSchema};
+use sluice_core::{ErrorKind, Persisted, Result, TableId, TableSchema};
 
 /// 2026-01-01T00:00:00Z in microseconds since the epoch: `created_at` of id 0.
 const EPOCH_2026_US: i64 = 1_767_225_600_000_000;
@@ -92,18 +92,8 @@ impl GenerateSource {
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| Error::internal(format!("generate: {e}")))
-}
-
-fn position_of(split: &str, value: &serde_json::Value) -> Result<GeneratePosition> {
-    serde_json::from_value(value.clone()).map_err(|e| {
-        Error::config(format!(
-            "split {split}: the saved position {value} is not a generate position: {e}"
-        ))
-        .with_hint("run the job with --from-scratch")
-    })
-}
+impl Persisted for GenerateSplit {}
+impl Persisted for GeneratePosition {}
 
 #[async_trait]
 impl Source for GenerateSource {
@@ -141,7 +131,7 @@ impl Source for GenerateSource {
                     index: i,
                     estimated_rows: r.to.map(|t| t - r.from),
                     estimated_bytes: None,
-                    detail: to_json(&r)?,
+                    detail: r.to_json(),
                     continues: false,
                     start: None,
                 })
@@ -150,12 +140,9 @@ impl Source for GenerateSource {
     }
 
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
-        let range: GenerateSplit = serde_json::from_value(split.detail.clone()).map_err(|e| {
-            Error::config(format!("split {}: not a generate split: {e}", split.id))
-                .with_hint("run the job with --from-scratch")
-        })?;
+        let range = GenerateSplit::from_detail(&split)?;
         let mut next = match &resume {
-            Some(p) => position_of(&split.id, &p.value)?.next,
+            Some(p) => GeneratePosition::from_value(&split.id, &p.value)?.next,
             None => range.from,
         };
         let started = tokio::time::Instant::now();
@@ -177,7 +164,7 @@ impl Source for GenerateSource {
             let data = self.batch(next, end)?;
             let bytes = data.get_array_memory_size() as u64;
             let position =
-                Position::new(split.id.clone(), to_json(&GeneratePosition { next: end })?);
+                Position::new(split.id.clone(), GeneratePosition { next: end }.to_json());
             match out
                 .send(SourceBatch {
                     data,

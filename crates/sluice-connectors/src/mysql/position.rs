@@ -2,8 +2,7 @@
 //! `Position::value`, pinned by golden tests (manifests and checkpoints hold them).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
-use sluice_core::{Error, Result};
+use sluice_core::Persisted;
 
 /// An integer key value: signed or unsigned 64-bit, as the column holds it. Written as a
 /// JSON number of either range.
@@ -53,37 +52,8 @@ pub enum MysqlPosition {
     Rows { rows: u64 },
 }
 
-impl MysqlSplit {
-    /// The split's detail, as persisted.
-    pub fn to_detail(&self) -> Value {
-        serde_json::to_value(self).expect("a MysqlSplit serializes")
-    }
-    /// Reads a split's detail.
-    pub fn of(id: &str, detail: &Value) -> Result<MysqlSplit> {
-        serde_json::from_value(detail.clone()).map_err(|e| {
-            Error::config(format!(
-                "split {id} has a detail this version cannot read ({detail}): {e}"
-            ))
-            .with_hint("run the job with --from-scratch")
-        })
-    }
-}
-
-impl MysqlPosition {
-    /// The position, as persisted.
-    pub fn to_value(self) -> Value {
-        serde_json::to_value(self).expect("a MysqlPosition serializes")
-    }
-    /// Reads a saved position.
-    pub fn of(split: &str, value: &Value) -> Result<MysqlPosition> {
-        serde_json::from_value(value.clone()).map_err(|e| {
-            Error::config(format!(
-                "split {split}: the saved position {value} does not fit its split: {e}"
-            ))
-            .with_hint("run the job with --from-scratch")
-        })
-    }
-}
+impl Persisted for MysqlSplit {}
+impl Persisted for MysqlPosition {}
 
 #[cfg(test)]
 mod tests {
@@ -91,14 +61,14 @@ mod tests {
 
     #[test]
     fn golden_forms() {
-        let s = |v: Value| serde_json::to_string(&v).unwrap();
+        let s = |v: serde_json::Value| serde_json::to_string(&v).unwrap();
         let split = MysqlSplit {
             key: Some("id".into()),
             lo: Some(KeyInt(-5)),
             hi: Some(KeyInt(u64::MAX as i128)),
         };
         assert_eq!(
-            s(split.to_detail()),
+            s(split.to_json()),
             r#"{"hi":18446744073709551615,"key":"id","lo":-5}"#
         );
         assert_eq!(
@@ -107,29 +77,29 @@ mod tests {
                 lo: None,
                 hi: None
             }
-            .to_detail()),
+            .to_json()),
             r#"{"key":null}"#
         );
         assert_eq!(
             s(MysqlPosition::Key {
                 last_key: KeyInt(9)
             }
-            .to_value()),
+            .to_json()),
             r#"{"last_key":9}"#
         );
         assert_eq!(
-            s(MysqlPosition::Rows { rows: 4 }.to_value()),
+            s(MysqlPosition::Rows { rows: 4 }.to_json()),
             r#"{"rows":4}"#
         );
         // Earlier versions wrote open ends as null.
-        let old = MysqlSplit::of(
+        let old = MysqlSplit::from_value(
             "t#0",
             &serde_json::json!({"key": "id", "lo": null, "hi": 10}),
         )
         .unwrap();
         assert_eq!((old.lo, old.hi), (None, Some(KeyInt(10))));
         assert_eq!(
-            MysqlPosition::of(
+            MysqlPosition::from_value(
                 "t#0",
                 &serde_json::json!({"last_key": 18446744073709551615u64})
             )

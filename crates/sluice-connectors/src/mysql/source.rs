@@ -27,6 +27,7 @@ use super::decode::ColBuilder;
 use super::error::{is_privilege, map};
 use super::position::{KeyInt, MysqlPosition, MysqlSplit};
 use super::types::{self, Kind, MysqlType};
+use sluice_core::Persisted;
 
 /// Databases never listed.
 const SYSTEM_DBS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -468,7 +469,7 @@ impl Source for MysqlSource {
                 lo: None,
                 hi: None,
             }
-            .to_detail()));
+            .to_json()));
         };
         let mut conn = connect(&self.plan.server, "source").await?;
         let r: std::result::Result<Option<(Value, Value)>, _> = conn
@@ -489,7 +490,7 @@ impl Source for MysqlSource {
                 lo: None,
                 hi: None,
             }
-            .to_detail()));
+            .to_json()));
         };
         let rows = table.estimated_rows.unwrap_or(0);
         let n = rows.div_ceil(self.plan.chunk_rows).max(1);
@@ -511,7 +512,7 @@ impl Source for MysqlSource {
                         lo,
                         hi,
                     }
-                    .to_detail(),
+                    .to_json(),
                     continues: false,
                     start: None,
                 }
@@ -666,12 +667,12 @@ async fn read_split(
     let mut skip_rows = 0u64;
     let at = resume
         .as_ref()
-        .map(|p| MysqlPosition::of(&split.id, &p.value))
+        .map(|p| MysqlPosition::from_value(&split.id, &p.value))
         .transpose()?;
     if let (Some((key, _)), Some(_)) = (&meta.key, key_idx) {
         let k = quote(key);
         let mut conds = Vec::new();
-        let detail = MysqlSplit::of(&split.id, &split.detail)?;
+        let detail = MysqlSplit::from_detail(split)?;
         if let Some(KeyInt(lo)) = detail.lo {
             conds.push(format!("{k} >= ?"));
             params.push(key_value(lo));
@@ -806,9 +807,9 @@ fn position(split: &str, last_key: Option<i128>, rows: u64) -> Position {
             MysqlPosition::Key {
                 last_key: KeyInt(k),
             }
-            .to_value(),
+            .to_json(),
         ),
-        None => Position::new(split, MysqlPosition::Rows { rows }.to_value()),
+        None => Position::new(split, MysqlPosition::Rows { rows }.to_json()),
     }
 }
 

@@ -4,8 +4,7 @@
 //! reader.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sluice_core::{Error, Result, Split};
+use sluice_core::Persisted;
 
 /// What one split reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,24 +27,10 @@ pub enum PgSplit {
     },
 }
 
+impl Persisted for PgSplit {}
+
 impl PgSplit {
-    /// The split's detail, as persisted.
-    pub fn to_detail(&self) -> Value {
-        serde_json::to_value(self).expect("a PgSplit serializes")
-    }
-
-    /// Reads `split`'s detail; a form this version does not know is a config error.
-    pub fn of(split: &Split) -> Result<PgSplit> {
-        serde_json::from_value(split.detail.clone()).map_err(|e| {
-            Error::config(format!(
-                "split {} has a detail this version cannot read ({}): {e}",
-                split.id, split.detail
-            ))
-            .with_hint("run the job with --from-scratch")
-        })
-    }
-
-    /// `"key"`, `"ctid"` … for messages.
+    /// `"key"`, `"page"` … for messages.
     pub fn kind(&self) -> &'static str {
         match self {
             PgSplit::All => "whole",
@@ -78,20 +63,9 @@ pub struct RowsPosition {
     pub rows: u64,
 }
 
-/// Reads a position value of type `T`, or says it cannot.
-pub fn position_of<T: serde::de::DeserializeOwned>(split: &str, value: &Value) -> Result<T> {
-    serde_json::from_value(value.clone()).map_err(|e| {
-        Error::config(format!(
-            "split {split}: the saved position {value} does not fit its split: {e}"
-        ))
-        .with_hint("run the job with --from-scratch")
-    })
-}
-
-/// A position as persisted.
-pub fn to_value<T: Serialize>(p: &T) -> Value {
-    serde_json::to_value(p).expect("a position serializes")
-}
+impl Persisted for KeyPosition {}
+impl Persisted for CursorPosition {}
+impl Persisted for RowsPosition {}
 
 #[cfg(test)]
 mod tests {
@@ -100,18 +74,15 @@ mod tests {
     /// The persisted forms. Changing one breaks every resume and manifest written before.
     #[test]
     fn golden_forms() {
-        let cases: Vec<(Value, &str)> = vec![
-            (PgSplit::All.to_detail(), r#"{"kind":"all"}"#),
-            (
-                PgSplit::Incremental.to_detail(),
-                r#"{"kind":"incremental"}"#,
-            ),
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (PgSplit::All.to_json(), r#"{"kind":"all"}"#),
+            (PgSplit::Incremental.to_json(), r#"{"kind":"incremental"}"#),
             (
                 PgSplit::Key {
                     lo: None,
                     hi: Some(100),
                 }
-                .to_detail(),
+                .to_json(),
                 r#"{"hi":100,"kind":"key","lo":null}"#,
             ),
             (
@@ -121,25 +92,27 @@ mod tests {
                     xmax: 771,
                     xip: vec![769],
                 }
-                .to_detail(),
+                .to_json(),
                 r#"{"hi":null,"kind":"ctid","lo":8,"xip":[769],"xmax":771}"#,
             ),
             (
-                to_value(&KeyPosition {
+                KeyPosition {
                     last_key: Some(42),
                     rows: 43,
-                }),
+                }
+                .to_json(),
                 r#"{"last_key":42,"rows":43}"#,
             ),
             (
-                to_value(&CursorPosition {
+                CursorPosition {
                     cursor: Some("2026-01-01 00:00:00+00".into()),
                     key: vec![Some("7".into())],
                     rows: 3,
-                }),
+                }
+                .to_json(),
                 r#"{"cursor":"2026-01-01 00:00:00+00","key":["7"],"rows":3}"#,
             ),
-            (to_value(&RowsPosition { rows: 9 }), r#"{"rows":9}"#),
+            (RowsPosition { rows: 9 }.to_json(), r#"{"rows":9}"#),
         ];
         for (v, want) in cases {
             assert_eq!(serde_json::to_string(&v).unwrap(), want);

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sluice_core::config::suggestion;
 use sluice_core::source::{BatchSender, Source, SourceBatch, SourceTable};
 use sluice_core::types::{with_generated, with_native_type};
-use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId, TableSchema};
+use sluice_core::{Error, ErrorKind, Persisted, Position, Result, Split, TableId, TableSchema};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 use tracing::{debug, info};
@@ -19,7 +19,7 @@ use super::check::{self, Conn, PgColumn, PgRelation};
 use super::config::SourcePlan;
 use super::copy_decode::CopyDecoder;
 use super::error::pg_error;
-use super::position::{CursorPosition, KeyPosition, PgSplit, RowsPosition, position_of, to_value};
+use super::position::{CursorPosition, KeyPosition, PgSplit, RowsPosition};
 use super::types::{Dec, PgType, oid, quote_ident, quote_literal, read_mapping};
 
 /// The alias of the table in every reading query, so ORDER BY names input columns.
@@ -556,12 +556,12 @@ impl Source for PgSource {
         };
         let est_total = (info.reltuples >= 0.0).then_some(info.reltuples as u64);
         match &info.split_by {
-            SplitBy::Whole => Ok(vec![split(0, est_total, PgSplit::All.to_detail())]),
+            SplitBy::Whole => Ok(vec![split(0, est_total, PgSplit::All.to_json())]),
             // One split that continues where the previous generation's read ended: rows
             // with a cursor past its final position.
             SplitBy::Incremental { .. } => Ok(vec![Split {
                 continues: true,
-                ..split(0, est_total, PgSplit::Incremental.to_detail())
+                ..split(0, est_total, PgSplit::Incremental.to_json())
             }]),
             SplitBy::Key(k) => {
                 let row = c
@@ -584,7 +584,7 @@ impl Source for PgSource {
                     return Ok(vec![split(
                         0,
                         Some(0),
-                        PgSplit::Key { lo: None, hi: None }.to_detail(),
+                        PgSplit::Key { lo: None, hi: None }.to_json(),
                     )]);
                 };
                 let span = (hi as i128 - lo as i128 + 1) as f64;
@@ -603,7 +603,7 @@ impl Source for PgSource {
                         let b = |j: usize| (lo as i128 + j as i128 * width) as i64;
                         let lo = (i > 0).then(|| b(i));
                         let hi = (i + 1 < n as usize).then(|| b(i + 1));
-                        split(i, Some(per), PgSplit::Key { lo, hi }.to_detail())
+                        split(i, Some(per), PgSplit::Key { lo, hi }.to_json())
                     })
                     .collect())
             }
@@ -646,7 +646,7 @@ impl Source for PgSource {
                             xmax,
                             xip: xip.clone(),
                         };
-                        split(i, Some(per), detail.to_detail())
+                        split(i, Some(per), detail.to_json())
                     })
                     .collect())
             }
@@ -670,7 +670,7 @@ impl Source for PgSource {
         // Page ranges planned in an earlier snapshot: a row inserted or updated since may sit
         // in a page range already copied (lost) while its old version was copied from another
         // (doubled). Any row version the planning snapshot could not see means exactly that.
-        let (xmax, xip) = match PgSplit::of(&splits[0])? {
+        let (xmax, xip) = match PgSplit::from_detail(&splits[0])? {
             PgSplit::Ctid { xmax, xip, .. } => (Some(xmax), xip),
             _ => (None, Vec::new()),
         };
@@ -738,7 +738,7 @@ impl PgSource {
         split: &Split,
         resume: Option<&Value>,
     ) -> Result<(String, usize)> {
-        let detail = PgSplit::of(split)?;
+        let detail = PgSplit::from_detail(split)?;
         let mut conds: Vec<String> = Vec::new();
         let mut extra: Vec<String> = Vec::new();
         let mut order = String::new();
@@ -747,7 +747,7 @@ impl PgSource {
             (SplitBy::Key(k), &PgSplit::Key { lo, hi }) => {
                 extra.push(format!("{k}::text"));
                 let last = match resume {
-                    Some(v) => position_of::<KeyPosition>(&split.id, v)?.last_key,
+                    Some(v) => KeyPosition::from_value(&split.id, v)?.last_key,
                     None => None,
                 };
                 match (lo, last) {
@@ -821,7 +821,7 @@ impl PgSource {
                 // A whole read restarts from the beginning unless a row count says how far
                 // the previous attempt got.
                 if let Some(v) = resume {
-                    let n = position_of::<RowsPosition>(&split.id, v)?.rows;
+                    let n = RowsPosition::from_value(&split.id, v)?.rows;
                     offset = format!(" OFFSET {n}");
                 }
             }
@@ -979,16 +979,18 @@ impl PgSource {
         let rows = base_rows + dec.rows;
         let ex = dec.last_extra();
         let value = match &info.split_by {
-            SplitBy::Key(_) => to_value(&KeyPosition {
+            SplitBy::Key(_) => KeyPosition {
                 last_key: ex.first().cloned().flatten().and_then(|s| s.parse().ok()),
                 rows,
-            }),
-            SplitBy::Incremental { .. } => to_value(&CursorPosition {
+            }
+            .to_json(),
+            SplitBy::Incremental { .. } => CursorPosition {
                 cursor: ex.first().cloned().flatten(),
                 key: ex[1..].to_vec(),
                 rows,
-            }),
-            _ => to_value(&RowsPosition { rows }),
+            }
+            .to_json(),
+            _ => RowsPosition { rows }.to_json(),
         };
         let batch = SourceBatch {
             data,

@@ -2,8 +2,7 @@
 //! `Position::value`, pinned by golden tests (manifests and checkpoints hold them).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sluice_core::{Error, Result};
+use sluice_core::Persisted;
 
 /// What one split reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,37 +22,8 @@ pub enum SqlitePosition {
     Offset { offset: i64 },
 }
 
-impl SqliteSplit {
-    /// The split's detail, as persisted.
-    pub fn to_detail(&self) -> Value {
-        serde_json::to_value(self).expect("a SqliteSplit serializes")
-    }
-    /// Reads a split's detail.
-    pub fn of(id: &str, detail: &Value) -> Result<SqliteSplit> {
-        serde_json::from_value(detail.clone()).map_err(|e| {
-            Error::config(format!(
-                "split {id} has a detail this version cannot read ({detail}): {e}"
-            ))
-            .with_hint("run the job with --from-scratch")
-        })
-    }
-}
-
-impl SqlitePosition {
-    /// The position, as persisted.
-    pub fn to_value(self) -> Value {
-        serde_json::to_value(self).expect("a SqlitePosition serializes")
-    }
-    /// Reads a saved position.
-    pub fn of(split: &str, value: &Value) -> Result<SqlitePosition> {
-        serde_json::from_value(value.clone()).map_err(|e| {
-            Error::config(format!(
-                "split {split}: the saved position {value} does not fit its split: {e}"
-            ))
-            .with_hint("run the job with --from-scratch")
-        })
-    }
-}
+impl Persisted for SqliteSplit {}
+impl Persisted for SqlitePosition {}
 
 #[cfg(test)]
 mod tests {
@@ -61,12 +31,12 @@ mod tests {
 
     #[test]
     fn golden_forms() {
-        let s = |v: Value| serde_json::to_string(&v).unwrap();
+        let s = |v: serde_json::Value| serde_json::to_string(&v).unwrap();
         assert_eq!(
             s(SqliteSplit::KeyOrder {
                 order: "primary key".into()
             }
-            .to_detail()),
+            .to_json()),
             r#"{"order":"primary key"}"#
         );
         assert_eq!(
@@ -74,21 +44,23 @@ mod tests {
                 lo: None,
                 hi: Some(500)
             }
-            .to_detail()),
+            .to_json()),
             r#"{"hi":500,"lo":null}"#
         );
         assert_eq!(
-            s(SqlitePosition::Rowid { rowid: 7 }.to_value()),
+            s(SqlitePosition::Rowid { rowid: 7 }.to_json()),
             r#"{"rowid":7}"#
         );
         assert_eq!(
-            s(SqlitePosition::Offset { offset: 3 }.to_value()),
+            s(SqlitePosition::Offset { offset: 3 }.to_json()),
             r#"{"offset":3}"#
         );
         // Each form reads back as itself, never as the other.
-        let order = SqliteSplit::of("t#0", &serde_json::json!({"order": "primary key"})).unwrap();
+        let order =
+            SqliteSplit::from_value("t#0", &serde_json::json!({"order": "primary key"})).unwrap();
         assert!(matches!(order, SqliteSplit::KeyOrder { .. }));
-        let range = SqliteSplit::of("t#0", &serde_json::json!({"lo": 1, "hi": null})).unwrap();
+        let range =
+            SqliteSplit::from_value("t#0", &serde_json::json!({"lo": 1, "hi": null})).unwrap();
         assert_eq!(
             range,
             SqliteSplit::Rowid {
@@ -96,6 +68,6 @@ mod tests {
                 hi: None
             }
         );
-        assert!(SqlitePosition::of("t#0", &serde_json::json!({"rows": 1})).is_err());
+        assert!(SqlitePosition::from_value("t#0", &serde_json::json!({"rows": 1})).is_err());
     }
 }

@@ -16,6 +16,7 @@ use super::config::SourcePlan;
 use super::decode::{ColumnBuilder, describe};
 use super::position::{SqlitePosition, SqliteSplit};
 use super::types::{logical_from_decl, quote_ident};
+use sluice_core::Persisted;
 
 /// What `tables()` learned about one table, for `splits()` and `read()`.
 #[derive(Debug, Clone)]
@@ -336,7 +337,7 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
             SqliteSplit::KeyOrder {
                 order: "primary key".into(),
             }
-            .to_detail(),
+            .to_json(),
         )]);
     };
     let sql = format!(
@@ -350,7 +351,7 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         return Ok(vec![split(
             0,
             Some(0),
-            SqliteSplit::Rowid { lo: None, hi: None }.to_detail(),
+            SqliteSplit::Rowid { lo: None, hi: None }.to_json(),
         )]);
     };
     let count = count as u64;
@@ -362,7 +363,7 @@ fn make_splits(path: &Path, m: &TableMeta, chunk_rows: u64) -> Result<Vec<Split>
         .map(|i| {
             let from = (i > 0).then(|| bound(i));
             let to = (i + 1 < n).then(|| bound(i + 1));
-            let detail = SqliteSplit::Rowid { lo: from, hi: to }.to_detail();
+            let detail = SqliteSplit::Rowid { lo: from, hi: to }.to_json();
             split(i as usize, Some(count / n), detail)
         })
         .collect())
@@ -387,12 +388,12 @@ fn read_split(
         .collect();
     let table = quote_ident(&m.name);
     let at = resume
-        .map(|p| SqlitePosition::of(&split.id, &p.value))
+        .map(|p| SqlitePosition::from_value(&split.id, &p.value))
         .transpose()?;
     // Column 0 is the row's key for positions: the rowid, or a running offset.
     let (sql, params): (String, Vec<i64>) = match m.rowid {
         Some(r) => {
-            let (lo, hi) = match SqliteSplit::of(&split.id, &split.detail)? {
+            let (lo, hi) = match SqliteSplit::from_detail(split)? {
                 SqliteSplit::Rowid { lo, hi } => (lo, hi),
                 SqliteSplit::KeyOrder { .. } => {
                     return Err(Error::config(format!(
@@ -485,7 +486,7 @@ fn read_split(
             Some(_) => SqlitePosition::Rowid { rowid: last_rowid },
             None => SqlitePosition::Offset { offset },
         }
-        .to_value();
+        .to_json();
         let batch = SourceBatch {
             data,
             position: Position::new(split.id.clone(), pos),

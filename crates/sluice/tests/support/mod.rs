@@ -243,3 +243,49 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A throw-away working directory for `sluice` runs (its `.sluice/` state included), removed
+/// when the test ends.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, p: &str) -> std::path::PathBuf {
+        self.dir.path().join(p)
+    }
+    /// Writes `content` to `p`, creating its directories.
+    pub fn write(&self, p: &str, content: impl AsRef<[u8]>) {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    }
+    /// `sluice ARGS` in the directory, without the caller's state or log settings.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        use assert_cmd::cargo::CommandCargoExt;
+        let mut c = Command::cargo_bin("sluice").unwrap();
+        c.current_dir(self.dir.path())
+            .env_remove("SLUICE_STATE")
+            .env_remove("SLUICE_LOG")
+            .args(args);
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().unwrap()
+    }
+    /// Starts `sluice ARGS` in the background, its stderr piped for `wait_with_output`: for
+    /// short runs (a pipe nobody reads fills after 64 KiB of log; `safety.rs` sends long
+    /// runs' output to files).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
