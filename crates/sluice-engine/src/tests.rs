@@ -164,11 +164,20 @@ impl SinkWriter for SlowWriter {
 }
 
 fn spec(source: CountingSource, sink: Arc<SlowSink>, parallelism: usize) -> JobSpec {
+    job_spec(Arc::new(source), sink, parallelism)
+}
+
+/// A batch job named `test` over in-process connectors, without state or transforms.
+pub(crate) fn job_spec(
+    source: Arc<dyn Source>,
+    sink: Arc<dyn Sink>,
+    parallelism: usize,
+) -> JobSpec {
     JobSpec {
         name: "test".into(),
         parallelism,
         timeout: None,
-        source: Arc::new(source),
+        source,
         sink,
         transforms: vec![],
         targets: Arc::new(|id| Ok(id.clone())),

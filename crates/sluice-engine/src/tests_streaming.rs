@@ -284,23 +284,8 @@ impl SinkWriter for RecordingWriter {
 
 fn spec(source: Scripted, sink: Arc<Recording>, streaming: Option<Streaming>) -> JobSpec {
     JobSpec {
-        name: "stream".into(),
-        parallelism: 1,
-        timeout: None,
-        source: Arc::new(source),
-        sink,
-        transforms: vec![],
-        targets: Arc::new(|id| Ok(id.clone())),
-        check_tables: Arc::new(|_| Ok(())),
-        channel_capacity: 2,
-        context: sluice_core::JobContext {
-            job: "stream".into(),
-            generation: "g".into(),
-        },
-        checkpoints: Arc::new(crate::NoCheckpoints),
-        bad_records: Arc::new(crate::BadRecordPolicy::default()),
-        retry: crate::RetryPolicy::default(),
         streaming,
+        ..crate::tests::job_spec(Arc::new(source), sink, 1)
     }
 }
 
