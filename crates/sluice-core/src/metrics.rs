@@ -13,6 +13,11 @@ pub const SINK_COMMIT_DURATION_SECONDS: &str = "sluice_sink_commit_duration_seco
 pub const SOURCE_BATCHES_TOTAL: &str = "sluice_source_batches_total";
 /// Splits committed.
 pub const SPLITS_COMMITTED_TOTAL: &str = "sluice_splits_committed_total";
+/// Checkpoints committed: one per split in batch mode, one per `checkpoint_interval` and split
+/// in streaming mode.
+pub const CHECKPOINTS_TOTAL: &str = "sluice_checkpoints_total";
+/// When the job last committed a checkpoint, as Unix seconds (its age is `time() - value`).
+pub const LAST_CHECKPOINT_TIMESTAMP_SECONDS: &str = "sluice_last_checkpoint_timestamp_seconds";
 /// Splits redone after a transient error (a connection lost, a server restarting).
 pub const SPLIT_RETRIES_TOTAL: &str = "sluice_split_retries_total";
 /// Commits whose answer was lost and whose outcome was asked of the sink, by `outcome`

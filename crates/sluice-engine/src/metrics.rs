@@ -15,6 +15,8 @@ pub(crate) struct TableMetrics {
     pub batches: Counter,
     pub rows_written: Counter,
     pub splits: Counter,
+    pub checkpoints: Counter,
+    pub last_checkpoint: metrics::Gauge,
     pub commit_seconds: Histogram,
 }
 
@@ -30,6 +32,8 @@ impl TableMetrics {
             batches: counter!(m::SOURCE_BATCHES_TOTAL, &l),
             rows_written: counter!(m::SINK_ROWS_TOTAL, &l),
             splits: counter!(m::SPLITS_COMMITTED_TOTAL, &l),
+            checkpoints: counter!(m::CHECKPOINTS_TOTAL, &l),
+            last_checkpoint: gauge!(m::LAST_CHECKPOINT_TIMESTAMP_SECONDS, &l),
             commit_seconds: histogram!(m::SINK_COMMIT_DURATION_SECONDS, &l),
         }
     }

@@ -1278,6 +1278,11 @@ async fn record_commit(
     if position.done {
         table.metrics.splits.increment(1);
     }
+    table.metrics.checkpoints.increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    table.metrics.last_checkpoint.set(now);
     if let Err(e) = spec
         .checkpoints
         .save(&table.source.schema.id.to_string(), position, rows)

@@ -545,6 +545,15 @@ fn the_engine_emits_its_metrics() {
     assert_eq!(counter(sluice_core::metrics::SOURCE_ROWS_TOTAL), 60);
     assert_eq!(counter(sluice_core::metrics::SINK_ROWS_TOTAL), 60);
     assert_eq!(counter(sluice_core::metrics::SPLITS_COMMITTED_TOTAL), 2);
+    assert_eq!(counter(sluice_core::metrics::CHECKPOINTS_TOTAL), 2);
+    let last = snap
+        .iter()
+        .find(|(k, _)| k.key().name() == sluice_core::metrics::LAST_CHECKPOINT_TIMESTAMP_SECONDS)
+        .map(|(_, (_, _, v))| match v {
+            metrics_util::debugging::DebugValue::Gauge(g) => g.into_inner(),
+            _ => 0.0,
+        });
+    assert!(last.is_some_and(|t| t > 1.7e9), "{last:?}");
     assert!(
         snap.keys()
             .any(|k| k.key().name() == sluice_core::metrics::SINK_COMMIT_DURATION_SECONDS)
