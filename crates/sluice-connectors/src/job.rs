@@ -206,6 +206,14 @@ impl JobFile {
                     Some("stream into a database sink (postgres, mysql, sqlite)".into()),
                 ));
             }
+            JobMode::Streaming if self.sink.write_mode() == sluice_core::WriteMode::Overwrite => {
+                return Err(doc.error_at(
+                    "sink.write",
+                    "write = \"overwrite\" replaces a table's content when the copy ends, and \
+                     a stream does not end",
+                    Some("use write = \"append\" or \"upsert\" for a streaming job".into()),
+                ));
+            }
             JobMode::Batch if !self.source.is_bounded() => {
                 return Err(doc.error_at(
                     "source",

@@ -10,6 +10,7 @@
 //! | `commit_lost` | a COMMIT never reaches the target | the split is redone; every row once, in one run |
 //! | `stop_and_resume` | a stop after two commits | STOPPED; the resume skips what is committed; every row once |
 //! | `ack_after_commit` | — | the source hears of each position only once the sink reports it committed |
+//! | `multi_table_split` | one split carries rows of two tables, then a failure, then a resume | both tables complete, each row once (sinks that write several tables per split; the others refuse, writing nothing) |
 //! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (sinks that keep checkpoints) |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
@@ -275,11 +276,14 @@ impl CheckpointLog for MemLog {
     }
 }
 
+type ReadIds = Box<dyn Fn(&str) -> Vec<i64>>;
+
 /// A target: how to build its sink for a fresh target, how to read its ids back.
 struct Target {
     name: &'static str,
     sink: serde_json::Value,
-    read: Box<dyn Fn() -> Vec<i64>>,
+    /// The ids in a target table (`conf` unless the scenario writes others).
+    read: ReadIds,
     _keep: Box<dyn std::any::Any>,
 }
 
@@ -290,9 +294,11 @@ fn sqlite_target() -> Target {
     Target {
         name: "sqlite",
         sink: json!({"type": "sqlite", "url": format!("sqlite://{}", db.display()), "write": "append"}),
-        read: Box::new(move || {
+        read: Box::new(move |table| {
             let c = rusqlite::Connection::open(&path).unwrap();
-            let mut st = c.prepare("SELECT id FROM conf ORDER BY id").unwrap();
+            let mut st = c
+                .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+                .unwrap();
             st.query_map([], |r| r.get(0))
                 .unwrap()
                 .map(Result::unwrap)
@@ -309,7 +315,7 @@ fn jsonl_target() -> Target {
     Target {
         name: "jsonl",
         sink: json!({"type": "jsonl", "path": out.display().to_string(), "write": "append"}),
-        read: Box::new(move || {
+        read: Box::new(move |table| {
             let mut ids = Vec::new();
             let mut stack = vec![root.clone()];
             while let Some(d) = stack.pop() {
@@ -317,8 +323,13 @@ fn jsonl_target() -> Target {
                     let p = e.path();
                     let name = e.file_name().to_string_lossy().into_owned();
                     if p.is_dir() {
-                        stack.push(p);
-                    } else if name.ends_with(".jsonl") && !name.starts_with('.') {
+                        if name == table {
+                            stack.push(p);
+                        }
+                    } else if name.ends_with(".jsonl")
+                        && !name.starts_with('.')
+                        && (d != root || name == format!("{table}.jsonl"))
+                    {
                         for line in std::fs::read_to_string(&p).unwrap().lines() {
                             let v: serde_json::Value = serde_json::from_str(line).unwrap();
                             ids.push(v["id"].as_i64().unwrap());
@@ -410,8 +421,8 @@ fn pg_target() -> Target {
     Target {
         name: "postgres",
         sink: json!({"type": "postgres", "url": format!("postgres://postgres@127.0.0.1:5432/{name}"), "write": "append"}),
-        read: Box::new(move || {
-            psql(&db, "SELECT id FROM conf ORDER BY id")
+        read: Box::new(move |table| {
+            psql(&db, &format!("SELECT id FROM {table} ORDER BY id"))
                 .lines()
                 .map(|l| l.parse().unwrap())
                 .collect()
@@ -431,8 +442,8 @@ fn mysql_target() -> Target {
     Target {
         name: "mysql",
         sink: json!({"type": "mysql", "url": format!("mysql://root@127.0.0.1:3306/{name}"), "write": "append"}),
-        read: Box::new(move || {
-            mariadb(&db, "SELECT id FROM conf ORDER BY id")
+        read: Box::new(move |table| {
+            mariadb(&db, &format!("SELECT id FROM {table} ORDER BY id"))
                 .lines()
                 .map(|l| l.parse().unwrap())
                 .collect()
@@ -522,7 +533,7 @@ async fn conformance_clean() {
     for t in targets() {
         let (out, _) = run(&t, faults(|_| {}), Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}", t.name);
     }
 }
 
@@ -540,7 +551,7 @@ async fn conformance_crash_mid_split_then_resume() {
             "{}: nothing was kept",
             t.name
         );
-        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}", t.name);
     }
 }
 
@@ -550,7 +561,7 @@ async fn conformance_commit_answer_lost() {
         let f = faults(|f| f.lose_answer_of = Some("conf#2".into()));
         let (out, _) = run(&t, f, Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}: each row once", t.name);
     }
 }
 
@@ -560,7 +571,7 @@ async fn conformance_commit_lost() {
         let f = faults(|f| f.lose_commit_of = Some("conf#2".into()));
         let (out, _) = run(&t, f, Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}: each row once", t.name);
     }
 }
 
@@ -574,7 +585,7 @@ async fn conformance_stop_then_resume() {
         let (out, _) = run(&t, faults(|_| {}), log).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
         assert!(out.rows_written_earlier() >= 2 * 400, "{}", t.name);
-        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}", t.name);
     }
 }
 
@@ -603,7 +614,7 @@ async fn conformance_streaming_commits_at_every_barrier() {
     for t in targets() {
         let (out, src) = run_streaming(&t, faults(|_| {}), Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}", t.name);
         // One commit per batch, and one more that marks each split done; each acknowledged
         // only once the sink held it.
         let acks = src.acks.lock().unwrap().clone();
@@ -629,14 +640,14 @@ async fn conformance_streaming_failure_then_resume_goes_on_after_the_last_commit
         let (out, _) = run_streaming(&t, f, log.clone()).await;
         assert_eq!(out.state, RunState::Failed, "{}", t.name);
         // The failed split committed two of its batches before the failure.
-        let kept: Vec<i64> = (t.read)()
+        let kept: Vec<i64> = (t.read)("conf")
             .into_iter()
             .filter(|id| (1600..2000).contains(id))
             .collect();
         assert_eq!(kept, (1600..1800).collect::<Vec<_>>(), "{}", t.name);
         let (out, _) = run_streaming(&t, faults(|_| {}), log).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}: every row once", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}: every row once", t.name);
     }
 }
 
@@ -646,6 +657,153 @@ async fn conformance_streaming_commit_answer_lost_mid_split() {
         let f = faults(|f| f.lose_answer_of = Some("conf#3".into()));
         let (out, _) = run_streaming(&t, f, Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
-        assert_eq!((t.read)(), all_ids(), "{}: each row once", t.name);
+        assert_eq!((t.read)("conf"), all_ids(), "{}: each row once", t.name);
     }
+}
+
+/// One split of table `conf` whose events also carry rows of table `conf_b` (as a replication
+/// stream carries many tables): every batch of `conf` is followed by the same ids for `conf_b`
+/// and a barrier. Fails once, after two barriers, when `fail` is set.
+struct TwoTables {
+    fail: AtomicBool,
+}
+
+#[async_trait]
+impl Source for TwoTables {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        Ok(["conf", "conf_b"]
+            .iter()
+            .map(|n| {
+                let mut s = TableSchema::new(TableId::new([*n]), schema());
+                s.primary_key = vec!["id".into()];
+                SourceTable {
+                    schema: s,
+                    estimated_rows: None,
+                    estimated_bytes: None,
+                }
+            })
+            .collect())
+    }
+    async fn splits(&self, t: &SourceTable) -> Result<Vec<Split>> {
+        if t.schema.id != TableId::new(["conf"]) {
+            return Ok(vec![]);
+        }
+        Ok(vec![Split {
+            id: "conf#stream".into(),
+            table: t.schema.id.clone(),
+            index: 0,
+            estimated_rows: None,
+            estimated_bytes: None,
+            detail: json!({}),
+            continues: false,
+            start: None,
+        }])
+    }
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        let first = resume
+            .and_then(|p| p.value.as_u64())
+            .map_or(0, |b| b as usize + 1);
+        for b in first..BATCHES {
+            if b == 2 && self.fail.swap(false, Ordering::SeqCst) {
+                return Err(Error::data("a bad row (injected)"));
+            }
+            let ids: Vec<i64> = (b * ROWS_PER_BATCH..(b + 1) * ROWS_PER_BATCH)
+                .map(|i| i as i64)
+                .collect();
+            let notes: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+            let data = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(notes)),
+                ],
+            )?;
+            let events = [
+                sluice_core::SourceEvent::Rows {
+                    table: TableId::new(["conf"]),
+                    data: data.clone(),
+                    bytes: 0,
+                },
+                sluice_core::SourceEvent::Rows {
+                    table: TableId::new(["conf_b"]),
+                    data,
+                    bytes: 0,
+                },
+                sluice_core::SourceEvent::Barrier(Position::new(split.id.clone(), json!(b))),
+            ];
+            for e in events {
+                if let Err(e) = out.send_event(e).await {
+                    return if e.kind() == ErrorKind::Stopped {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_two_tables(
+    target: &Target,
+    fail: bool,
+    log: Arc<MemLog>,
+) -> sluice_engine::RunOutcome {
+    let config: SinkConfig = serde_json::from_value(target.sink.clone()).unwrap();
+    let spec = JobSpec {
+        name: "conformance".into(),
+        parallelism: 1,
+        timeout: None,
+        source: Arc::new(TwoTables {
+            fail: AtomicBool::new(fail),
+        }),
+        sink: config.build().unwrap(),
+        transforms: vec![],
+        targets: Arc::new(|id| Ok(id.clone())),
+        check_tables: Arc::new(|_| Ok(())),
+        channel_capacity: 2,
+        context: JobContext {
+            job: "conformance".into(),
+            generation: "g1".into(),
+        },
+        checkpoints: log,
+        bad_records: Arc::new(BadRecordPolicy::default()),
+        retry: RetryPolicy::default(),
+        streaming: Some(Streaming {
+            interval: std::time::Duration::ZERO,
+            timeout: std::time::Duration::from_secs(30),
+        }),
+    };
+    run_batch(spec, Arc::new(Controller::new()), Progress::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_multi_table_split() {
+    let want: Vec<i64> = (0..(BATCHES * ROWS_PER_BATCH) as i64).collect();
+    for t in [sqlite_target(), pg_target()] {
+        let log = Arc::new(MemLog::default());
+        let out = run_two_tables(&t, true, log.clone()).await;
+        assert_eq!(out.state, RunState::Failed, "{}", t.name);
+        // Two barriers committed both tables' rows together.
+        let half: Vec<i64> = (0..(2 * ROWS_PER_BATCH) as i64).collect();
+        assert_eq!((t.read)("conf"), half, "{}", t.name);
+        assert_eq!((t.read)("conf_b"), half, "{}", t.name);
+        let out = run_two_tables(&t, false, log).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)("conf"), want, "{}", t.name);
+        assert_eq!((t.read)("conf_b"), want, "{}", t.name);
+    }
+    // A sink that writes one table per split refuses, and nothing of the split lands.
+    let t = mysql_target();
+    let out = run_two_tables(&t, false, Arc::default()).await;
+    assert_eq!(out.state, RunState::Failed, "mysql");
+    assert!(
+        out.error
+            .unwrap()
+            .to_string()
+            .contains("one table per split"),
+        "mysql"
+    );
+    assert!((t.read)("conf").is_empty());
 }

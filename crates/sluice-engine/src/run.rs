@@ -505,6 +505,7 @@ async fn run_inner(
         .collect();
     let mut queue: VecDeque<(usize, Split, Cursor)> = VecDeque::new();
     let mut skipped = 0usize;
+    let mut deferred: Vec<usize> = Vec::new();
     for (i, t) in planned.iter().enumerate() {
         let mut left = 0;
         for split in &t.splits {
@@ -544,8 +545,12 @@ async fn run_inner(
                 }
             }
         }
-        if left == 0 {
-            // Every split is already committed (or there are none): finishing is idempotent.
+        if t.splits.is_empty() {
+            // A table without splits of its own (its rows may come through another table's
+            // split, as in a replication stream) is finished once every split has ended.
+            deferred.push(i);
+        } else if left == 0 {
+            // Every split is already committed: finishing is idempotent.
             retrying(
                 spec,
                 ctl,
@@ -646,6 +651,14 @@ async fn run_inner(
     }
     if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(e);
+    }
+    if !run_stop.is_cancelled() {
+        for i in deferred {
+            let t = &planned[i];
+            let what = format!("finishing table {}", t.plan.target);
+            retrying(spec, ctl, &what, || spec.sink.finish_table(&t.plan)).await?;
+            *done[i].lock().unwrap_or_else(|e| e.into_inner()) = true;
+        }
     }
     Ok(planned
         .iter()

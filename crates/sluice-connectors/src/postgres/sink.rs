@@ -809,9 +809,16 @@ impl Sink for PgSink {
         let target = self.target(&table.target)?;
         let ctx = format!("writing {} (split {})", target.display, split.id);
         let conn = check::connect(&self.pg, &ctx).await?;
+        let targets = self
+            .targets
+            .lock()
+            .map_err(|_| Error::internal("target map poisoned"))?
+            .clone();
         Ok(Box::new(PgWriter {
             conn: Some(conn),
             target,
+            targets,
+            current: None,
             copy: None,
             in_tx: false,
             ctx,
@@ -967,7 +974,12 @@ async fn swap_in(c: &Client, t: &Target) -> Result<()> {
 
 struct PgWriter {
     conn: Option<Conn>,
+    /// The split's own table (named in its checkpoint).
     target: Arc<Target>,
+    /// Every prepared table, for rows of other tables of the split (`write_table`).
+    targets: HashMap<sluice_core::TableId, Arc<Target>>,
+    /// The table the open COPY writes.
+    current: Option<Arc<Target>>,
     copy: Option<Pin<Box<CopyInSink<Bytes>>>>,
     /// A transaction is open (BEGIN sent).
     in_tx: bool,
@@ -992,16 +1004,22 @@ impl PgWriter {
             .ok_or_else(|| Error::internal("writer used after abort"))
     }
 
-    async fn start(&mut self) -> Result<()> {
-        let t = self.target.clone();
+    /// Opens a COPY into `t` (its temporary table for upsert), in the writer's transaction
+    /// (begun here if none is open).
+    async fn start(&mut self, t: Arc<Target>) -> Result<()> {
         let c = self.client()?;
-        let mut sql = "BEGIN".to_string();
-        if let Some(temp) = &t.temp {
-            sql.push_str(&format!("; {temp}"));
+        let mut sql: Vec<&str> = Vec::new();
+        if !self.in_tx {
+            sql.push("BEGIN");
         }
-        c.batch_execute(&sql)
-            .await
-            .map_err(|e| pg_error(e, &self.ctx))?;
+        if let Some(temp) = &t.temp {
+            sql.push(temp);
+        }
+        if !sql.is_empty() {
+            c.batch_execute(&sql.join("; "))
+                .await
+                .map_err(|e| pg_error(e, &self.ctx))?;
+        }
         let into = if t.temp.is_some() {
             "pg_temp.sluice_tmp"
         } else {
@@ -1017,28 +1035,59 @@ impl PgWriter {
             .await
             .map_err(|e| pg_error(e, &self.ctx))?;
         self.copy = Some(Box::pin(sink));
+        self.current = Some(t);
         self.in_tx = true;
         self.buf.extend_from_slice(HEADER);
         Ok(())
     }
-}
 
-#[async_trait]
-impl SinkWriter for PgWriter {
-    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.busy = true;
-        if self.copy.is_none() {
-            self.start().await?;
+    /// Ends the open COPY, if any, and moves its rows from the temporary table into the
+    /// target (upsert); `switching`: another table's COPY follows in the same transaction, so
+    /// the temporary table is dropped now rather than at COMMIT.
+    async fn finish_copy(&mut self, switching: bool) -> Result<()> {
+        let Some(mut sink) = self.copy.take() else {
+            return Ok(());
+        };
+        sink.send(Bytes::from_static(TRAILER))
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error(e, &self.ctx))?;
+        let t = self.current.take().unwrap_or_else(|| self.target.clone());
+        if let Some(ins) = &t.insert {
+            let mut sql = ins.clone();
+            if switching && t.temp.is_some() {
+                sql.push_str("; DROP TABLE pg_temp.sluice_tmp");
+            }
+            self.client()?
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| pg_error(e, &self.ctx))?;
         }
-        let batch = match &self.target.written {
+        Ok(())
+    }
+
+    /// Encodes `batch` into the COPY of `t`, opening it (and ending another table's) first.
+    async fn write_to(&mut self, t: Arc<Target>, batch: RecordBatch) -> Result<()> {
+        self.busy = true;
+        if self.current.as_ref().is_some_and(|c| !Arc::ptr_eq(c, &t)) {
+            self.finish_copy(true).await?;
+        }
+        if self.copy.is_none() {
+            self.start(t.clone()).await?;
+        }
+        let batch = match &t.written {
             Some(idx) => batch.project(idx)?,
             None => batch,
         };
-        let encs: Vec<Enc> = self.target.cols.iter().map(|c| c.enc.clone()).collect();
+        let encs: Vec<Enc> = t.cols.iter().map(|c| c.enc.clone()).collect();
         copy_encode::encode_batch(&batch, &encs, &mut self.buf).map_err(|e| {
             Error::data(format!(
-                "{}: row {} of the batch, column {:?}: {}",
+                "{}: table {}: row {} of the batch, column {:?}: {}",
                 self.ctx,
+                t.display,
                 e.row + 1,
                 batch.schema().field(e.column).name(),
                 e.message
@@ -1052,24 +1101,25 @@ impl SinkWriter for PgWriter {
         self.busy = false;
         Ok(())
     }
+}
+
+#[async_trait]
+impl SinkWriter for PgWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.write_to(self.target.clone(), batch).await
+    }
+
+    async fn write_table(&mut self, table: &TablePlan, batch: RecordBatch) -> Result<()> {
+        let t =
+            self.targets.get(&table.target).cloned().ok_or_else(|| {
+                Error::internal(format!("table {} was not prepared", table.target))
+            })?;
+        self.write_to(t, batch).await
+    }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
         self.busy = true;
-        if let Some(mut sink) = self.copy.take() {
-            sink.send(Bytes::from_static(TRAILER))
-                .await
-                .map_err(|e| pg_error(e, &self.ctx))?;
-            sink.as_mut()
-                .finish()
-                .await
-                .map_err(|e| pg_error(e, &self.ctx))?;
-            if let Some(ins) = &self.target.insert {
-                self.client()?
-                    .batch_execute(ins)
-                    .await
-                    .map_err(|e| pg_error(e, &self.ctx))?;
-            }
-        }
+        self.finish_copy(false).await?;
         let pos = checkpoints::position_text(position)?;
         let c = self.client()?;
         if !self.in_tx {

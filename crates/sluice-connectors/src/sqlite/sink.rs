@@ -831,12 +831,18 @@ impl Sink for SqliteSink {
 
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
         let state = self.state(&table.target)?;
+        let states = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("sqlite sink: table map poisoned"))?
+            .clone();
         let conns = self.conns.clone();
         let conn = blocking("open", move || conns.take()).await?;
         Ok(Box::new(SqliteWriter {
             conns: self.conns.clone(),
             conn: Some(conn),
             state,
+            states,
             split: split.id.clone(),
             lock: self.write_lock.clone(),
             turn: None,
@@ -867,7 +873,10 @@ struct SqliteWriter {
     /// Where `conn` goes back when the writer is dropped.
     conns: Arc<Connections>,
     conn: Option<Connection>,
+    /// The split's own table (named in its checkpoint).
     state: Arc<TableState>,
+    /// Every prepared table, for rows of other tables of the split (`write_table`).
+    states: HashMap<TableId, Arc<TableState>>,
     split: String,
     lock: Arc<tokio::sync::Mutex<()>>,
     turn: Option<OwnedMutexGuard<()>>,
@@ -893,6 +902,37 @@ impl SqliteWriter {
         what: &str,
         f: impl FnOnce(&Connection, &TableState) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let state = self.state.clone();
+        self.with_tx_on(state, what, f).await
+    }
+
+    /// Inserts `batch` into table `state`, in the writer's transaction.
+    async fn write_to(&mut self, state: Arc<TableState>, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let split = self.split.clone();
+        let n = batch.num_rows() as i64;
+        self.with_tx_on(state, "write", move |conn, st| {
+            insert_batch(
+                conn,
+                (&st.target, &st.insert_sql, &st.types),
+                &split,
+                &batch,
+            )
+        })
+        .await?;
+        self.rows += n;
+        Ok(())
+    }
+
+    /// [`with_tx`](Self::with_tx) for table `state` (another table of the split).
+    async fn with_tx_on<T: Send + 'static>(
+        &mut self,
+        state: Arc<TableState>,
+        what: &str,
+        f: impl FnOnce(&Connection, &TableState) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         if self.turn.is_none() {
             self.turn = Some(self.lock.clone().lock_owned().await);
         }
@@ -900,7 +940,6 @@ impl SqliteWriter {
             .conn
             .take()
             .ok_or_else(|| Error::internal("sqlite writer used after an earlier failure"))?;
-        let state = self.state.clone();
         let begin = !self.in_tx;
         let (conn, res) = tokio::task::spawn_blocking(move || {
             let res = (|| {
@@ -1040,22 +1079,16 @@ fn insert_batch(
 #[async_trait]
 impl SinkWriter for SqliteWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let split = self.split.clone();
-        let n = batch.num_rows() as i64;
-        self.with_tx("write", move |conn, st| {
-            insert_batch(
-                conn,
-                (&st.target, &st.insert_sql, &st.types),
-                &split,
-                &batch,
-            )
-        })
-        .await?;
-        self.rows += n;
-        Ok(())
+        let state = self.state.clone();
+        self.write_to(state, batch).await
+    }
+
+    async fn write_table(&mut self, table: &TablePlan, batch: RecordBatch) -> Result<()> {
+        let state =
+            self.states.get(&table.target).cloned().ok_or_else(|| {
+                Error::internal(format!("table {} was not prepared", table.target))
+            })?;
+        self.write_to(state, batch).await
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
