@@ -944,6 +944,9 @@ impl Sink for MysqlSink {
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         for t in tables {
+            crate::checkpoints::refuse_change_events("mysql", t)?;
+        }
+        for t in tables {
             Self::declared_types(t)?;
         }
         let mut conn = connect(&self.plan.server, "sink").await?;

@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
+use sluice_core::batch::OP_COLUMN;
 use sluice_core::naming::{LOCK_WAIT, LockScope, lock_key, stage_name};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::types::{generated_expr, native_type};
@@ -143,6 +144,15 @@ impl PgSink {
         let q = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
         let display = sluice_core::TableId::new([schema.clone(), name.clone()]).to_string();
         let fields = plan.schema.arrow.fields();
+        // Change events carry their operation: deletes are applied by key, the rest upserted.
+        let op_idx = plan.schema.arrow.index_of(OP_COLUMN).ok();
+        if op_idx.is_some() && self.mode != WriteMode::Upsert {
+            return Err(Error::config(format!(
+                "table {display} receives change events (inserts, updates and deletes), which \
+                 only write = \"upsert\" can apply"
+            ))
+            .with_hint("set write = \"upsert\" in [sink] (the target needs the source's key)"));
+        }
         if self.mode == WriteMode::Upsert && plan.schema.primary_key.is_empty() {
             return Err(Error::config(format!(
                 "write = \"upsert\" into {display} needs a primary key, and the source table has none"
@@ -159,7 +169,7 @@ impl PgSink {
             }
             let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(&schema));
             let mut cols = Vec::new();
-            for f in fields {
+            for f in fields.iter().filter(|f| f.name() != OP_COLUMN) {
                 warn_refused_metadata(&display, f, &schema);
                 if let (Some(Ok(_)), Some(("postgres", n)), LogicalType::Enum(labels)) = (
                     native_ddl_type(f, &schema),
@@ -241,6 +251,9 @@ impl PgSink {
         let mut casts: Vec<Option<&PgColumn>> = Vec::new();
         let mut written: Vec<(usize, &PgColumn)> = Vec::new();
         for (i, f) in fields.iter().enumerate() {
+            if Some(i) == op_idx {
+                continue;
+            }
             let Some(tc) = tcols.iter().find(|t| t.name == *f.name()) else {
                 let names: Vec<String> = tcols.iter().map(|t| t.name.clone()).collect();
                 return Err(Error::schema(format!(
@@ -386,6 +399,32 @@ impl PgSink {
                 names.join(", "),
                 sel.join(", ")
             );
+            if op_idx.is_some() {
+                // The last event of each key wins; deletes are applied, the rest upserted.
+                let pk: Vec<String> = plan
+                    .schema
+                    .primary_key
+                    .iter()
+                    .map(|k| quote_ident(k))
+                    .collect();
+                let on = |a: &str, b: &str| {
+                    pk.iter()
+                        .map(|k| format!("{a}.{k} = {b}.{k}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                };
+                ins = format!(
+                    "DELETE FROM pg_temp.sluice_tmp a USING pg_temp.sluice_tmp b WHERE {} AND \
+                     a._sluice_seq < b._sluice_seq; \
+                     DELETE FROM {into} t USING pg_temp.sluice_tmp s WHERE {} AND \
+                     s.{OP_COLUMN} = 'D'; \
+                     {ins} WHERE {OP_COLUMN} IS DISTINCT FROM 'D'",
+                    on("a", "b"),
+                    on("t", "s")
+                );
+                defs.push(format!("{OP_COLUMN} text"));
+                defs.push("_sluice_seq bigserial".into());
+            }
             if self.mode == WriteMode::Upsert {
                 let pk: Vec<String> = plan
                     .schema
@@ -418,7 +457,16 @@ impl PgSink {
         } else {
             (None, None)
         };
-        let written = (written.len() < fields.len()).then(|| written.iter().map(|w| w.0).collect());
+        let mut written: Option<Vec<usize>> =
+            (written.len() < fields.len()).then(|| written.iter().map(|w| w.0).collect());
+        if let (Some(op), Some(w)) = (op_idx, written.as_mut()) {
+            // The operation is written last, into the temporary table only.
+            w.push(op);
+            cols.push(ColPlan {
+                quoted: quote_ident(OP_COLUMN),
+                enc: Enc::Text,
+            });
+        }
         Ok(Target {
             display,
             schema,
@@ -784,6 +832,13 @@ impl Sink for PgSink {
         let (schema, _) = self.names(table)?;
         let mut out = Vec::new();
         for f in table.schema.arrow.fields() {
+            if f.name() == OP_COLUMN {
+                out.push((
+                    f.name().clone(),
+                    "(the change's operation: applied, not stored)".into(),
+                ));
+                continue;
+            }
             let mut t = column_type(f, &schema)
                 .map_err(|e| e.context(format!("table {}", table.target)))?;
             if let Some(Err(native)) = native_ddl_type(f, &schema) {

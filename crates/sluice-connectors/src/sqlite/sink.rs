@@ -794,6 +794,9 @@ impl Sink for SqliteSink {
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
+        for t in tables {
+            checkpoints::refuse_change_events("sqlite", t)?;
+        }
         let sp = self.plan.clone();
         let conns = self.conns.clone();
         let plans = tables.to_vec();
