@@ -13,6 +13,7 @@
 //! | `multi_table_split` | one split carries rows of two tables, then a failure, then a resume | both tables complete, each row once (sinks that write several tables per split; the others refuse, writing nothing) |
 //! | `apply_changes` | change events (the operation column): inserts, updates, deletes, a key deleted and inserted again, within one commit and across commits | the target holds each key's last state (PostgreSQL with `upsert`); the other database sinks refuse before any row moves |
 //! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (sinks that keep checkpoints) |
+//! | `streaming_refuses_sinks_without_checkpoints` | a streaming run into a file sink | refused before anything is written |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
 //! target, and how to read the target's ids back).
@@ -612,7 +613,7 @@ async fn conformance_acknowledges_only_what_is_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_streaming_commits_at_every_barrier() {
-    for t in targets() {
+    for t in resumable_targets() {
         let (out, src) = run_streaming(&t, faults(|_| {}), Arc::default()).await;
         assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
         assert_eq!((t.read)("conf"), all_ids(), "{}", t.name);
@@ -942,4 +943,15 @@ async fn conformance_apply_changes() {
         let e = out.error.unwrap().to_string();
         assert!(e.contains("cannot apply yet"), "{}: {e}", t.name);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_streaming_refuses_sinks_without_checkpoints() {
+    let t = jsonl_target();
+    let (out, _) = run_streaming(&t, faults(|_| {}), Arc::default()).await;
+    assert_eq!(out.state, RunState::Failed);
+    let e = out.error.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("keeps its checkpoints"), "{e}");
+    assert!((t.read)("conf").is_empty(), "nothing written");
 }

@@ -485,6 +485,15 @@ async fn run_inner(
     ctl: &Arc<Controller>,
     planned: Vec<PlannedTable>,
 ) -> Result<Vec<(String, bool)>> {
+    if spec.streaming.is_some() && !spec.sink.keeps_checkpoints() {
+        // A split that commits many times must resume after its last commit, which only a
+        // sink keeping its checkpoints with its rows can tell (file sinks would reuse the
+        // name of a committed part).
+        return Err(Error::config(
+            "a streaming job needs a sink that keeps its checkpoints with its rows",
+        )
+        .with_hint("stream into a database sink (postgres, mysql, sqlite)"));
+    }
     let plans: Vec<TablePlan> = planned.iter().map(|p| p.plan.clone()).collect();
     spec.sink.begin(&spec.context)?;
     ctl.unless_stopped(spec.sink.prepare(&plans)).await?;
