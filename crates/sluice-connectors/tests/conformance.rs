@@ -935,7 +935,11 @@ async fn conformance_apply_changes() {
             "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM \
              information_schema.columns WHERE table_name = 'conf'",
         );
-        assert_eq!(cols.trim(), "id,note", "the operation is applied, not stored");
+        assert_eq!(
+            cols.trim(),
+            "id,note",
+            "the operation is applied, not stored"
+        );
     }
     for t in [sqlite_target(), mysql_target()] {
         let out = run_changes(&t, None).await;

@@ -298,8 +298,16 @@ async fn validate(path: &Path) -> u8 {
         Ok(p) => p,
         Err(e) => return report_at(&e, &doc),
     };
+    let mode = match spec.streaming {
+        Some(s) => format!(
+            ", streaming: a checkpoint every {}, each within {}",
+            humantime::format_duration(s.interval),
+            humantime::format_duration(s.timeout)
+        ),
+        None => String::new(),
+    };
     outln!(
-        "job {}: {} → {} ({} write), {} table(s)",
+        "job {}: {} → {} ({} write), {} table(s){mode}",
         job.job.name,
         job.source.type_name(),
         job.sink.type_name(),

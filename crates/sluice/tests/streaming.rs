@@ -181,3 +181,17 @@ fn streaming_jobs_that_cannot_be_exact_are_refused_before_they_run() {
     }
     assert!(!db(&env).exists(), "nothing ran");
 }
+
+#[test]
+fn validate_describes_a_stream() {
+    let env = Env::new();
+    env.write("job.toml", JOB);
+    let o = env.run(&["validate", "job.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("generate → sqlite (append write), 1 table(s), streaming: a checkpoint every 150ms, each within 1m"),
+        "{out}"
+    );
+    assert!(out.contains("target writable"), "{out}");
+}
