@@ -300,33 +300,20 @@ pub fn plan(
     }
 }
 
-/// Quotes an identifier for `dialect`.
+/// Quotes an identifier for `dialect` (the connectors' quoting).
 pub fn quote_ident(d: Dialect, s: &str) -> String {
     match d {
-        Dialect::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
-        Dialect::Mysql => format!("`{}`", s.replace('`', "``")),
+        Dialect::Postgres => sluice_connectors::postgres::quote_ident(s),
+        Dialect::Mysql => sluice_connectors::mysql::quote(s),
     }
 }
 
-/// Quotes a string literal for `dialect` (MySQL: backslashes escaped; the session runs
-/// without `NO_BACKSLASH_ESCAPES`).
+/// Quotes a string literal for `dialect` (the connectors' quoting; MySQL's escapes
+/// backslashes, the session runs without `NO_BACKSLASH_ESCAPES`).
 pub fn quote_literal(d: Dialect, s: &str) -> String {
     match d {
-        Dialect::Postgres => format!("'{}'", s.replace('\'', "''")),
-        Dialect::Mysql => {
-            let mut out = String::with_capacity(s.len() + 2);
-            out.push('\'');
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\'' => out.push_str("\\'"),
-                    '\0' => out.push_str("\\0"),
-                    c => out.push(c),
-                }
-            }
-            out.push('\'');
-            out
-        }
+        Dialect::Postgres => sluice_connectors::postgres::quote_literal(s),
+        Dialect::Mysql => sluice_connectors::mysql::quote_literal(s),
     }
 }
 

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use mysql_async::prelude::Queryable;
 use sluice_connectors::postgres::ReadScope;
 use sluice_core::{Error, ErrorKind, Result};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::canon::{self, ColKind, Column, Dialect, ElemType, RowHash, quote_ident, quote_literal};
 use crate::local::Local;
@@ -91,19 +91,13 @@ pub enum Db {
     Local(Box<Local>),
 }
 
-fn conn_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Connection, format!("{what}: {e}"))
-        .with_hint("check that the server is up and the url in the job file is right")
-}
-
 fn parse_key(s: &str) -> Result<i128> {
     i128::from_str(s.trim()).map_err(|_| Error::data(format!("key value {s:?} is not an integer")))
 }
 
-/// A PostgreSQL side: the client, its connection task, and what reconnecting needs.
+/// A PostgreSQL side: the connector's connection, and what reconnecting needs.
 pub struct PgSide {
-    client: tokio_postgres::Client,
-    task: tokio::task::JoinHandle<()>,
+    conn: sluice_connectors::postgres::Conn,
     config: tokio_postgres::Config,
     /// `server_version_num`, e.g. 150004.
     version: u32,
@@ -112,28 +106,24 @@ pub struct PgSide {
 }
 
 impl Db {
-    /// Connects to PostgreSQL; the session runs in UTC with ISO dates.
+    /// Connects to PostgreSQL (as the connector does: bounded, errors classified); the
+    /// session runs in UTC with ISO dates.
     pub async fn postgres(url: &str) -> Result<Db> {
-        let cfg = tokio_postgres::Config::from_str(url).map_err(|e| {
-            Error::config(format!("invalid PostgreSQL url: {e}"))
-                .with_hint("write it as postgres://user:password@host:5432/database")
-        })?;
-        Db::postgres_with(cfg).await
+        let (conn, config) = sluice_connectors::postgres::connect_url(url, "verify").await?;
+        Db::postgres_on(conn, config).await
     }
 
     async fn postgres_with(config: tokio_postgres::Config) -> Result<Db> {
-        let (client, conn) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| conn_err("connecting to PostgreSQL", e))?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended.");
-            }
-        });
+        let conn = sluice_connectors::postgres::connect(&config, "verify").await?;
+        Db::postgres_on(conn, config).await
+    }
+
+    async fn postgres_on(
+        conn: sluice_connectors::postgres::Conn,
+        config: tokio_postgres::Config,
+    ) -> Result<Db> {
         let mut db = Db::Postgres(Box::new(PgSide {
-            client,
-            task,
+            conn,
             config,
             version: 0,
             parallel: false,
@@ -181,28 +171,27 @@ impl Db {
         }
     }
 
-    /// Connects to MySQL/MariaDB; the session runs in UTC with utf8mb4 and backslash escapes.
+    /// Connects to MySQL/MariaDB (as the connector does); the session runs in UTC with
+    /// utf8mb4 and backslash escapes.
     pub async fn mysql(url: &str) -> Result<(Db, Option<String>)> {
-        let opts = mysql_async::Opts::from_url(url).map_err(|e| {
-            Error::config(format!("invalid mysql url: {e}").replace(url, "<url>"))
-                .with_hint("write it as mysql://user:password@127.0.0.1:3306/database")
-        })?;
-        let database = opts.db_name().map(str::to_owned).filter(|d| !d.is_empty());
-        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
-            .prefer_socket(false)
-            .into();
-        Ok((Db::mysql_with(opts).await?, database))
+        let (conn, opts, database) = sluice_connectors::mysql::connect_url(url, "verify").await?;
+        Ok((Db::mysql_on(conn, opts).await?, database))
     }
 
     async fn mysql_with(opts: mysql_async::Opts) -> Result<Db> {
-        let conn = mysql_async::Conn::new(opts.clone())
-            .await
-            .map_err(|e| conn_err("connecting to MySQL", e))?;
+        let conn = sluice_connectors::mysql::connect_opts(&opts, "verify").await?;
+        Db::mysql_on(conn, opts).await
+    }
+
+    async fn mysql_on(conn: mysql_async::Conn, opts: mysql_async::Opts) -> Result<Db> {
         let mut db = Db::Mysql(conn, opts);
+        // On top of the connector's session (strict, no NO_BACKSLASH_ESCAPES): a binary
+        // collation for comparisons, and room for long GROUP_CONCATs (1 GiB, MariaDB's
+        // maximum; strict mode refuses a larger value instead of clamping it).
         db.exec(
             "SET NAMES utf8mb4 COLLATE utf8mb4_bin, time_zone = '+00:00', \
              sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), \
-             group_concat_max_len = 4294967295",
+             group_concat_max_len = 1073741824",
         )
         .await?;
         Ok(db)
@@ -244,6 +233,7 @@ impl Db {
         match self {
             Db::Postgres(pg) => {
                 let msgs = pg
+                    .conn
                     .client
                     .simple_query(sql)
                     .await
@@ -269,6 +259,7 @@ impl Db {
     pub async fn exec(&mut self, sql: &str) -> Result<()> {
         match self {
             Db::Postgres(pg) => pg
+                .conn
                 .client
                 .batch_execute(sql)
                 .await
@@ -576,11 +567,7 @@ impl Db {
     /// Closes the connection politely.
     pub async fn close(self) {
         match self {
-            Db::Postgres(pg) => {
-                let PgSide { client, task, .. } = *pg;
-                drop(client);
-                let _ = task.await;
-            }
+            Db::Postgres(pg) => pg.conn.close().await,
             Db::Mysql(conn, _) => {
                 let _ = conn.disconnect().await;
             }

@@ -949,6 +949,28 @@ fn case16_a_server_that_never_answers_is_an_error_not_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(20));
 
+    // Verify connects as the connectors do: a silent target is an error too, not a hang.
+    std::fs::write(d.path("t.csv"), "id\n1\n").unwrap();
+    d.job(
+        "silent",
+        "",
+        "type = \"csv\"\npath = \"t.csv\"",
+        &format!("type = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{port}/x\""),
+    );
+    let started = Instant::now();
+    let o = wait_within(
+        d.spawn(&["verify", "job.toml"]),
+        30,
+        "verify against a silent server",
+    );
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(
+        err(&o).contains("did not complete the startup within 10 s"),
+        "{}",
+        err(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
     // A job timeout, a stop and a hang-up end it sooner, as a stop (exit 3).
     d.job(
         "silent",

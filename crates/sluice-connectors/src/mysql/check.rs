@@ -53,6 +53,23 @@ pub async fn connect(server: &Server, what: &str) -> Result<Conn> {
     Ok(conn)
 }
 
+/// `s` as a MySQL string literal, for a session without `NO_BACKSLASH_ESCAPES` (the
+/// connector's): quote, backslash and NUL escaped.
+pub fn quote_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// `name` quoted as a MySQL identifier: backticks, a backtick inside doubled.
 pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))

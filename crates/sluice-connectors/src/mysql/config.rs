@@ -137,14 +137,19 @@ impl Server {
             Error::config(format!("invalid mysql url: {e}").replace(url, "<url>"))
                 .with_hint(URL_HINT)
         })?;
+        let opts: Opts = OptsBuilder::from_opts(opts).prefer_socket(false).into();
+        Ok(Server::from_opts(opts))
+    }
+
+    /// A server from options already parsed (another connection like an earlier one).
+    pub fn from_opts(opts: Opts) -> Server {
         let database = opts.db_name().map(str::to_owned).filter(|d| !d.is_empty());
         let display = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let opts: Opts = OptsBuilder::from_opts(opts).prefer_socket(false).into();
-        Ok(Server {
+        Server {
             opts,
             database,
             display,
-        })
+        }
     }
 
     /// `(database, table)` of a Sluice table id: `db.table`, or `table` in the URL's

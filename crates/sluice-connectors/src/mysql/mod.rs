@@ -55,7 +55,29 @@ mod sink;
 mod source;
 pub mod types;
 
-pub use check::{SESSION_SQL, quote};
+pub use check::{SESSION_SQL, quote, quote_literal};
+
+/// A connection for other parts of Sluice (verify) made the way the connector makes its own:
+/// bounded connect and handshake, errors classified and named by `what`, the connector's
+/// session settings. Returns it with its options (to open more like it) and the url's
+/// database.
+pub async fn connect_url(
+    url: &str,
+    what: &str,
+) -> sluice_core::Result<(mysql_async::Conn, mysql_async::Opts, Option<String>)> {
+    let server = config::Server::parse(url)?;
+    let conn = check::connect(&server, what).await?;
+    Ok((conn, server.opts.clone(), server.database.clone()))
+}
+
+/// [`connect_url`] with options already parsed.
+pub async fn connect_opts(
+    opts: &mysql_async::Opts,
+    what: &str,
+) -> sluice_core::Result<mysql_async::Conn> {
+    let server = config::Server::from_opts(opts.clone());
+    check::connect(&server, what).await
+}
 pub use config::{LoadMethod, MysqlSinkConfig, MysqlSourceConfig, ZeroDates};
 pub use sink::MysqlSink;
 pub use source::MysqlSource;

@@ -9,21 +9,36 @@ use tokio_postgres::{Client, Config, NoTls};
 use super::error::pg_error;
 use super::types::PgType;
 
-/// A client and its connection task; dropping it closes the connection.
-pub(crate) struct Conn {
+/// A client and its connection task; dropping it closes the connection at once
+/// ([`close`](Conn::close) says goodbye to the server first).
+pub struct Conn {
     pub client: Client,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Conn {
+    /// Ends the session politely: the client is dropped (the driver sends Terminate) and the
+    /// connection task runs to its end.
+    pub async fn close(mut self) {
+        let task = self.task.take();
+        drop(self);
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = &self.task {
+            t.abort();
+        }
     }
 }
 
 /// Connects, naming `what` in errors (unreachable → Connection, bad role/password → Auth,
 /// missing database → Config).
-pub(crate) async fn connect(cfg: &Config, what: &str) -> Result<Conn> {
+pub async fn connect(cfg: &Config, what: &str) -> Result<Conn> {
     let mut cfg = cfg.clone();
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(10));
@@ -75,7 +90,10 @@ pub(crate) async fn connect(cfg: &Config, what: &str) -> Result<Conn> {
             "SET client_min_messages = warning; SET client_connection_check_interval = 1000",
         )
         .await;
-    Ok(Conn { client, task })
+    Ok(Conn {
+        client,
+        task: Some(task),
+    })
 }
 
 fn describe_hosts(cfg: &Config) -> String {

@@ -49,8 +49,7 @@
 //! **Types**: see [`types`] and `docs/connectors/postgres.md`.
 //!
 //! **Limits.** No TLS. Multi-dimensional arrays are a data error (cast to text in a `query`).
-//! Positions are not yet stored in the target (`_sluice_checkpoints`). Overwrite does not
-//! keep foreign keys pointing at the table, grants or triggers.
+//! Overwrite does not keep foreign keys pointing at the table, grants or triggers.
 
 mod check;
 mod config;
@@ -64,4 +63,19 @@ mod source;
 pub mod types;
 
 pub use config::{PostgresSinkConfig, PostgresSourceConfig, ReadMode};
+pub use types::{quote_ident, quote_literal};
+
+pub use check::{Conn, connect};
+
+/// A connection for other parts of Sluice (verify) made the way the connector makes its own
+/// ([`connect`]: bounded connect and startup, errors classified — unreachable, credentials,
+/// missing database — and named by `what`), with the parsed configuration to open more like
+/// it.
+pub async fn connect_url(
+    url: &str,
+    what: &str,
+) -> sluice_core::Result<(Conn, tokio_postgres::Config)> {
+    let cfg = config::parse_url(url)?;
+    Ok((connect(&cfg, what).await?, cfg))
+}
 pub use source::ReadScope;
