@@ -194,18 +194,6 @@ impl JobFile {
                     ),
                 ));
             }
-            JobMode::Streaming if !self.sink.keeps_checkpoints() => {
-                return Err(doc.error_at(
-                    "job.mode",
-                    format!(
-                        "a streaming job cannot write to a `{}` sink yet: its part files are \
-                         not continued across runs, so a resumed stream could overwrite what \
-                         an earlier run committed",
-                        self.sink.type_name()
-                    ),
-                    Some("stream into a database sink (postgres, mysql, sqlite)".into()),
-                ));
-            }
             JobMode::Streaming if self.sink.write_mode() == sluice_core::WriteMode::Overwrite => {
                 return Err(doc.error_at(
                     "sink.write",

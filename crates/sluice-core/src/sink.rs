@@ -86,12 +86,16 @@ pub struct TablePlan {
 /// Which job and which generation of it is writing. A generation starts when a job runs from
 /// scratch and lasts through every resume until the job finishes; checkpoints of another
 /// generation are stale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobContext {
     /// The job's name.
     pub job: String,
     /// Unique per generation (e.g. `"1763774400123-4242"`); never reused.
     pub generation: String,
+    /// Streaming mode: a split may commit many times and continue after a resume (the engine
+    /// sets it; a file sink names its parts after each commit's position).
+    #[serde(default)]
+    pub streaming: bool,
 }
 
 /// Where a sink keeps the [`JobContext`] given to [`Sink::begin`], which may be called again
@@ -110,10 +114,7 @@ impl JobSlot {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .unwrap_or(JobContext {
-                job: String::new(),
-                generation: String::new(),
-            })
+            .unwrap_or_default()
     }
 }
 
@@ -227,6 +228,18 @@ pub trait Sink: Send + Sync {
 
     /// A writer for one split of `table`.
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>>;
+
+    /// [`open`](Self::open) for a split that goes on after `resume`, its last commit as the
+    /// engine recorded it (`None`: from its start). A sink that keeps no checkpoints of its
+    /// own (files) removes here what a crash left committed after that record.
+    async fn open_from(
+        &self,
+        table: &TablePlan,
+        split: &Split,
+        _resume: Option<&Position>,
+    ) -> Result<Box<dyn SinkWriter>> {
+        self.open(table, split).await
+    }
 
     /// Every split of `table` has committed; make the table final.
     async fn finish_table(&self, _table: &TablePlan) -> Result<()> {

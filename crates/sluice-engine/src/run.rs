@@ -485,17 +485,12 @@ async fn run_inner(
     ctl: &Arc<Controller>,
     planned: Vec<PlannedTable>,
 ) -> Result<Vec<(String, bool)>> {
-    if spec.streaming.is_some() && !spec.sink.keeps_checkpoints() {
-        // A split that commits many times must resume after its last commit, which only a
-        // sink keeping its checkpoints with its rows can tell (file sinks would reuse the
-        // name of a committed part).
-        return Err(Error::config(
-            "a streaming job needs a sink that keeps its checkpoints with its rows",
-        )
-        .with_hint("stream into a database sink (postgres, mysql, sqlite)"));
-    }
     let plans: Vec<TablePlan> = planned.iter().map(|p| p.plan.clone()).collect();
-    spec.sink.begin(&spec.context)?;
+    let context = JobContext {
+        streaming: spec.streaming.is_some(),
+        ..spec.context.clone()
+    };
+    spec.sink.begin(&context)?;
     ctl.unless_stopped(spec.sink.prepare(&plans)).await?;
     let mut resume = load_committed(spec, ctl).await?;
     ctl.unless_stopped(forget_emptied_targets(spec, &planned, &mut resume))
@@ -951,7 +946,7 @@ async fn run_split(
     let opened = tokio::select! {
         biased;
         _ = run_stop.cancelled() => None,
-        w = spec.sink.open(&table.plan, split) => Some(w),
+        w = spec.sink.open_from(&table.plan, split, cursor.position.as_ref()) => Some(w),
     };
     let mut writer = match opened {
         None => {
@@ -1234,6 +1229,14 @@ impl SplitRun<'_> {
         let Some(position) = self.safe.take() else {
             return Ok(());
         };
+        if !position.done && self.written.is_empty() && !self.spec.sink.keeps_checkpoints() {
+            // Nothing new to make durable. A sink without checkpoints of its own (files)
+            // names each commit's part after its position, so a position without a part is
+            // not recorded: the next run replays the rows since the last part, which wrote
+            // nothing.
+            self.safe = Some(position);
+            return Ok(());
+        }
         let written = std::mem::take(&mut self.written);
         let started = Instant::now();
         let commit = writer.commit(&position);

@@ -186,6 +186,7 @@ pub(crate) fn job_spec(
         context: sluice_core::JobContext {
             job: "test".into(),
             generation: "g".into(),
+            ..Default::default()
         },
         checkpoints: Arc::new(crate::NoCheckpoints),
         bad_records: Arc::new(crate::BadRecordPolicy::default()),

@@ -539,6 +539,7 @@ fn context(job: &str, generation: &str) -> JobContext {
     JobContext {
         job: job.to_string(),
         generation: generation.to_string(),
+        ..Default::default()
     }
 }
 

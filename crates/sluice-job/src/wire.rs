@@ -41,6 +41,7 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
         context: sluice_core::JobContext {
             job: job.job.name.clone(),
             generation: String::new(),
+            ..Default::default()
         },
         checkpoints: Arc::new(sluice_engine::NoCheckpoints),
         bad_records: Arc::new(sluice_engine::BadRecordPolicy::new(

@@ -186,6 +186,14 @@ impl Session {
     /// Lists the source's tables, maps them through `table_map`, opens both sides and reads
     /// both catalogs.
     pub async fn open(source: &SourceConfig, sink: &SinkConfig) -> Result<Session> {
+        if !source.is_bounded() {
+            // Reading it to compare would never end.
+            return Err(Error::config(format!(
+                "this `{}` source never ends, so verify cannot read it to compare",
+                source.type_name()
+            ))
+            .with_hint("verify compares sources that end: give it an end (e.g. rows = 1000000)"));
+        }
         let built = source.build()?;
         let listed = match built.tables().await {
             Ok(t) => t,

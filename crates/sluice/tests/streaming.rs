@@ -161,7 +161,7 @@ fn streaming_jobs_that_cannot_be_exact_are_refused_before_they_run() {
         ),
         (
             "[job]\nname = \"s\"\nmode = \"streaming\"\n[source]\ntype = \"generate\"\n[sink]\ntype = \"jsonl\"\npath = \"out\"\n",
-            "cannot write to a `jsonl` sink yet",
+            "write = \"overwrite\" replaces a table's content when the copy ends",
         ),
         (
             "[job]\nname = \"s\"\n[source]\ntype = \"generate\"\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\n",
@@ -194,4 +194,78 @@ fn validate_describes_a_stream() {
         "{out}"
     );
     assert!(out.contains("target writable"), "{out}");
+    // An endless source cannot be read to its end to compare: refused, not a hang.
+    let o = env.run(&["verify", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("never ends, so verify cannot read it"), "{}", stderr(&o));
+}
+
+/// The ids in every JSON Lines part of `out/events/` (dot files are temporary).
+fn jsonl_ids(env: &Env) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let dir = env.path("out/events");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["name"], format!("row-{}", v["id"]), "{line}");
+            ids.push(v["id"].as_i64().unwrap());
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_stream_into_files_resumes_exactly_after_kill_9() {
+    let env = Env::new();
+    env.write(
+        "job.toml",
+        JOB.replace(
+            "[sink]\ntype = \"sqlite\"\nurl = \"sqlite://out.db\"\nwrite = \"append\"\n",
+            "[sink]\ntype = \"jsonl\"\npath = \"out\"\nwrite = \"append\"\n",
+        ),
+    );
+    let mut seen = 0usize;
+    for round in 0..5u64 {
+        let mut child = env.spawn(&["run", "job.toml"]);
+        let until = Instant::now() + Duration::from_secs(20);
+        // Parts appear while the stream runs: each commit renames one into place.
+        while jsonl_ids(&env).len() <= seen + 500 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the stream ended by itself"
+            );
+            assert!(Instant::now() < until, "no part within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(23 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let ids = jsonl_ids(&env);
+        let n = ids.len();
+        assert_eq!(
+            ids,
+            (0..n as i64).collect::<Vec<_>>(),
+            "round {round}: lost or doubled ids"
+        );
+        seen = n;
+    }
+    // A graceful stop ends on a part boundary too.
+    let mut child = env.spawn(&["run", "job.toml"]);
+    while jsonl_ids(&env).len() <= seen {
+        assert!(child.try_wait().unwrap().is_none());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let ids = jsonl_ids(&env);
+    assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
 }

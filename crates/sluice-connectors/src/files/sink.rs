@@ -146,6 +146,9 @@ pub(crate) struct FileSink {
     tables: Mutex<HashSet<String>>,
     /// The job's generation, set by `begin`; names append-mode files.
     generation: std::sync::RwLock<Option<String>>,
+    /// Streaming mode (set by `begin`): every table is written as parts in `<dir>/<table>/`,
+    /// one per commit, named after the commit's position.
+    streaming: std::sync::atomic::AtomicBool,
 }
 
 impl FileSink {
@@ -157,6 +160,7 @@ impl FileSink {
             written: Arc::default(),
             tables: Mutex::default(),
             generation: std::sync::RwLock::new(None),
+            streaming: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -332,6 +336,7 @@ impl Sink for FileSink {
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
         let dir = self.dir.clone();
+        let streaming = self.streaming.load(std::sync::atomic::Ordering::Relaxed);
         let mut names = Vec::new();
         for t in tables {
             check_name(t.target.name())?;
@@ -346,7 +351,7 @@ impl Sink for FileSink {
             ensure_writable_dir(&dir)?;
             for (name, splits) in &names {
                 remove_stale_tmp(&dir, name)?;
-                if *splits > 1 {
+                if *splits > 1 || streaming {
                     let sub = dir.join(name);
                     std::fs::create_dir_all(&sub)
                         .map_err(|e| dir_error(e, &sub, "cannot be created"))?;
@@ -375,30 +380,56 @@ impl Sink for FileSink {
             })
             .collect();
         *self.generation.write().unwrap_or_else(|p| p.into_inner()) = Some(safe);
+        self.streaming
+            .store(ctx.streaming, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
     async fn open(&self, table: &TablePlan, split: &Split) -> Result<Box<dyn SinkWriter>> {
+        self.open_from(table, split, None).await
+    }
+
+    async fn open_from(
+        &self,
+        table: &TablePlan,
+        split: &Split,
+        resume: Option<&Position>,
+    ) -> Result<Box<dyn SinkWriter>> {
         let name = table.target.name();
         check_name(name)?;
-        let (dir, base) = if table.splits <= 1 {
+        let streaming = self.streaming.load(std::sync::atomic::Ordering::Relaxed);
+        let (dir, base) = if table.splits <= 1 && !streaming {
             (self.dir.clone(), name.to_string())
         } else {
             (self.dir.join(name), format!("part-{:05}", split.index))
         };
         let append = self.mode == WriteMode::Append;
+        let unique = append.then(|| {
+            self.generation
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| unix_millis().to_string())
+        });
+        let ext = self.format.extension();
+        let stream = if streaming {
+            let (d, b, u, e) = (dir.clone(), base.clone(), unique.clone(), ext.clone());
+            let after = resume.map(|p| position_tag(&p.value));
+            let split_id = split.id.clone();
+            Some(
+                blocking(move || continue_parts(&d, &b, u.as_deref(), &e, after, &split_id))
+                    .await?,
+            )
+        } else {
+            None
+        };
         Ok(Box::new(FileSinkWriter {
             state: Some(PartState {
                 dir,
                 base,
-                unique: append.then(|| {
-                    self.generation
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                        .unwrap_or_else(|| unix_millis().to_string())
-                }),
-                ext: self.format.extension(),
+                unique,
+                stream,
+                ext,
                 format: self.format.clone(),
                 schema: table.schema.arrow.clone(),
                 unit: 0,
@@ -464,6 +495,9 @@ struct PartState {
     schema: SchemaRef,
     /// Files committed so far by this writer.
     unit: usize,
+    /// Streaming: the sequence number of the next part (parts are named
+    /// `<base>[-<unique>]-s<seq>-<position tag>.<ext>`).
+    stream: Option<u64>,
     current: Option<Open>,
     written: Arc<Mutex<HashSet<PathBuf>>>,
 }
@@ -514,9 +548,9 @@ impl PartState {
         r.map_err(|e| io_or(e, &open.saved, &open.tmp))
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self, position: &Position) -> Result<()> {
         if self.current.is_none() {
-            if self.unit > 0 {
+            if self.unit > 0 || self.stream.is_some() {
                 return Ok(()); // Nothing new since the last commit.
             }
             // An empty split still gets a (header-only / schema-only) file.
@@ -529,9 +563,20 @@ impl PartState {
         let Open {
             writer,
             tmp,
-            final_path,
+            mut final_path,
             saved,
         } = open;
+        if let Some(seq) = self.stream {
+            // Named after the position it ends at, so a resume can tell which parts its
+            // recorded position covers.
+            final_path = self.dir.join(part_name(
+                &self.base,
+                self.unique.as_deref(),
+                seq,
+                &position_tag(&position.value),
+                &self.ext,
+            ));
+        }
         let result = (|| {
             let out = writer.finish().map_err(|e| io_or(e, &saved, &tmp))?;
             let file = out
@@ -558,6 +603,9 @@ impl PartState {
             .unwrap_or_else(|p| p.into_inner())
             .insert(final_path);
         self.unit += 1;
+        if let Some(seq) = self.stream.as_mut() {
+            *seq += 1;
+        }
         Ok(())
     }
 
@@ -573,6 +621,99 @@ impl Drop for PartState {
     fn drop(&mut self) {
         self.abort();
     }
+}
+
+/// A position's tag in part names: 8 hex digits of a stable hash of its JSON.
+fn position_tag(value: &serde_json::Value) -> String {
+    format!(
+        "{:08x}",
+        sluice_core::naming::stable_hash(&value.to_string()) as u32
+    )
+}
+
+/// `<base>[-<unique>]-s<seq>-<tag>.<ext>`: a streaming part.
+fn part_name(base: &str, unique: Option<&str>, seq: u64, tag: &str, ext: &str) -> String {
+    let mut s = base.to_string();
+    if let Some(u) = unique {
+        s.push_str(&format!("-{u}"));
+    }
+    format!("{s}-s{seq:06}-{tag}.{ext}")
+}
+
+/// Streaming parts of a split already in `dir`, as `(seq, tag, path)`.
+fn stream_parts(
+    dir: &Path,
+    base: &str,
+    unique: Option<&str>,
+    ext: &str,
+) -> Result<Vec<(u64, String, PathBuf)>> {
+    let mut prefix = base.to_string();
+    if let Some(u) = unique {
+        prefix.push_str(&format!("-{u}"));
+    }
+    prefix.push_str("-s");
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::from_io(e, format!("listing {}", dir.display()))),
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = stem_of(&file, ext) else {
+            continue;
+        };
+        let Some(rest) = stem.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((seq, tag)) = rest.split_once('-') else {
+            continue;
+        };
+        if let Ok(seq) = seq.parse::<u64>() {
+            out.push((seq, tag.to_string(), entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where a streaming split's parts go on: after the part of its recorded position `after`
+/// (parts after it were renamed by a run that died before recording them: their rows are
+/// read again, so they are removed), or from the first part when it starts over. The next
+/// part's sequence number.
+fn continue_parts(
+    dir: &Path,
+    base: &str,
+    unique: Option<&str>,
+    ext: &str,
+    after: Option<String>,
+    split: &str,
+) -> Result<u64> {
+    let parts = stream_parts(dir, base, unique, ext)?;
+    let keep_through = match &after {
+        None => 0,
+        Some(tag) => match parts.iter().rev().find(|(_, t, _)| t == tag) {
+            Some((seq, _, _)) => *seq,
+            None => {
+                return Err(Error::config(format!(
+                    "split {split}: no part in {} holds the position the state store recorded \
+                     for it (the output was moved or deleted, or the state directory belongs to \
+                     another output)",
+                    dir.display()
+                ))
+                .with_hint("run the job with --from-scratch to write the stream again"));
+            }
+        },
+    };
+    for (seq, _, path) in &parts {
+        if *seq > keep_through {
+            tracing::warn!(part = %path.display(), "Removing a part no checkpoint covers (written by a run that died before recording it); its rows are read again.");
+            std::fs::remove_file(path)
+                .map_err(|e| Error::from_io(e, format!("removing {}", path.display())))?;
+        }
+    }
+    fsync_dir(dir).map_err(|e| Error::from_io(e, format!("syncing {}", dir.display())))?;
+    Ok(keep_through + 1)
 }
 
 /// A format error, or the disk error underneath it if there was one.
@@ -622,9 +763,10 @@ impl SinkWriter for FileSinkWriter {
         self.run(move |s| s.write(&batch)).await
     }
 
-    async fn commit(&mut self, _position: &Position) -> Result<()> {
+    async fn commit(&mut self, position: &Position) -> Result<()> {
         // Invariant: returns only after the file is fsynced and renamed to its final name.
-        self.run(|s| s.commit()).await
+        let position = position.clone();
+        self.run(move |s| s.commit(&position)).await
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {

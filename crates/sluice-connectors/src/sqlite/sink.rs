@@ -1172,6 +1172,7 @@ mod tests {
         sink.begin(&JobContext {
             job: "many".into(),
             generation: "g1".into(),
+            ..Default::default()
         })
         .unwrap();
         let arrow = Arc::new(arrow::datatypes::Schema::new(vec![
