@@ -197,7 +197,11 @@ fn validate_describes_a_stream() {
     // An endless source cannot be read to its end to compare: refused, not a hang.
     let o = env.run(&["verify", "job.toml"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(stderr(&o).contains("never ends, so verify cannot read it"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("never ends, so verify cannot read it"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The ids in every JSON Lines part of `out/events/` (dot files are temporary).
