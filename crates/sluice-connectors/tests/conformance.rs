@@ -11,7 +11,7 @@
 //! | `stop_and_resume` | a stop after two commits | STOPPED; the resume skips what is committed; every row once |
 //! | `ack_after_commit` | — | the source hears of each position only once the sink reports it committed |
 //! | `multi_table_split` | one split carries rows of two tables, then a failure, then a resume | both tables complete, each row once (sinks that write several tables per split; the others refuse, writing nothing) |
-//! | `apply_changes` | change events (the operation column): inserts, updates, deletes, a key deleted and inserted again, within one commit and across commits | the target holds each key's last state (PostgreSQL with `upsert`); the other database sinks refuse before any row moves |
+//! | `apply_changes` | change events (the operation column): inserts, updates, deletes, a key deleted and inserted again, within one commit and across commits | the target holds each key's last state (PostgreSQL and SQLite with `upsert`); MySQL refuses before any row moves |
 //! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (databases; files by naming each part after its position) |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
@@ -952,10 +952,43 @@ async fn conformance_apply_changes() {
             "the operation is applied, not stored"
         );
     }
-    for t in [sqlite_target(), mysql_target()] {
-        let out = run_changes(&t, None).await;
-        assert_eq!(out.state, RunState::Failed, "{}", t.name);
-        let e = out.error.unwrap().to_string();
-        assert!(e.contains("cannot apply yet"), "{}: {e}", t.name);
+    // SQLite applies each event in order.
+    for streaming in [None, every_barrier] {
+        let t = sqlite_target();
+        let out = run_changes(&t, streaming).await;
+        assert_eq!(out.state, RunState::Finished, "{:?}", out.error);
+        assert_eq!(
+            (t.read)("conf"),
+            vec![2, 3, 5],
+            "streaming: {}",
+            streaming.is_some()
+        );
+        let path = t.sink["url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sqlite://")
+            .to_string();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let notes: Vec<String> = c
+            .prepare("SELECT note FROM conf ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(notes, ["b3", "c3", "e"]);
+        let cols: Vec<String> = c
+            .prepare("SELECT name FROM pragma_table_info('conf')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(cols, ["id", "note"], "the operation is applied, not stored");
     }
+    let t = mysql_target();
+    let out = run_changes(&t, None).await;
+    assert_eq!(out.state, RunState::Failed, "{}", t.name);
+    let e = out.error.unwrap().to_string();
+    assert!(e.contains("cannot apply yet"), "{}: {e}", t.name);
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use sluice_core::batch::{Position, Split};
+use sluice_core::batch::{OP_COLUMN, Position, Split};
 use sluice_core::config::toml_string;
 use sluice_core::naming::{LockScope, lock_key};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
@@ -54,8 +54,22 @@ struct TableState {
     write_to: String,
     /// `INSERT …` with one `?` per column.
     insert_sql: String,
-    /// Logical types of the incoming columns, in order.
+    /// Logical types of the incoming columns, in order (without the operation column).
     types: Vec<LogicalType>,
+    /// Change events: how they are applied.
+    changes: Option<Changes>,
+}
+
+/// How change events (rows with the operation column) are applied, row by row in order, so
+/// each key ends in its last event's state: `D` deletes by key, anything else upserts.
+#[derive(Debug, Clone)]
+struct Changes {
+    /// The operation column's index in incoming batches.
+    op: usize,
+    /// The key columns' indices among the written columns.
+    key: Vec<usize>,
+    /// `DELETE FROM … WHERE k1 = ?1 AND …`.
+    delete_sql: String,
 }
 
 /// Idle connections kept for reuse, at most this many.
@@ -305,10 +319,21 @@ fn prepare_table(
     }
     let name = target.name().to_string();
     let ctx = |e| sql_err(e, format!("table {target}"));
-    let types = plan
+    let op = plan.schema.arrow.index_of(OP_COLUMN).ok();
+    if op.is_some() && sp.mode != WriteMode::Upsert {
+        return Err(Error::config(format!(
+            "table {target} receives change events (inserts, updates and deletes), which only \
+             write = \"upsert\" can apply"
+        ))
+        .with_hint("set write = \"upsert\" in [sink] (the target needs the source's key)"));
+    }
+    let types: Vec<_> = plan
         .schema
         .logical_types()
-        .map_err(|e| e.context(format!("table {target}")))?;
+        .map_err(|e| e.context(format!("table {target}")))?
+        .into_iter()
+        .filter(|(c, _, _)| c != OP_COLUMN)
+        .collect();
     let existing = table_columns(conn, tables, &name).map_err(ctx)?;
 
     if let Some(cols) = &existing {
@@ -433,12 +458,39 @@ fn prepare_table(
             insert.push_str(&format!("UPDATE SET {}", sets.join(", ")));
         }
     }
+    let changes = match op {
+        Some(op) => {
+            let mut key = Vec::new();
+            let mut conds = Vec::new();
+            for k in &conflict_key {
+                let i = types
+                    .iter()
+                    .position(|(c, _, _)| c.eq_ignore_ascii_case(k))
+                    .ok_or_else(|| {
+                        Error::internal(format!("table {target}: key {k} not written"))
+                    })?;
+                key.push(i);
+                conds.push(format!("{} = ?{}", quote_ident(k), conds.len() + 1));
+            }
+            Some(Changes {
+                op,
+                key,
+                delete_sql: format!(
+                    "DELETE FROM {} WHERE {}",
+                    quote_ident(&write_to),
+                    conds.join(" AND ")
+                ),
+            })
+        }
+        None => None,
+    };
     Ok(TableState {
         job: job.clone(),
         target: name,
         write_to,
         insert_sql: insert,
         types: types.into_iter().map(|t| t.1).collect(),
+        changes,
     })
 }
 
@@ -794,9 +846,6 @@ impl Sink for SqliteSink {
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
-        for t in tables {
-            checkpoints::refuse_change_events("sqlite", t)?;
-        }
         let sp = self.plan.clone();
         let conns = self.conns.clone();
         let plans = tables.to_vec();
@@ -917,9 +966,10 @@ impl SqliteWriter {
         let split = self.split.clone();
         let n = batch.num_rows() as i64;
         self.with_tx_on(state, "write", move |conn, st| {
-            insert_batch(
+            insert_or_apply(
                 conn,
                 (&st.target, &st.insert_sql, &st.types),
+                st.changes.as_ref(),
                 &split,
                 &batch,
             )
@@ -1038,6 +1088,39 @@ fn insert_batch(
     split: &str,
     batch: &RecordBatch,
 ) -> Result<()> {
+    insert_or_apply(conn, (table, insert_sql, types), None, split, batch)
+}
+
+/// [`insert_batch`], or, for change events, each row applied in order: deleted by key when
+/// its operation is `D`, upserted otherwise.
+fn insert_or_apply(
+    conn: &Connection,
+    (table, insert_sql, types): (&str, &str, &[LogicalType]),
+    changes: Option<&Changes>,
+    split: &str,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let (ops, batch) = match changes {
+        Some(ch) => {
+            let ops = arrow::compute::cast(batch.column(ch.op), &arrow::datatypes::DataType::Utf8)?;
+            let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != ch.op).collect();
+            (Some(ops), batch.project(&keep)?)
+        }
+        None => (None, batch.clone()),
+    };
+    let ops = ops.as_ref().map(|a| {
+        a.as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("cast to Utf8")
+    });
+    let batch = &batch;
+    let mut delete = match changes {
+        Some(ch) => Some(
+            conn.prepare_cached(&ch.delete_sql)
+                .map_err(|e| sql_err(e, format!("table {table}")))?,
+        ),
+        None => None,
+    };
     if batch.num_columns() != types.len() {
         return Err(Error::internal(format!(
             "table {table}: batch has {} columns, the plan {}",
@@ -1062,6 +1145,26 @@ fn insert_batch(
         .map_err(|e| sql_err(e, format!("table {table}")))?;
     let mut scratch = String::with_capacity(64);
     for row in 0..batch.num_rows() {
+        if let (Some(ops), Some(del), Some(ch)) = (ops, delete.as_mut(), changes)
+            && arrow::array::Array::is_valid(ops, row)
+            && ops.value(row) == "D"
+        {
+            for (p, &k) in ch.key.iter().enumerate() {
+                let v = cols[k].value(row, &mut scratch);
+                del.raw_bind_parameter(p + 1, v)
+                    .map_err(|e| sql_err(e, format!("table {table}: a delete's key")))?;
+            }
+            del.raw_execute().map_err(|e| {
+                sql_err(
+                    e,
+                    format!(
+                        "table {table}, split {split}: row {} of the batch (a delete)",
+                        row + 1
+                    ),
+                )
+            })?;
+            continue;
+        }
         for (i, c) in cols.iter().enumerate() {
             let v = c.value(row, &mut scratch);
             stmt.raw_bind_parameter(i + 1, v).map_err(|e| {
