@@ -264,7 +264,9 @@ pub(crate) fn refuse_change_events(
              sink cannot apply yet",
             table.target
         ))
-        .with_hint("write change events to PostgreSQL with write = \"upsert\", or to files"));
+        .with_hint(
+            "write change events to PostgreSQL or SQLite with write = \"upsert\", or to files",
+        ));
     }
     Ok(())
 }

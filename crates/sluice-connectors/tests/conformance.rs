@@ -484,6 +484,40 @@ async fn run_streaming(
     run_in(target, faults, log, Some(every_barrier)).await
 }
 
+/// The job every scenario runs: named `conformance`, generation `g1` (so a run after a failed
+/// one resumes it), no transforms, quick retries.
+fn conformance_spec(
+    source: Arc<dyn Source>,
+    sink: DynSink,
+    log: Arc<MemLog>,
+    parallelism: usize,
+    streaming: Option<Streaming>,
+) -> JobSpec {
+    JobSpec {
+        name: "conformance".into(),
+        parallelism,
+        timeout: None,
+        source,
+        sink,
+        transforms: vec![],
+        targets: Arc::new(|id| Ok(id.clone())),
+        check_tables: Arc::new(|_| Ok(())),
+        channel_capacity: 2,
+        context: JobContext {
+            job: "conformance".into(),
+            generation: "g1".into(),
+            ..Default::default()
+        },
+        checkpoints: log,
+        bad_records: Arc::new(BadRecordPolicy::default()),
+        retry: RetryPolicy {
+            first: std::time::Duration::from_millis(50),
+            ..RetryPolicy::default()
+        },
+        streaming,
+    }
+}
+
 async fn run_in(
     target: &Target,
     faults: Arc<Faults>,
@@ -502,29 +536,7 @@ async fn run_in(
     });
     let ctl = Arc::new(Controller::new());
     *faults.ctl.lock().unwrap() = Some(ctl.clone());
-    let spec = JobSpec {
-        name: "conformance".into(),
-        parallelism: 2,
-        timeout: None,
-        source: source.clone(),
-        sink,
-        transforms: vec![],
-        targets: Arc::new(|id| Ok(id.clone())),
-        check_tables: Arc::new(|_| Ok(())),
-        channel_capacity: 2,
-        context: JobContext {
-            job: "conformance".into(),
-            generation: "g1".into(),
-            ..Default::default()
-        },
-        checkpoints: log,
-        bad_records: Arc::new(BadRecordPolicy::default()),
-        retry: RetryPolicy {
-            first: std::time::Duration::from_millis(50),
-            ..RetryPolicy::default()
-        },
-        streaming,
-    };
+    let spec = conformance_spec(source.clone(), sink, log, 2, streaming);
     (run_batch(spec, ctl, Progress::new()).await, source)
 }
 
@@ -762,31 +774,14 @@ async fn run_two_tables(
     log: Arc<MemLog>,
 ) -> sluice_engine::RunOutcome {
     let config: SinkConfig = serde_json::from_value(target.sink.clone()).unwrap();
-    let spec = JobSpec {
-        name: "conformance".into(),
-        parallelism: 1,
-        timeout: None,
-        source: Arc::new(TwoTables {
-            fail: AtomicBool::new(fail),
-        }),
-        sink: config.build().unwrap(),
-        transforms: vec![],
-        targets: Arc::new(|id| Ok(id.clone())),
-        check_tables: Arc::new(|_| Ok(())),
-        channel_capacity: 2,
-        context: JobContext {
-            job: "conformance".into(),
-            generation: "g1".into(),
-            ..Default::default()
-        },
-        checkpoints: log,
-        bad_records: Arc::new(BadRecordPolicy::default()),
-        retry: RetryPolicy::default(),
-        streaming: Some(Streaming {
-            interval: std::time::Duration::ZERO,
-            timeout: std::time::Duration::from_secs(30),
-        }),
+    let source = Arc::new(TwoTables {
+        fail: AtomicBool::new(fail),
+    });
+    let every_barrier = Streaming {
+        interval: std::time::Duration::ZERO,
+        timeout: std::time::Duration::from_secs(30),
     };
+    let spec = conformance_spec(source, config.build().unwrap(), log, 1, Some(every_barrier));
     run_batch(spec, Arc::new(Controller::new()), Progress::new()).await
 }
 
@@ -893,26 +888,8 @@ async fn run_changes(target: &Target, streaming: Option<Streaming>) -> sluice_en
     let mut sink = target.sink.clone();
     sink["write"] = json!("upsert");
     let config: SinkConfig = serde_json::from_value(sink).unwrap();
-    let spec = JobSpec {
-        name: "conformance".into(),
-        parallelism: 1,
-        timeout: None,
-        source: Arc::new(Changes),
-        sink: config.build().unwrap(),
-        transforms: vec![],
-        targets: Arc::new(|id| Ok(id.clone())),
-        check_tables: Arc::new(|_| Ok(())),
-        channel_capacity: 2,
-        context: JobContext {
-            job: "conformance".into(),
-            generation: "g1".into(),
-            ..Default::default()
-        },
-        checkpoints: Arc::new(MemLog::default()),
-        bad_records: Arc::new(BadRecordPolicy::default()),
-        retry: RetryPolicy::default(),
-        streaming,
-    };
+    let sink = config.build().unwrap();
+    let spec = conformance_spec(Arc::new(Changes), sink, Arc::default(), 1, streaming);
     run_batch(spec, Arc::new(Controller::new()), Progress::new()).await
 }
 

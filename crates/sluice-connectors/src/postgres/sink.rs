@@ -399,14 +399,14 @@ impl PgSink {
                 names.join(", "),
                 sel.join(", ")
             );
+            let pk: Vec<String> = plan
+                .schema
+                .primary_key
+                .iter()
+                .map(|k| quote_ident(k))
+                .collect();
             if op_idx.is_some() {
                 // The last event of each key wins; deletes are applied, the rest upserted.
-                let pk: Vec<String> = plan
-                    .schema
-                    .primary_key
-                    .iter()
-                    .map(|k| quote_ident(k))
-                    .collect();
                 let on = |a: &str, b: &str| {
                     pk.iter()
                         .map(|k| format!("{a}.{k} = {b}.{k}"))
@@ -426,12 +426,6 @@ impl PgSink {
                 defs.push("_sluice_seq bigserial".into());
             }
             if self.mode == WriteMode::Upsert {
-                let pk: Vec<String> = plan
-                    .schema
-                    .primary_key
-                    .iter()
-                    .map(|k| quote_ident(k))
-                    .collect();
                 let set: Vec<String> = cols
                     .iter()
                     .filter(|c| !pk.contains(&c.quoted))
