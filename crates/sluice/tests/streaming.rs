@@ -273,3 +273,45 @@ fn a_stream_into_files_resumes_exactly_after_kill_9() {
     let ids = jsonl_ids(&env);
     assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
 }
+
+/// What changes between a kill and the resume of a stream: the target truncated (its
+/// checkpoints no longer describe it, so the stream starts over and fills it again, exactly);
+/// the job file changed in a way that would mix two configurations (refused, exit 2).
+#[test]
+fn a_stream_resumed_after_its_target_or_job_file_changed_stays_exact_or_is_refused() {
+    let env = Env::new();
+    env.write("job.toml", JOB);
+    let mut child = env.spawn(&["run", "job.toml"]);
+    wait_for_more(&env, &mut child, 1000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    exact(&db(&env), "after the kill");
+    // The target is emptied behind the job's back.
+    rusqlite::Connection::open(db(&env))
+        .unwrap()
+        .execute_batch("DELETE FROM events")
+        .unwrap();
+    let mut child = env.spawn(&["run", "job.toml"]);
+    wait_for_more(&env, &mut child, 1000);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("truncated or re-created"),
+        "{}",
+        stderr(&o)
+    );
+    exact(&db(&env), "after the emptied target was filled again");
+    // The job file now names another table: resuming would mix two copies.
+    env.write(
+        "job.toml",
+        JOB.replace("table = \"events\"", "table = \"other\""),
+    );
+    let o = env.run(&["run", "job.toml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--from-scratch"), "{}", stderr(&o));
+    exact(&db(&env), "after the refused resume");
+}
