@@ -168,6 +168,47 @@ impl ConfigDoc {
         }
     }
 
+    /// A document from JSON with `${env:NAME}` and `${file:PATH}` resolved in every string, as
+    /// a TOML file's are (the REST API stores the references, and resolves them at each load).
+    pub fn from_json_resolved(name: &str, value: Value) -> Result<ConfigDoc, ConfigError> {
+        let mut doc = ConfigDoc::from_json(name, Value::Null);
+        doc.value = doc.resolve_json("", value)?;
+        Ok(doc)
+    }
+
+    fn resolve_json(&self, path: &str, v: Value) -> Result<Value, ConfigError> {
+        Ok(match v {
+            Value::String(s) => {
+                Value::String(self.interpolate(path, &s, 0..0).map_err(|mut e| {
+                    if !path.is_empty() {
+                        e.message = format!("`{path}`: {}", e.message);
+                    }
+                    e
+                })?)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| self.resolve_json(&format!("{path}[{i}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, item)| {
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        Ok((k, self.resolve_json(&p, item)?))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            ),
+            other => other,
+        })
+    }
+
     fn convert(
         &mut self,
         path: &str,
@@ -305,7 +346,10 @@ impl ConfigDoc {
         message: String,
         hint: Option<String>,
     ) -> ConfigError {
-        let location = span.map(|s| self.location_of(s));
+        // A JSON document (the REST API) has no text to locate in.
+        let location = span
+            .filter(|_| !self.text.is_empty())
+            .map(|s| self.location_of(s));
         let snippet = location
             .as_ref()
             .and_then(|l| self.text.lines().nth(l.line - 1))
@@ -327,7 +371,12 @@ impl ConfigDoc {
         hint: Option<String>,
     ) -> ConfigError {
         let span = self.spans.get(path).map(|(_, v)| v.clone());
-        self.error_at_span(span, message.into(), hint)
+        let mut message = message.into();
+        // A JSON document has no lines to point at: the message names the key instead.
+        if self.text.is_empty() && !path.is_empty() {
+            message = format!("`{path}`: {message}");
+        }
+        self.error_at_span(span, message, hint)
     }
 
     /// An error about bytes `range` of the string value at `path` (a spot inside an

@@ -28,4 +28,4 @@ mod runner;
 mod wire;
 
 pub use runner::{JobHandle, JobReport, RunRequest, StartOptions, Verifier, job_state, run_job};
-pub use wire::build_spec;
+pub use wire::{build_spec, check};

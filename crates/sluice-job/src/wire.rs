@@ -59,3 +59,24 @@ pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
         }),
     })
 }
+
+/// What `sluice validate` and the REST API's validate check, moving no data: every table is
+/// described and split, the source can read them and the sink can write them (privileges,
+/// types). Errors name the option they concern (`source.…`, `sink.…`) when they can.
+pub async fn check(spec: &sluice_engine::JobSpec) -> Result<Vec<sluice_engine::PlannedTable>> {
+    let mut planned = sluice_engine::describe_tables(spec, &sluice_engine::Progress::new()).await?;
+    let sources: Vec<_> = planned.iter().map(|t| t.source.clone()).collect();
+    spec.source
+        .check(&sources)
+        .await
+        .map_err(|e| e.within("source"))?;
+    for t in &mut planned {
+        sluice_engine::list_splits(spec, t).await?;
+    }
+    let plans: Vec<_> = planned.iter().map(|t| t.plan.clone()).collect();
+    spec.sink
+        .check(&plans)
+        .await
+        .map_err(|e| e.within("sink"))?;
+    Ok(planned)
+}

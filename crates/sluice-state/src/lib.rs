@@ -50,6 +50,15 @@
 //!   or lapses ([`Lease`]); expiry is measured by the store's clock (PostgreSQL's for the
 //!   shared store), never by the workers' clocks.
 //! * `workers(id, address, started_at, heartbeat_at)` — the processes serving a store.
+//!
+//! Version 4 (what the REST server, `sluice server`, stands on):
+//!
+//! * `connectors(name, config, target_state, reset_pending, created_at, updated_at)` — the
+//!   jobs a server hosts: each job document as posted (JSON text; it may hold secrets), the
+//!   state it was asked to be in ([`TargetState`]), and whether its next run starts from
+//!   scratch ([`ConnectorRecord`]). Forgetting one leaves its runs, positions and audit.
+//! * `tokens(id, name, role, hash, created_at)` — API tokens, by name, stored only as hashes
+//!   ([`TokenRecord`]); names and hashes are unique.
 
 mod postgres;
 mod sqlite;
@@ -148,6 +157,118 @@ impl JobState {
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a hosted job was asked to be in (Kafka Connect's target states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetState {
+    /// Running, or to be started.
+    Running,
+    /// Readers hold; positions and plan kept.
+    Paused,
+    /// Not running; positions kept, so resumable.
+    Stopped,
+}
+
+impl TargetState {
+    /// Every target state, in the order above.
+    pub const ALL: [TargetState; 3] = [
+        TargetState::Running,
+        TargetState::Paused,
+        TargetState::Stopped,
+    ];
+
+    /// The name written to the store and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Running => "RUNNING",
+            TargetState::Paused => "PAUSED",
+            TargetState::Stopped => "STOPPED",
+        }
+    }
+
+    /// The target state a stored name stands for.
+    pub fn parse(s: &str) -> Option<TargetState> {
+        TargetState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for TargetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job hosted by a server: its config as posted and what it was asked to be in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectorRecord {
+    pub name: String,
+    /// The job document (the TOML's tables as JSON), as posted: may hold secrets; never
+    /// returned by the API as is.
+    pub config: serde_json::Value,
+    pub target_state: TargetState,
+    /// The next run starts from scratch (offsets were reset).
+    pub reset_pending: bool,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// When the config, target state or reset flag last changed (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// An API token, without its secret (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRecord {
+    /// Assigned by the store.
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A connector row as both stores read it: the config and target state are checked here.
+pub(crate) fn connector_record(
+    name: String,
+    config: &str,
+    target_state: &str,
+    reset_pending: bool,
+    created_at: String,
+    updated_at: String,
+) -> Result<ConnectorRecord> {
+    let config = serde_json::from_str(config).map_err(|e| {
+        sluice_core::Error::internal(format!(
+            "state store: unreadable config of hosted job {name:?}: {e}"
+        ))
+        .with_hint("post the job's config again")
+    })?;
+    let target_state = TargetState::parse(target_state).ok_or_else(|| {
+        sluice_core::Error::internal(format!(
+            "state store: unknown target state {target_state:?} of hosted job {name:?}"
+        ))
+        .with_hint("set the job's state again (pause, resume or stop it)")
+    })?;
+    Ok(ConnectorRecord {
+        name,
+        config,
+        target_state,
+        reset_pending,
+        created_at,
+        updated_at,
+    })
+}
+
+/// The refusal of a token whose name or hash is taken.
+pub(crate) fn token_taken(name: &str, name_taken: bool) -> sluice_core::Error {
+    if name_taken {
+        sluice_core::Error::config(format!("a token named {name:?} already exists"))
+            .with_hint("revoke it first, or choose another name")
+    } else {
+        sluice_core::Error::config(format!(
+            "the token given for {name:?} is already stored (its hash is taken)"
+        ))
+        .with_hint("generate a new token")
     }
 }
 
@@ -400,6 +521,38 @@ pub trait StateStore: Send + Sync {
     async fn heartbeat(&self, id: &str, address: &str) -> Result<()>;
     /// Workers by id, with the age of their last heartbeat.
     async fn workers(&self) -> Result<Vec<WorkerRecord>>;
+
+    /// Creates a hosted job; false (and nothing changed) if one of that name exists.
+    async fn create_connector(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        target: TargetState,
+    ) -> Result<bool>;
+    /// Replaces a hosted job's config (target state kept); false if there is none of that name.
+    async fn update_connector_config(&self, name: &str, config: &serde_json::Value)
+    -> Result<bool>;
+    /// Sets what a hosted job is asked to be in; false if there is none of that name.
+    async fn set_target_state(&self, name: &str, target: TargetState) -> Result<bool>;
+    /// Sets or clears "the next run starts from scratch"; false if there is none of that name.
+    async fn set_reset_pending(&self, name: &str, pending: bool) -> Result<bool>;
+    /// The hosted job named `name`.
+    async fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>>;
+    /// Every hosted job, by name.
+    async fn connectors(&self) -> Result<Vec<ConnectorRecord>>;
+    /// Forgets a hosted job's config (its runs, positions and audit stay); false if there was
+    /// none.
+    async fn delete_connector(&self, name: &str) -> Result<bool>;
+
+    /// Records a token (its hash only); returns its id. An error (ErrorKind Config, saying
+    /// which) if the name or the hash is taken.
+    async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64>;
+    /// The token whose hash is `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Deletes the token named `name`; false if there was none.
+    async fn revoke_token(&self, name: &str) -> Result<bool>;
 }
 
 /// Opens the store a `--state` value names: a `postgres://` (or `postgresql://`) URL, else a

@@ -17,8 +17,9 @@ use sluice_core::{Error, ErrorKind, Result};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::{
-    AuditEntry, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate, SplitRecord,
-    StateStore, WorkerRecord, now,
+    AuditEntry, ConnectorRecord, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate,
+    SplitRecord, StateStore, TargetState, TokenRecord, WorkerRecord, connector_record, now,
+    token_taken,
 };
 
 /// The schema, one migration per version (index 0 makes version 1). `{s}` is the schema.
@@ -60,6 +61,15 @@ const MIGRATIONS: &[&str] = &[
         id text PRIMARY KEY, address text NOT NULL, started_at text NOT NULL,
         heartbeat_at bigint NOT NULL);
 ",
+    "
+    CREATE TABLE {s}.connectors (
+        name text PRIMARY KEY, config text NOT NULL, target_state text NOT NULL,
+        reset_pending boolean NOT NULL DEFAULT false, created_at text NOT NULL,
+        updated_at text NOT NULL);
+    CREATE TABLE {s}.tokens (
+        id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, role text NOT NULL,
+        hash text NOT NULL UNIQUE, created_at text NOT NULL);
+",
 ];
 
 /// The store's clock in SQL: milliseconds since the Unix epoch by the server's clock, so
@@ -76,6 +86,22 @@ fn lease_row(r: &tokio_postgres::Row) -> Lease {
         holder: r.get(1),
         token: r.get(2),
         expires_at_ms: r.get(3),
+    }
+}
+
+/// The columns [`connector_row`] reads.
+const CONNECTOR_COLUMNS: &str = "name, config, target_state, reset_pending, created_at, updated_at";
+
+fn connector_row(r: &tokio_postgres::Row) -> Result<ConnectorRecord> {
+    connector_record(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+}
+
+fn token_row(r: &tokio_postgres::Row) -> TokenRecord {
+    TokenRecord {
+        id: r.get(0),
+        name: r.get(1),
+        role: r.get(2),
+        created_at: r.get(3),
     }
 }
 
@@ -311,6 +337,28 @@ impl PgStore {
             }
         }
         tx.commit().await.map_err(pg_err("recording a run"))
+    }
+}
+
+impl PgStore {
+    /// Sets one column of the hosted job `name` (and its `updated_at`); false if there is none.
+    async fn update_connector(
+        &self,
+        name: &str,
+        column: &str,
+        value: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                &self.sql(&format!(
+                    "UPDATE {{s}}.connectors SET {column} = $2, updated_at = $3 WHERE name = $1"
+                )),
+                &[&name, value, &now()],
+            )
+            .await
+            .map_err(pg_err("updating a hosted job"))?;
+        Ok(n > 0)
     }
 }
 
@@ -796,11 +844,218 @@ impl StateStore for PgStore {
             })
             .collect())
     }
+
+    async fn create_connector(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        target: TargetState,
+    ) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                &self.sql(
+                    "INSERT INTO {s}.connectors (name, config, target_state, reset_pending,
+                        created_at, updated_at) VALUES ($1, $2, $3, false, $4, $4)
+                     ON CONFLICT (name) DO NOTHING",
+                ),
+                &[&name, &config.to_string(), &target.as_str(), &now()],
+            )
+            .await
+            .map_err(pg_err("creating a hosted job"))?;
+        Ok(n > 0)
+    }
+
+    async fn update_connector_config(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<bool> {
+        self.update_connector(name, "config", &config.to_string())
+            .await
+    }
+
+    async fn set_target_state(&self, name: &str, target: TargetState) -> Result<bool> {
+        self.update_connector(name, "target_state", &target.as_str())
+            .await
+    }
+
+    async fn set_reset_pending(&self, name: &str, pending: bool) -> Result<bool> {
+        self.update_connector(name, "reset_pending", &pending).await
+    }
+
+    async fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &self.sql(&format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM {{s}}.connectors WHERE name = $1"
+                )),
+                &[&name],
+            )
+            .await
+            .map_err(pg_err("reading a hosted job"))?;
+        row.as_ref().map(connector_row).transpose()
+    }
+
+    async fn connectors(&self) -> Result<Vec<ConnectorRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql(&format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM {{s}}.connectors ORDER BY name"
+                )),
+                &[],
+            )
+            .await
+            .map_err(pg_err("listing hosted jobs"))?;
+        rows.iter().map(connector_row).collect()
+    }
+
+    async fn delete_connector(&self, name: &str) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                &self.sql("DELETE FROM {s}.connectors WHERE name = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(pg_err("deleting a hosted job"))?;
+        Ok(n > 0)
+    }
+
+    async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &self.sql(
+                    "INSERT INTO {s}.tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING RETURNING id",
+                ),
+                &[&name, &role, &hash, &now()],
+            )
+            .await
+            .map_err(pg_err("recording a token"))?;
+        if let Some(r) = row {
+            return Ok(r.get(0));
+        }
+        let name_taken = c
+            .query_opt(
+                &self.sql("SELECT 1 FROM {s}.tokens WHERE name = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(pg_err("recording a token"))?
+            .is_some();
+        Err(token_taken(name, name_taken))
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &self.sql("SELECT id, name, role, created_at FROM {s}.tokens WHERE hash = $1"),
+                &[&hash],
+            )
+            .await
+            .map_err(pg_err("reading a token"))?;
+        Ok(row.as_ref().map(token_row))
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &self.sql("SELECT id, name, role, created_at FROM {s}.tokens ORDER BY name"),
+                &[],
+            )
+            .await
+            .map_err(pg_err("listing tokens"))?;
+        Ok(rows.iter().map(token_row).collect())
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                &self.sql("DELETE FROM {s}.tokens WHERE name = $1"),
+                &[&name],
+            )
+            .await
+            .map_err(pg_err("revoking a token"))?;
+        Ok(n > 0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store whose schema is at the version before hosted jobs and tokens (3 in the crate's
+    /// numbering, this store's second migration) is migrated, its rows kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_3_store_is_migrated() {
+        let schema = format!("sluice_v3_{}", std::process::id());
+        let url = format!("postgres://postgres@127.0.0.1:5432/postgres?schema={schema}");
+        let (plain, _) = split_schema(&url);
+        let conn = connect(&Config::from_str(&plain).unwrap(), "test")
+            .await
+            .unwrap();
+        let q = quote_ident(&schema);
+        let sql = |t: &str| t.replace("{s}", &q);
+        conn.client
+            .batch_execute(&sql("DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+                 CREATE TABLE {s}.schema_version (version int NOT NULL);"))
+            .await
+            .unwrap();
+        for (i, m) in MIGRATIONS[..2].iter().enumerate() {
+            conn.client.batch_execute(&sql(m)).await.unwrap();
+            conn.client
+                .execute(
+                    &sql("INSERT INTO {s}.schema_version VALUES ($1)"),
+                    &[&(i as i32 + 1)],
+                )
+                .await
+                .unwrap();
+        }
+        conn.client
+            .batch_execute(&sql(
+                "INSERT INTO {s}.jobs (name, created_at) VALUES ('j', 'x');
+                 INSERT INTO {s}.runs (job, started_at, state, pid, host)
+                   VALUES ('j', 'x', 'STOPPED', 1, 'h');",
+            ))
+            .await
+            .unwrap();
+
+        let s = PgStore::open(&url).await.unwrap();
+        let r = s.runs("j", 1).await.unwrap().remove(0);
+        assert_eq!((r.state.as_str(), r.host.as_str()), ("STOPPED", "h"));
+        assert!(s.connectors().await.unwrap().is_empty());
+        let config = serde_json::json!({"source": {"kind": "postgres"}});
+        assert!(
+            s.create_connector("j", &config, TargetState::Paused)
+                .await
+                .unwrap()
+        );
+        let got = s.connector("j").await.unwrap().unwrap();
+        assert_eq!(
+            (got.config, got.target_state),
+            (config, TargetState::Paused)
+        );
+        assert!(s.create_token("t", "admin", "h1").await.unwrap() > 0);
+        let version: i32 = conn
+            .client
+            .query_one(&sql("SELECT max(version) FROM {s}.schema_version"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version as usize, MIGRATIONS.len());
+        drop(s);
+        conn.client
+            .batch_execute(&sql("DROP SCHEMA {s} CASCADE"))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn the_schema_parameter_is_taken_out_of_the_url() {

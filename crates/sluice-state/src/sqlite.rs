@@ -10,8 +10,9 @@ use sluice_core::{Error, ErrorKind, Result};
 use std::time::Duration;
 
 use crate::{
-    AuditEntry, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate, SplitRecord,
-    StateStore, WorkerRecord, now,
+    AuditEntry, ConnectorRecord, GenerationInfo, JobLock, Lease, RunRecord, RunTable, RunUpdate,
+    SplitRecord, StateStore, TargetState, TokenRecord, WorkerRecord, connector_record, now,
+    token_taken,
 };
 
 /// Name of the database file inside the state directory.
@@ -196,6 +197,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE workers(
         id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL,
         heartbeat_at INTEGER NOT NULL);",
+    "CREATE TABLE connectors(
+        name TEXT PRIMARY KEY, config TEXT NOT NULL, target_state TEXT NOT NULL,
+        reset_pending INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL);
+     CREATE TABLE tokens(
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);",
 ];
 
 /// How long opening a state directory waits for another process opening it.
@@ -243,6 +251,37 @@ fn now_ms() -> i64 {
 
 fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// The columns [`connector_row`] reads.
+const CONNECTOR_COLUMNS: &str = "name, config, target_state, reset_pending, created_at, updated_at";
+
+type ConnectorRow = (String, String, String, bool, String, String);
+
+fn connector_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn into_connector(
+    (name, config, target, reset, created, updated): ConnectorRow,
+) -> Result<ConnectorRecord> {
+    connector_record(name, &config, &target, reset, created, updated)
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        created_at: r.get(3)?,
+    })
 }
 
 fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
@@ -626,6 +665,130 @@ impl SqliteInner {
             .map_err(db_err(&self.path))
     }
 
+    pub(crate) fn create_connector(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        target: TargetState,
+    ) -> Result<bool> {
+        let t = now();
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO connectors(name, config, target_state, reset_pending, created_at,
+                    updated_at) VALUES (?1, ?2, ?3, 0, ?4, ?4)
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, config.to_string(), target.as_str(), t],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n > 0)
+    }
+
+    /// Sets one column of the hosted job `name` (and its `updated_at`); false if there is none.
+    fn update_connector(
+        &self,
+        name: &str,
+        column: &str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                &format!("UPDATE connectors SET {column} = ?2, updated_at = ?3 WHERE name = ?1"),
+                params![name, value, now()],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(n > 0)
+    }
+
+    pub(crate) fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE name = ?1"),
+                [name],
+                connector_row,
+            )
+            .optional()
+            .map_err(db_err(&self.path))?;
+        row.map(into_connector).transpose()
+    }
+
+    pub(crate) fn connectors(&self) -> Result<Vec<ConnectorRecord>> {
+        let rows = {
+            let c = self.conn();
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM connectors ORDER BY name"
+                ))
+                .map_err(db_err(&self.path))?;
+            st.query_map([], connector_row)
+                .map_err(db_err(&self.path))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err(&self.path))?
+        };
+        rows.into_iter().map(into_connector).collect()
+    }
+
+    pub(crate) fn delete_connector(&self, name: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM connectors WHERE name = ?1", [name])
+            .map_err(db_err(&self.path))?;
+        Ok(n > 0)
+    }
+
+    pub(crate) fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64> {
+        let c = self.conn();
+        let id = c
+            .query_row(
+                "INSERT INTO tokens(name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING RETURNING id",
+                params![name, role, hash, now()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err(&self.path))?;
+        if let Some(id) = id {
+            return Ok(id);
+        }
+        let name_taken = c
+            .query_row("SELECT 1 FROM tokens WHERE name = ?1", [name], |_| Ok(()))
+            .optional()
+            .map_err(db_err(&self.path))?
+            .is_some();
+        Err(token_taken(name, name_taken))
+    }
+
+    pub(crate) fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, role, created_at FROM tokens WHERE hash = ?1",
+                [hash],
+                token_row,
+            )
+            .optional()
+            .map_err(db_err(&self.path))
+    }
+
+    pub(crate) fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT id, name, role, created_at FROM tokens ORDER BY name")
+            .map_err(db_err(&self.path))?;
+        let rows = st.query_map([], token_row).map_err(db_err(&self.path))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(&self.path))
+    }
+
+    pub(crate) fn revoke_token(&self, name: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM tokens WHERE name = ?1", [name])
+            .map_err(db_err(&self.path))?;
+        Ok(n > 0)
+    }
+
     pub(crate) fn run_tables(&self, run: i64) -> Result<Vec<RunTable>> {
         let c = self.conn();
         let mut st = c
@@ -796,6 +959,73 @@ impl StateStore for SqliteStore {
     async fn workers(&self) -> Result<Vec<WorkerRecord>> {
         self.blocking(|s| s.workers()).await
     }
+
+    async fn create_connector(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        target: TargetState,
+    ) -> Result<bool> {
+        let (name, config) = (name.to_string(), config.clone());
+        self.blocking(move |s| s.create_connector(&name, &config, target))
+            .await
+    }
+
+    async fn update_connector_config(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<bool> {
+        let (name, config) = (name.to_string(), config.to_string());
+        self.blocking(move |s| s.update_connector(&name, "config", &config))
+            .await
+    }
+
+    async fn set_target_state(&self, name: &str, target: TargetState) -> Result<bool> {
+        let name = name.to_string();
+        self.blocking(move |s| s.update_connector(&name, "target_state", &target.as_str()))
+            .await
+    }
+
+    async fn set_reset_pending(&self, name: &str, pending: bool) -> Result<bool> {
+        let name = name.to_string();
+        self.blocking(move |s| s.update_connector(&name, "reset_pending", &pending))
+            .await
+    }
+
+    async fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>> {
+        let name = name.to_string();
+        self.blocking(move |s| s.connector(&name)).await
+    }
+
+    async fn connectors(&self) -> Result<Vec<ConnectorRecord>> {
+        self.blocking(|s| s.connectors()).await
+    }
+
+    async fn delete_connector(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.blocking(move |s| s.delete_connector(&name)).await
+    }
+
+    async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64> {
+        let (name, role, hash) = (name.to_string(), role.to_string(), hash.to_string());
+        self.blocking(move |s| s.create_token(&name, &role, &hash))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let hash = hash.to_string();
+        self.blocking(move |s| s.token_by_hash(&hash)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.blocking(|s| s.tokens()).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.blocking(move |s| s.revoke_token(&name)).await
+    }
 }
 
 /// A file-system-safe, collision-free name for `job`.
@@ -839,6 +1069,50 @@ mod tests {
         assert_eq!((g.id.as_str(), g.finished, g.manifest), ("g0", false, None));
         let r = s.inner.runs("j", 1).unwrap().remove(0);
         assert_eq!((r.state.as_str(), r.generation.as_str()), ("STOPPED", ""));
+    }
+
+    #[test]
+    fn a_version_3_state_directory_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
+            for m in &MIGRATIONS[..3] {
+                c.execute_batch(m).unwrap();
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO jobs VALUES ('j', 'x', 'g0', 0);
+                 INSERT INTO runs(job, started_at, state, pid, host)
+                   VALUES ('j', 'x', 'STOPPED', 1, 'h');
+                 INSERT INTO audit(at, job, actor, action, detail)
+                   VALUES ('x', 'j', 'cli', 'stop', '');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let r = s.inner.runs("j", 1).unwrap().remove(0);
+        assert_eq!((r.state.as_str(), r.host.as_str()), ("STOPPED", "h"));
+        assert_eq!(s.inner.audit(Some("j"), 10).unwrap().len(), 1);
+        assert!(s.inner.connectors().unwrap().is_empty());
+        assert!(s.inner.tokens().unwrap().is_empty());
+        let config = serde_json::json!({"source": {"kind": "postgres"}});
+        assert!(
+            s.inner
+                .create_connector("j", &config, TargetState::Paused)
+                .unwrap()
+        );
+        let got = s.inner.connector("j").unwrap().unwrap();
+        assert_eq!(
+            (got.config, got.target_state),
+            (config, TargetState::Paused)
+        );
+        assert!(s.inner.create_token("t", "admin", "h1").unwrap() > 0);
+        drop(s);
+        let c = Connection::open(dir.path().join(STATE_FILE)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
     }
 
     #[test]

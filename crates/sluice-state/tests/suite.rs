@@ -9,7 +9,8 @@ use sluice_core::Position;
 use std::time::Duration;
 
 use sluice_state::{
-    AuditEntry, JobState, RunTable, RunUpdate, SplitRecord, StateStore, last_run, observed_state,
+    AuditEntry, JobState, RunTable, RunUpdate, SplitRecord, StateStore, TargetState, last_run,
+    observed_state,
 };
 
 async fn suite(s: Arc<dyn StateStore>, reopen: impl AsyncFn() -> Arc<dyn StateStore>) {
@@ -220,6 +221,182 @@ async fn suite(s: Arc<dyn StateStore>, reopen: impl AsyncFn() -> Arc<dyn StateSt
         w.iter().all(|w| (0..60_000).contains(&w.heartbeat_age_ms)),
         "{w:?}"
     );
+
+    hosted_jobs(&*s, &reopen).await;
+    tokens(&*s, &reopen).await;
+}
+
+/// Hosted jobs: created once; config, target state and reset flag changed by name; listed by
+/// name; forgotten without their runs.
+async fn hosted_jobs(s: &dyn StateStore, reopen: &impl AsyncFn() -> Arc<dyn StateStore>) {
+    assert!(s.connectors().await.unwrap().is_empty());
+    assert_eq!(s.connector("copy").await.unwrap(), None);
+    let config = serde_json::json!({
+        "source": {"kind": "postgres", "url": "postgres://u:secret@db/app",
+                   "tables": ["public.a", "public.b"]},
+        "sink": {"kind": "parquet", "options": {"compression": "zstd", "row_group": 10000,
+                 "nested": [{"a": 1}, {"b": [true, null, 2.5]}]}},
+        "name": "ünïcödé \"quoted\""
+    });
+    assert!(
+        s.create_connector("copy", &config, TargetState::Running)
+            .await
+            .unwrap()
+    );
+    let other = serde_json::json!({"source": {"kind": "mysql"}});
+    assert!(
+        !s.create_connector("copy", &other, TargetState::Paused)
+            .await
+            .unwrap(),
+        "a second create of one name is refused"
+    );
+    let got = s.connector("copy").await.unwrap().unwrap();
+    assert_eq!(got.name, "copy");
+    assert_eq!(got.config, config, "the config round-trips, nested and all");
+    assert_eq!(
+        got.target_state,
+        TargetState::Running,
+        "and nothing changed"
+    );
+    assert!(!got.reset_pending);
+    assert!(!got.created_at.is_empty());
+    assert_eq!(got.created_at, got.updated_at);
+
+    for name in ["zeta", "alpha"] {
+        assert!(
+            s.create_connector(name, &other, TargetState::Stopped)
+                .await
+                .unwrap()
+        );
+    }
+    let names: Vec<_> = s
+        .connectors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["alpha", "copy", "zeta"]);
+
+    // Changes by name, committed.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(s.update_connector_config("copy", &other).await.unwrap());
+    assert!(
+        s.set_target_state("copy", TargetState::Paused)
+            .await
+            .unwrap()
+    );
+    assert!(s.set_reset_pending("copy", true).await.unwrap());
+    let again = reopen().await;
+    let got = again.connector("copy").await.unwrap().unwrap();
+    assert_eq!(
+        (&got.config, got.target_state, got.reset_pending),
+        (&other, TargetState::Paused, true)
+    );
+    assert!(got.updated_at > got.created_at, "{got:?}");
+    assert!(s.update_connector_config("copy", &config).await.unwrap());
+    let got = s.connector("copy").await.unwrap().unwrap();
+    assert_eq!(
+        (&got.config, got.target_state, got.reset_pending),
+        (&config, TargetState::Paused, true),
+        "a new config keeps the target state and the reset flag"
+    );
+    assert!(s.set_reset_pending("copy", false).await.unwrap());
+    assert!(!s.connector("copy").await.unwrap().unwrap().reset_pending);
+
+    // None of that name: nothing changes.
+    assert!(!s.update_connector_config("nope", &config).await.unwrap());
+    assert!(
+        !s.set_target_state("nope", TargetState::Running)
+            .await
+            .unwrap()
+    );
+    assert!(!s.set_reset_pending("nope", true).await.unwrap());
+    assert!(!s.delete_connector("nope").await.unwrap());
+    assert_eq!(s.connector("nope").await.unwrap(), None);
+    assert_eq!(s.connectors().await.unwrap().len(), 3);
+
+    // Forgetting a hosted job keeps its runs.
+    assert!(s.delete_connector("copy").await.unwrap());
+    assert!(!s.delete_connector("copy").await.unwrap());
+    assert_eq!(s.connector("copy").await.unwrap(), None);
+    assert_eq!(s.runs("copy", 10).await.unwrap().len(), 1);
+    let names: Vec<_> = reopen()
+        .await
+        .connectors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    assert!(
+        s.create_connector("copy", &other, TargetState::Running)
+            .await
+            .unwrap(),
+        "a forgotten name can be created again"
+    );
+}
+
+/// API tokens: stored as hashes, names and hashes unique, looked up by hash, revoked by name.
+async fn tokens(s: &dyn StateStore, reopen: &impl AsyncFn() -> Arc<dyn StateStore>) {
+    assert!(s.tokens().await.unwrap().is_empty());
+    let ops = s.create_token("ops", "admin", "hash-ops").await.unwrap();
+    let ci = s.create_token("ci", "operator", "hash-ci").await.unwrap();
+    assert!(ops > 0 && ci > 0 && ops != ci);
+    let t = reopen()
+        .await
+        .token_by_hash("hash-ci")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.id, t.name.as_str(), t.role.as_str()),
+        (ci, "ci", "operator")
+    );
+    assert!(!t.created_at.is_empty());
+    assert_eq!(s.token_by_hash("hash-nope").await.unwrap(), None);
+
+    let e = s
+        .create_token("ops", "viewer", "hash-other")
+        .await
+        .expect_err("a taken name is refused");
+    assert_eq!(e.kind(), sluice_core::ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("named \"ops\""), "{e}");
+    let e = s
+        .create_token("new", "viewer", "hash-ops")
+        .await
+        .expect_err("a taken hash is refused");
+    assert_eq!(e.kind(), sluice_core::ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("hash"), "{e}");
+    assert!(!e.to_string().contains("hash-ops"), "{e}");
+    assert_eq!(s.token_by_hash("hash-other").await.unwrap(), None);
+
+    let names: Vec<_> = s
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.role))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ci".to_string(), "operator".to_string()),
+            ("ops".to_string(), "admin".to_string())
+        ]
+    );
+
+    assert!(s.revoke_token("ops").await.unwrap());
+    assert!(!s.revoke_token("ops").await.unwrap());
+    assert!(!s.revoke_token("nope").await.unwrap());
+    assert_eq!(s.token_by_hash("hash-ops").await.unwrap(), None);
+    assert_eq!(s.tokens().await.unwrap().len(), 1);
+    let ops2 = s.create_token("ops", "viewer", "hash-ops2").await.unwrap();
+    assert!(
+        ops2 > ci,
+        "a revoked name can be given again, under a new id"
+    );
 }
 
 /// Many stores racing for one lease: exactly one wins.
@@ -260,6 +437,26 @@ fn job_states_have_one_name_each_and_kafka_connect_names() {
     assert_eq!(JobState::Finished.connect_state(), "STOPPED");
     assert_eq!(JobState::Interrupted.connect_state(), "UNASSIGNED");
     assert_eq!(JobState::parse("nonsense"), None);
+}
+
+#[test]
+fn target_states_have_one_name_each() {
+    for t in TargetState::ALL {
+        assert_eq!(TargetState::parse(t.as_str()), Some(t));
+        assert_eq!(
+            serde_json::to_value(t).unwrap(),
+            serde_json::json!(t.as_str())
+        );
+        assert_eq!(t.to_string(), t.as_str());
+    }
+    assert_eq!(TargetState::Running.as_str(), "RUNNING");
+    assert_eq!(TargetState::Paused.as_str(), "PAUSED");
+    assert_eq!(TargetState::Stopped.as_str(), "STOPPED");
+    assert_eq!(
+        serde_json::from_str::<TargetState>("\"PAUSED\"").unwrap(),
+        TargetState::Paused
+    );
+    assert_eq!(TargetState::parse("running"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
