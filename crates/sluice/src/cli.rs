@@ -85,16 +85,22 @@ pub enum Command {
         /// Abort if the graceful stop has not finished after this long (e.g. 30s).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
+        #[command(flatten)]
+        server: ServerArg,
     },
     /// Pause a running job: readers hold, positions are kept.
     Pause {
         /// The job's name.
         job: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
     /// Resume a paused job.
     Resume {
         /// The job's name.
         job: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
     /// Check a job file, connectivity and the type mapping of every table; move no data.
     #[command(after_help = "Example: sluice validate job.toml")]
@@ -142,5 +148,70 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        #[command(flatten)]
+        server: ServerArg,
     },
+    /// Run many jobs in one process, driven through Kafka Connect's REST API.
+    #[command(
+        after_help = "Examples:\n  sluice token create --role admin --name ops     # once; prints the token\n  sluice server --listen 127.0.0.1:8083 --jobs jobs/\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8083/connectors?expand=status\n\nSIGTERM or Ctrl-C stops the jobs at their last checkpoint; a restarted server resumes them."
+    )]
+    Server {
+        /// Address to listen on. A non-loopback address needs --tls-cert/--tls-key or --insecure.
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        listen: std::net::SocketAddr,
+        /// A directory of job files (*.toml) to host; created or updated at start.
+        #[arg(long, value_name = "DIR")]
+        jobs: Option<PathBuf>,
+        /// PEM certificate chain: serve HTTPS.
+        #[arg(long, requires = "tls_key", value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert", value_name = "PEM")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (a proxy in front terminates TLS).
+        #[arg(long)]
+        insecure: bool,
+        /// The `host:port` clients reach this server at, shown as `worker_id` (default: --listen).
+        #[arg(long, value_name = "HOST:PORT")]
+        advertised_address: Option<String>,
+    },
+    /// Create, list and revoke the server's API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// Drive a job hosted by a server instead of one in the state directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArg {
+    /// The server's URL, e.g. http://127.0.0.1:8083 (the token comes from SLUICE_TOKEN).
+    #[arg(long, env = "SLUICE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it once (only its hash is stored).
+    #[command(after_help = "Example: sluice token create --role operator --name airflow")]
+    Create {
+        /// viewer reads; operator also creates, pauses, resumes, stops and restarts jobs;
+        /// admin also deletes jobs and edits offsets and log levels.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A name for the audit log (default: ROLE-N).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (names and roles; the tokens themselves are not stored).
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TokenRole {
+    Viewer,
+    Operator,
+    Admin,
 }

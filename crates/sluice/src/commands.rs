@@ -6,15 +6,13 @@ use std::sync::Arc;
 use sluice_connectors::job::{JobFile, JobMode};
 use sluice_core::config::{ConfigDoc, redact};
 use sluice_core::{Error, LogicalType};
-use sluice_engine::{
-    Controller, Progress, RunState, STOP_DEADLINE, StopReason, describe_tables, list_splits,
-};
+use sluice_engine::{Controller, RunState, STOP_DEADLINE, StopReason};
 use sluice_job::{JobHandle, StartOptions, build_spec};
 use sluice_state::observed_state;
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command, OutputFormat};
-use crate::{control, display, exit, exit_code_for, logging, verify_cmd};
+use crate::cli::{Cli, Command, OutputFormat, ServerArg};
+use crate::{control, display, exit, exit_code_for, logging, remote, server_cmd, verify_cmd};
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let logs = match logging::init(&cli.log_level, cli.log_format) {
@@ -30,9 +28,14 @@ pub async fn dispatch(cli: Cli) -> u8 {
             no_progress,
             from_scratch,
         } => run(&job, &cli.state, logs, !no_progress, from_scratch).await,
-        Command::Stop { job, kill, timeout } => {
+        Command::Stop {
+            job,
+            kill,
+            timeout,
+            server,
+        } => {
             let what = if kill { "kill" } else { "stop" };
-            control_cmd(&cli.state, &job, what, timeout).await
+            control_cmd(&cli.state, &server, &job, what, timeout).await
         }
         Command::Verify {
             job,
@@ -64,15 +67,46 @@ pub async fn dispatch(cli: Cli) -> u8 {
             };
             verify_cmd::run(&job, &opts).await
         }
-        Command::Pause { job } => control_cmd(&cli.state, &job, "pause", None).await,
-        Command::Resume { job } => control_cmd(&cli.state, &job, "resume", None).await,
+        Command::Pause { job, server } => {
+            control_cmd(&cli.state, &server, &job, "pause", None).await
+        }
+        Command::Resume { job, server } => {
+            control_cmd(&cli.state, &server, &job, "resume", None).await
+        }
         Command::Validate { job } => validate(&job).await,
-        Command::Status { job, format } => status(&cli.state, job.as_deref(), format).await,
+        Command::Status {
+            job,
+            format,
+            server: ServerArg { server: Some(url) },
+        } => remote::status(&url, job.as_deref(), format).await,
+        Command::Status { job, format, .. } => status(&cli.state, job.as_deref(), format).await,
+        Command::Server {
+            listen,
+            jobs,
+            tls_cert,
+            tls_key,
+            insecure,
+            advertised_address,
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            server_cmd::run(
+                &cli.state,
+                server_cmd::Args {
+                    listen,
+                    jobs,
+                    tls,
+                    insecure,
+                    advertised_address,
+                },
+            )
+            .await
+        }
+        Command::Token { command } => server_cmd::token(&cli.state, command).await,
     }
 }
 
 /// Prints an error with its hint (redacted) and returns its exit status.
-fn report(e: &Error) -> u8 {
+pub(crate) fn report(e: &Error) -> u8 {
     report_in(e, "")
 }
 
@@ -111,11 +145,16 @@ fn load_doc(path: &Path) -> Result<(JobFile, ConfigDoc), u8> {
 
 async fn control_cmd(
     state: &str,
+    server: &ServerArg,
     job: &str,
     what: &str,
     timeout: Option<std::time::Duration>,
 ) -> u8 {
-    match control::command(state, job, what, timeout).await {
+    let done = match &server.server {
+        Some(url) => remote::command(url, job, what, timeout).await,
+        None => control::command(state, job, what, timeout).await,
+    };
+    match done {
         Ok(()) => exit::OK,
         Err(e) => report(&e),
     }
@@ -263,26 +302,6 @@ async fn watch_signals(ctl: Arc<Controller>, streaming: bool) {
 
 /// Plans the job as a run would, with the source's and the sink's own checks (privileges,
 /// settings): the source's before splits are listed (which reads), the sink's last.
-async fn plan_checked(
-    spec: &sluice_engine::JobSpec,
-) -> Result<Vec<sluice_engine::PlannedTable>, Error> {
-    let mut planned = describe_tables(spec, &Progress::new()).await?;
-    let sources: Vec<_> = planned.iter().map(|t| t.source.clone()).collect();
-    spec.source
-        .check(&sources)
-        .await
-        .map_err(|e| e.within("source"))?;
-    for t in &mut planned {
-        list_splits(spec, t).await?;
-    }
-    let plans: Vec<_> = planned.iter().map(|t| t.plan.clone()).collect();
-    spec.sink
-        .check(&plans)
-        .await
-        .map_err(|e| e.within("sink"))?;
-    Ok(planned)
-}
-
 async fn validate(path: &Path) -> u8 {
     let (job, doc) = match load_doc(path) {
         Ok(j) => j,
@@ -292,7 +311,7 @@ async fn validate(path: &Path) -> u8 {
         Ok(s) => s,
         Err(e) => return report_at(&e, &doc),
     };
-    let planned = plan_checked(&spec).await;
+    let planned = sluice_job::check(&spec).await;
     let _ = spec.source.close().await;
     let planned = match planned {
         Ok(p) => p,

@@ -83,9 +83,69 @@ pub fn init(level: &str, format: LogFormat) -> Result<LogTarget, String> {
         .with_writer(target.clone())
         .with_target(false);
     let res = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => {
+            let b = builder.with_ansi(false).with_filter_reloading();
+            let handle = b.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+            b.try_init()
+        }
+        LogFormat::Json => {
+            let b = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = b.reload_handle();
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+            b.try_init()
+        }
     };
     res.map_err(|e| format!("cannot install the logger: {e}"))?;
+    let _ = BASE.set(level.to_string());
     Ok(target)
+}
+
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+static RELOAD: std::sync::OnceLock<Reload> = std::sync::OnceLock::new();
+static BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Log levels changed live (the server's `/admin/loggers`): `root` and per-module overrides,
+/// applied by rebuilding the filter.
+#[derive(Default)]
+pub struct LiveLevels {
+    levels: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl sluice_server::LogControl for LiveLevels {
+    fn levels(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = self
+            .levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        out.entry("root".into())
+            .or_insert_with(|| BASE.get().cloned().unwrap_or_else(|| "info".into()));
+        out
+    }
+    fn set(&self, logger: &str, level: &str) -> Result<(), String> {
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = levels.clone();
+        next.insert(logger.to_string(), level.to_string());
+        let root = next
+            .get("root")
+            .cloned()
+            .or_else(|| BASE.get().cloned())
+            .unwrap_or_else(|| "info".into());
+        let mut spec = root;
+        for (k, v) in next.iter().filter(|(k, _)| *k != "root") {
+            spec.push_str(&format!(",{k}={v}"));
+        }
+        let filter = EnvFilter::try_new(&spec).map_err(|e| format!("invalid level: {e}"))?;
+        let reload = RELOAD
+            .get()
+            .ok_or_else(|| "the logger cannot be reloaded".to_string())?;
+        reload(filter)?;
+        *levels = next;
+        Ok(())
+    }
 }

@@ -14,6 +14,8 @@ mod commands;
 mod control;
 mod display;
 mod logging;
+mod remote;
+mod server_cmd;
 mod verify_cmd;
 
 use std::process::ExitCode;
