@@ -21,6 +21,7 @@ struct Server {
     viewer: String,
     log: PathBuf,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -39,7 +40,12 @@ fn token(env: &Env, state: &str, role: &str) -> String {
 
 impl Server {
     fn start(env: &Env, state: &str) -> Server {
+        Self::start_with(env, state, &[])
+    }
+
+    fn start_with(env: &Env, state: &str, extra: &[&str]) -> Server {
         let mut s = Server {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             port: free_port(),
             state: state.to_string(),
@@ -67,6 +73,7 @@ impl Server {
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
             ])
+            .args(&self.extra)
             .env("SLUICE_TEST_SECRET", "env-secret-4711")
             .stdout(Stdio::null())
             .stderr(log)
@@ -974,4 +981,68 @@ fn plain_http_off_loopback_is_refused_and_tls_is_served() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+// ---- a jobs directory, and a clean shutdown ----
+
+#[test]
+fn jobs_from_a_directory_and_a_sigterm_that_stops_them_at_a_checkpoint() {
+    let env = Env::new();
+    let db = env.path("dir.db");
+    env.write(
+        "jobs/stream.toml",
+        format!(
+            "[job]\nname = \"from-dir\"\nmode = \"streaming\"\ncheckpoint_interval = \"200ms\"\n\n\
+             [source]\ntype = \"generate\"\ntable = \"t\"\nrate = 500\nbatch_size = 50\n\n\
+             [sink]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\nwrite = \"upsert\"\n",
+            db.display()
+        ),
+    );
+    env.write("jobs/notes.txt", "not a job");
+    let mut s = Server::start_with(&env, ".sluice", &["--jobs", "jobs"]);
+    s.wait_state("from-dir", "RUNNING", 20);
+    wait_for(20, "rows in the target", || {
+        db.exists() && sqlite_count(&db, "SELECT count(*) FROM t") > 0
+    });
+
+    // SIGTERM: the stream stops at its last checkpoint; the target state stays RUNNING.
+    let mut child = s.child.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "server log:\n{}", s.log_text());
+    let committed = sqlite_count(&db, "SELECT count(*) FROM t");
+
+    // Started again (the file unchanged): the stream resumes after what it committed.
+    s.spawn(&env);
+    let st = s.status("from-dir");
+    assert_eq!(st["sluice"]["target_state"], "RUNNING", "{st}");
+    s.wait_state("from-dir", "RUNNING", 20);
+    wait_for(20, "more rows after the restart", || {
+        sqlite_count(&db, "SELECT count(*) FROM t") > committed
+    });
+    let (_, runs) = s.admin("GET", "/connectors/from-dir/runs", None);
+    let first = runs["runs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(first["state"], "STOPPED", "{runs}");
+    // Ids are dense: nothing skipped, nothing doubled (upsert by id, ids from the position).
+    assert_eq!(
+        sqlite_count(&db, "SELECT count(*) FROM t"),
+        sqlite_count(&db, "SELECT max(id) + 1 - min(id) FROM t")
+    );
+
+    // A broken job file is refused at start with its location.
+    env.write(
+        "bad/x.toml",
+        "[job]\nname = \"x\"\n[source]\ntype = \"generate\"\ntabel = \"t\"\n",
+    );
+    let o = env.run(&["server", "--listen", "127.0.0.1:0", "--jobs", "bad"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("x.toml:5") && err.contains("tabel"), "{err}");
 }
