@@ -299,6 +299,19 @@ fn missing_input_file_is_a_clear_error() {
         assert!(stderr(&o).contains("nowhere"), "{}", stderr(&o));
     }
     assert!(!env.path("nowhere.db").exists());
+    // A SQLite target in a directory that does not exist: said so, before any lock file.
+    env.write("in/orders.csv", "id,name\n1,a\n");
+    env.write(
+        "job.toml",
+        "[job]\nname = \"t\"\n[source]\ntype = \"csv\"\npath = \"in/orders.csv\"\n[sink]\ntype = \"sqlite\"\nurl = \"sqlite://missing/out.db\"\n",
+    );
+    let o = env.sluice(&["run", "job.toml"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("directory missing does not exist"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -148,16 +148,7 @@ impl SqliteSink {
 /// Opens (creating if missing) the target database with the sink's settings.
 fn open_write(plan: &SinkPlan) -> Result<Connection> {
     let path = &plan.path;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
-        return Err(Error::io(format!(
-            "cannot create sqlite database {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ))
-        .with_hint("create the directory first, or point `url` in [sink] at an existing one"));
-    }
+    check_dir(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -578,7 +569,23 @@ struct LockFiles {
     _files: Vec<std::fs::File>,
 }
 
+/// The database's directory must exist (Sluice creates the file, not directories).
+fn check_dir(path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(Error::io(format!(
+            "cannot create sqlite database {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+        .with_hint("create the directory first, or point `url` in [sink] at an existing one"));
+    }
+    Ok(())
+}
+
 fn take_locks(db: &std::path::Path, keys: Vec<(i64, String)>) -> Result<LockFiles> {
+    check_dir(db)?;
     let dir = db
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
