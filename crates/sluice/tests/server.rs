@@ -771,9 +771,9 @@ fn killed_mid_copy(kind: &str) {
     let store = Store::new(kind);
     let mut s = Server::start(&env, &store.url);
     let db = env.path("copy.db");
-    const ROWS: i64 = 300_000;
+    const ROWS: i64 = 150_000;
     let config = json!({
-        "source": {"type": "generate", "table": "t", "rows": ROWS, "rate": 60000, "chunk_rows": 20000, "batch_size": 2000},
+        "source": {"type": "generate", "table": "t", "rows": ROWS, "rate": 30000, "chunk_rows": 10000, "batch_size": 2000},
         "sink": {"type": "sqlite", "url": format!("sqlite://{}", db.display())},
         "job": {"parallelism": 2},
     });
@@ -827,6 +827,22 @@ fn killed_mid_copy(kind: &str) {
     s.wait_state("copy", "FINISHED", 120);
     assert_eq!(sqlite_count(&db, "SELECT count(*) FROM t"), ROWS);
     assert_eq!(sqlite_count(&db, "SELECT count(DISTINCT id) FROM t"), ROWS);
+    // Row for row: `sluice verify` regenerates the source and compares every row.
+    env.write(
+        "verify.toml",
+        format!(
+            "[job]\nname = \"copy\"\n[source]\ntype = \"generate\"\ntable = \"t\"\nrows = {ROWS}\n\
+             [sink]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
+    let o = env.run(&["verify", "verify.toml"]);
+    assert!(
+        o.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     for (job, state) in [
         ("paused", "PAUSED"),
         ("paused-later", "PAUSED"),
@@ -1002,7 +1018,9 @@ fn jobs_from_a_directory_and_a_sigterm_that_stops_them_at_a_checkpoint() {
     let mut s = Server::start_with(&env, ".sluice", &["--jobs", "jobs"]);
     s.wait_state("from-dir", "RUNNING", 20);
     wait_for(20, "rows in the target", || {
-        db.exists() && sqlite_count(&db, "SELECT count(*) FROM t") > 0
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n > 0)
     });
 
     // SIGTERM: the stream stops at its last checkpoint; the target state stays RUNNING.
