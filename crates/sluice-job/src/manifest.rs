@@ -38,6 +38,8 @@ pub const TUNING_KEYS: &[&str] = &[
     "method",
     "split_bytes",
     "consistent_snapshot",
+    // The synthetic source's pace (rows per second): its rows do not depend on it.
+    "rate",
 ];
 
 /// What a generation's plan depends on, and the plan.

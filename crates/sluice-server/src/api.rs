@@ -117,7 +117,7 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         status = response.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
         actor = %actor,
-        "request"
+        "Request answered."
     );
     response
 }
@@ -547,8 +547,9 @@ fn check_name(name: &str) -> ApiResult<()> {
 /// Refuses a config change that would alter what an unfinished copy writes (409): resuming
 /// it would mix two configurations in the target, as `sluice run` refuses. After an offsets
 /// reset the next run starts over, so any change is taken.
-async fn check_change(app: &App, j: &Hosted, old: &Value, new: &Value) -> ApiResult<()> {
-    if j.view().reset_pending {
+async fn check_change(app: &App, j: &Hosted, new: &Value) -> ApiResult<()> {
+    // An offsets reset not yet taken by a run: the next run starts over, so anything goes.
+    if j.view().reset_pending && !j.is_running() {
         return Ok(());
     }
     let Some(g) = app.shared.store.generation(&j.name).await? else {
@@ -557,9 +558,16 @@ async fn check_change(app: &App, j: &Hosted, old: &Value, new: &Value) -> ApiRes
     if g.finished {
         return Ok(());
     }
+    let Some(planned) = g.manifest.as_ref().and_then(|m| m.get("config")) else {
+        return Ok(());
+    };
+    // Compared as the run will compare it: references resolved.
+    let Ok((_, resolved)) = load_job(&j.name, new) else {
+        return Ok(());
+    };
     let diffs = sluice_job::manifest::config_differences(
-        &sluice_job::manifest::job_config(old),
-        &sluice_job::manifest::job_config(new),
+        planned,
+        &sluice_job::manifest::job_config(&resolved),
         12,
     );
     if diffs.is_empty() {
@@ -567,11 +575,11 @@ async fn check_change(app: &App, j: &Hosted, old: &Value, new: &Value) -> ApiRes
     }
     let name = &j.name;
     Err(ApiError::conflict(format!(
-        "job {name} has an unfinished copy (generation {}), and this change alters what it \
-         writes, so resuming it would mix two configurations in the target: {}. To copy from \
-         scratch with the new config: PUT /connectors/{name}/stop, DELETE \
-         /connectors/{name}/offsets, then send the config again (with write = \"append\", \
-         empty the target tables first)",
+        "job {name} has an unfinished copy (generation {}), and this config differs from the \
+         one it started with in what it writes, so resuming it would mix two configurations \
+         in the target: {}. Undo the change, or copy from scratch with the new config: PUT \
+         /connectors/{name}/stop, DELETE /connectors/{name}/offsets, then send the config \
+         again (with write = \"append\", empty the target tables first)",
         g.id,
         diffs.join("; ")
     )))
@@ -681,7 +689,7 @@ async fn put_config(
             let old = j.config();
             let doc = config::unmask(doc, &old);
             checked(&c, &doc)?;
-            check_change(&app, &j, &old, &doc).await?;
+            check_change(&app, &j, &doc).await?;
             let changed = config::changed_keys(&old, &doc);
             j.update_config(&app.shared, &caller.actor(), doc, changed)
                 .await?;
@@ -717,7 +725,7 @@ async fn patch_config(
     let doc = config::merge_patch(&c, &old, &patch)?;
     let doc = config::unmask(doc, &old);
     checked(&c, &doc)?;
-    check_change(&app, &j, &old, &doc).await?;
+    check_change(&app, &j, &doc).await?;
     let changed = config::changed_keys(&old, &doc);
     j.update_config(&app.shared, &caller.actor(), doc, changed)
         .await?;
@@ -774,7 +782,7 @@ async fn stop(
 }
 
 #[utoipa::path(post, path = "/connectors/{connector}/restart", tag = "connectors",
-    params(("connector" = String, Path), ("includeTasks" = Option<bool>, Query), ("onlyFailed" = Option<bool>, Query)),
+    params(("connector" = String, Path), ("includeTasks" = Option<bool>, Query), ("onlyFailed" = Option<bool>, Query), ("timeout" = Option<String>, Query, description = "stop deadline of the run being restarted, e.g. 30s")),
     responses((status = 204), (status = 202, body = ConnectorStateInfo), (status = 404, body = ErrorBody)))]
 async fn restart(
     State(app): State<Arc<App>>,
@@ -996,12 +1004,12 @@ async fn patch_offsets(
         return Ok(Json(json!({"dry_run": true, "effects": effects})));
     }
     require_stopped(&j)?;
-    Err(ApiError::bad_request(
-        "editing single split positions is not supported yet: a batch split's position is \
+    Err(ApiError::bad_request(format!(
+        "editing single split positions is not supported yet: a split's position is \
          committed in the target with its rows, and only a whole reset keeps the two \
-         consistent; use DELETE /connectors/{connector}/offsets to start the copy over, or \
-         ?dry_run=true to see what an edit would redo",
-    ))
+         consistent; use DELETE /connectors/{c}/offsets to start the copy over, or \
+         ?dry_run=true to see what an edit would redo"
+    )))
 }
 
 #[utoipa::path(get, path = "/connectors/{connector}/topics", tag = "connectors",
@@ -1064,14 +1072,16 @@ async fn get_audit(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiRes
 
 // ---- plugins ----
 
-fn plugin_kind(p: &str) -> Option<&'static str> {
+/// The sections a plugin (a connector type) configures: `source`, `sink` or both.
+fn plugin_sections(p: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
     if SourceConfig::TYPES.contains(&p) {
-        Some("source")
-    } else if SinkKind::TYPES.contains(&p) {
-        Some("sink")
-    } else {
-        None
+        out.push("source");
     }
+    if SinkKind::TYPES.contains(&p) {
+        out.push("sink");
+    }
+    out
 }
 
 #[utoipa::path(get, path = "/connector-plugins", tag = "plugins",
@@ -1127,13 +1137,27 @@ fn plugin_options(p: &str, kind: &str) -> Vec<String> {
     params(("plugin" = String, Path)),
     responses((status = 200, body = Vec<ConfigKeyInfo>), (status = 404, body = ErrorBody)))]
 async fn plugin_config(Path(p): Path<String>) -> ApiResult<Json<Vec<ConfigKeyInfo>>> {
-    let kind = plugin_kind(&p).ok_or_else(|| unknown_plugin(&p))?;
-    let section = if kind == "source" { "source" } else { "sink" };
+    let sections = plugin_sections(&p);
+    if sections.is_empty() {
+        return Err(unknown_plugin(&p));
+    }
+    let mut keys = Vec::new();
+    for section in sections {
+        let mut names = plugin_options(&p, section);
+        if section == "sink" {
+            // Options every sink takes, read before the connector's own.
+            for common in ["write", "create_tables", "table_map"] {
+                if !names.iter().any(|n| n == common) {
+                    names.push(common.to_string());
+                }
+            }
+        }
+        keys.extend(names.into_iter().map(|n| format!("{section}.{n}")));
+    }
     Ok(Json(
-        plugin_options(&p, kind)
-            .into_iter()
+        keys.iter()
             .enumerate()
-            .map(|(i, name)| key_info(&format!("{section}.{name}"), i as i32, name == "type"))
+            .map(|(i, k)| key_info(k, i as i32, k.ends_with(".type")))
             .collect(),
     ))
 }
@@ -1155,11 +1179,13 @@ fn key_info(name: &str, order: i32, required: bool) -> ConfigKeyInfo {
 }
 
 fn unknown_plugin(p: &str) -> ApiError {
-    let all: Vec<&str> = SourceConfig::TYPES
+    let mut all: Vec<&str> = SourceConfig::TYPES
         .iter()
         .chain(SinkKind::TYPES)
         .copied()
         .collect();
+    all.sort_unstable();
+    all.dedup();
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("Unknown plugin {p}; the plugins are {}", all.join(", ")),
@@ -1173,7 +1199,9 @@ async fn validate(
     Path(p): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<ConfigInfos>> {
-    plugin_kind(&p).ok_or_else(|| unknown_plugin(&p))?;
+    if plugin_sections(&p).is_empty() {
+        return Err(unknown_plugin(&p));
+    }
     let posted: Value = parse_body(body)?;
     let name = posted
         .get("name")

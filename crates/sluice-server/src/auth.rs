@@ -79,7 +79,9 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The role a request needs, by method and path (`None`: open to anyone).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if method == Method::GET && (path == "/" || path == "/health" || path == "/openapi.json") {
+    if (method == Method::GET || method == Method::HEAD)
+        && (path == "/" || path == "/health" || path == "/openapi.json")
+    {
         return None;
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -387,7 +387,7 @@ mod tests {
             "source.path": "in.csv",
             "sink.type": "sqlite",
             "sink.url": "sqlite://out.db",
-            "sink.batch_rows": "500",
+            "sink.busy_timeout_ms": "500",
             "job.verify": "true",
             "transform.0.type": "select",
             "transform.0.columns": "[\"id\",\"name\"]",
@@ -395,7 +395,7 @@ mod tests {
         });
         let nested = json!({
             "source": {"type": "csv", "path": "in.csv"},
-            "sink": {"type": "sqlite", "url": "sqlite://out.db", "batch_rows": 500},
+            "sink": {"type": "sqlite", "url": "sqlite://out.db", "busy_timeout_ms": 500},
             "job": {"verify": true, "parallelism": 2},
             "transform": [{"type": "select", "columns": ["id", "name"]}],
         });

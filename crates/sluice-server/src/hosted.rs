@@ -217,8 +217,8 @@ impl Hosted {
             "RESTARTING"
         } else {
             match (s.target, connect_state) {
-                (_, "FAILED") => "FAILED",
                 (TargetState::Stopped, _) => "STOPPED",
+                (_, "FAILED") => "FAILED",
                 (TargetState::Paused, _) => "PAUSED",
                 (TargetState::Running, c) => c,
             }
@@ -536,6 +536,9 @@ impl Hosted {
         config: Value,
         changed: Vec<String>,
     ) -> sluice_core::Result<()> {
+        if changed.is_empty() {
+            return Ok(());
+        }
         let _op = self.ops.lock().await;
         shared
             .store
@@ -551,7 +554,8 @@ impl Hosted {
         )
         .await;
         drop(_op);
-        if !changed.is_empty() {
+        // A stopped job takes the new config when it is resumed.
+        if self.target() != TargetState::Stopped || self.is_running() {
             self.restart(shared, actor, false, sluice_engine::STOP_DEADLINE);
         }
         Ok(())

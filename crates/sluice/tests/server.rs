@@ -127,8 +127,14 @@ impl Server {
             if Instant::now() > until {
                 let log = self.log_text();
                 let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" request ")).collect();
+                let runs = self
+                    .admin("GET", &format!("/connectors/{job}/runs"), None)
+                    .1;
+                let audit = self
+                    .admin("GET", &format!("/audit?connector={job}"), None)
+                    .1;
                 panic!(
-                    "timed out after {secs} s waiting for {job} to be {state}: {st}\nserver log:\n{}",
+                    "timed out after {secs} s waiting for {job} to be {state}: {st}\nruns: {runs}\naudit: {audit}\nserver log:\n{}",
                     tail[tail.len().saturating_sub(30)..].join("\n")
                 );
             }
@@ -396,7 +402,7 @@ fn lifecycle(kind: &str) {
     let (code, body) = s.admin("PUT", "/connectors/s1/config", Some(flat.clone()));
     assert_eq!(code, 200, "{body}");
     let mut changed = flat.clone();
-    changed["source.rate"] = json!("3000");
+    changed["sink.write"] = json!("append");
     let (code, body) = s.admin("PUT", "/connectors/s1/config", Some(changed));
     assert_eq!(code, 409, "{body}");
     assert!(
@@ -441,7 +447,12 @@ fn lifecycle(kind: &str) {
     let (code, body) = s.admin(
         "PATCH",
         "/connectors/s1/config",
-        Some(json!({"source.rate": "2500", "job.checkpoint_interval": null})),
+        Some(json!({
+            "sink.write": "append",
+            "sink.url": format!("sqlite://{}", env.path("s1-fresh.db").display()),
+            "source.rate": "2500",
+            "job.checkpoint_interval": null,
+        })),
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["config"]["source.rate"], "2500");
