@@ -158,13 +158,17 @@ fn job(app: &App, name: &str) -> ApiResult<Arc<Hosted>> {
 
 /// The stop deadline a request asks for (`?timeout=30s`, Sluice's addition).
 fn deadline(query: &Option<String>) -> ApiResult<Duration> {
+    /// A longer deadline is taken as this one (a stop that needs a day should abort).
+    const LONGEST: Duration = Duration::from_secs(24 * 3600);
     match query_values(query, "timeout").first() {
         None => Ok(sluice_engine::STOP_DEADLINE),
-        Some(t) => humantime::parse_duration(t).map_err(|e| {
-            ApiError::bad_request(format!(
-                "query parameter `timeout`: {e}; write a duration such as 30s or 2m"
-            ))
-        }),
+        Some(t) => humantime::parse_duration(t)
+            .map(|d| d.min(LONGEST))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "query parameter `timeout`: {e}; write a duration such as 30s or 2m"
+                ))
+            }),
     }
 }
 
@@ -179,15 +183,12 @@ fn query_values(query: &Option<String>, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// A boolean query parameter as Kafka Connect reads one (Java's `Boolean.valueOf`): `true` in
+/// any case is true, anything else false.
 fn query_flag(query: &Option<String>, key: &str) -> ApiResult<bool> {
-    match query_values(query, key).first().map(String::as_str) {
-        None => Ok(false),
-        Some("true") | Some("") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "query parameter `{key}` must be true or false, not {other:?}"
-        ))),
-    }
+    Ok(query_values(query, key)
+        .first()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true")))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -496,7 +497,7 @@ fn status_of(app: &App, v: &View) -> ConnectorStateInfo {
 
 #[utoipa::path(get, path = "/connectors", tag = "connectors",
     params(("expand" = Option<Vec<String>>, Query, description = "status and/or info")),
-    responses((status = 200, description = "names, or a map of name to {status, info}", body = Object)))]
+    responses((status = 200, description = "names, or a map of name to {status, info}", body = serde_json::Value), (status = 400, body = ErrorBody)))]
 async fn list_connectors(
     State(app): State<Arc<App>>,
     RawQuery(q): RawQuery,
@@ -648,7 +649,7 @@ async fn get_connector(
 
 #[utoipa::path(delete, path = "/connectors/{connector}", tag = "connectors",
     params(("connector" = String, Path), ("timeout" = Option<String>, Query, description = "stop deadline, e.g. 30s")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_connector(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -768,7 +769,7 @@ async fn resume(
 
 #[utoipa::path(put, path = "/connectors/{connector}/stop", tag = "connectors",
     params(("connector" = String, Path), ("timeout" = Option<String>, Query, description = "abort if the stop has not finished after this long, e.g. 30s")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn stop(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -783,7 +784,7 @@ async fn stop(
 
 #[utoipa::path(post, path = "/connectors/{connector}/restart", tag = "connectors",
     params(("connector" = String, Path), ("includeTasks" = Option<bool>, Query), ("onlyFailed" = Option<bool>, Query), ("timeout" = Option<String>, Query, description = "stop deadline of the run being restarted, e.g. 30s")),
-    responses((status = 204), (status = 202, body = ConnectorStateInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 202, body = ConnectorStateInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn restart(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -944,6 +945,11 @@ async fn reset_offsets(
     Path(c): Path<String>,
 ) -> ApiResult<Json<Message>> {
     let j = job(&app, &c)?;
+    // A stop answered a moment ago may still be rolling back: wait for it (bounded).
+    if j.target() == TargetState::Stopped {
+        j.wait_idle(sluice_engine::STOP_DEADLINE + sluice_engine::ABORT_DEADLINE)
+            .await;
+    }
     require_stopped(&j)?;
     j.reset_offsets(&app.shared, &caller.actor()).await?;
     Ok(Json(Message {
@@ -1030,7 +1036,7 @@ async fn reset_topics(State(app): State<Arc<App>>, Path(c): Path<String>) -> Api
 
 #[utoipa::path(get, path = "/connectors/{connector}/runs", tag = "sluice",
     params(("connector" = String, Path), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_runs(
     State(app): State<Arc<App>>,
     Path(c): Path<String>,
@@ -1062,7 +1068,7 @@ fn limit_of(q: &Option<String>) -> ApiResult<usize> {
 
 #[utoipa::path(get, path = "/audit", tag = "sluice",
     params(("connector" = Option<String>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
 async fn get_audit(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
     let limit = limit_of(&q)?;
     let connector = query_values(&q, "connector").into_iter().next();
@@ -1085,6 +1091,7 @@ fn plugin_sections(p: &str) -> Vec<&'static str> {
 }
 
 #[utoipa::path(get, path = "/connector-plugins", tag = "plugins",
+    params(("connectorsOnly" = Option<bool>, Query, description = "accepted; Sluice has no other plugin kinds")),
     responses((status = 200, body = Vec<PluginInfo>)))]
 async fn list_plugins() -> Json<Vec<PluginInfo>> {
     let version = env!("CARGO_PKG_VERSION");
@@ -1319,7 +1326,6 @@ async fn get_logger(
     let levels = app.logs.levels();
     let level = levels
         .get(&name)
-        .or_else(|| levels.get("root"))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Logger {name} not found")))?;
     Ok(Json(
         json!({"level": level.to_uppercase(), "last_modified": null}),

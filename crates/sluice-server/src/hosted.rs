@@ -400,6 +400,14 @@ impl Hosted {
         }
     }
 
+    /// Waits until no run is in progress (its end recorded), at most `limit`.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let Some(mut a) = self.active() else {
+            return;
+        };
+        let _ = tokio::time::timeout(limit, a.done.wait_for(|d| *d)).await;
+    }
+
     /// The running run's controller, if any.
     fn active(&self) -> Option<Active> {
         self.slot().run.clone()
@@ -453,6 +461,13 @@ impl Hosted {
         self.set_target(shared, TargetState::Running, actor, "api.resume")
             .await?;
         match self.active() {
+            // A run that is stopping (a stop answered a moment ago) ends first; then a new
+            // run starts from its checkpoints.
+            Some(a) if a.ctl.is_stopping() || a.ctl.state().is_terminal() => {
+                self.wait_idle(sluice_engine::STOP_DEADLINE + sluice_engine::ABORT_DEADLINE)
+                    .await;
+                self.start_locked(shared, actor, false).await;
+            }
             Some(a) => {
                 if a.ctl.resume() {
                     a.ctl.persisted(PERSIST_WAIT).await;
@@ -493,7 +508,9 @@ impl Hosted {
             StopReason::Requested(format!("the REST API ({actor})")),
             deadline,
         );
-        let limit = deadline + sluice_engine::ABORT_DEADLINE + PERSIST_WAIT;
+        let limit = deadline
+            .saturating_add(sluice_engine::ABORT_DEADLINE)
+            .saturating_add(PERSIST_WAIT);
         if tokio::time::timeout(limit, a.done.wait_for(|d| *d))
             .await
             .is_err()
