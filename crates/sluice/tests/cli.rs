@@ -571,10 +571,11 @@ fn sigterm_stops_gracefully_with_exit_3() {
     );
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("SIGTERM"), "{}", stderr(&o));
-    // Only whole splits (files of 20,000 rows) were committed.
-    let n: i64 = sqlite_rows(&env.path("out.db"), "SELECT count(*) FROM big")[0][0]
-        .parse()
-        .unwrap();
+    // Only whole splits (files of 20,000 rows) were committed (none, and no table, if the
+    // stop came while the job was still planning, as on a loaded machine).
+    let n: i64 = rusqlite::Connection::open(env.path("out.db"))
+        .and_then(|c| c.query_row("SELECT count(*) FROM big", [], |r| r.get(0)))
+        .unwrap_or(0);
     assert_eq!(n % 20_000, 0, "a stop must not leave part of a split");
     assert!(n < 200 * 20_000, "the stop came before the end");
 }
