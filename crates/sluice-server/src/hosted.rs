@@ -421,6 +421,11 @@ impl Hosted {
         actor: &str,
         action: &str,
     ) -> sluice_core::Result<()> {
+        // Asked again for what it already is: nothing to persist or to audit (a script that
+        // pauses in a loop costs a lock, not a write).
+        if self.target() == target {
+            return Ok(());
+        }
         shared.store.set_target_state(&self.name, target).await?;
         self.slot().target = target;
         audit(
