@@ -39,6 +39,9 @@ pub type VerifierFactory = Arc<dyn Fn(&JobFile) -> Verifier + Send + Sync>;
 pub struct Shared {
     pub store: Arc<dyn StateStore>,
     pub verifier: Option<VerifierFactory>,
+    /// The runtime runs execute on (the API answers from a thread of its own, so copies that
+    /// keep every worker busy do not queue its requests).
+    pub runs: tokio::runtime::Handle,
 }
 
 /// One hosted job.
@@ -314,7 +317,10 @@ impl Hosted {
             },
             actor: actor.to_string(),
         };
-        let handle = JobHandle::start(job, document, options, shared.store.clone(), None);
+        let handle = {
+            let _runs = shared.runs.enter();
+            JobHandle::start(job, document, options, shared.store.clone(), None)
+        };
         let (done_tx, done_rx) = watch::channel(false);
         let active = Active {
             seq,
@@ -332,7 +338,8 @@ impl Hosted {
         info!(job = %self.name, "Job started.");
         let me = self.clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        let runs = shared.runs.clone();
+        runs.spawn(async move {
             let report = handle.wait().await;
             me.ended(&shared, seq, report).await;
             let _ = done_tx.send(true);
@@ -538,7 +545,8 @@ impl Hosted {
         }
         self.slot().restarting = true;
         let (me, shared, actor) = (self.clone(), shared.clone(), actor.to_string());
-        tokio::spawn(async move {
+        let runs = shared.runs.clone();
+        runs.spawn(async move {
             let _op = me.ops.lock().await;
             audit(&shared, &me.name, &actor, "api.restart", String::new()).await;
             me.stop_and_wait(&actor, deadline).await;

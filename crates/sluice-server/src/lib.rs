@@ -122,6 +122,7 @@ pub async fn build(opts: &ServerOptions) -> Result<Arc<App>> {
         shared: Arc::new(Shared {
             store: opts.store.clone(),
             verifier: opts.verifier.clone(),
+            runs: tokio::runtime::Handle::current(),
         }),
         jobs: Jobs::default(),
         auth: Authenticator::default(),
@@ -230,20 +231,44 @@ pub async fn serve(
         "Server listening."
     );
     let service = router.into_make_service();
-    let served = match tls {
-        Some(cfg) => {
-            axum_server::from_tcp_rustls(listener, cfg)
-                .handle(handle)
-                .serve(service)
-                .await
-        }
-        None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(service)
-                .await
-        }
-    };
+    // The API answers from a thread and runtime of its own: runs that keep every worker of the
+    // main runtime busy must not queue a status request or a stop behind their batches.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sluice-api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = done_tx.send(Err(e));
+                    return;
+                }
+            };
+            let served = rt.block_on(async move {
+                match tls {
+                    Some(cfg) => {
+                        axum_server::from_tcp_rustls(listener, cfg)
+                            .handle(handle)
+                            .serve(service)
+                            .await
+                    }
+                    None => {
+                        axum_server::from_tcp(listener)
+                            .handle(handle)
+                            .serve(service)
+                            .await
+                    }
+                }
+            });
+            let _ = done_tx.send(served);
+        })
+        .map_err(|e| Error::internal(format!("cannot start the API thread: {e}")))?;
+    let served = done_rx
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the API thread ended without a word")));
     heartbeat.abort();
     info!("Stopping the hosted jobs.");
     let stops = app.jobs.all().into_iter().map(|j| {
