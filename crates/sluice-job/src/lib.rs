@@ -27,5 +27,7 @@ pub mod manifest;
 mod runner;
 mod wire;
 
-pub use runner::{JobHandle, JobReport, RunRequest, StartOptions, Verifier, job_state, run_job};
+pub use runner::{
+    JobHandle, JobReport, RunRequest, StartOptions, Verifier, audit, job_state, run_job,
+};
 pub use wire::{build_spec, check};

@@ -254,7 +254,7 @@ pub(crate) fn state_name(s: RunState) -> &'static str {
 
 /// Appends to the audit log; a failure is logged, never fails the run (the run's own
 /// record is what its outcome rests on).
-async fn audit(store: &dyn StateStore, job: &str, actor: &str, action: &str, detail: String) {
+pub async fn audit(store: &dyn StateStore, job: &str, actor: &str, action: &str, detail: String) {
     let entry = AuditEntry::new(job, actor, action, detail);
     if let Err(e) = store.record_audit(&entry).await {
         warn!(error = %e, action, "Recording an audit entry failed.");

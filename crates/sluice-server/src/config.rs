@@ -152,8 +152,10 @@ fn child<'a>(node: &'a mut Value, seg: &str, at: &str) -> Result<&'a mut Value, 
 /// The document as Kafka Connect's flat string map, secrets masked, plus `name` and
 /// `connector.class` as Kafka Connect clients expect them.
 pub fn flatten(doc: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    flatten_into(&masked(doc), "", &mut out);
+    let mut raw = BTreeMap::new();
+    flatten_raw(&masked(doc), "", &mut raw);
+    let mut out: BTreeMap<String, String> =
+        raw.iter().map(|(k, v)| (k.clone(), flat_text(v))).collect();
     // Shown once, as Kafka Connect's `name`.
     out.remove("job.name");
     if let Some(n) = doc.pointer("/job/name").and_then(Value::as_str) {
@@ -165,44 +167,12 @@ pub fn flatten(doc: &Value) -> BTreeMap<String, String> {
     out
 }
 
-fn flatten_into(v: &Value, path: &str, out: &mut BTreeMap<String, String>) {
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
+/// A flattened value as Kafka Connect's string: a string that would read back as another
+/// type is written JSON-quoted; other values as JSON.
+fn flat_text(v: &Value) -> String {
     match v {
-        // A map whose keys have dots (`table_map = { "public.*" = "*" }`) stays JSON: its keys
-        // are names, not paths.
-        Value::Object(map) if !path.is_empty() && map.keys().any(|k| k.contains('.')) => {
-            out.insert(path.to_string(), v.to_string());
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                flatten_into(item, &join(k), out);
-            }
-        }
-        // Arrays of tables (`[[transform]]`) go by index; arrays of values stay JSON.
-        Value::Array(items) if items.iter().any(Value::is_object) => {
-            for (i, item) in items.iter().enumerate() {
-                flatten_into(item, &join(&i.to_string()), out);
-            }
-        }
-        Value::String(s) => {
-            // A string that would read back as another type is written JSON-quoted.
-            let text = if typed(s) == Value::String(s.clone()) {
-                s.clone()
-            } else {
-                Value::String(s.clone()).to_string()
-            };
-            out.insert(path.to_string(), text);
-        }
-        Value::Null => {}
-        other => {
-            out.insert(path.to_string(), other.to_string());
-        }
+        Value::String(s) if typed(s) == *v => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -27,7 +27,7 @@ use sluice_connectors::job::JobFile;
 use sluice_core::config::ConfigDoc;
 use sluice_engine::{Controller, PERSIST_WAIT, Progress, RunState, StopReason};
 use sluice_job::{JobHandle, JobReport, StartOptions, Verifier, job_state};
-use sluice_state::{AuditEntry, ConnectorRecord, JobState, StateStore, TargetState};
+use sluice_state::{ConnectorRecord, JobState, StateStore, TargetState};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -643,10 +643,7 @@ pub fn load_job(name: &str, config: &Value) -> Result<(JobFile, Value), String> 
 }
 
 async fn audit(shared: &Shared, job: &str, actor: &str, action: &str, detail: String) {
-    let entry = AuditEntry::new(job, actor, action, detail);
-    if let Err(e) = shared.store.record_audit(&entry).await {
-        warn!(error = %e, action, "Recording an audit entry failed.");
-    }
+    sluice_job::audit(&*shared.store, job, actor, action, detail).await;
 }
 
 /// The hosted jobs by name.
