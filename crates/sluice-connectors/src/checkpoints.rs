@@ -18,6 +18,7 @@
 //! | [`Dialect::upsert_checkpoint`] | job, split, generation, table_name, position, rows_written | |
 //! | [`Dialect::select_checkpoints`] | job, generation | split, position, rows_written, table_name |
 //! | [`Dialect::select_checkpoint`] | job, generation, split | position |
+//! | [`Dialect::delete_checkpoint`] | job, generation, split | |
 //! | [`Dialect::upsert_job`] | job, generation, finished, manifest | |
 //! | [`Dialect::select_job`] | job | generation, finished, manifest |
 //!
@@ -167,6 +168,16 @@ impl Dialect {
     pub fn select_checkpoint(self, q: &str) -> String {
         format!(
             "SELECT position FROM {q} WHERE job = {} AND generation = {} AND split = {}",
+            self.p(1),
+            self.p(2),
+            self.p(3)
+        )
+    }
+
+    /// Forgets one split's checkpoint (an operator's offset edit: the split is read again).
+    pub fn delete_checkpoint(self, q: &str) -> String {
+        format!(
+            "DELETE FROM {q} WHERE job = {} AND generation = {} AND split = {}",
             self.p(1),
             self.p(2),
             self.p(3)

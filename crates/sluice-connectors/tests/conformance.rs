@@ -12,6 +12,7 @@
 //! | `ack_after_commit` | — | the source hears of each position only once the sink reports it committed |
 //! | `multi_table_split` | one split carries rows of two tables, then a failure, then a resume | both tables complete, each row once (sinks that write several tables per split; the others refuse, writing nothing) |
 //! | `apply_changes` | change events (the operation column): inserts, updates, deletes, a key deleted and inserted again, within one commit and across commits | the target holds each key's last state (PostgreSQL and SQLite with `upsert`); MySQL refuses before any row moves |
+//! | `edit_checkpoints` | an operator's offset edit between a stop and the resume (upsert): a committed split forgotten, an uncommitted one marked done | the sink reports the edit; the resume reads the forgotten split again and skips the done one; every other row once (sinks that keep checkpoints) |
 //! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (databases; files by naming each part after its position) |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
@@ -642,6 +643,84 @@ async fn conformance_streaming_commits_at_every_barrier() {
         let acks = src.acks.lock().unwrap().clone();
         assert_eq!(acks.len(), SPLITS * (BATCHES + 1), "{}: {acks:?}", t.name);
         assert!(acks.iter().all(|(_, d)| *d), "{}: {acks:?}", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_edit_checkpoints() {
+    // Files keep no checkpoints (the state store's are edited; the server's tests cover it).
+    for mut t in [sqlite_target(), pg_target(), mysql_target()] {
+        t.sink["write"] = json!("upsert");
+        let config: SinkConfig = serde_json::from_value(t.sink.clone()).unwrap();
+        let log = Arc::new(MemLog::default());
+        let (out, _) = run(&t, faults(|f| f.stop_after = Some(2)), log.clone()).await;
+        assert_eq!(out.state, RunState::Stopped, "{}: {:?}", t.name, out.error);
+
+        let sink = config.build().unwrap();
+        sink.begin(&JobContext {
+            job: "conformance".into(),
+            generation: "g1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let target = TableId::new(["conf"]);
+        let guard = sink
+            .lock("conformance", std::slice::from_ref(&target))
+            .await
+            .unwrap();
+        let before = sink.committed_positions().await.unwrap().unwrap();
+        assert!(before.len() >= 2, "{}: {before:?}", t.name);
+        let redo = before[0].position.split.clone();
+        let skip = (0..SPLITS)
+            .map(|i| format!("conf#{i}"))
+            .find(|s| before.iter().all(|c| &c.position.split != s))
+            .unwrap();
+        let done = Position {
+            done: true,
+            ..Position::new(skip.clone(), json!(null))
+        };
+        let edits = [
+            sluice_core::CheckpointEdit {
+                split: redo.clone(),
+                target: target.clone(),
+                table: before[0].table.clone(),
+                position: None,
+                rows: 0,
+            },
+            sluice_core::CheckpointEdit {
+                split: skip.clone(),
+                target: target.clone(),
+                table: before[0].table.clone(),
+                position: Some(done.clone()),
+                rows: 0,
+            },
+        ];
+        assert!(sink.set_checkpoints(&edits).await.unwrap(), "{}", t.name);
+        let after = sink.committed_positions().await.unwrap().unwrap();
+        assert!(
+            after.iter().all(|c| c.position.split != redo),
+            "{}: {redo} still has a checkpoint: {after:?}",
+            t.name
+        );
+        assert!(
+            after.iter().any(|c| c.position == done),
+            "{}: {skip} is not done: {after:?}",
+            t.name
+        );
+        assert_eq!(after.len(), before.len(), "{}: {after:?}", t.name);
+        drop(guard);
+        sink.close().await.unwrap();
+
+        let (out, _) = run(&t, faults(|_| {}), log).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        let i: usize = skip.trim_start_matches("conf#").parse().unwrap();
+        let per = (BATCHES * ROWS_PER_BATCH) as i64;
+        let skipped = (i as i64 * per)..((i as i64 + 1) * per);
+        let expected: Vec<i64> = all_ids()
+            .into_iter()
+            .filter(|id| !skipped.contains(id))
+            .collect();
+        assert_eq!((t.read)("conf"), expected, "{}", t.name);
     }
 }
 

@@ -36,8 +36,8 @@ pub use batch::{Batch, Persisted, Position, Split};
 pub use error::{Error, ErrorKind, Result};
 pub use schema::{TableId, TableSchema};
 pub use sink::{
-    Checkpoint, GenerationRecord, JobContext, JobSlot, Sink, SinkLockGuard, SinkWriter, TablePlan,
-    WriteMode,
+    Checkpoint, CheckpointEdit, GenerationRecord, JobContext, JobSlot, Sink, SinkLockGuard,
+    SinkWriter, TablePlan, WriteMode,
 };
 pub use source::{BatchSender, Source, SourceBatch, SourceEvent, SourceTable};
 pub use transform::{BoundTransform, Transform};

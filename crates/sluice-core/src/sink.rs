@@ -129,6 +129,23 @@ pub struct Checkpoint {
     pub table: String,
 }
 
+/// An operator's edit of one split's committed position (the REST API's offsets PATCH).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointEdit {
+    /// The split.
+    pub split: String,
+    /// The target table its rows go to.
+    pub target: TableId,
+    /// The table's name as the checkpoint row stores it ([`Checkpoint::table`] where the
+    /// split has one, else `target` printed).
+    pub table: String,
+    /// The new position (`done` marks the split complete); `None` forgets the split's
+    /// checkpoint, so it is read again from its start.
+    pub position: Option<Position>,
+    /// Rows the split counts as written with the new position.
+    pub rows: u64,
+}
+
 /// A job's generation as the target remembers it (`_sluice_jobs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationRecord {
@@ -196,6 +213,14 @@ pub trait Sink: Send + Sync {
     /// all-or-nothing locally, like a rename).
     async fn checkpoint(&self, _split: &str) -> Result<Option<Position>> {
         Ok(None)
+    }
+
+    /// Applies `edits` to the committed positions of the current generation (see
+    /// [`begin`](Self::begin)) in one transaction: all or none. The caller holds the job's
+    /// locks ([`lock`](Self::lock)) and has checked that the edits cannot double rows. Returns
+    /// `false` when the sink keeps no checkpoints (the caller edits the state store's).
+    async fn set_checkpoints(&self, _edits: &[CheckpointEdit]) -> Result<bool> {
+        Ok(false)
     }
 
     /// Whether the table `table` is written to (its stage, for `overwrite`) holds any row.

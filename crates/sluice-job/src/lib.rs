@@ -24,9 +24,11 @@
 //! The binary keeps only argument parsing, display and exit codes.
 
 pub mod manifest;
+mod positions;
 mod runner;
 mod wire;
 
+pub use positions::{EditEffect, PositionChange, PositionEdit, edit_positions};
 pub use runner::{
     JobHandle, JobReport, RunRequest, StartOptions, Verifier, audit, job_state, run_job,
 };

@@ -391,7 +391,7 @@ struct Prepared {
 }
 
 /// What the job's records say about its latest generation.
-enum Found {
+pub(crate) enum Found {
     /// Unfinished: a resume candidate (with its manifest, if it was recorded).
     Unfinished { id: String, manifest: Option<Value> },
     /// Finished.
@@ -535,7 +535,7 @@ fn list(items: &[String]) -> String {
     }
 }
 
-fn context(job: &str, generation: &str) -> JobContext {
+pub(crate) fn context(job: &str, generation: &str) -> JobContext {
     JobContext {
         job: job.to_string(),
         generation: generation.to_string(),
@@ -563,7 +563,7 @@ fn new_generation_id() -> String {
 /// The job's latest generation. A sink that keeps records is the truth: its unfinished
 /// generation is resumed whatever the state directory says (or if it was lost); a state
 /// directory that claims committed splits the target has no record of is refused.
-async fn find_generation(
+pub(crate) async fn find_generation(
     spec: &JobSpec,
     store: &Arc<dyn StateStore>,
     name: &str,

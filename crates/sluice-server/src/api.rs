@@ -957,15 +957,70 @@ async fn reset_offsets(
     }))
 }
 
-/// What a PATCH of offsets would do to each split it names.
+/// What a PATCH of offsets does (or, with `dry_run`, would do) to each split it names.
 #[derive(Serialize, ToSchema)]
 pub struct OffsetEffect {
     #[schema(value_type = Object)]
     pub partition: Value,
-    /// `redo` (the split is copied again from its start), `unknown` (no such split).
+    /// `redo` (read again from its start), `skip` (marked complete), `set` (continues after
+    /// the given position), `unchanged`, or `refused` (it would write rows twice).
     pub effect: String,
-    /// Rows the split had committed (written again, or kept, by the next run).
+    /// Rows the split had committed before the edit.
     pub rows: u64,
+    /// What it means for the next run, or why it is refused.
+    pub detail: String,
+}
+
+/// The edit one entry of a PATCH asks for: `offset: null` reads the split again, `{"done":
+/// true}` skips the rest of it, `{"value": …}` sets its position (the form GET answers).
+fn position_edit(o: &ConnectorOffset) -> ApiResult<sluice_job::PositionEdit> {
+    use sluice_job::PositionChange;
+    let split = o
+        .partition
+        .get("split")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "offsets[].partition must name a split, as GET /offsets answers:                  {{\"split\": \"public.orders#0\"}}; got {}",
+                o.partition
+            ))
+        })?;
+    let change = match &o.offset {
+        Value::Null => PositionChange::Redo,
+        Value::Object(m) => {
+            if let Some(k) = m
+                .keys()
+                .find(|k| !["value", "done", "rows", "updated_at"].contains(&k.as_str()))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "offsets[].offset: unknown field {k:?} of split {split} (accepted: value,                      done; rows and updated_at are ignored)"
+                )));
+            }
+            match (m.get("done"), m.get("value")) {
+                (Some(Value::Bool(true)), _) => PositionChange::Skip,
+                (Some(Value::Bool(false)) | None, Some(v)) => PositionChange::Set(v.clone()),
+                (Some(Value::Bool(false)) | None, None) => {
+                    return Err(ApiError::bad_request(format!(
+                        "offsets[].offset of split {split} has no \"value\": give the position                          to continue after, {{\"done\": true}} to skip the split, or null to                          read it again"
+                    )));
+                }
+                (Some(other), _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "offsets[].offset.done of split {split} must be a boolean, got {other}"
+                    )));
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "offsets[].offset of split {split} must be null or an object, got {other}"
+            )));
+        }
+    };
+    Ok(sluice_job::PositionEdit {
+        split: split.to_string(),
+        change,
+    })
 }
 
 #[utoipa::path(patch, path = "/connectors/{connector}/offsets", tag = "offsets",
@@ -974,7 +1029,7 @@ pub struct OffsetEffect {
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn patch_offsets(
     State(app): State<Arc<App>>,
-    Extension(_caller): Extension<Caller>,
+    Extension(caller): Extension<Caller>,
     Path(c): Path<String>,
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -982,40 +1037,42 @@ async fn patch_offsets(
     let j = job(&app, &c)?;
     let req: ConnectorOffsets = parse_body(body)?;
     let dry_run = query_flag(&q, "dry_run")?;
-    let current = offsets_of(&app, &c).await?;
-    let mut effects = Vec::new();
-    for o in &req.offsets {
-        let found = current.iter().find(|cur| {
-            cur.partition.get("split") == o.partition.get("split")
-                && o.partition.get("split").is_some()
-        });
-        let (effect, rows) = match (found, &o.offset) {
-            (None, _) => ("unknown".to_string(), 0),
-            (Some(cur), Value::Null) => (
-                "redo".to_string(),
-                cur.offset.get("rows").and_then(Value::as_u64).unwrap_or(0),
-            ),
-            (Some(cur), _) => (
-                "set".to_string(),
-                cur.offset.get("rows").and_then(Value::as_u64).unwrap_or(0),
-            ),
-        };
-        effects.push(OffsetEffect {
-            partition: o.partition.clone(),
-            effect,
-            rows,
-        });
+    let edits = req
+        .offsets
+        .iter()
+        .map(position_edit)
+        .collect::<ApiResult<Vec<_>>>()?;
+    if edits.is_empty() {
+        return Err(ApiError::bad_request(
+            "offsets is empty: name the splits to edit, as GET /offsets lists them",
+        ));
     }
+    // A stop answered a moment ago may still be rolling back: wait for it (bounded).
+    if j.target() == TargetState::Stopped {
+        j.wait_idle(sluice_engine::STOP_DEADLINE + sluice_engine::ABORT_DEADLINE)
+            .await;
+    }
+    // The positions are read under the job's locks, for a dry run too.
+    require_stopped(&j)?;
+    let effects = j
+        .edit_offsets(&app.shared, &edits, !dry_run, &caller.actor())
+        .await?;
+    let effects: Vec<OffsetEffect> = effects
+        .into_iter()
+        .map(|e| OffsetEffect {
+            partition: json!({"table": e.table, "split": e.split}),
+            effect: e.effect.to_string(),
+            rows: e.rows,
+            detail: e.detail,
+        })
+        .collect();
     if dry_run {
         return Ok(Json(json!({"dry_run": true, "effects": effects})));
     }
-    require_stopped(&j)?;
-    Err(ApiError::bad_request(format!(
-        "editing single split positions is not supported yet: a split's position is \
-         committed in the target with its rows, and only a whole reset keeps the two \
-         consistent; use DELETE /connectors/{c}/offsets to start the copy over, or \
-         ?dry_run=true to see what an edit would redo"
-    )))
+    Ok(Json(json!({
+        "message": "The offsets for this connector have been altered successfully",
+        "effects": effects,
+    })))
 }
 
 #[utoipa::path(get, path = "/connectors/{connector}/topics", tag = "connectors",

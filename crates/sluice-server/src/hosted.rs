@@ -612,6 +612,31 @@ impl Hosted {
         Ok(())
     }
 
+    /// Edits split positions of the unfinished copy (`apply = false`: says what the edits
+    /// would do). Only while STOPPED and idle; the caller checks. Serialized with the other
+    /// lifecycle calls, and the job's locks are taken, so no run starts meanwhile.
+    pub async fn edit_offsets(
+        &self,
+        shared: &Shared,
+        edits: &[sluice_job::PositionEdit],
+        apply: bool,
+        actor: &str,
+    ) -> sluice_core::Result<Vec<sluice_job::EditEffect>> {
+        let _op = self.ops.lock().await;
+        let (config, reset_pending) = {
+            let s = self.slot();
+            (s.config.clone(), s.reset_pending)
+        };
+        if reset_pending {
+            return Err(sluice_core::Error::config(format!(
+                "the offsets of {} were reset: its next run copies everything from scratch, so                  there is no position to edit",
+                self.name
+            )));
+        }
+        let (job, _) = load_job(&self.name, &config).map_err(sluice_core::Error::config)?;
+        sluice_job::edit_positions(&job, shared.store.clone(), edits, apply, actor).await
+    }
+
     /// Deletes the job: its run stops (and is waited for, bounded), its config is forgotten.
     pub async fn delete(
         &self,

@@ -492,6 +492,8 @@ pub trait StateStore: Send + Sync {
     async fn finish_generation(&self, job: &str) -> Result<()>;
     /// Records a split's committed position (and the rows it wrote in total).
     async fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()>;
+    /// Forgets a split's position in `generation` (an offset edit: the split is read again).
+    async fn forget_position(&self, job: &str, generation: &str, split: &str) -> Result<()>;
     /// The positions of `job` in `generation`, ordered by split.
     async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>>;
 

@@ -660,6 +660,18 @@ impl StateStore for PgStore {
         Ok(())
     }
 
+    async fn forget_position(&self, job: &str, generation: &str, split: &str) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            &self
+                .sql("DELETE FROM {s}.positions WHERE job = $1 AND generation = $2 AND split = $3"),
+            &[&job, &generation, &split],
+        )
+        .await
+        .map_err(pg_err("forgetting a position"))?;
+        Ok(())
+    }
+
     async fn positions(&self, job: &str, generation: &str) -> Result<Vec<SplitRecord>> {
         let c = self.client().await?;
         let rows = c

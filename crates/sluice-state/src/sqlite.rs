@@ -471,6 +471,16 @@ impl SqliteInner {
         tx.commit().map_err(db_err(&self.path))
     }
 
+    pub(crate) fn forget_position(&self, job: &str, generation: &str, split: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "DELETE FROM positions WHERE job = ?1 AND generation = ?2 AND split = ?3",
+                params![job, generation, split],
+            )
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
     pub(crate) fn save_position(
         &self,
         job: &str,
@@ -908,6 +918,12 @@ impl StateStore for SqliteStore {
     async fn save_position(&self, job: &str, generation: &str, rec: &SplitRecord) -> Result<()> {
         let (job, generation, rec) = (job.to_string(), generation.to_string(), rec.clone());
         self.blocking(move |s| s.save_position(&job, &generation, &rec))
+            .await
+    }
+
+    async fn forget_position(&self, job: &str, generation: &str, split: &str) -> Result<()> {
+        let (job, generation, split) = (job.to_string(), generation.to_string(), split.to_string());
+        self.blocking(move |s| s.forget_position(&job, &generation, &split))
             .await
     }
 

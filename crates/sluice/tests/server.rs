@@ -460,13 +460,17 @@ fn lifecycle(kind: &str) {
         body["config"].get("job.checkpoint_interval").is_none(),
         "{body}"
     );
+    // With the offsets reset there is no position left to edit.
     let (code, body) = s.admin(
         "PATCH",
         "/connectors/s1/offsets?dry_run=true",
-        Some(json!({"offsets": [{"partition": {"split": "nope"}, "offset": null}]})),
+        Some(json!({"offsets": [{"partition": {"split": "t#0"}, "offset": null}]})),
     );
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["effects"][0]["effect"], "unknown");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("were reset"),
+        "{body}"
+    );
 
     // A batch copy ends FINISHED (Kafka Connect's state reads STOPPED) and stays done.
     let out = env.path("b1-out");
@@ -874,6 +878,215 @@ fn killed_mid_copy(kind: &str) {
         202
     );
     s.wait_state("paused-later", "RUNNING", 20);
+}
+
+fn sqlite_sink(db: &std::path::Path, write: &str) -> Value {
+    json!({"type": "sqlite", "url": format!("sqlite://{}", db.display()), "write": write})
+}
+
+/// Starts a batch copy of 60 000 generated rows in chunks of 10 000 into `sink`, and stops it
+/// once at least `done` splits are committed. Returns the committed splits.
+fn copy_then_stop(s: &Server, name: &str, sink: Value, done: usize) -> Vec<String> {
+    let config = json!({
+        "source": {"type": "generate", "table": "t", "rows": 60_000, "rate": 20000, "chunk_rows": 10000, "batch_size": 2000},
+        "sink": sink,
+        "job": {"parallelism": 2},
+    });
+    let (code, body) = s.admin(
+        "POST",
+        "/connectors",
+        Some(json!({"name": name, "config": config})),
+    );
+    assert_eq!(code, 201, "{body}");
+    let path = format!("/connectors/{name}/offsets");
+    wait_for(60, "committed splits", || {
+        s.admin("GET", &path, None).1["offsets"]
+            .as_array()
+            .is_some_and(|o| o.iter().filter(|x| x["offset"]["done"] == true).count() >= done)
+    });
+    assert_eq!(
+        s.admin("PUT", &format!("/connectors/{name}/stop"), None).0,
+        204
+    );
+    s.wait_state(name, "STOPPED", 30);
+    let offsets = s.admin("GET", &path, None).1;
+    let committed: Vec<String> = offsets["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["offset"]["done"] == true)
+        .map(|o| o["partition"]["split"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        committed.len() < 6,
+        "the copy finished before the stop: {offsets}"
+    );
+    committed
+}
+
+#[test]
+fn offsets_edits_skip_and_redo_splits_without_doubling_a_row() {
+    let env = Env::new();
+    let s = Server::start(&env, ".sluice");
+    let db = env.path("edit.db");
+    let committed = copy_then_stop(&s, "edit", sqlite_sink(&db, "upsert"), 2);
+    let redo = committed[0].clone();
+    let skip = (0..6)
+        .map(|i| format!("t#{i}"))
+        .find(|x| !committed.contains(x))
+        .unwrap();
+    let edits = json!({"offsets": [
+        {"partition": {"split": redo}, "offset": null},
+        {"partition": {"split": skip}, "offset": {"done": true}},
+    ]});
+    let offsets_before = s.admin("GET", "/connectors/edit/offsets", None).1;
+
+    // A dry run says what would happen and changes nothing.
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/edit/offsets?dry_run=true",
+        Some(edits.clone()),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["effects"][0]["effect"], "redo", "{body}");
+    assert_eq!(body["effects"][0]["rows"], 10000, "{body}");
+    assert_eq!(body["effects"][1]["effect"], "skip", "{body}");
+    assert_eq!(
+        s.admin("GET", "/connectors/edit/offsets", None).1,
+        offsets_before
+    );
+    // Unknown splits and malformed edits are refused, naming what is wrong.
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/edit/offsets",
+        Some(json!({"offsets": [{"partition": {"split": "t#99"}, "offset": null}]})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("t#99"), "{body}");
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/edit/offsets",
+        Some(json!({"offsets": [{"partition": {"split": skip}, "offset": {"next": 5}}]})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("\"next\""),
+        "{body}"
+    );
+
+    // Applied: the redone split has no position, the skipped one is done.
+    let (code, body) = s.admin("PATCH", "/connectors/edit/offsets", Some(edits));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("altered"),
+        "{body}"
+    );
+    let offsets = s.admin("GET", "/connectors/edit/offsets", None).1;
+    let of = |split: &str| {
+        offsets["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["partition"]["split"] == split)
+            .cloned()
+    };
+    assert!(of(&redo).is_none(), "{offsets}");
+    assert_eq!(of(&skip).unwrap()["offset"]["done"], true, "{offsets}");
+    let audit = s.admin("GET", "/audit?connector=edit", None).1;
+    assert!(audit.to_string().contains("offsets.edit"), "{audit}");
+
+    // The resume reads the redone split again (upsert: once each) and skips the other.
+    assert_eq!(s.admin("PUT", "/connectors/edit/resume", None).0, 202);
+    s.wait_state("edit", "FINISHED", 120);
+    let i: i64 = skip.trim_start_matches("t#").parse().unwrap();
+    let (lo, hi) = (i * 10000, (i + 1) * 10000);
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM t"), 50_000);
+    assert_eq!(
+        sqlite_count(&db, "SELECT count(DISTINCT id) FROM t"),
+        50_000
+    );
+    assert_eq!(
+        sqlite_count(
+            &db,
+            &format!("SELECT count(*) FROM t WHERE id >= {lo} AND id < {hi}")
+        ),
+        0
+    );
+
+    // In append mode reading a committed split again would double its rows: refused, and
+    // nothing changes; skipping one that committed nothing is taken.
+    let db = env.path("append.db");
+    let committed = copy_then_stop(&s, "app", sqlite_sink(&db, "append"), 1);
+    let before = s.admin("GET", "/connectors/app/offsets", None).1;
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/app/offsets",
+        Some(json!({"offsets": [{"partition": {"split": committed[0]}, "offset": null}]})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("second time"),
+        "{body}"
+    );
+    assert_eq!(s.admin("GET", "/connectors/app/offsets", None).1, before);
+    let skip = (0..6)
+        .map(|i| format!("t#{i}"))
+        .find(|x| !committed.contains(x))
+        .unwrap();
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/app/offsets",
+        Some(json!({"offsets": [{"partition": {"split": skip}, "offset": {"done": true}}]})),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.admin("PUT", "/connectors/app/resume", None).0, 202);
+    s.wait_state("app", "FINISHED", 120);
+    assert_eq!(sqlite_count(&db, "SELECT count(*) FROM t"), 50_000);
+    assert_eq!(
+        sqlite_count(&db, "SELECT count(DISTINCT id) FROM t"),
+        50_000
+    );
+
+    // A file sink keeps no checkpoints (the state store's are edited) and replaces a split's
+    // file by name: reading a split again is taken in append mode, and writes it once.
+    let out = env.path("files");
+    let sink = json!({"type": "jsonl", "path": out.display().to_string(), "write": "append"});
+    let committed = copy_then_stop(&s, "files", sink, 1);
+    let (code, body) = s.admin(
+        "PATCH",
+        "/connectors/files/offsets",
+        Some(json!({"offsets": [{"partition": {"split": committed[0]}, "offset": null}]})),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["effects"][0]["effect"], "redo", "{body}");
+    assert_eq!(s.admin("PUT", "/connectors/files/resume", None).0, 202);
+    s.wait_state("files", "FINISHED", 120);
+    let mut ids = Vec::new();
+    for f in walk(&out) {
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            ids.push(
+                serde_json::from_str::<Value>(line).unwrap()["id"]
+                    .as_i64()
+                    .unwrap(),
+            );
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, (0..60_000).collect::<Vec<i64>>());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -25,8 +25,8 @@ use sluice_core::naming::{
 };
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{
-    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
-    WriteMode,
+    Checkpoint, CheckpointEdit, Error, GenerationRecord, JobSlot, LogicalType, Result,
+    SinkLockGuard, TableId, WriteMode,
 };
 use tracing::{info, warn};
 
@@ -872,6 +872,54 @@ impl Sink for MysqlSink {
     fn begin(&self, ctx: &JobContext) -> Result<()> {
         self.job.set(ctx);
         Ok(())
+    }
+
+    async fn set_checkpoints(&self, edits: &[CheckpointEdit]) -> Result<bool> {
+        let what = "editing checkpoints";
+        let job = self.job();
+        let mut conn = connect(&self.plan.server, what).await?;
+        let mut dbs = Vec::new();
+        for e in edits {
+            let (db, _) = self.plan.server.resolve(&e.target)?;
+            if !Self::checkpoints_ready(&mut conn, &db).await? {
+                return Err(Error::config(format!(
+                    "database {db} of table {} does not exist in the target",
+                    e.target
+                )));
+            }
+            dbs.push(db);
+        }
+        conn.query_drop("BEGIN").await.map_err(|e| map(e, what))?;
+        for (e, db) in edits.iter().zip(dbs) {
+            let q = qualified(&db, CHECKPOINT_TABLE);
+            match &e.position {
+                None => conn
+                    .exec_drop(
+                        D.delete_checkpoint(&q),
+                        (&job.job, &job.generation, &e.split),
+                    )
+                    .await
+                    .map_err(|err| map(err, what))?,
+                Some(p) => conn
+                    .exec_drop(
+                        D.upsert_checkpoint(&q),
+                        (
+                            &job.job,
+                            &e.split,
+                            &job.generation,
+                            &e.table,
+                            checkpoints::position_text(p)?,
+                            e.rows as i64,
+                        ),
+                    )
+                    .await
+                    .map_err(|err| map(err, what))?,
+            }
+        }
+        // A failure above drops the connection, which rolls the transaction back.
+        conn.query_drop("COMMIT").await.map_err(|e| map(e, what))?;
+        let _ = conn.disconnect().await;
+        Ok(true)
     }
 
     async fn committed_positions(&self) -> Result<Option<Vec<Checkpoint>>> {

@@ -16,8 +16,8 @@ use sluice_core::naming::{LOCK_WAIT, LockScope, lock_key, stage_name};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::types::{generated_expr, native_type};
 use sluice_core::{
-    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Position, Result, SinkLockGuard,
-    Split, TableId, WriteMode,
+    Checkpoint, CheckpointEdit, Error, GenerationRecord, JobSlot, LogicalType, Position, Result,
+    SinkLockGuard, Split, TableId, WriteMode,
 };
 use tokio_postgres::{Client, Config, CopyInSink};
 use tracing::{debug, warn};
@@ -791,6 +791,43 @@ impl Sink for PgSink {
             .map_err(|e| pg_error(e, "reading a checkpoint"))?;
         row.map(|r| checkpoints::parse_position(r.get(0)))
             .transpose()
+    }
+
+    async fn set_checkpoints(&self, edits: &[CheckpointEdit]) -> Result<bool> {
+        let what = "editing checkpoints";
+        let conn = check::connect(&self.pg, what).await?;
+        self.ensure_tables(&conn.client).await?;
+        let (job, q) = (self.job(), self.checkpoint_table());
+        let c = &conn.client;
+        c.batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg_error(e, what))?;
+        for e in edits {
+            match &e.position {
+                None => {
+                    c.execute(
+                        &D.delete_checkpoint(&q),
+                        &[&job.job, &job.generation, &e.split],
+                    )
+                    .await
+                }
+                Some(p) => {
+                    let pos = checkpoints::position_text(p)?;
+                    let rows = e.rows as i64;
+                    c.execute(
+                        &D.upsert_checkpoint(&q),
+                        &[&job.job, &e.split, &job.generation, &e.table, &pos, &rows],
+                    )
+                    .await
+                }
+            }
+            .map_err(|err| pg_error(err, what))?;
+        }
+        // A failure above drops the connection, which rolls the transaction back.
+        c.batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_error(e, what))?;
+        Ok(true)
     }
 
     async fn holds_rows(&self, table: &TablePlan) -> Result<Option<bool>> {

@@ -25,8 +25,8 @@ use sluice_core::config::toml_string;
 use sluice_core::naming::{LockScope, lock_key};
 use sluice_core::sink::{JobContext, Sink, SinkWriter, TablePlan};
 use sluice_core::{
-    Checkpoint, Error, GenerationRecord, JobSlot, LogicalType, Result, SinkLockGuard, TableId,
-    WriteMode,
+    Checkpoint, CheckpointEdit, Error, GenerationRecord, JobSlot, LogicalType, Result,
+    SinkLockGuard, TableId, WriteMode,
 };
 use tokio::sync::OwnedMutexGuard;
 
@@ -802,6 +802,41 @@ impl Sink for SqliteSink {
         })
         .await
         .map(Some)
+    }
+
+    async fn set_checkpoints(&self, edits: &[CheckpointEdit]) -> Result<bool> {
+        let sp = self.plan.clone();
+        let job = self.job_context();
+        let edits = edits.to_vec();
+        blocking("edit checkpoints", move || {
+            let mut conn = open_write(&sp)?;
+            let ctx = |e| sql_err(e, "editing _sluice_checkpoints");
+            ensure_checkpoint_table(&conn).map_err(ctx)?;
+            let tx = conn.transaction().map_err(ctx)?;
+            for e in &edits {
+                match &e.position {
+                    None => tx.execute(
+                        &D.delete_checkpoint(CHECKPOINT_TABLE),
+                        rusqlite::params![job.job, job.generation, e.split],
+                    ),
+                    Some(p) => tx.execute(
+                        &D.upsert_checkpoint(CHECKPOINT_TABLE),
+                        rusqlite::params![
+                            job.job,
+                            e.split,
+                            job.generation,
+                            e.table,
+                            checkpoints::position_text(p)?,
+                            e.rows as i64
+                        ],
+                    ),
+                }
+                .map_err(ctx)?;
+            }
+            tx.commit().map_err(ctx)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn checkpoint(&self, split: &str) -> Result<Option<Position>> {
