@@ -322,6 +322,11 @@ pub trait SinkWriter: Send {
 
     /// Discards everything not committed.
     async fn abort(self: Box<Self>) -> Result<()>;
+
+    /// The split committed `rows` rows before this writer opened (it goes on after a resume
+    /// position): a sink that stores a row count with its checkpoints counts on from there,
+    /// so the count stays the split's total across runs. Called right after opening.
+    fn counted_before(&mut self, _rows: u64) {}
 }
 
 /// A shared, type-erased sink.

@@ -959,6 +959,9 @@ async fn run_split(
             return Err(Failed(e.context(ctx())));
         }
     };
+    if cursor.position.is_some() {
+        writer.counted_before(cursor.rows);
+    }
     let mut run = SplitRun {
         spec,
         ctl,

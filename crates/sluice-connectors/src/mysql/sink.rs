@@ -1131,7 +1131,8 @@ struct MysqlWriter {
     target: String,
     what: String,
     in_tx: bool,
-    /// Rows written in this split so far (for row numbers in messages).
+    /// Rows written in this split so far, from its start (row numbers in messages; stored
+    /// with the checkpoint; see [`SinkWriter::counted_before`]).
     rows: u64,
     /// Keys the checkpoint row.
     job: JobContext,
@@ -1454,6 +1455,10 @@ impl SinkWriter for MysqlWriter {
             .map_err(|e| map(e, format!("{what}: committing")))?;
         self.in_tx = false;
         Ok(())
+    }
+
+    fn counted_before(&mut self, rows: u64) {
+        self.rows = rows;
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {

@@ -1074,7 +1074,8 @@ struct PgWriter {
     job: JobContext,
     /// Qualified name of the checkpoint table.
     checkpoints: String,
-    /// Rows written by this writer (stored with the checkpoint).
+    /// Rows of the split, from its start (stored with the checkpoint; see
+    /// [`SinkWriter::counted_before`]).
     rows: i64,
     /// A `write` or `commit` began and did not return (it failed, or was dropped because the
     /// job stops while it waited on a lock or a silent server): the connection's state is
@@ -1234,6 +1235,10 @@ impl SinkWriter for PgWriter {
         self.in_tx = false;
         self.busy = false;
         Ok(())
+    }
+
+    fn counted_before(&mut self, rows: u64) {
+        self.rows = rows as i64;
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {

@@ -975,7 +975,8 @@ struct SqliteWriter {
     lock: Arc<tokio::sync::Mutex<()>>,
     turn: Option<OwnedMutexGuard<()>>,
     in_tx: bool,
-    /// Rows written by this writer (stored with the checkpoint).
+    /// Rows of the split, from its start (stored with the checkpoint; see
+    /// [`SinkWriter::counted_before`]).
     rows: i64,
 }
 
@@ -1259,6 +1260,10 @@ impl SinkWriter for SqliteWriter {
             self.turn = None;
         }
         res
+    }
+
+    fn counted_before(&mut self, rows: u64) {
+        self.rows = rows as i64;
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
