@@ -4,6 +4,8 @@
 #
 #   PostgreSQL 15  127.0.0.1:5432  user postgres, trust auth   (SLUICE_TEST_POSTGRES_URL)
 #   MariaDB        127.0.0.1:3306  root, no password            (SLUICE_TEST_MYSQL_URL)
+#   PostgreSQL 15  127.0.0.1:55432 a private instance with wal_level = logical, for change
+#                                  capture (SLUICE_TEST_PG_CDC_URL); data in /var/tmp
 #
 # Tests create a uniquely named database each and drop it afterwards.
 set -euo pipefail
@@ -47,5 +49,22 @@ GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
 SQL
 fi
 mariadb -h127.0.0.1 -uroot -e "SET GLOBAL local_infile = 1"
+
+# ---- a private PostgreSQL for change capture: wal_level = logical on 127.0.0.1:55432 ----
+# (the shared one keeps wal_level = replica). Its own data directory, owned by postgres.
+PGBIN=/usr/lib/postgresql/$PGVER/bin
+CDC_DATA=/var/tmp/sluice-pg-cdc
+if ! pg_isready -q -h 127.0.0.1 -p 55432; then
+  if [ ! -f "$CDC_DATA/PG_VERSION" ]; then
+    rm -rf "$CDC_DATA"
+    install -d -o postgres -g postgres "$CDC_DATA"
+    runuser -u postgres -- "$PGBIN/initdb" -D "$CDC_DATA" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CDC_DATA" -l "$CDC_DATA/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=55432 -c unix_socket_directories=$CDC_DATA \
+        -c wal_level=logical -c max_replication_slots=64 -c max_wal_senders=64 \
+        -c logical_decoding_work_mem=64kB -c fsync=off -c shared_buffers=64MB" start >/dev/null
+fi
+pg_isready -h 127.0.0.1 -p 55432 >/dev/null || { echo "error: the CDC PostgreSQL did not start (see $CDC_DATA/server.log)" >&2; exit 1; }
 
 echo "services up: $(psql -X -At -h 127.0.0.1 -U postgres -d postgres -c 'show server_version'), MariaDB $(mariadb -h127.0.0.1 -uroot -N -e 'select version()')"

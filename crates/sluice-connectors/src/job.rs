@@ -168,7 +168,11 @@ impl JobFile {
 
     /// Deserializes and checks a parsed document.
     pub fn from_doc(doc: &ConfigDoc) -> Result<JobFile, ConfigError> {
-        let job: JobFile = doc.deserialize()?;
+        let mut job: JobFile = doc.deserialize()?;
+        // Change capture never ends: its job streams unless the file says otherwise.
+        if job.source.is_cdc() && doc.value.pointer("/job/mode").is_none() {
+            job.job.mode = JobMode::Streaming;
+        }
         job.check(doc)?;
         Ok(job)
     }
@@ -251,7 +255,7 @@ impl JobFile {
         }
         // Building checks every connector's and transform's options without I/O; an error is
         // located at the option it names, or at its section.
-        if let Err(e) = self.source.build_for(&self.sink) {
+        if let Err(e) = self.source.build_for(&self.sink, &self.job.name) {
             return Err(located(doc, "source", &e));
         }
         if let Err(e) = self.sink.build() {

@@ -55,11 +55,13 @@ impl SourceConfig {
         }
     }
 
-    /// Like [`build`](Self::build), knowing the sink: a source whose target is the same
-    /// engine keeps what only that engine can hold (MySQL's zero dates).
-    pub fn build_for(&self, sink: &SinkConfig) -> Result<DynSource> {
+    /// Like [`build`](Self::build), knowing the sink and the job: a source whose target is
+    /// the same engine keeps what only that engine can hold (MySQL's zero dates); a
+    /// change-capture source names its slot after the job.
+    pub fn build_for(&self, sink: &SinkConfig, job: &str) -> Result<DynSource> {
         match (self, &sink.kind) {
             (SourceConfig::Mysql(c), SinkKind::Mysql(_)) => c.build_same_engine(),
+            (SourceConfig::Postgres(c), _) => c.build_for_job(job),
             _ => self.build(),
         }
     }
@@ -67,13 +69,28 @@ impl SourceConfig {
     /// Whether the source can run a streaming job (read until stopped, committing every
     /// `checkpoint_interval`).
     pub fn can_stream(&self) -> bool {
-        matches!(self, SourceConfig::Generate(_))
+        matches!(self, SourceConfig::Generate(_)) || self.is_cdc()
+    }
+
+    /// A source that reads every table whole as it is now, whatever `read` says: what
+    /// `sluice verify` compares a target with (also a change-capture job's).
+    pub fn build_full(&self) -> Result<DynSource> {
+        match self {
+            SourceConfig::Postgres(c) => c.build_full(),
+            _ => self.build(),
+        }
+    }
+
+    /// Whether the source captures changes (`read = "cdc"`): a streaming job by nature.
+    pub fn is_cdc(&self) -> bool {
+        matches!(self, SourceConfig::Postgres(c) if c.is_cdc())
     }
 
     /// Whether the source ends by itself, as a batch job needs.
     pub fn is_bounded(&self) -> bool {
         match self {
             SourceConfig::Generate(c) => c.is_bounded(),
+            SourceConfig::Postgres(c) => !c.is_cdc(),
             _ => true,
         }
     }

@@ -11,7 +11,7 @@ const CHANNEL_CAPACITY: usize = 4;
 
 /// Builds the source, sink and transforms of `job` (no I/O yet).
 pub fn build_spec(job: &JobFile) -> Result<JobSpec> {
-    let source = job.source.build_for(&job.sink)?;
+    let source = job.source.build_for(&job.sink, &job.job.name)?;
     let sink = job.sink.build()?;
     let transforms = job
         .transform

@@ -186,7 +186,7 @@ impl Session {
     /// Lists the source's tables, maps them through `table_map`, opens both sides and reads
     /// both catalogs.
     pub async fn open(source: &SourceConfig, sink: &SinkConfig) -> Result<Session> {
-        if !source.is_bounded() {
+        if !source.is_bounded() && !source.is_cdc() {
             // Reading it to compare would never end.
             return Err(Error::config(format!(
                 "this `{}` source never ends, so verify cannot read it to compare",
@@ -194,7 +194,8 @@ impl Session {
             ))
             .with_hint("verify compares sources that end: give it an end (e.g. rows = 1000000)"));
         }
-        let built = source.build()?;
+        // A change-capture source is compared as its tables are now.
+        let built = source.build_full()?;
         let listed = match built.tables().await {
             Ok(t) => t,
             Err(e) => {

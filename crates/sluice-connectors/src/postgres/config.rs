@@ -10,6 +10,8 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
 
+pub use super::cdc::SnapshotMode;
+use super::cdc::{CdcPlan, PgCdcSource};
 use super::sink::PgSink;
 use super::source::{PgSource, ReadScope, read_scopes};
 
@@ -22,6 +24,9 @@ pub enum ReadMode {
     Full,
     /// Rows whose `cursor_column` is greater than `start_after`, in cursor order.
     Incremental,
+    /// Change data capture: a snapshot, then every change, from logical replication (a
+    /// streaming job).
+    Cdc,
 }
 
 /// Reads tables (or one query) from PostgreSQL with binary COPY, from one snapshot.
@@ -51,9 +56,21 @@ pub struct PostgresSourceConfig {
     /// Rows per Arrow batch, e.g. `8192` (the default).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// `full` (default) or `incremental`.
+    /// `full` (default), `incremental` or `cdc`.
     #[serde(default)]
     pub read: ReadMode,
+    /// `cdc`: `initial` (default: every row, then the changes), `never` (changes only) or
+    /// `initial_only` (the snapshot, then the job ends).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotMode>,
+    /// `cdc`: the replication slot Sluice creates and owns, e.g. `"sluice_shop_cdc"`;
+    /// default `sluice_<job name>`.
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// `cdc`: the publication Sluice creates and keeps equal to the captured tables; default
+    /// the slot's name.
+    #[serde(default)]
+    pub publication: Option<String>,
     /// `incremental`: the column that grows with every change, e.g. `"updated_at"`.
     #[serde(default)]
     pub cursor_column: Option<String>,
@@ -93,7 +110,78 @@ pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
 impl PostgresSourceConfig {
     /// Validates the options (no I/O) and builds the source.
     pub fn build(&self) -> Result<DynSource> {
+        self.build_for_job("")
+    }
+
+    /// Like [`build`](Self::build), naming the job (the default slot is named after it).
+    pub fn build_for_job(&self, job: &str) -> Result<DynSource> {
+        let plan = self.plan()?;
+        match self.cdc_plan(job)? {
+            Some(cdc) => Ok(Arc::new(PgCdcSource::new(plan, cdc))),
+            None => Ok(Arc::new(PgSource::new(plan))),
+        }
+    }
+
+    /// A source that reads the tables whole whatever `read` says (`sluice verify` compares
+    /// a change-capture job's target with the tables as they are).
+    pub fn build_full(&self) -> Result<DynSource> {
         Ok(Arc::new(PgSource::new(self.plan()?)))
+    }
+
+    /// Whether this source captures changes (a streaming source).
+    pub fn is_cdc(&self) -> bool {
+        self.read == ReadMode::Cdc
+    }
+
+    fn cdc_plan(&self, job: &str) -> Result<Option<CdcPlan>> {
+        if self.read != ReadMode::Cdc {
+            if self.snapshot.is_some() || self.slot.is_some() || self.publication.is_some() {
+                return Err(Error::config(
+                    "`snapshot`, `slot` and `publication` are options of read = \"cdc\"",
+                )
+                .with_hint("add read = \"cdc\", or remove them"));
+            }
+            return Ok(None);
+        }
+        if self.query.is_some() {
+            return Err(
+                Error::config("read = \"cdc\" captures tables, not a `query`")
+                    .with_hint("list the tables with tables = [\"public.orders\"]"),
+            );
+        }
+        let slot = match &self.slot {
+            Some(s) => s.clone(),
+            None => {
+                let base: String = job
+                    .chars()
+                    .take(56)
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("sluice_{base}")
+            }
+        };
+        if slot.is_empty()
+            || slot.len() > 63
+            || !slot
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(Error::config(format!(
+                "slot {slot:?} is not a valid replication slot name"
+            ))
+            .with_hint("use lower-case letters, digits and underscores, at most 63 characters"));
+        }
+        Ok(Some(CdcPlan {
+            publication: self.publication.clone().unwrap_or_else(|| slot.clone()),
+            slot,
+            snapshot: self.snapshot.unwrap_or_default(),
+        }))
     }
 
     /// How the source reads each of its tables: the tables `tables` and `exclude` select,
@@ -128,13 +216,13 @@ impl PostgresSourceConfig {
                         .with_hint("e.g. cursor_column = \"updated_at\""),
                 );
             }
-            (ReadMode::Full, Some(_)) => {
+            (ReadMode::Full | ReadMode::Cdc, Some(_)) => {
                 return Err(
                     Error::config("`cursor_column` needs read = \"incremental\"")
                         .with_hint("add read = \"incremental\" or remove cursor_column"),
                 );
             }
-            (ReadMode::Full, None) => {
+            (ReadMode::Full | ReadMode::Cdc, None) => {
                 if self.start_after.is_some() {
                     return Err(Error::config("`start_after` needs read = \"incremental\"")
                         .with_hint("add read = \"incremental\" and cursor_column"));

@@ -307,6 +307,62 @@ pub(crate) fn pg_ts_to_arrow(us: i64) -> Result<i64, String> {
     }
 }
 
+/// Builds batches of a table's schema row by row from values in the types' binary send
+/// format, as logical replication delivers them (`binary 'true'`): the same decoders as COPY.
+pub struct RowDecoder {
+    schema: SchemaRef,
+    cols: Vec<Col>,
+    rows: usize,
+}
+
+impl RowDecoder {
+    /// A builder for `schema`, with one decoder per field.
+    pub fn new(schema: SchemaRef, decs: &[Dec]) -> Self {
+        let cols = schema
+            .fields()
+            .iter()
+            .zip(decs)
+            .map(|(f, d)| Col::new(d, f))
+            .collect();
+        RowDecoder {
+            schema,
+            cols,
+            rows: 0,
+        }
+    }
+
+    /// Appends a row: one value per field, `None` for NULL. On an error (naming the
+    /// column's index) the builder must be dropped: the row may be half appended.
+    pub fn push(&mut self, values: &[Option<&[u8]>]) -> Result<(), (usize, String)> {
+        for (i, (col, v)) in self.cols.iter_mut().zip(values).enumerate() {
+            match v {
+                None => col.push_null(),
+                Some(v) => col.push(v).map_err(|m| (i, m))?,
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows appended since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The pending rows as a batch.
+    pub fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let n = std::mem::take(&mut self.rows);
+        let cols: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
+        let opts = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(n));
+        RecordBatch::try_new_with_options(self.schema.clone(), cols, &opts)
+    }
+}
+
 /// Decodes one split's COPY stream into batches of the table's schema. The last `extra`
 /// fields of each row (read as text) are not part of the batch: they carry the row's
 /// position (`key::text`, `ctid::text`), of which the last row's value is kept.

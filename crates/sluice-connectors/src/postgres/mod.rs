@@ -10,6 +10,8 @@
 //! # chunk_rows = 500000          # rows per split (planner estimate)
 //! # batch_size = 8192            # rows per Arrow batch
 //! # read = "incremental"         # with cursor_column = "updated_at", start_after = "…"
+//! # read = "cdc"                 # change capture (a streaming job): snapshot = "initial",
+//! #                              # slot = "sluice_<job>", publication = <slot>; see `cdc`
 //!
 //! [sink]
 //! type = "postgres"
@@ -51,12 +53,14 @@
 //! **Limits.** No TLS. Multi-dimensional arrays are a data error (cast to text in a `query`).
 //! Overwrite does not keep foreign keys pointing at the table, grants or triggers.
 
+mod cdc;
 mod check;
 mod config;
 pub mod copy_decode;
 pub mod copy_encode;
 mod error;
 mod numeric;
+mod pgoutput;
 pub mod position;
 mod sink;
 mod source;

@@ -265,6 +265,13 @@ impl PgSource {
         }
     }
 
+    /// A described table's relation oid, Arrow schema and per-column decoders (after
+    /// [`Source::tables`]), for the change-capture source that decodes its changes.
+    pub(crate) fn described(&self, id: &TableId) -> Result<(Option<u32>, SchemaRef, Vec<Dec>)> {
+        let i = self.info(id)?;
+        Ok((i.oid, i.schema.clone(), i.decs.clone()))
+    }
+
     fn info(&self, id: &TableId) -> Result<Arc<TableInfo>> {
         let map = self
             .tables

@@ -1,0 +1,973 @@
+//! `read = "cdc"`: change data capture from PostgreSQL's logical replication (pgoutput, over
+//! the streaming replication protocol with pgwire-replication; ADR 0011).
+//!
+//! One split carries the whole job (every table): a replication stream is one ordered log,
+//! and a transaction may touch several tables, so its rows are sent as
+//! [`SourceEvent::Rows`] of their tables and its commit is a [`SourceEvent::Barrier`] — the
+//! engine commits whole source transactions, with their position, in the sink's transaction.
+//!
+//! ```text
+//!  slot (created first: its consistent point C) ─► snapshot: each table's key-range splits,
+//!  read in order, rows as op "R", a barrier after every batch (resumable at the batch)
+//!  ─► stream from C: Begin … Insert/Update/Delete … Commit(end_lsn) ─► barrier at end_lsn
+//! ```
+//!
+//! **Why the handover is exact.** The slot is created before the snapshot is read, so the
+//! stream starts at or before the snapshot's moment; every change after C is applied again
+//! over the snapshot's rows, in commit order, as upserts and deletes by key. A change the
+//! snapshot already shows is rewritten with the same or an older row and then brought up to
+//! date by the changes after it: once the stream has passed the snapshot's moment, the target
+//! equals the source. (The target may show a row's older state for a moment during that
+//! catch-up; it never ends wrong.) A snapshot interrupted at any point resumes at its last
+//! committed batch, in a new snapshot (also after C): the same argument holds.
+//!
+//! **Acknowledgement.** The slot's `confirmed_flush_lsn` moves only in
+//! [`Source::committed`], after the sink committed a transaction's rows and its position; a
+//! resume starts the stream at the committed position and drops the transactions at or before
+//! it (the slot may be behind the sink after a crash between the two).
+//!
+//! Positions (JSON): `{"start": C, "snapshot": {"done": [splits], "at": {"split", "value"}},
+//! "streaming": true, "lsn": "0/16B3748"}` — `lsn` is the end of the last applied source
+//! transaction (or a keepalive's WAL end while the stream was idle).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_core::batch::OP_COLUMN;
+use sluice_core::source::{BatchSender, Source, SourceEvent, SourceTable};
+use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::check;
+use super::config::SourcePlan;
+use super::copy_decode::RowDecoder;
+use super::error::pg_error;
+use super::pgoutput::{self, Message, Relation};
+use super::source::PgSource;
+use super::types::{Dec, quote_ident};
+
+/// `snapshot = …`: what is read before the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Every row of every table first, then the changes (the default).
+    #[default]
+    Initial,
+    /// Only changes from the slot's creation on.
+    Never,
+    /// The snapshot only; the job ends after it (the slot is kept for a later stream).
+    InitialOnly,
+}
+
+/// The change-capture options, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct CdcPlan {
+    pub slot: String,
+    pub publication: String,
+    pub snapshot: SnapshotMode,
+}
+
+/// The split detail: the tables captured and the snapshot's splits (planned once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CdcDetail {
+    tables: Vec<String>,
+    snapshot: Vec<Split>,
+}
+
+/// A position of the stream split (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct CdcPosition {
+    /// The slot's consistent point (or confirmed position) the stream starts from when no
+    /// transaction was applied yet.
+    start: String,
+    #[serde(default)]
+    snapshot: SnapshotProgress,
+    /// The snapshot is over: positions now are the stream's.
+    #[serde(default)]
+    streaming: bool,
+    /// End of the last applied transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lsn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SnapshotProgress {
+    /// Snapshot splits read completely.
+    #[serde(default)]
+    done: Vec<String>,
+    /// The split being read and its last committed position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<(String, Value)>,
+}
+
+/// One captured table.
+struct CdcTable {
+    id: TableId,
+    /// The schema sent (the table's columns, all nullable, then the operation).
+    schema: SchemaRef,
+    decs: Vec<Dec>,
+    /// Column names, in schema order (without the operation).
+    columns: Vec<String>,
+    key: Vec<usize>,
+    /// Generated columns: not replicated (PostgreSQL 15), sent as NULL (the sink skips them).
+    generated: Vec<bool>,
+}
+
+pub(crate) struct PgCdcSource {
+    plan: SourcePlan,
+    cdc: CdcPlan,
+    describe: PgSource,
+    tables: std::sync::Mutex<Vec<Arc<CdcTable>>>,
+    /// The end of the last transaction the sink committed (0: none yet this run).
+    acked: Arc<AtomicU64>,
+}
+
+fn lsn_of(s: &str) -> Result<Lsn> {
+    Lsn::parse(s).map_err(|e| Error::internal(format!("bad LSN {s:?} in a position: {e}")))
+}
+
+fn repl_error(e: pgwire_replication::PgWireError, what: &str) -> Error {
+    let text = e.to_string();
+    let kind = if text.contains("authentication") || text.contains("password") {
+        ErrorKind::Auth
+    } else {
+        ErrorKind::Connection
+    };
+    Error::new(kind, format!("{what}: {text}"))
+}
+
+impl PgCdcSource {
+    pub(crate) fn new(plan: SourcePlan, cdc: CdcPlan) -> Self {
+        PgCdcSource {
+            describe: PgSource::new(plan.clone()),
+            plan,
+            cdc,
+            tables: Default::default(),
+            acked: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn captured(&self) -> Vec<Arc<CdcTable>> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The replication session's settings, from the source URL.
+    fn replication_config(&self, start: Lsn) -> Result<ReplicationConfig> {
+        let pg = &self.plan.pg;
+        let host = match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let user = pg.get_user().unwrap_or("postgres").to_string();
+        let password = pg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let db = pg.get_dbname().unwrap_or(&user).to_string();
+        Ok(ReplicationConfig::new(
+            host,
+            user,
+            password,
+            db,
+            self.cdc.slot.clone(),
+            self.cdc.publication.clone(),
+        )
+        .with_port(port)
+        .with_start_lsn(start)
+        .with_ack_lsn(start)
+        .with_binary(true)
+        .with_status_interval(Duration::from_secs(1))
+        .with_application_name("sluice"))
+    }
+
+    /// Makes the publication name exactly the captured tables, and the slot exist; returns
+    /// the LSN a stream with nothing applied yet starts from.
+    async fn ensure_slot(&self, tables: &[String], resume: Option<&CdcPosition>) -> Result<Lsn> {
+        let conn = check::connect(&self.plan.pg, "change capture").await?;
+        let c = &conn.client;
+        let pubname = quote_ident(&self.cdc.publication);
+        let list = tables
+            .iter()
+            .map(|t| TableId::parse(t).map(|id| qualified(&id)))
+            .collect::<Result<Vec<_>>>()?
+            .join(", ");
+        let exists = c
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&self.cdc.publication],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: reading publications"))?
+            .is_some();
+        let sql = if exists {
+            format!("ALTER PUBLICATION {pubname} SET TABLE {list}")
+        } else {
+            format!("CREATE PUBLICATION {pubname} FOR TABLE {list}")
+        };
+        c.batch_execute(&sql).await.map_err(|e| {
+            pg_error(
+                e,
+                format!("change capture: publication {}", self.cdc.publication),
+            )
+        })?;
+        let slot = c
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text, plugin, database, wal_status \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cdc.slot],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: reading replication slots"))?;
+        // A session still holding the slot is a run of this job that died (kill -9, a lost
+        // connection) and whose walsender has not noticed yet: this run holds the job's locks,
+        // so no live run of the job can own it. End it rather than wait for
+        // wal_sender_timeout.
+        let ended = c
+            .query(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND active AND active_pid IS NOT NULL",
+                &[&self.cdc.slot],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: ending a stale replication session"))?;
+        if !ended.is_empty() {
+            warn!(slot = %self.cdc.slot, "Ended the replication session an earlier run of this job left holding the slot.");
+            for _ in 0..50 {
+                let busy = c
+                    .query_opt(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                        &[&self.cdc.slot],
+                    )
+                    .await
+                    .map_err(|e| pg_error(e, "change capture: reading replication slots"))?;
+                if busy.is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        match (slot, resume) {
+            (Some(row), _) => {
+                let plugin: Option<String> = row.get(1);
+                let slot_db: Option<String> = row.get(2);
+                let here = self.plan.pg.get_dbname().unwrap_or_default();
+                if slot_db.as_deref() != Some(here) {
+                    return Err(Error::config(format!(
+                        "replication slot {:?} belongs to database {:?}, not {here:?} (slot names \
+                         are server-wide)",
+                        self.cdc.slot,
+                        slot_db.unwrap_or_default()
+                    ))
+                    .with_hint("name this job's slot with slot = \"…\" in [source]"));
+                }
+                let wal: Option<String> = row.get(3);
+                if plugin.as_deref() != Some("pgoutput") {
+                    return Err(Error::config(format!(
+                        "replication slot {:?} exists with plugin {:?}, not pgoutput",
+                        self.cdc.slot, plugin
+                    ))
+                    .with_hint("name another slot with slot = \"…\" in [source], or drop it"));
+                }
+                if wal.as_deref() == Some("lost") {
+                    return Err(Error::config(format!(
+                        "replication slot {:?} is invalidated (wal_status = lost): the changes \
+                         it held were removed (max_slot_wal_keep_size)",
+                        self.cdc.slot
+                    ))
+                    .with_hint(
+                        "drop the slot (SELECT pg_drop_replication_slot('…')) and start the \
+                         job from scratch (--from-scratch, or reset its offsets): it snapshots \
+                         again",
+                    ));
+                }
+                let confirmed: Option<String> = row.get(0);
+                let confirmed = confirmed.unwrap_or_else(|| "0/0".into());
+                lsn_of(&confirmed)
+            }
+            (None, Some(p)) => Err(Error::config(format!(
+                "replication slot {:?} is gone, and the job's capture started from it at {}: \
+                 the changes since its last checkpoint can no longer be read",
+                self.cdc.slot, p.start
+            ))
+            .with_hint(
+                "start the job from scratch (--from-scratch, or reset its offsets): it creates \
+                 the slot again and snapshots every table",
+            )),
+            (None, None) => {
+                let slot = &self.cdc.slot;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [slot];
+                let create = c.query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &params,
+                );
+                let row = tokio::select! {
+                    r = create => r.map_err(|e| slot_error(e, slot))?,
+                    _ = tokio::time::sleep(Duration::from_secs(300)) => {
+                        return Err(Error::new(ErrorKind::Timeout, format!(
+                            "creating replication slot {:?} waited 5 minutes for the \
+                             transactions running on the server to end", self.cdc.slot))
+                            .with_hint("find them in pg_stat_activity (state 'idle in transaction'), end them, and resume"));
+                    }
+                };
+                let lsn: String = row.get(0);
+                info!(slot = %self.cdc.slot, lsn = %lsn, "Created the replication slot.");
+                lsn_of(&lsn)
+            }
+        }
+    }
+}
+
+fn slot_error(e: tokio_postgres::Error, slot: &str) -> Error {
+    let text = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string());
+    if text.contains("wal_level") {
+        Error::config(format!("creating replication slot {slot:?}: {text}"))
+            .with_hint("set wal_level = logical in postgresql.conf and restart PostgreSQL")
+    } else if text.contains("max_replication_slots")
+        || text.contains("replication slots are in use")
+    {
+        Error::config(format!("creating replication slot {slot:?}: {text}")).with_hint(
+            "raise max_replication_slots in postgresql.conf (restart), or drop an unused slot",
+        )
+    } else if text.contains("permission") || text.contains("must be superuser or replication") {
+        Error::new(
+            ErrorKind::Auth,
+            format!("creating replication slot {slot:?}: {text}"),
+        )
+        .with_hint("ALTER ROLE … WITH REPLICATION (and grant SELECT on the tables)")
+    } else {
+        pg_error(e, format!("creating replication slot {slot:?}"))
+    }
+}
+
+/// `"schema"."table"`.
+fn qualified(id: &TableId) -> String {
+    id.parts()
+        .iter()
+        .map(|p| quote_ident(p))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn with_op(data: &RecordBatch, schema: &SchemaRef, op: &str) -> Result<RecordBatch> {
+    let mut cols: Vec<ArrayRef> = data.columns().to_vec();
+    cols.push(Arc::new(StringArray::from(vec![op; data.num_rows()])));
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Rows of one table waiting for their transaction's commit.
+struct Pending {
+    table: Arc<CdcTable>,
+    rows: RowDecoder,
+    ops: Vec<&'static str>,
+}
+
+impl Pending {
+    fn new(table: Arc<CdcTable>) -> Pending {
+        let fields: Vec<Field> = table.schema.fields()[..table.columns.len()]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let rows = RowDecoder::new(Arc::new(Schema::new(fields)), &table.decs);
+        Pending {
+            table,
+            rows,
+            ops: Vec::new(),
+        }
+    }
+
+    fn batch(&mut self) -> Result<RecordBatch> {
+        let data = self.rows.finish()?;
+        let ops = std::mem::take(&mut self.ops);
+        let mut cols: Vec<ArrayRef> = data.columns().to_vec();
+        cols.push(Arc::new(StringArray::from(ops)));
+        Ok(RecordBatch::try_new(self.table.schema.clone(), cols)?)
+    }
+}
+
+/// A relation as the stream describes it, mapped onto the captured table.
+struct RelMap {
+    table: Arc<CdcTable>,
+    /// For each captured column, its index in the relation's tuples.
+    from: Vec<Option<usize>>,
+    full: bool,
+}
+
+fn map_relation(rel: &Relation, table: &Arc<CdcTable>) -> Result<RelMap> {
+    let mut from = Vec::with_capacity(table.columns.len());
+    for (i, c) in table.columns.iter().enumerate() {
+        let at = rel.columns.iter().position(|r| &r.name == c);
+        if at.is_none() && !table.generated[i] {
+            return Err(schema_changed(table, &format!("column {c:?} is gone")));
+        }
+        from.push(at);
+    }
+    if let Some(extra) = rel
+        .columns
+        .iter()
+        .find(|r| !table.columns.contains(&r.name))
+    {
+        return Err(schema_changed(
+            table,
+            &format!("column {:?} was added", extra.name),
+        ));
+    }
+    Ok(RelMap {
+        table: table.clone(),
+        from,
+        full: rel.replica_identity == b'f',
+    })
+}
+
+fn schema_changed(table: &CdcTable, what: &str) -> Error {
+    Error::schema(format!(
+        "table {} changed while it was captured ({what}); Sluice does not yet follow schema \
+         changes in a stream",
+        table.id
+    ))
+    .with_hint(
+        "apply the same change to the target table, then restart the job from scratch (it \
+         snapshots again); the stream stopped before the change, so nothing after it was \
+         applied",
+    )
+}
+
+#[async_trait]
+impl Source for PgCdcSource {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        let described = self.describe.tables().await?;
+        let mut out = Vec::new();
+        let mut captured = Vec::new();
+        for t in described {
+            let id = t.schema.id.clone();
+            if t.schema.primary_key.is_empty() {
+                return Err(Error::config(format!(
+                    "table {id} has no primary key: change capture applies updates and deletes \
+                     by key"
+                ))
+                .with_hint("add a primary key to it, or leave it out with exclude = [\"…\"]"));
+            }
+            let (_, schema, decs) = self.describe.described(&id)?;
+            // Deletes carry only the key: every other column may be NULL in a change.
+            let mut fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let columns: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+            let generated: Vec<bool> = schema
+                .fields()
+                .iter()
+                .map(|f| sluice_core::types::generated_expr(f).is_some())
+                .collect();
+            let key = t
+                .schema
+                .primary_key
+                .iter()
+                .map(|k| columns.iter().position(|c| c == k).unwrap_or(0))
+                .collect();
+            fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+            let with_op = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+            let mut s = t.schema.clone();
+            s.arrow = with_op.clone();
+            captured.push(Arc::new(CdcTable {
+                id: id.clone(),
+                schema: with_op,
+                decs,
+                columns,
+                key,
+                generated,
+            }));
+            out.push(SourceTable {
+                schema: s,
+                estimated_rows: t.estimated_rows,
+                estimated_bytes: t.estimated_bytes,
+            });
+        }
+        *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = captured;
+        Ok(out)
+    }
+
+    async fn check(&self, tables: &[SourceTable]) -> Result<()> {
+        self.describe.check(tables).await?;
+        let conn = check::connect(&self.plan.pg, "change capture").await?;
+        let row = conn
+            .client
+            .query_one(
+                "SELECT current_setting('wal_level'), \
+                 (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                 current_setting('max_replication_slots')::int - \
+                   (SELECT count(*) FROM pg_replication_slots)::int, \
+                 EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                &[&self.cdc.slot],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: reading the server's settings"))?;
+        let (level, may, free, has): (String, Option<bool>, i32, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if level != "logical" {
+            return Err(Error::config(format!(
+                "change capture needs wal_level = logical; the server has wal_level = {level}"
+            ))
+            .with_hint("set wal_level = logical in postgresql.conf and restart PostgreSQL"));
+        }
+        if may != Some(true) {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                "the source's role may not replicate (no REPLICATION attribute)",
+            )
+            .with_hint("ALTER ROLE <role> WITH REPLICATION"));
+        }
+        if !has && free <= 0 {
+            return Err(Error::config(
+                "every replication slot of the server is in use (max_replication_slots)",
+            )
+            .with_hint("raise max_replication_slots (restart), or drop an unused slot"));
+        }
+        Ok(())
+    }
+
+    async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>> {
+        let captured = self.captured();
+        let Some(first) = captured.iter().map(|t| &t.id).min() else {
+            return Ok(Vec::new());
+        };
+        if &table.schema.id != first {
+            return Ok(Vec::new());
+        }
+        let mut snapshot = Vec::new();
+        if self.cdc.snapshot != SnapshotMode::Never {
+            let described = self.describe.tables().await?;
+            for t in &described {
+                snapshot.extend(self.describe.splits(t).await?);
+            }
+        }
+        let mut tables: Vec<String> = captured.iter().map(|t| t.id.to_string()).collect();
+        tables.sort();
+        let detail = CdcDetail { tables, snapshot };
+        Ok(vec![Split {
+            id: format!("{}#cdc", self.cdc.slot),
+            table: first.clone(),
+            index: 0,
+            estimated_rows: None,
+            estimated_bytes: None,
+            detail: serde_json::to_value(&detail)
+                .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?,
+            continues: false,
+            start: None,
+        }])
+    }
+
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        let detail: CdcDetail = serde_json::from_value(split.detail.clone())
+            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
+        let resume: Option<CdcPosition> = match &resume {
+            Some(p) => Some(serde_json::from_value(p.value.clone()).map_err(|e| {
+                Error::internal(format!("unreadable change-capture position: {e}"))
+            })?),
+            None => None,
+        };
+        let start = self.ensure_slot(&detail.tables, resume.as_ref()).await?;
+        let mut pos = resume.unwrap_or_else(|| CdcPosition {
+            start: start.to_string(),
+            ..Default::default()
+        });
+        if !pos.streaming {
+            if self.cdc.snapshot == SnapshotMode::Never {
+                pos.streaming = true;
+            } else {
+                if !self.snapshot(&split, &detail, &mut pos, &out).await? {
+                    return Ok(());
+                }
+                if self.cdc.snapshot == SnapshotMode::InitialOnly {
+                    return Ok(());
+                }
+            }
+        }
+        match self.stream(&split, pos, &out).await {
+            Err(e) if e.kind() == ErrorKind::Stopped => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn committed(&self, position: &Position) -> Result<()> {
+        if let Ok(p) = serde_json::from_value::<CdcPosition>(position.value.clone())
+            && p.streaming
+            && let Some(l) = p.lsn
+        {
+            self.acked.fetch_max(lsn_of(&l)?.as_u64(), Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.describe.close().await
+    }
+}
+
+impl PgCdcSource {
+    /// Reads the snapshot's splits not done yet; `Ok(false)` when the job stops meanwhile.
+    async fn snapshot(
+        &self,
+        split: &Split,
+        detail: &CdcDetail,
+        pos: &mut CdcPosition,
+        out: &BatchSender,
+    ) -> Result<bool> {
+        // A new snapshot, taken now: after the slot's consistent point (see the module docs).
+        let reader = PgSource::new(self.plan.clone());
+        reader.tables().await?;
+        let by_id: HashMap<String, Arc<CdcTable>> = self
+            .captured()
+            .into_iter()
+            .map(|t| (t.id.to_string(), t))
+            .collect();
+        for s in &detail.snapshot {
+            if pos.snapshot.done.contains(&s.id) {
+                continue;
+            }
+            let table = by_id.get(&s.table.to_string()).cloned().ok_or_else(|| {
+                Error::internal(format!("snapshot split {} of an unknown table", s.id))
+            })?;
+            let resume_at = match &pos.snapshot.at {
+                Some((id, v)) if id == &s.id => Some(Position::new(s.id.clone(), v.clone())),
+                _ => None,
+            };
+            if resume_at.is_none() {
+                info!(table = %table.id, split = %s.id, "Snapshot: reading a chunk.");
+            }
+            let (tx, mut rx) = mpsc::channel(2);
+            let inner = BatchSender::new(tx, out.stop_token().child_token());
+            let read_split = s.clone();
+            let reading = reader.read(read_split, resume_at, inner);
+            tokio::pin!(reading);
+            let mut read_result = None;
+            loop {
+                tokio::select! {
+                    r = &mut reading, if read_result.is_none() => read_result = Some(r),
+                    ev = rx.recv() => {
+                        let Some(ev) = ev else { break };
+                        let sluice_core::source::SourceEvent::Batch(b) = ev else {
+                            return Err(Error::internal("snapshot read sent a non-batch event"));
+                        };
+                        let data = with_op(&b.data, &table.schema, "R")?;
+                        pos.snapshot.at = Some((s.id.clone(), b.position.value.clone()));
+                        if out.send_event(SourceEvent::Rows { table: table.id.clone(), data, bytes: b.bytes }).await.is_err()
+                            || out.send_event(SourceEvent::Barrier(self.position(split, pos)?)).await.is_err()
+                        {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            match read_result {
+                Some(r) => r?,
+                None => reading.await?,
+            }
+            if out.is_stopping() {
+                return Ok(false);
+            }
+            pos.snapshot.done.push(s.id.clone());
+            pos.snapshot.at = None;
+            if out
+                .send_event(SourceEvent::Barrier(self.position(split, pos)?))
+                .await
+                .is_err()
+            {
+                return Ok(false);
+            }
+        }
+        reader.close().await?;
+        pos.streaming = true;
+        pos.snapshot = SnapshotProgress::default();
+        info!("Snapshot done; streaming changes.");
+        Ok(out
+            .send_event(SourceEvent::Barrier(self.position(split, pos)?))
+            .await
+            .is_ok())
+    }
+
+    fn position(&self, split: &Split, pos: &CdcPosition) -> Result<Position> {
+        Ok(Position::new(
+            split.id.clone(),
+            serde_json::to_value(pos).map_err(|e| Error::internal(format!("position: {e}")))?,
+        ))
+    }
+
+    /// Streams changes from the committed position until the job stops.
+    async fn stream(&self, split: &Split, mut pos: CdcPosition, out: &BatchSender) -> Result<()> {
+        let after = match &pos.lsn {
+            Some(l) => lsn_of(l)?,
+            None => lsn_of(&pos.start)?,
+        };
+        let cfg = self.replication_config(after)?;
+        let mut repl = ReplicationClient::connect(cfg)
+            .await
+            .map_err(|e| repl_error(e, "change capture: connecting for replication"))?;
+        info!(slot = %self.cdc.slot, from = %after, "Streaming changes.");
+        let by_name: HashMap<(String, String), Arc<CdcTable>> = self
+            .captured()
+            .into_iter()
+            .filter_map(|t| {
+                let p = t.id.parts();
+                (p.len() == 2).then(|| ((p[0].clone(), p[1].clone()), t.clone()))
+            })
+            .collect();
+        let mut rels: HashMap<u32, RelMap> = HashMap::new();
+        let mut pending: HashMap<u32, Pending> = HashMap::new();
+        let mut in_txn = false;
+        let mut skipping = false;
+        let mut last = after;
+        let mut last_idle = Instant::now();
+        let mut acked_sent = 0u64;
+        let batch_size = self.plan.batch_size;
+        let stop = out.stop_token().clone();
+        loop {
+            let acked = self.acked.load(Ordering::SeqCst);
+            if acked > acked_sent {
+                repl.update_applied_lsn(Lsn::from_u64(acked));
+                acked_sent = acked;
+            }
+            let ev = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = tokio::time::timeout(Duration::from_secs(1), repl.recv()) => match r {
+                    Err(_) => continue,
+                    Ok(Err(e)) => return Err(repl_error(e, "change capture: reading the stream")),
+                    Ok(Ok(None)) => {
+                        return Err(Error::new(ErrorKind::Connection, "change capture: the replication stream ended"));
+                    }
+                    Ok(Ok(Some(ev))) => ev,
+                }
+            };
+            match ev {
+                ReplicationEvent::Begin { final_lsn, .. } => {
+                    in_txn = true;
+                    // Already applied: the commit of a transaction at or before the
+                    // committed position comes before it.
+                    skipping = final_lsn < after;
+                }
+                ReplicationEvent::XLogData { data, .. } => {
+                    self.on_change(
+                        data,
+                        skipping,
+                        &by_name,
+                        &mut rels,
+                        &mut pending,
+                        batch_size,
+                        out,
+                    )
+                    .await?;
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    in_txn = false;
+                    if skipping {
+                        continue;
+                    }
+                    flush(&mut pending, out).await?;
+                    last = end_lsn;
+                    pos.lsn = Some(end_lsn.to_string());
+                    out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
+                        .await?;
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    // Idle: nothing of ours is in flight, so the position may move to the
+                    // server's WAL end and the slot stop pinning WAL others write.
+                    if !in_txn && wal_end > last && last_idle.elapsed() >= Duration::from_secs(1) {
+                        last = wal_end;
+                        last_idle = Instant::now();
+                        pos.lsn = Some(wal_end.to_string());
+                        out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
+                            .await?;
+                    }
+                }
+                ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::StoppedAt { .. } => break,
+            }
+        }
+        let _ = repl.shutdown().await;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_change(
+        &self,
+        data: Bytes,
+        skipping: bool,
+        by_name: &HashMap<(String, String), Arc<CdcTable>>,
+        rels: &mut HashMap<u32, RelMap>,
+        pending: &mut HashMap<u32, Pending>,
+        batch_size: usize,
+        out: &BatchSender,
+    ) -> Result<()> {
+        let msg = pgoutput::decode(data).map_err(Error::internal)?;
+        let (rel, rows): (u32, Vec<(&'static str, Vec<pgoutput::Value>)>) = match msg {
+            Message::Relation(r) => {
+                let key = (r.namespace.clone(), r.name.clone());
+                let Some(t) = by_name.get(&key) else {
+                    warn!(table = %format!("{}.{}", r.namespace, r.name), "A table not captured by this job is in its publication; its changes are ignored.");
+                    return Ok(());
+                };
+                // Rows pending in the old shape go first.
+                if let Some(p) = pending.get_mut(&r.oid)
+                    && !p.rows.is_empty()
+                {
+                    let data = p.batch()?;
+                    out.send_event(SourceEvent::Rows {
+                        table: t.id.clone(),
+                        data,
+                        bytes: 0,
+                    })
+                    .await?;
+                }
+                rels.insert(r.oid, map_relation(&r, t)?);
+                return Ok(());
+            }
+            _ if skipping => return Ok(()),
+            Message::Insert { rel, new } => (rel, vec![("I", new)]),
+            Message::Update { rel, old, new } => {
+                let Some(m) = rels.get(&rel) else {
+                    return Ok(());
+                };
+                let mut new = new;
+                // Unchanged TOAST values: only an old row under REPLICA IDENTITY FULL has them.
+                for i in 0..new.len() {
+                    if new[i] == pgoutput::Value::Unchanged {
+                        match old.as_ref().map(|o| &o[i]) {
+                            Some(v) if m.full && *v != pgoutput::Value::Unchanged => new[i] = v.clone(),
+                            _ => return Err(Error::schema(format!(
+                                "an update of table {} left a large (TOASTed) value unchanged, \
+                                 and PostgreSQL does not send such values unless the table's \
+                                 replica identity is FULL", m.table.id))
+                                .with_hint(format!("ALTER TABLE {} REPLICA IDENTITY FULL, then restart the job from scratch", qualified(&m.table.id)))),
+                        }
+                    }
+                }
+                let mut rows = Vec::new();
+                // A changed key: the old key is deleted.
+                if let Some(o) = old
+                    && m.table
+                        .key
+                        .iter()
+                        .any(|&k| m.from[k].is_some_and(|i| o[i] != new[i]))
+                {
+                    rows.push(("D", o));
+                }
+                rows.push(("U", new));
+                (rel, rows)
+            }
+            Message::Delete { rel, old } => (rel, vec![("D", old)]),
+            Message::Truncate {
+                rels: truncated, ..
+            } => {
+                let names: Vec<String> = truncated
+                    .iter()
+                    .filter_map(|o| rels.get(o).map(|m| m.table.id.to_string()))
+                    .collect();
+                return Err(Error::schema(format!(
+                    "TRUNCATE of {} arrived in the stream; Sluice does not apply TRUNCATE to \
+                     the target yet, and skipping it would leave rows there the source no \
+                     longer has",
+                    if names.is_empty() { "a captured table".to_string() } else { names.join(", ") }
+                ))
+                .with_hint("empty the same tables in the target, then restart the job from scratch (it snapshots again)"));
+            }
+            Message::Other(_) => return Ok(()),
+        };
+        let Some(m) = rels.get(&rel) else {
+            return Err(Error::internal(format!(
+                "a change of relation {rel} arrived before its description"
+            )));
+        };
+        let p = pending
+            .entry(rel)
+            .or_insert_with(|| Pending::new(m.table.clone()));
+        for (op, tuple) in rows {
+            let values: Vec<Option<&[u8]>> = m
+                .from
+                .iter()
+                .map(|at| match at.map(|i| &tuple[i]) {
+                    Some(pgoutput::Value::Binary(b)) | Some(pgoutput::Value::Text(b)) => {
+                        Some(&b[..])
+                    }
+                    _ => None,
+                })
+                .collect();
+            p.rows.push(&values).map_err(|(i, msg)| {
+                Error::data(format!(
+                    "table {}, column {}: {msg}",
+                    m.table.id, m.table.columns[i]
+                ))
+            })?;
+            p.ops.push(op);
+        }
+        if p.rows.len() >= batch_size {
+            let data = p.batch()?;
+            out.send_event(SourceEvent::Rows {
+                table: m.table.id.clone(),
+                data,
+                bytes: 0,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends every table's pending rows.
+async fn flush(pending: &mut HashMap<u32, Pending>, out: &BatchSender) -> Result<()> {
+    for p in pending.values_mut() {
+        if !p.rows.is_empty() {
+            let data = p.batch()?;
+            out.send_event(SourceEvent::Rows {
+                table: p.table.id.clone(),
+                data,
+                bytes: 0,
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn positions_keep_their_persisted_form() {
+        let p = CdcPosition {
+            start: "0/16B3748".into(),
+            snapshot: SnapshotProgress {
+                done: vec!["public.t#0".into()],
+                at: Some(("public.t#1".into(), json!({"last_key": 7}))),
+            },
+            streaming: false,
+            lsn: None,
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            json!({"start": "0/16B3748", "snapshot": {"done": ["public.t#0"], "at": ["public.t#1", {"last_key": 7}]}, "streaming": false})
+        );
+        assert_eq!(serde_json::from_value::<CdcPosition>(v).unwrap(), p);
+    }
+}
