@@ -124,6 +124,13 @@ pub trait Source: Send + Sync {
         Ok(())
     }
 
+    /// Releases what the source holds upstream for the job between runs (a replication slot
+    /// and its publication): called when the job is retired, never by a run. Refuses while a
+    /// run reads from it. Returns what was released, `None` if the source holds nothing.
+    async fn release(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Releases connections. Called once, after all reads have returned.
     async fn close(&self) -> Result<()> {
         Ok(())

@@ -28,7 +28,7 @@ mod positions;
 mod runner;
 mod wire;
 
-pub use positions::{EditEffect, PositionChange, PositionEdit, edit_positions};
+pub use positions::{EditEffect, PositionChange, PositionEdit, edit_positions, release_upstream};
 pub use runner::{
     JobHandle, JobReport, RunRequest, StartOptions, Verifier, audit, job_state, run_job,
 };

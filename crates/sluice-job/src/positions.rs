@@ -251,6 +251,28 @@ async fn edit(
     Ok(effects)
 }
 
+/// Releases what the job's source holds upstream between runs (a replication slot and its
+/// publication), for a job being retired: takes the job's lock in the store (so it fails
+/// while the job runs here), and the source refuses while anything streams from it.
+pub async fn release_upstream(
+    job: &JobFile,
+    store: Arc<dyn StateStore>,
+    actor: &str,
+) -> Result<Option<String>> {
+    let spec = build_spec(job)?;
+    let name = spec.name.clone();
+    let res = async {
+        let _lock = store.lock_job(&name).await?;
+        spec.source.release().await
+    }
+    .await;
+    sluice_engine::close(&spec).await;
+    if let Ok(Some(what)) = &res {
+        audit(&*store, &name, actor, "source.release", what.clone()).await;
+    }
+    res
+}
+
 /// A split's committed position as the truth has it (the sink's, or the state store's).
 struct Committed {
     position: Position,

@@ -648,7 +648,8 @@ async fn get_connector(
 }
 
 #[utoipa::path(delete, path = "/connectors/{connector}", tag = "connectors",
-    params(("connector" = String, Path), ("timeout" = Option<String>, Query, description = "stop deadline, e.g. 30s")),
+    params(("connector" = String, Path), ("timeout" = Option<String>, Query, description = "stop deadline, e.g. 30s"),
+        ("drop_slot" = Option<bool>, Query, description = "change capture: also drop the job's replication slot and publication")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_connector(
     State(app): State<Arc<App>>,
@@ -658,8 +659,20 @@ async fn delete_connector(
 ) -> ApiResult<StatusCode> {
     let j = job(&app, &c)?;
     let limit = deadline(&q)?;
+    let drop_slot = query_flag(&q, "drop_slot")?;
+    let config = j.config();
     j.delete(&app.shared, &caller.actor(), limit).await?;
     app.jobs.remove(&c);
+    if drop_slot {
+        let (file, _) = crate::hosted::load_job(&c, &config).map_err(ApiError::bad_request)?;
+        sluice_job::release_upstream(&file, app.shared.store.clone(), &caller.actor())
+            .await
+            .map_err(|e| {
+                ApiError::from(e).prefixed(&format!(
+                    "connector {c} was deleted, but dropping its replication slot failed"
+                ))
+            })?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

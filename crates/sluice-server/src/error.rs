@@ -44,6 +44,11 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+    /// The same error, its message preceded by `what: `.
+    pub fn prefixed(mut self, what: &str) -> ApiError {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
 }
 
 impl From<sluice_core::Error> for ApiError {

@@ -180,6 +180,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Change-capture housekeeping.
+    Cdc {
+        #[command(subcommand)]
+        command: CdcCommand,
+    },
 }
 
 /// Drive a job hosted by a server instead of one in the state directory.
@@ -188,6 +193,17 @@ pub struct ServerArg {
     /// The server's URL, e.g. http://127.0.0.1:8083 (the token comes from SLUICE_TOKEN).
     #[arg(long, env = "SLUICE_SERVER", value_name = "URL")]
     pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Drop the replication slot (and publication) a change-capture job created, when the
+    /// job is retired: a slot left behind keeps the server's WAL. Refused while the job runs.
+    #[command(after_help = "Example: sluice cdc drop-slot shop-cdc.toml")]
+    DropSlot {
+        /// The job file (TOML).
+        job: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

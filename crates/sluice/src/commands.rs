@@ -11,7 +11,7 @@ use sluice_job::{JobHandle, StartOptions, build_spec};
 use sluice_state::observed_state;
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command, OutputFormat, ServerArg};
+use crate::cli::{CdcCommand, Cli, Command, OutputFormat, ServerArg};
 use crate::{control, display, exit, exit_code_for, logging, remote, server_cmd, verify_cmd};
 
 pub async fn dispatch(cli: Cli) -> u8 {
@@ -74,6 +74,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
             control_cmd(&cli.state, &server, &job, "resume", None).await
         }
         Command::Validate { job } => validate(&job).await,
+        Command::Cdc {
+            command: CdcCommand::DropSlot { job },
+        } => drop_slot(&job, &cli.state).await,
         Command::Status {
             job,
             format,
@@ -302,6 +305,43 @@ async fn watch_signals(ctl: Arc<Controller>, streaming: bool) {
 
 /// Plans the job as a run would, with the source's and the sink's own checks (privileges,
 /// settings): the source's before splits are listed (which reads), the sink's last.
+async fn drop_slot(path: &Path, state: &str) -> u8 {
+    let (job, doc) = match load_doc(path) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    if !job.source.is_cdc() {
+        eprintln!(
+            "error: job {:?} does not capture changes (read = \"cdc\"): it holds no slot",
+            job.job.name
+        );
+        return exit::USAGE;
+    }
+    let store = match sluice_state::open(state).await {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    let actor = format!(
+        "cli:{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        sluice_state::host_name()
+    );
+    match sluice_job::release_upstream(&job, store, &actor).await {
+        Ok(Some(what)) => {
+            outln!("dropped {what}");
+            exit::OK
+        }
+        Ok(None) => {
+            outln!(
+                "job {:?} holds no replication slot or publication",
+                job.job.name
+            );
+            exit::OK
+        }
+        Err(e) => report_at(&e, &doc),
+    }
+}
+
 async fn validate(path: &Path) -> u8 {
     let (job, doc) = match load_doc(path) {
         Ok(j) => j,

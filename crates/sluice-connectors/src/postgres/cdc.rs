@@ -73,6 +73,8 @@ pub enum SnapshotMode {
 /// The change-capture options, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct CdcPlan {
+    /// The job's name (labels its metrics).
+    pub job: String,
     pub slot: String,
     pub publication: String,
     pub snapshot: SnapshotMode,
@@ -99,7 +101,14 @@ struct CdcPosition {
     /// End of the last applied transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lsn: Option<String>,
+    /// When that transaction committed in the source (RFC 3339); absent for an idle
+    /// position (a keepalive's WAL end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    committed_at: Option<String>,
 }
+
+/// µs between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct SnapshotProgress {
@@ -613,13 +622,77 @@ impl Source for PgCdcSource {
             && p.streaming
             && let Some(l) = p.lsn
         {
-            self.acked.fetch_max(lsn_of(&l)?.as_u64(), Ordering::SeqCst);
+            let lsn = lsn_of(&l)?.as_u64();
+            self.acked.fetch_max(lsn, Ordering::SeqCst);
+            let lag = p
+                .committed_at
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds())
+                .map_or(0.0, |ms| ms.max(0) as f64 / 1000.0);
+            let job = self.cdc.job.clone();
+            metrics::gauge!(sluice_core::metrics::REPLICATION_LAG_SECONDS, sluice_core::metrics::labels::JOB => job.clone())
+                .set(lag);
+            metrics::gauge!(sluice_core::metrics::REPLICATION_CONFIRMED_POSITION, sluice_core::metrics::labels::JOB => job)
+                .set(lsn as f64);
         }
         Ok(())
     }
 
     async fn close(&self) -> Result<()> {
         self.describe.close().await
+    }
+
+    async fn release(&self) -> Result<Option<String>> {
+        let conn = check::connect(&self.plan.pg, "change capture").await?;
+        let c = &conn.client;
+        let slot = c
+            .query_opt(
+                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cdc.slot],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: reading replication slots"))?;
+        let mut released = Vec::new();
+        if let Some(row) = slot {
+            let (active, pid): (bool, Option<i32>) = (row.get(0), row.get(1));
+            if active {
+                return Err(Error::config(format!(
+                    "replication slot {:?} is in use by a replication session (pid {}): a run \
+                     of the job is streaming from it",
+                    self.cdc.slot,
+                    pid.unwrap_or_default()
+                ))
+                .with_hint("stop the job first (sluice stop, or PUT /connectors/{name}/stop)"));
+            }
+            c.execute("SELECT pg_drop_replication_slot($1)", &[&self.cdc.slot])
+                .await
+                .map_err(|e| {
+                    pg_error(e, format!("dropping replication slot {:?}", self.cdc.slot))
+                })?;
+            released.push(format!("replication slot {}", self.cdc.slot));
+        }
+        let dropped = c
+            .execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&self.cdc.publication],
+            )
+            .await
+            .map_err(|e| pg_error(e, "change capture: reading publications"))?;
+        if dropped > 0 {
+            c.batch_execute(&format!(
+                "DROP PUBLICATION {}",
+                quote_ident(&self.cdc.publication)
+            ))
+            .await
+            .map_err(|e| {
+                pg_error(
+                    e,
+                    format!("dropping publication {:?}", self.cdc.publication),
+                )
+            })?;
+            released.push(format!("publication {}", self.cdc.publication));
+        }
+        Ok((!released.is_empty()).then(|| released.join(" and ")))
     }
 }
 
@@ -776,7 +849,11 @@ impl PgCdcSource {
                     )
                     .await?;
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
+                ReplicationEvent::Commit {
+                    end_lsn,
+                    commit_time_micros,
+                    ..
+                } => {
                     in_txn = false;
                     if skipping {
                         continue;
@@ -784,6 +861,10 @@ impl PgCdcSource {
                     flush(&mut pending, out).await?;
                     last = end_lsn;
                     pos.lsn = Some(end_lsn.to_string());
+                    pos.committed_at = chrono::DateTime::from_timestamp_micros(
+                        commit_time_micros.saturating_add(PG_EPOCH_US),
+                    )
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
                     out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
                         .await?;
                 }
@@ -794,6 +875,7 @@ impl PgCdcSource {
                         last = wal_end;
                         last_idle = Instant::now();
                         pos.lsn = Some(wal_end.to_string());
+                        pos.committed_at = None;
                         out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
                             .await?;
                     }
@@ -962,6 +1044,7 @@ mod tests {
             },
             streaming: false,
             lsn: None,
+            committed_at: None,
         };
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(

@@ -178,6 +178,7 @@ impl PostgresSourceConfig {
             .with_hint("use lower-case letters, digits and underscores, at most 63 characters"));
         }
         Ok(Some(CdcPlan {
+            job: job.to_string(),
             publication: self.publication.clone().unwrap_or_else(|| slot.clone()),
             slot,
             snapshot: self.snapshot.unwrap_or_default(),
