@@ -49,6 +49,7 @@ use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::cdc_text::{ToText, converter};
 use super::check;
 use super::config::SourcePlan;
 use super::copy_decode::RowDecoder;
@@ -131,6 +132,8 @@ struct CdcTable {
     key: Vec<usize>,
     /// Generated columns: not replicated (PostgreSQL 15), sent as NULL (the sink skips them).
     generated: Vec<bool>,
+    /// Columns the batch reader selects as `::text`: their binary form is printed as text.
+    to_text: Vec<Option<ToText>>,
 }
 
 pub(crate) struct PgCdcSource {
@@ -474,7 +477,29 @@ impl Source for PgCdcSource {
                 ))
                 .with_hint("add a primary key to it, or leave it out with exclude = [\"…\"]"));
             }
-            let (_, schema, decs) = self.describe.described(&id)?;
+            let super::source::Described {
+                schema,
+                decs,
+                casts,
+            } = self.describe.described(&id)?;
+            let mut to_text = Vec::with_capacity(casts.len());
+            for (f, c) in schema.fields().iter().zip(&casts) {
+                to_text.push(match c {
+                    None => None,
+                    Some(t) => Some(converter(t).ok_or_else(|| {
+                        Error::schema(format!(
+                            "column {:?} of table {id} has type {}, which change capture \
+                             cannot decode yet",
+                            f.name(),
+                            t.format
+                        ))
+                        .with_hint(
+                            "leave the table out with exclude = [\"…\"] (copy it in a batch \
+                             job), or change the column's type",
+                        )
+                    })?),
+                });
+            }
             // Deletes carry only the key: every other column may be NULL in a change.
             let mut fields: Vec<Field> = schema
                 .fields()
@@ -504,6 +529,7 @@ impl Source for PgCdcSource {
                 columns,
                 key,
                 generated,
+                to_text,
             }));
             out.push(SourceTable {
                 schema: s,
@@ -982,13 +1008,27 @@ impl PgCdcSource {
             .entry(rel)
             .or_insert_with(|| Pending::new(m.table.clone()));
         for (op, tuple) in rows {
+            let mut printed: Vec<Option<String>> = vec![None; m.from.len()];
+            for (i, at) in m.from.iter().enumerate() {
+                if let (Some(conv), Some(pgoutput::Value::Binary(b))) =
+                    (m.table.to_text[i], at.map(|j| &tuple[j]))
+                {
+                    printed[i] = Some(conv(b).map_err(|msg| {
+                        Error::data(format!(
+                            "table {}, column {}: {msg}",
+                            m.table.id, m.table.columns[i]
+                        ))
+                    })?);
+                }
+            }
             let values: Vec<Option<&[u8]>> = m
                 .from
                 .iter()
-                .map(|at| match at.map(|i| &tuple[i]) {
-                    Some(pgoutput::Value::Binary(b)) | Some(pgoutput::Value::Text(b)) => {
-                        Some(&b[..])
-                    }
+                .enumerate()
+                .map(|(i, at)| match (&printed[i], at.map(|j| &tuple[j])) {
+                    (Some(s), _) => Some(s.as_bytes()),
+                    (None, Some(pgoutput::Value::Binary(b)))
+                    | (None, Some(pgoutput::Value::Text(b))) => Some(&b[..]),
                     _ => None,
                 })
                 .collect();

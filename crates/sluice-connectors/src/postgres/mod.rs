@@ -54,6 +54,7 @@
 //! Overwrite does not keep foreign keys pointing at the table, grants or triggers.
 
 mod cdc;
+mod cdc_text;
 mod check;
 mod config;
 pub mod copy_decode;

@@ -246,8 +246,17 @@ struct TableInfo {
     filter: Option<String>,
     select: String,
     decs: Vec<Dec>,
+    /// Columns read as `::text` (types without a decoder of their own), with their type.
+    casts: Vec<Option<PgType>>,
     split_by: SplitBy,
     reltuples: f64,
+}
+
+/// A described table, as the change-capture source decodes its changes.
+pub(crate) struct Described {
+    pub schema: SchemaRef,
+    pub decs: Vec<Dec>,
+    pub casts: Vec<Option<PgType>>,
 }
 
 pub(crate) struct PgSource {
@@ -267,9 +276,14 @@ impl PgSource {
 
     /// A described table's relation oid, Arrow schema and per-column decoders (after
     /// [`Source::tables`]), for the change-capture source that decodes its changes.
-    pub(crate) fn described(&self, id: &TableId) -> Result<(Option<u32>, SchemaRef, Vec<Dec>)> {
+    /// Also, per column, the type of those read as `::text` (no decoder of their own).
+    pub(crate) fn described(&self, id: &TableId) -> Result<Described> {
         let i = self.info(id)?;
-        Ok((i.oid, i.schema.clone(), i.decs.clone()))
+        Ok(Described {
+            schema: i.schema.clone(),
+            decs: i.decs.clone(),
+            casts: i.casts.clone(),
+        })
     }
 
     fn info(&self, id: &TableId) -> Result<Arc<TableInfo>> {
@@ -293,6 +307,7 @@ impl PgSource {
         let mut fields = Vec::with_capacity(cols.len());
         let mut decs = Vec::with_capacity(cols.len());
         let mut select = Vec::with_capacity(cols.len());
+        let mut casts = Vec::with_capacity(cols.len());
         for c in cols {
             let m = read_mapping(&c.ty);
             let mut f = m.logical.field(&c.name, !c.not_null);
@@ -304,6 +319,7 @@ impl PgSource {
             }
             fields.push(f);
             decs.push(m.dec);
+            casts.push(m.cast.map(|_| c.ty.clone()));
             select.push(match m.cast {
                 Some(t) => format!("{}::{t}", quote_ident(&c.name)),
                 None => quote_ident(&c.name),
@@ -382,6 +398,7 @@ impl PgSource {
             filter,
             select,
             decs,
+            casts,
             split_by,
             reltuples,
         };
