@@ -13,6 +13,7 @@
 //! | `multi_table_split` | one split carries rows of two tables, then a failure, then a resume | both tables complete, each row once (sinks that write several tables per split; the others refuse, writing nothing) |
 //! | `apply_changes` | change events (the operation column): inserts, updates, deletes, a key deleted and inserted again, within one commit and across commits | the target holds each key's last state (PostgreSQL and SQLite with `upsert`); MySQL refuses before any row moves |
 //! | `edit_checkpoints` | an operator's offset edit between a stop and the resume (upsert): a committed split forgotten, an uncommitted one marked done | the sink reports the edit; the resume reads the forgotten split again and skips the done one; every other row once (sinks that keep checkpoints) |
+//! | `truncate_in_a_change_stream` | a TRUNCATE between change events; a failure after it, then a resume | the failed unit rolls back whole (the committed rows stay); the resume leaves only the rows after the TRUNCATE (PostgreSQL, SQLite); MySQL refuses |
 //! | `streaming_*` | streaming mode, a commit at every barrier: clean, a write failing after two commits of a split, a mid-split COMMIT whose answer is lost | every row once; the resume goes on after the last commit, not from the split's start (databases; files by naming each part after its position) |
 //!
 //! A new connector gets the suite by adding a [`Target`] (how to build its sink for a fresh
@@ -1089,4 +1090,120 @@ async fn conformance_apply_changes() {
     assert_eq!(out.state, RunState::Failed, "{}", t.name);
     let e = out.error.unwrap().to_string();
     assert!(e.contains("cannot apply yet"), "{}: {e}", t.name);
+}
+
+/// Change events with a TRUNCATE between them: ids 1-3 inserted and committed, then in one
+/// unit 4 inserted, the table truncated, 5 and 6 inserted (and, with `fail`, a write error
+/// after that, so the unit rolls back whole).
+struct Truncating {
+    fail: bool,
+}
+
+fn changes_batch(rows: &[(i64, &str, &str)]) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        changes_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl Source for Truncating {
+    async fn tables(&self) -> Result<Vec<SourceTable>> {
+        Changes.tables().await
+    }
+    async fn splits(&self, t: &SourceTable) -> Result<Vec<Split>> {
+        Changes.splits(t).await
+    }
+    async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
+        use sluice_core::SourceEvent as E;
+        let conf = TableId::new(["conf"]);
+        if resume.is_none() {
+            let data = changes_batch(&[(1, "a", "I"), (2, "b", "I"), (3, "c", "I")])?;
+            out.send_event(E::Rows {
+                table: conf.clone(),
+                data,
+                bytes: 0,
+            })
+            .await?;
+            out.send_event(E::Barrier(Position::new(split.id.clone(), json!(1))))
+                .await?;
+        }
+        let data = changes_batch(&[(4, "d", "I")])?;
+        out.send_event(E::Rows {
+            table: conf.clone(),
+            data,
+            bytes: 0,
+        })
+        .await?;
+        out.send_event(E::Truncate(conf.clone())).await?;
+        let data = changes_batch(&[(5, "e", "I"), (6, "f", "I")])?;
+        out.send_event(E::Rows {
+            table: conf.clone(),
+            data,
+            bytes: 0,
+        })
+        .await?;
+        if self.fail {
+            return Err(Error::data(
+                "the source broke after the TRUNCATE (injected)",
+            ));
+        }
+        out.send_event(E::Barrier(Position::new(split.id.clone(), json!(2))))
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_truncate_in_a_change_stream() {
+    let every_barrier = Some(Streaming {
+        interval: std::time::Duration::ZERO,
+        timeout: std::time::Duration::from_secs(30),
+    });
+    for t in [sqlite_target(), pg_target()] {
+        let mut sink = t.sink.clone();
+        sink["write"] = json!("upsert");
+        let config: SinkConfig = serde_json::from_value(sink).unwrap();
+        let log = Arc::new(MemLog::default());
+        // A failure after the TRUNCATE rolls the unit back whole: the committed rows stay.
+        let spec = conformance_spec(
+            Arc::new(Truncating { fail: true }),
+            config.build().unwrap(),
+            log.clone(),
+            1,
+            every_barrier,
+        );
+        let out = run_batch(spec, Arc::new(Controller::new()), Progress::new()).await;
+        assert_eq!(out.state, RunState::Failed, "{}", t.name);
+        assert_eq!((t.read)("conf"), vec![1, 2, 3], "{}", t.name);
+        // The resume applies it: only the rows after it remain.
+        let spec = conformance_spec(
+            Arc::new(Truncating { fail: false }),
+            config.build().unwrap(),
+            log,
+            1,
+            every_barrier,
+        );
+        let out = run_batch(spec, Arc::new(Controller::new()), Progress::new()).await;
+        assert_eq!(out.state, RunState::Finished, "{}: {:?}", t.name, out.error);
+        assert_eq!((t.read)("conf"), vec![5, 6], "{}", t.name);
+    }
+    // A sink that cannot apply it fails before anything of the unit commits.
+    let t = mysql_target();
+    let mut sink = t.sink.clone();
+    sink["write"] = json!("upsert");
+    let config: SinkConfig = serde_json::from_value(sink).unwrap();
+    let spec = conformance_spec(
+        Arc::new(Truncating { fail: false }),
+        config.build().unwrap(),
+        Arc::default(),
+        1,
+        every_barrier,
+    );
+    let out = run_batch(spec, Arc::new(Controller::new()), Progress::new()).await;
+    assert_eq!(out.state, RunState::Failed, "mysql");
 }

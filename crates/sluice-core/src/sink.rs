@@ -299,6 +299,18 @@ pub trait SinkWriter: Send {
         .with_hint("write this source to a sink that takes several tables per split"))
     }
 
+    /// Removes every row of `table` in the writer's unit (a source `TRUNCATE` in a change
+    /// stream), after what was written before and before what is written after; durable
+    /// with the next commit. A sink that cannot refuses (the default), failing the run
+    /// before anything of the unit commits.
+    async fn truncate(&mut self, table: &TablePlan) -> Result<()> {
+        Err(crate::Error::schema(format!(
+            "the source emptied table {} (TRUNCATE), and this sink cannot apply that",
+            table.target
+        ))
+        .with_hint("empty the target table by hand, then start the job from scratch"))
+    }
+
     /// `table`'s schema changed in the middle of the split: rows written after this call are in
     /// `table.schema`'s new shape. A sink that can follows it (ALTER TABLE in the same
     /// transaction); one that cannot refuses (the default), which fails the run before any row

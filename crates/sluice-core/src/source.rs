@@ -78,6 +78,9 @@ pub enum SourceEvent {
     },
     /// A table's schema changed: rows sent after this are in `schema`'s shape.
     Schema(TableSchema),
+    /// Every row of `table` was removed (a `TRUNCATE` in the source), after the rows sent
+    /// before and before the rows sent after; the next barrier covers it.
+    Truncate(crate::schema::TableId),
     /// Everything sent before is a consistent unit: committing here and resuming after
     /// `position` is exact.
     Barrier(Position),

@@ -1111,6 +1111,17 @@ impl SplitRun<'_> {
                 self.rebind(ti, schema, writer).await?;
                 Ok(false)
             }
+            SourceEvent::Truncate(table) => {
+                let ti = self.table_index(&table)?;
+                let plan = match self.rebound.get(&ti) {
+                    Some(b) => &b.plan,
+                    None => &self.tables[ti].plan,
+                };
+                info!(table = %table, target = %plan.target, "The source emptied the table (TRUNCATE); emptying the target with the same commit.");
+                writer.truncate(plan).await?;
+                self.dirty = true;
+                Ok(false)
+            }
             SourceEvent::Barrier(p) => {
                 self.safe = Some(p);
                 self.dirty = false;

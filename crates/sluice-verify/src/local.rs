@@ -165,7 +165,10 @@ impl Local {
                     let data = match event {
                         SourceEvent::Batch(b) => b.data,
                         SourceEvent::Rows { data, .. } => data,
-                        SourceEvent::Schema(_) | SourceEvent::Barrier(_) => continue,
+                        // (Only change streams truncate; verify reads tables whole.)
+                        SourceEvent::Schema(_)
+                        | SourceEvent::Barrier(_)
+                        | SourceEvent::Truncate(_) => continue,
                     };
                     if let Err(e) = f(&data) {
                         failed = Some(e);

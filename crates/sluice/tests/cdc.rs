@@ -181,7 +181,7 @@ fn source_rows(db: &CdcDb, table: &str, cols: &str) -> Vec<String> {
 }
 
 /// Random transactions: inserts, updates, deletes, key changes, a rolled-back transaction, a
-/// large one and one over both tables, until told to stop.
+/// large one, one over both tables and a TRUNCATE, until told to stop.
 fn writer(db: String, stop: Arc<AtomicBool>, seed: u64) {
     let mut x = seed;
     let mut rnd = move |n: u64| {
@@ -196,6 +196,8 @@ fn writer(db: String, stop: Arc<AtomicBool>, seed: u64) {
         i += 1;
         let id = rnd(30_000) as i64;
         let sql = match rnd(8) {
+            // Now and then the small table is emptied (TRUNCATE travels through the stream).
+            _ if i % 40 == 0 && seed == 1 => "TRUNCATE t2".to_string(),
             0 | 1 => {
                 next_id += 1;
                 format!("INSERT INTO t VALUES ({next_id}, 'ins{i}', {i})")

@@ -985,17 +985,16 @@ impl PgCdcSource {
             Message::Truncate {
                 rels: truncated, ..
             } => {
-                let names: Vec<String> = truncated
-                    .iter()
-                    .filter_map(|o| rels.get(o).map(|m| m.table.id.to_string()))
-                    .collect();
-                return Err(Error::schema(format!(
-                    "TRUNCATE of {} arrived in the stream; Sluice does not apply TRUNCATE to \
-                     the target yet, and skipping it would leave rows there the source no \
-                     longer has",
-                    if names.is_empty() { "a captured table".to_string() } else { names.join(", ") }
-                ))
-                .with_hint("empty the same tables in the target, then restart the job from scratch (it snapshots again)"));
+                // Rows sent before it land first; then each captured table empties, in the
+                // same sink transaction as the rest of the source transaction.
+                flush(pending, out).await?;
+                for o in &truncated {
+                    if let Some(m) = rels.get(o) {
+                        out.send_event(SourceEvent::Truncate(m.table.id.clone()))
+                            .await?;
+                    }
+                }
+                return Ok(());
             }
             Message::Other(_) => return Ok(()),
         };

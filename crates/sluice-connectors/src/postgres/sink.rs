@@ -1241,6 +1241,25 @@ impl SinkWriter for PgWriter {
         self.rows = rows as i64;
     }
 
+    async fn truncate(&mut self, table: &TablePlan) -> Result<()> {
+        let t =
+            self.targets.get(&table.target).cloned().ok_or_else(|| {
+                Error::internal(format!("table {} was not prepared", table.target))
+            })?;
+        self.busy = true;
+        // Rows of the unit so far land first (a COPY in progress ends), then the table
+        // empties, in the same transaction.
+        self.finish_copy(true).await?;
+        let c = self.client()?;
+        let begin = if self.in_tx { "" } else { "BEGIN; " };
+        c.batch_execute(&format!("{begin}TRUNCATE {}", t.into))
+            .await
+            .map_err(|e| pg_error(e, format!("{}: emptying {}", self.ctx, t.display)))?;
+        self.in_tx = true;
+        self.busy = false;
+        Ok(())
+    }
+
     async fn abort(mut self: Box<Self>) -> Result<()> {
         let mid_copy = self.copy.take().is_some() || self.busy;
         if let Some(conn) = self.conn.take() {

@@ -1266,6 +1266,18 @@ impl SinkWriter for SqliteWriter {
         self.rows = rows as i64;
     }
 
+    async fn truncate(&mut self, table: &TablePlan) -> Result<()> {
+        let state =
+            self.states.get(&table.target).cloned().ok_or_else(|| {
+                Error::internal(format!("table {} was not prepared", table.target))
+            })?;
+        self.with_tx_on(state, "truncate", |conn, st| {
+            conn.execute_batch(&format!("DELETE FROM {}", quote_ident(&st.write_to)))
+                .map_err(|e| sql_err(e, format!("emptying table {}", st.target)))
+        })
+        .await
+    }
+
     async fn abort(mut self: Box<Self>) -> Result<()> {
         if let Some(conn) = self.conn.take()
             && self.in_tx
