@@ -4,7 +4,7 @@
 #     PostgreSQL, rows/s;
 #  2. end-to-end lag at fixed change rates (RATES, one UPDATE per pgbench transaction, for
 #     DURATION s each): `sluice_replication_lag_seconds` (source commit -> sink commit of the
-#     last committed transaction) sampled every 0.2 s from /metrics, p50 and p99; the rate
+#     oldest transaction of each checkpoint) sampled every 0.2 s from /metrics, p50 and p99; the rate
 #     pgbench reached; the server's RSS;
 #  3. catch-up: the job paused while pgbench writes as fast as it can for PAUSE s, then
 #     resumed: changes/s until the confirmed position reaches the WAL end. The reference is

@@ -29,8 +29,9 @@ pub const ERRORS_TOTAL: &str = "sluice_errors_total";
 pub const BAD_RECORDS_TOTAL: &str = "sluice_bad_records_total";
 /// 1 while the job is in `state`, else 0, for each state a run passes through.
 pub const JOB_STATE: &str = "sluice_job_state";
-/// Change capture: seconds from a source transaction's commit to the sink's commit of it, as
-/// of the last committed position (0 while the stream is idle and caught up).
+/// Change capture: seconds from a source transaction's commit to the sink's commit of it, for
+/// the oldest transaction of the last checkpoint (the longest any of its changes waited; 0
+/// while the stream is idle and caught up).
 pub const REPLICATION_LAG_SECONDS: &str = "sluice_replication_lag_seconds";
 /// Change capture: the end LSN (PostgreSQL) of the last transaction the sink committed and
 /// the source acknowledged, as a number.

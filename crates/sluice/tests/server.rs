@@ -1288,3 +1288,55 @@ fn jobs_from_a_directory_and_a_sigterm_that_stops_them_at_a_checkpoint() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("x.toml:5") && err.contains("tabel"), "{err}");
 }
+
+#[test]
+fn deleting_a_change_capture_job_can_drop_its_slot() {
+    let env = Env::new();
+    let s = Server::start(&env, ".sluice");
+    let cdc = support::CdcDb::new();
+    let db = cdc.0.clone();
+    let name = db.replace("sluice_", "cap_");
+    cdc.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')");
+    let target = env.path("t.db");
+    let config = json!({
+        "job": {"checkpoint_interval": "200ms"},
+        "source": {"type": "postgres", "url": cdc.url(),
+                   "tables": ["public.t"], "read": "cdc"},
+        "sink": {"type": "sqlite", "url": format!("sqlite://{}", target.display()), "write": "upsert",
+                 "table_map": {"public.*": "*"}},
+    });
+    let (code, body) = s.admin(
+        "POST",
+        "/connectors",
+        Some(json!({"name": name, "config": config})),
+    );
+    assert_eq!(code, 201, "{body}");
+    s.wait_state(&name, "RUNNING", 30);
+    cdc.sql("INSERT INTO t VALUES (2, 'b')");
+    wait_for(30, "the change in the target", || {
+        std::fs::metadata(&target).is_ok() && sqlite_count(&target, "SELECT count(*) FROM t") == 2
+    });
+    let slot = format!("sluice_{name}");
+    let slots = || {
+        cdc.sql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ))
+    };
+    assert_eq!(slots().trim(), "1");
+
+    // The run is stopped first (the slot is in use while it streams), then both go.
+    let (code, body) = s.admin(
+        "DELETE",
+        &format!("/connectors/{name}?drop_slot=true"),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(slots().trim(), "0");
+    let pubs = cdc.sql(&format!(
+        "SELECT count(*) FROM pg_publication WHERE pubname = '{slot}'"
+    ));
+    assert_eq!(pubs.trim(), "0");
+    assert_eq!(s.admin("GET", &format!("/connectors/{name}"), None).0, 404);
+    let audit = s.admin("GET", &format!("/audit?connector={name}"), None).1;
+    assert!(audit.to_string().contains("source.release"), "{audit}");
+}

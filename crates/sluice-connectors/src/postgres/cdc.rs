@@ -143,6 +143,9 @@ pub(crate) struct PgCdcSource {
     tables: std::sync::Mutex<Vec<Arc<CdcTable>>>,
     /// The end of the last transaction the sink committed (0: none yet this run).
     acked: Arc<AtomicU64>,
+    /// `(end LSN, unix µs of the source commit)` of the transactions sent and not yet
+    /// committed by the sink, oldest first: a checkpoint's lag is its oldest transaction's.
+    unacked: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, i64)>>>,
 }
 
 fn lsn_of(s: &str) -> Result<Lsn> {
@@ -167,6 +170,7 @@ impl PgCdcSource {
             cdc,
             tables: Default::default(),
             acked: Arc::new(AtomicU64::new(0)),
+            unacked: Default::default(),
         }
     }
 
@@ -650,11 +654,18 @@ impl Source for PgCdcSource {
         {
             let lsn = lsn_of(&l)?.as_u64();
             self.acked.fetch_max(lsn, Ordering::SeqCst);
-            let lag = p
-                .committed_at
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds())
-                .map_or(0.0, |ms| ms.max(0) as f64 / 1000.0);
+            // The oldest transaction this commit covers waited longest: that is the lag.
+            let oldest = {
+                let mut q = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+                let mut oldest = None;
+                while q.front().is_some_and(|(l, _)| *l <= lsn) {
+                    let (_, at) = q.pop_front().expect("front checked");
+                    oldest.get_or_insert(at);
+                }
+                oldest
+            };
+            let now = chrono::Utc::now().timestamp_micros();
+            let lag = oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6);
             let job = self.cdc.job.clone();
             metrics::gauge!(sluice_core::metrics::REPLICATION_LAG_SECONDS, sluice_core::metrics::labels::JOB => job.clone())
                 .set(lag);
@@ -822,6 +833,11 @@ impl PgCdcSource {
             .await
             .map_err(|e| repl_error(e, "change capture: connecting for replication"))?;
         info!(slot = %self.cdc.slot, from = %after, "Streaming changes.");
+        // What an earlier attempt sent and never committed is sent again.
+        self.unacked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let by_name: HashMap<(String, String), Arc<CdcTable>> = self
             .captured()
             .into_iter()
@@ -887,10 +903,13 @@ impl PgCdcSource {
                     flush(&mut pending, out).await?;
                     last = end_lsn;
                     pos.lsn = Some(end_lsn.to_string());
-                    pos.committed_at = chrono::DateTime::from_timestamp_micros(
-                        commit_time_micros.saturating_add(PG_EPOCH_US),
-                    )
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+                    let at = commit_time_micros.saturating_add(PG_EPOCH_US);
+                    pos.committed_at = chrono::DateTime::from_timestamp_micros(at)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+                    self.unacked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back((end_lsn.as_u64(), at));
                     out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
                         .await?;
                 }

@@ -289,3 +289,71 @@ impl Env {
             .unwrap()
     }
 }
+
+// ---- change capture: the private wal_level = logical PostgreSQL ----
+
+pub const CDC_PORT: &str = "55432";
+
+pub fn cdc_psql(db: &str, sql: &str) -> String {
+    sh(Command::new("psql").args([
+        "-X",
+        "-q",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        CDC_PORT,
+        "-U",
+        "postgres",
+        "-d",
+        db,
+        "-c",
+        sql,
+    ]))
+}
+
+/// A database on the CDC instance, dropped (with its slots) when the test ends.
+pub struct CdcDb(pub String);
+
+impl CdcDb {
+    pub fn new() -> CdcDb {
+        let name = unique("cdc");
+        cdc_psql("postgres", &format!("CREATE DATABASE {name}"));
+        CdcDb(name)
+    }
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{CDC_PORT}/{}", self.0)
+    }
+    pub fn sql(&self, sql: &str) -> String {
+        cdc_psql(&self.0, sql)
+    }
+}
+
+impl Drop for CdcDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                CDC_PORT,
+                "-U",
+                "postgres",
+                "-d",
+            ])
+            .arg("postgres")
+            .arg("-c")
+            .arg(format!(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                 WHERE database = '{0}' AND active; SELECT pg_sleep(0.5); \
+                 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE database = '{0}'; DROP DATABASE IF EXISTS {0} WITH (FORCE)",
+                self.0
+            ))
+            .output();
+    }
+}
