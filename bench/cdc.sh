@@ -7,9 +7,11 @@
 #     oldest transaction of each checkpoint) sampled every 0.2 s from /metrics, p50 and p99; the rate
 #     pgbench reached; the server's RSS;
 #  3. catch-up: the job paused while pgbench writes as fast as it can for PAUSE s, then
-#     resumed: changes/s until the confirmed position reaches the WAL end. The reference is
-#     PostgreSQL's own client reading the same backlog (pg_recvlogical with test_decoding into
-#     /dev/null: decoding and transport only, nothing applied) — the raw-protocol floor.
+#     resumed: changes/s until the confirmed position reaches the WAL end. Two references read
+#     the same backlog, one after the other: PostgreSQL's own logical replication (a
+#     subscription on the target server, disabled during the burst, into a copy of the
+#     tables — decoding, transport and apply: what Sluice does) and pg_recvlogical with
+#     test_decoding into /dev/null (decoding and transport only: the raw-protocol floor).
 # Prints a summary table (bench/results/cdc-summary.md).
 #
 #   bash bench/cdc.sh                          # SCALE=10, RATES="1000 5000 10000", 30 s each
@@ -33,6 +35,7 @@ RESULTS=$ROOT/bench/results
 BASE=http://127.0.0.1:$PORT
 SRC_DB=sluice_cdcbench
 DST_DB=sluice_cdcbench_target
+SUB_DB=sluice_cdcbench_sub
 mkdir -p "$WORK" "$RESULTS"
 
 command -v curl >/dev/null && command -v jq >/dev/null || {
@@ -49,8 +52,10 @@ SLUICE=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
 SERVER_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && { kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+  $DST -d "$SUB_DB" -c "ALTER SUBSCRIPTION cdcbench_sub DISABLE" -c "ALTER SUBSCRIPTION cdcbench_sub SET (slot_name = NONE)" \
+    -c "DROP SUBSCRIPTION cdcbench_sub" >/dev/null 2>&1 || true
   $SRC -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-    WHERE slot_name IN ('sluice_cdcbench', 'cdcbench_ref') AND NOT active" >/dev/null 2>&1 || true
+    WHERE slot_name IN ('sluice_cdcbench', 'cdcbench_ref', 'cdcbench_sub') AND NOT active" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 api() {
@@ -68,7 +73,9 @@ pct() {  # pct P < numbers
 wal_num() { $SRC -d "$SRC_DB" -c "SELECT pg_current_wal_lsn() - '0/0'"; }
 
 echo "== preparing: pgbench -i -s $SCALE on :55432, an empty target on :5432"
-$SRC -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN ('sluice_cdcbench', 'cdcbench_ref')" >/dev/null
+cleanup
+$SRC -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN ('sluice_cdcbench', 'cdcbench_ref', 'cdcbench_sub')" >/dev/null
+$DST -d postgres -c "DROP DATABASE IF EXISTS $SUB_DB WITH (FORCE)" -c "CREATE DATABASE $SUB_DB"
 $SRC -d postgres -c "DROP DATABASE IF EXISTS $SRC_DB WITH (FORCE)" -c "CREATE DATABASE $SRC_DB"
 $DST -d postgres -c "DROP DATABASE IF EXISTS $DST_DB WITH (FORCE)" -c "CREATE DATABASE $DST_DB"
 "$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p 55432 -U postgres "$SRC_DB" 2>&1 | tail -1
@@ -124,7 +131,17 @@ for rate in $RATES; do
   row "lag at $rate changes/s" "reached $tps/s" "p50 $p50 s, p99 $p99 s, max $mx s" "-" "RSS max ${rss_max} MB"
 done
 
-echo "== 3. catch-up after a ${PAUSE}s pause, against pg_recvlogical on the same backlog"
+echo "== 3. catch-up after a ${PAUSE}s pause, against a subscription and pg_recvlogical on the same backlog"
+# The reference subscriber: the same tables in $SUB_DB, filled by its own initial copy, then
+# disabled (its slot keeps the backlog) until its turn.
+$SRC -d "$SRC_DB" -c "DROP PUBLICATION IF EXISTS cdcbench_sub" \
+  -c "CREATE PUBLICATION cdcbench_sub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers" >/dev/null
+"$PGBIN/pg_dump" -s -h 127.0.0.1 -p 55432 -U postgres -t pgbench_accounts -t pgbench_branches \
+  -t pgbench_tellers "$SRC_DB" | $DST -d "$SUB_DB" >/dev/null
+$DST -d "$SUB_DB" -c "CREATE SUBSCRIPTION cdcbench_sub CONNECTION 'host=127.0.0.1 port=55432 user=postgres dbname=$SRC_DB' PUBLICATION cdcbench_sub WITH (slot_name = 'cdcbench_sub')" >/dev/null
+until [ "$($DST -d "$SUB_DB" -c "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 0.5; done
+$DST -d "$SUB_DB" -c "ALTER SUBSCRIPTION cdcbench_sub DISABLE" >/dev/null
+until [ "$($SRC -d "$SRC_DB" -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'cdcbench_sub'")" = f ]; do sleep 0.2; done
 api PUT /connectors/cdcbench/pause >/dev/null
 sleep 2
 $SRC -d "$SRC_DB" -c "SELECT 1 FROM pg_create_logical_replication_slot('cdcbench_ref', 'test_decoding')" >/dev/null
@@ -143,14 +160,24 @@ done
 t1=$(date +%s.%N)
 catch=$(echo "$t1 - $t0" | bc -l)
 t0=$(date +%s.%N)
+$DST -d "$SUB_DB" -c "ALTER SUBSCRIPTION cdcbench_sub ENABLE" >/dev/null
+until [ "$($SRC -d "$SRC_DB" -c "SELECT confirmed_flush_lsn >= '$END_LSN' FROM pg_replication_slots WHERE slot_name = 'cdcbench_sub'")" = t ]; do
+  sleep 0.1
+done
+t1=$(date +%s.%N)
+sub=$(echo "$t1 - $t0" | bc -l)
+t0=$(date +%s.%N)
 "$PGBIN/pg_recvlogical" -h 127.0.0.1 -p 55432 -U postgres -d "$SRC_DB" --slot cdcbench_ref \
   --start --endpos "$END_LSN" -f /dev/null --no-loop
 t1=$(date +%s.%N)
 ref=$(echo "$t1 - $t0" | bc -l)
 s_rate=$(echo "$CHANGES / $catch" | bc -l); r_rate=$(echo "$CHANGES / $ref" | bc -l)
-printf '   %s changes: sluice %.1f s (%.0f/s), pg_recvlogical %.1f s (%.0f/s)\n' "$CHANGES" "$catch" "$s_rate" "$ref" "$r_rate"
+u_rate=$(echo "$CHANGES / $sub" | bc -l)
+printf '   %s changes: sluice %.1f s (%.0f/s), subscription %.1f s (%.0f/s), pg_recvlogical %.1f s (%.0f/s)\n' \
+  "$CHANGES" "$catch" "$s_rate" "$sub" "$u_rate" "$ref" "$r_rate"
 row "catch-up, $CHANGES changes" "$(printf '%.0f changes/s' "$s_rate")" "$(printf '%.1f s' "$catch")" \
-  "$(printf 'pg_recvlogical %.0f/s' "$r_rate")" "$(printf '× %.2f of the floor' "$(echo "$s_rate / $r_rate" | bc -l)")"
+  "$(printf 'subscription %.0f/s; pg_recvlogical %.0f/s' "$u_rate" "$r_rate")" \
+  "$(printf '× %.2f of the subscription, × %.2f of the floor' "$(echo "$s_rate / $u_rate" | bc -l)" "$(echo "$s_rate / $r_rate" | bc -l)")"
 
 # The target equals the source at the end (the benchmark measures a correct copy).
 want=$($SRC -d "$SRC_DB" -c "SELECT sum(abalance), count(*) FROM pgbench_accounts")
