@@ -33,6 +33,8 @@ pub const JOB_STATE: &str = "sluice_job_state";
 /// the oldest transaction of the last checkpoint (the longest any of its changes waited; 0
 /// while the stream is idle and caught up).
 pub const REPLICATION_LAG_SECONDS: &str = "sluice_replication_lag_seconds";
+/// Change capture: bytes of WAL the replication slot holds back on the server.
+pub const REPLICATION_RETAINED_BYTES: &str = "sluice_replication_retained_bytes";
 /// Change capture: the end LSN (PostgreSQL) of the last transaction the sink committed and
 /// the source acknowledged, as a number.
 pub const REPLICATION_CONFIRMED_POSITION: &str = "sluice_replication_confirmed_position";

@@ -1316,6 +1316,20 @@ fn deleting_a_change_capture_job_can_drop_its_slot() {
     wait_for(30, "the change in the target", || {
         std::fs::metadata(&target).is_ok() && sqlite_count(&target, "SELECT count(*) FROM t") == 2
     });
+    // The stream's figures are on /metrics.
+    let metrics = get_raw(s.port, "/metrics", Some(&s.admin)).unwrap().1;
+    for m in [
+        "sluice_replication_lag_seconds",
+        "sluice_replication_confirmed_position",
+        "sluice_replication_retained_bytes",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(m) && l.contains(&name)),
+            "{m} missing:\n{metrics}"
+        );
+    }
     let slot = format!("sluice_{name}");
     let slots = || {
         cdc.sql(&format!(

@@ -852,10 +852,14 @@ impl PgCdcSource {
         let mut skipping = false;
         let mut last = after;
         let mut last_idle = Instant::now();
+        let mut watch = SlotWatch::default();
         let mut acked_sent = 0u64;
         let batch_size = self.plan.batch_size;
         let stop = out.stop_token().clone();
         loop {
+            if watch.due() {
+                self.watch_slot(&mut watch).await?;
+            }
             let acked = self.acked.load(Ordering::SeqCst);
             if acked > acked_sent {
                 repl.update_applied_lsn(Lsn::from_u64(acked));
@@ -1066,6 +1070,105 @@ impl PgCdcSource {
                 bytes: 0,
             })
             .await?;
+        }
+        Ok(())
+    }
+}
+
+/// How often the slot's retained WAL is looked at while streaming.
+const WATCH_EVERY: Duration = Duration::from_secs(10);
+/// Retained WAL above which an unbounded slot (`max_slot_wal_keep_size = -1`) is warned of.
+const RETAINED_WARN_BYTES: i64 = 1 << 30;
+
+/// The slot watch: a connection of its own, opened when first needed.
+#[derive(Default)]
+struct SlotWatch {
+    conn: Option<check::Conn>,
+    last: Option<Instant>,
+    warned: Option<String>,
+}
+
+impl SlotWatch {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() >= WATCH_EVERY)
+    }
+}
+
+impl PgCdcSource {
+    /// Reads how much WAL the slot holds back and whether the server keeps it: a metric, a
+    /// warning when the WAL it needs is about to be removed (`wal_status = unreserved`) or grows
+    /// without a bound, and an error once it is gone (`lost`). A failure to look is logged,
+    /// never fatal (the stream itself reports a broken server).
+    async fn watch_slot(&self, w: &mut SlotWatch) -> Result<()> {
+        w.last = Some(Instant::now());
+        if w.conn.is_none() {
+            match check::connect(&self.plan.pg, "watching the replication slot").await {
+                Ok(c) => w.conn = Some(c),
+                Err(e) => {
+                    warn!(error = %e, "Cannot watch the replication slot's retained WAL.");
+                    return Ok(());
+                }
+            }
+        }
+        let c = &w.conn.as_ref().expect("set above").client;
+        let row = match c
+            .query_opt(
+                "SELECT wal_status, (pg_current_wal_lsn() - restart_lsn)::bigint, \
+                 safe_wal_size, current_setting('max_slot_wal_keep_size') \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.cdc.slot],
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                w.conn = None;
+                warn!(error = %e, "Cannot watch the replication slot's retained WAL.");
+                return Ok(());
+            }
+        };
+        let Some(row) = row else { return Ok(()) };
+        let (status, retained, safe, keep): (Option<String>, Option<i64>, Option<i64>, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let retained = retained.unwrap_or(0);
+        metrics::gauge!(
+            sluice_core::metrics::REPLICATION_RETAINED_BYTES,
+            sluice_core::metrics::labels::JOB => self.cdc.job.clone()
+        )
+        .set(retained as f64);
+        let status = status.unwrap_or_default();
+        if status == "lost" {
+            return Err(Error::config(format!(
+                "replication slot {:?} was invalidated (wal_status = lost): PostgreSQL removed \
+                 WAL the job still needed (max_slot_wal_keep_size = {keep})",
+                self.cdc.slot
+            ))
+            .with_hint(
+                "start the job from scratch (it snapshots again); raise max_slot_wal_keep_size, \
+                 or keep the job from falling that far behind",
+            ));
+        }
+        let concern = if status == "unreserved" {
+            Some(format!(
+                "the slot holds {} MB of WAL beyond max_slot_wal_keep_size ({keep}); PostgreSQL \
+                 removes it at its next checkpoint unless the job catches up (safe: {} MB)",
+                retained >> 20,
+                safe.unwrap_or(0) >> 20
+            ))
+        } else if keep == "-1" && retained > RETAINED_WARN_BYTES {
+            Some(format!(
+                "the slot holds {} MB of WAL and max_slot_wal_keep_size is unlimited: the \
+                 server's disk fills while the job lags or is stopped",
+                retained >> 20
+            ))
+        } else {
+            None
+        };
+        if concern != w.warned {
+            if let Some(c) = &concern {
+                warn!(slot = %self.cdc.slot, "{c}");
+            }
+            w.warned = concern;
         }
         Ok(())
     }
