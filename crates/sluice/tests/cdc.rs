@@ -291,6 +291,15 @@ fn pg_cdc_snapshot_and_stream_survive_kill9_row_for_row() {
         diff(&want.1, &got.1)
     );
 
+    // A table created now matches `tables`, but is not in the capture: the log says so.
+    db.sql("CREATE TABLE late (id int PRIMARY KEY)");
+    let log = env.path("run11.log");
+    wait_for(30, "the warning about the uncaptured table", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("table=public.late")
+    });
+
     // The slot confirmed what the sink committed; a stop is exit 3.
     let confirmed = db.sql(
         &format!("SELECT confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'sluice_{}'", db.0),

@@ -852,7 +852,16 @@ impl PgCdcSource {
         let mut skipping = false;
         let mut last = after;
         let mut last_idle = Instant::now();
-        let mut watch = SlotWatch::default();
+        let detail: CdcDetail = serde_json::from_value(split.detail.clone())
+            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
+        let mut watch = SlotWatch {
+            capturing: detail
+                .tables
+                .iter()
+                .filter_map(|t| TableId::parse(t).ok())
+                .collect(),
+            ..Default::default()
+        };
         let mut acked_sent = 0u64;
         let batch_size = self.plan.batch_size;
         let stop = out.stop_token().clone();
@@ -1086,6 +1095,10 @@ struct SlotWatch {
     conn: Option<check::Conn>,
     last: Option<Instant>,
     warned: Option<String>,
+    /// The tables in the capture (its publication).
+    capturing: std::collections::HashSet<TableId>,
+    /// Tables matching the job's `tables` that it does not capture, already warned of.
+    uncaptured: std::collections::HashSet<TableId>,
 }
 
 impl SlotWatch {
@@ -1127,6 +1140,24 @@ impl PgCdcSource {
                 return Ok(());
             }
         };
+        // A table created since the capture started matches `tables` but is not in the
+        // publication: never silent.
+        if let Ok((_, selected)) = super::source::select_tables(c, &self.plan).await {
+            for (r, _) in selected {
+                if matches!(r.kind, 'r' | 'p')
+                    && !w.capturing.contains(&r.id)
+                    && w.uncaptured.insert(r.id.clone())
+                {
+                    warn!(
+                        table = %r.id,
+                        "A table created since this capture started matches the job's `tables`, \
+                         and the capture does not include it: its rows and changes are NOT \
+                         copied. Start the job from scratch to include it, or capture it in a \
+                         job of its own."
+                    );
+                }
+            }
+        }
         let Some(row) = row else { return Ok(()) };
         let (status, retained, safe, keep): (Option<String>, Option<i64>, Option<i64>, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));

@@ -158,7 +158,7 @@ fn inheritance_scopes(selected: &[u32], edges: &[(u32, u32)]) -> HashMap<u32, Re
 /// The relations of the source database (`list_relations`), and those `tables` and
 /// `exclude` select, in listing order, each with its [`ReadScope`]. A named table that does
 /// not exist, or a selection that is empty, is a config error.
-async fn select_tables(
+pub(crate) async fn select_tables(
     c: &Client,
     plan: &SourcePlan,
 ) -> Result<(Vec<PgRelation>, Vec<(PgRelation, ReadScope)>)> {
