@@ -342,6 +342,15 @@ async fn drop_slot(path: &Path, state: &str) -> u8 {
     }
 }
 
+/// `v` as one line of JSON, cut to about `max` characters.
+fn short_json(v: &serde_json::Value, max: usize) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
 async fn validate(path: &Path) -> u8 {
     let (job, doc) = match load_doc(path) {
         Ok(j) => j,
@@ -573,6 +582,11 @@ async fn status(state_dir: &str, job: Option<&str>, format: OutputFormat) -> u8 
                             if sp.position.done { "done" } else { "partial" },
                             sp.updated_at
                         );
+                        // Where a split that goes on stands (a stream's LSN and source commit
+                        // time, a chunk's last key), in the source's own form.
+                        if !sp.position.done && !sp.position.value.is_null() {
+                            outln!("    position {}", short_json(&sp.position.value, 160));
+                        }
                     }
                 }
             }

@@ -310,6 +310,16 @@ fn pg_cdc_snapshot_and_stream_survive_kill9_row_for_row() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(3), "{status:?}");
 
+    // `sluice status` shows where the stream stands.
+    let o = env.run(&["status", &db.0]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("position {")
+            && said.contains("\"lsn\"")
+            && said.contains("\"streaming\":true"),
+        "{said}"
+    );
+
     // Retiring the job releases the slot and the publication; a second time there is nothing.
     let o = env.run(&["cdc", "drop-slot", "job.toml"]);
     let said = String::from_utf8_lossy(&o.stdout);
