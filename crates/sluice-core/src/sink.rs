@@ -69,6 +69,15 @@ pub enum WriteMode {
 impl WriteMode {
     /// The values accepted in job files, for messages.
     pub const ACCEPTED: &'static str = "append, overwrite, upsert";
+
+    /// The name a job file gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Append => "append",
+            WriteMode::Overwrite => "overwrite",
+            WriteMode::Upsert => "upsert",
+        }
+    }
 }
 
 /// One table as the sink will write it.

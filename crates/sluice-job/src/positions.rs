@@ -19,7 +19,7 @@ use sluice_engine::JobSpec;
 use sluice_state::{SplitRecord, StateStore};
 
 use crate::manifest::Manifest;
-use crate::runner::{Found, audit, context, find_generation};
+use crate::runner::{Found, audit, committed, context, find_generation};
 use crate::wire::build_spec;
 
 /// What an operator asks of one split.
@@ -173,7 +173,7 @@ async fn edit(
                     "the split committed {rows} rows to {target}; reading it again would write \
                      them a second time with write = \"{}\" (only upsert, or a file sink, takes \
                      a rewind); reset the offsets to copy everything again instead",
-                    write_name(job.sink.write_mode())
+                    job.sink.write_mode().as_str()
                 ),
             )
         } else {
@@ -271,51 +271,4 @@ pub async fn release_upstream(
         audit(&*store, &name, actor, "source.release", what.clone()).await;
     }
     res
-}
-
-/// A split's committed position as the truth has it (the sink's, or the state store's).
-struct Committed {
-    position: Position,
-    rows: u64,
-    table: String,
-}
-
-async fn committed(
-    spec: &JobSpec,
-    store: &Arc<dyn StateStore>,
-    name: &str,
-    id: &str,
-) -> Result<HashMap<String, Committed>> {
-    let list: Vec<Committed> = match spec.sink.committed_positions().await? {
-        Some(v) => v
-            .into_iter()
-            .map(|c| Committed {
-                position: c.position,
-                rows: c.rows,
-                table: c.table,
-            })
-            .collect(),
-        None => store
-            .positions(name, id)
-            .await?
-            .into_iter()
-            .map(|r| Committed {
-                position: r.position,
-                rows: r.rows,
-                table: r.table,
-            })
-            .collect(),
-    };
-    Ok(list
-        .into_iter()
-        .map(|c| (c.position.split.clone(), c))
-        .collect())
-}
-
-fn write_name(m: WriteMode) -> &'static str {
-    match m {
-        WriteMode::Append => "append",
-        WriteMode::Overwrite => "overwrite",
-        WriteMode::Upsert => "upsert",
-    }
 }

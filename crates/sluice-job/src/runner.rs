@@ -629,16 +629,50 @@ async fn committed_splits(
     name: &str,
     id: &str,
 ) -> Result<HashMap<String, Position>> {
-    let list: Vec<Position> = match spec.sink.committed_positions().await? {
-        Some(v) => v.into_iter().map(|c| c.position).collect(),
+    Ok(committed(spec, store, name, id)
+        .await?
+        .into_iter()
+        .map(|(split, c)| (split, c.position))
+        .collect())
+}
+
+/// A split's committed position as the truth has it (the sink's, or the state store's).
+pub(crate) struct Committed {
+    pub position: Position,
+    pub rows: u64,
+    pub table: String,
+}
+
+pub(crate) async fn committed(
+    spec: &JobSpec,
+    store: &Arc<dyn StateStore>,
+    name: &str,
+    id: &str,
+) -> Result<HashMap<String, Committed>> {
+    let list: Vec<Committed> = match spec.sink.committed_positions().await? {
+        Some(v) => v
+            .into_iter()
+            .map(|c| Committed {
+                position: c.position,
+                rows: c.rows,
+                table: c.table,
+            })
+            .collect(),
         None => store
             .positions(name, id)
             .await?
             .into_iter()
-            .map(|r| r.position)
+            .map(|r| Committed {
+                position: r.position,
+                rows: r.rows,
+                table: r.table,
+            })
             .collect(),
     };
-    Ok(list.into_iter().map(|p| (p.split.clone(), p)).collect())
+    Ok(list
+        .into_iter()
+        .map(|c| (c.position.split.clone(), c))
+        .collect())
 }
 
 /// Checks a resume against the manifest of the generation it resumes, and gives each table

@@ -379,10 +379,7 @@ async fn validate(path: &Path) -> u8 {
         job.job.name,
         job.source.type_name(),
         job.sink.type_name(),
-        serde_json::to_value(job.sink.write_mode())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        job.sink.write_mode().as_str(),
         planned.len()
     );
     for t in &planned {

@@ -154,19 +154,7 @@ fn writer(db: String, stop: Arc<AtomicBool>, seed: u64) {
                  UPDATE t SET v = 'both{i}' WHERE id = {id}; COMMIT"
             ),
         };
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                CDC_PORT,
-                "-U",
-                "postgres",
-                "-d",
-                &db,
-            ])
+        let _ = psql_cmd(CDC_PORT, &db)
             .args(["-c", &sql])
             .stderr(Stdio::null())
             .output();

@@ -1314,10 +1314,33 @@ fn deleting_a_change_capture_job_can_drop_its_slot() {
     s.wait_state(&name, "RUNNING", 30);
     cdc.sql("INSERT INTO t VALUES (2, 'b')");
     wait_for(30, "the change in the target", || {
-        std::fs::metadata(&target).is_ok() && sqlite_count(&target, "SELECT count(*) FROM t") == 2
+        // (The file may exist before its table does.)
+        rusqlite::Connection::open(&target)
+            .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n == 2)
     });
-    // The stream's figures are on /metrics.
-    let metrics = get_raw(s.port, "/metrics", Some(&s.admin)).unwrap().1;
+    // The stream's figures are on /metrics once a streamed transaction committed (the insert
+    // above may have landed in the snapshot instead: more changes are made until one streams).
+    let names = [
+        "sluice_replication_lag_seconds",
+        "sluice_replication_confirmed_position",
+        "sluice_replication_retained_bytes",
+    ];
+    let scrape = || get_raw(s.port, "/metrics", Some(&s.admin)).unwrap().1;
+    let has = |metrics: &str, m: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(m) && l.contains(&name))
+    };
+    let _ = (3..100).find(|k| {
+        let m = scrape();
+        names.iter().all(|n| has(&m, n)) || {
+            cdc.sql(&format!("INSERT INTO t VALUES ({k}, 'more')"));
+            std::thread::sleep(Duration::from_millis(300));
+            false
+        }
+    });
+    let metrics = scrape();
     for m in [
         "sluice_replication_lag_seconds",
         "sluice_replication_confirmed_position",

@@ -410,12 +410,22 @@ impl Pending {
         }
     }
 
-    fn batch(&mut self) -> Result<RecordBatch> {
+    /// Sends the pending rows (with their operations) as rows of the table, if there are any.
+    async fn send(&mut self, out: &BatchSender) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
         let data = self.rows.finish()?;
         let ops = std::mem::take(&mut self.ops);
         let mut cols: Vec<ArrayRef> = data.columns().to_vec();
         cols.push(Arc::new(StringArray::from(ops)));
-        Ok(RecordBatch::try_new(self.table.schema.clone(), cols)?)
+        let data = RecordBatch::try_new(self.table.schema.clone(), cols)?;
+        out.send_event(SourceEvent::Rows {
+            table: self.table.id.clone(),
+            data,
+            bytes: 0,
+        })
+        .await
     }
 }
 
@@ -641,7 +651,7 @@ impl Source for PgCdcSource {
                 }
             }
         }
-        match self.stream(&split, pos, &out).await {
+        match self.stream(&split, &detail, pos, &out).await {
             Err(e) if e.kind() == ErrorKind::Stopped => Ok(()),
             r => r,
         }
@@ -708,14 +718,15 @@ impl Source for PgCdcSource {
                 })?;
             released.push(format!("replication slot {}", self.cdc.slot));
         }
-        let dropped = c
-            .execute(
+        let has_publication = c
+            .query_opt(
                 "SELECT 1 FROM pg_publication WHERE pubname = $1",
                 &[&self.cdc.publication],
             )
             .await
-            .map_err(|e| pg_error(e, "change capture: reading publications"))?;
-        if dropped > 0 {
+            .map_err(|e| pg_error(e, "change capture: reading publications"))?
+            .is_some();
+        if has_publication {
             c.batch_execute(&format!(
                 "DROP PUBLICATION {}",
                 quote_ident(&self.cdc.publication)
@@ -823,7 +834,13 @@ impl PgCdcSource {
     }
 
     /// Streams changes from the committed position until the job stops.
-    async fn stream(&self, split: &Split, mut pos: CdcPosition, out: &BatchSender) -> Result<()> {
+    async fn stream(
+        &self,
+        split: &Split,
+        detail: &CdcDetail,
+        mut pos: CdcPosition,
+        out: &BatchSender,
+    ) -> Result<()> {
         let after = match &pos.lsn {
             Some(l) => lsn_of(l)?,
             None => lsn_of(&pos.start)?,
@@ -852,8 +869,6 @@ impl PgCdcSource {
         let mut skipping = false;
         let mut last = after;
         let mut last_idle = Instant::now();
-        let detail: CdcDetail = serde_json::from_value(split.detail.clone())
-            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
         let mut watch = SlotWatch {
             capturing: detail
                 .tables
@@ -966,16 +981,8 @@ impl PgCdcSource {
                     return Ok(());
                 };
                 // Rows pending in the old shape go first.
-                if let Some(p) = pending.get_mut(&r.oid)
-                    && !p.rows.is_empty()
-                {
-                    let data = p.batch()?;
-                    out.send_event(SourceEvent::Rows {
-                        table: t.id.clone(),
-                        data,
-                        bytes: 0,
-                    })
-                    .await?;
+                if let Some(p) = pending.get_mut(&r.oid) {
+                    p.send(out).await?;
                 }
                 rels.insert(r.oid, map_relation(&r, t)?);
                 return Ok(());
@@ -1072,13 +1079,7 @@ impl PgCdcSource {
             p.ops.push(op);
         }
         if p.rows.len() >= batch_size {
-            let data = p.batch()?;
-            out.send_event(SourceEvent::Rows {
-                table: m.table.id.clone(),
-                data,
-                bytes: 0,
-            })
-            .await?;
+            p.send(out).await?;
         }
         Ok(())
     }
@@ -1208,15 +1209,7 @@ impl PgCdcSource {
 /// Sends every table's pending rows.
 async fn flush(pending: &mut HashMap<u32, Pending>, out: &BatchSender) -> Result<()> {
     for p in pending.values_mut() {
-        if !p.rows.is_empty() {
-            let data = p.batch()?;
-            out.send_event(SourceEvent::Rows {
-                table: p.table.id.clone(),
-                data,
-                bytes: 0,
-            })
-            .await?;
-        }
+        p.send(out).await?;
     }
     Ok(())
 }

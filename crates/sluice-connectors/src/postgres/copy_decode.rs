@@ -307,6 +307,16 @@ pub(crate) fn pg_ts_to_arrow(us: i64) -> Result<i64, String> {
     }
 }
 
+/// One builder per field of `schema`, with its decoder.
+fn columns(schema: &SchemaRef, decs: &[Dec]) -> Vec<Col> {
+    schema
+        .fields()
+        .iter()
+        .zip(decs)
+        .map(|(f, d)| Col::new(d, f))
+        .collect()
+}
+
 /// Builds batches of a table's schema row by row from values in the types' binary send
 /// format, as logical replication delivers them (`binary 'true'`): the same decoders as COPY.
 pub struct RowDecoder {
@@ -318,15 +328,9 @@ pub struct RowDecoder {
 impl RowDecoder {
     /// A builder for `schema`, with one decoder per field.
     pub fn new(schema: SchemaRef, decs: &[Dec]) -> Self {
-        let cols = schema
-            .fields()
-            .iter()
-            .zip(decs)
-            .map(|(f, d)| Col::new(d, f))
-            .collect();
         RowDecoder {
+            cols: columns(&schema, decs),
             schema,
-            cols,
             rows: 0,
         }
     }
@@ -382,15 +386,9 @@ pub struct CopyDecoder {
 impl CopyDecoder {
     /// A decoder for `schema` with one decoder per field, plus `extra` trailing text fields.
     pub fn new(schema: SchemaRef, decs: &[Dec], extra: usize) -> Self {
-        let cols = schema
-            .fields()
-            .iter()
-            .zip(decs)
-            .map(|(f, d)| Col::new(d, f))
-            .collect();
         CopyDecoder {
+            cols: columns(&schema, decs),
             schema,
-            cols,
             extra,
             last_extra: vec![None; extra],
             buf: BytesMut::new(),

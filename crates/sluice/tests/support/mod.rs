@@ -29,22 +29,27 @@ pub fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn psql(db: &str, sql: &str) -> String {
-    sh(Command::new("psql").args([
+/// A quiet `psql` as user postgres to database `db` of the server on 127.0.0.1:`port`.
+pub fn psql_cmd(port: &str, db: &str) -> Command {
+    let mut c = Command::new("psql");
+    c.args([
         "-X",
         "-q",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
         "-h",
         "127.0.0.1",
+        "-p",
+        port,
         "-U",
         "postgres",
         "-d",
         db,
-        "-c",
-        sql,
-    ]))
+    ]);
+    c
+}
+
+/// Runs `sql` on the shared server (5432), failing the test on an error; rows unaligned.
+pub fn psql(db: &str, sql: &str) -> String {
+    sh(psql_cmd("5432", db).args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql]))
 }
 
 pub fn mysql(db: &str, sql: &str) -> String {
@@ -76,18 +81,8 @@ impl PgDb {
 }
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-            ])
+        let _ = psql_cmd("5432", "postgres")
+            .arg("-c")
             .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
             .output();
     }
@@ -294,24 +289,9 @@ impl Env {
 
 pub const CDC_PORT: &str = "55432";
 
+/// [`psql`] on the CDC instance.
 pub fn cdc_psql(db: &str, sql: &str) -> String {
-    sh(Command::new("psql").args([
-        "-X",
-        "-q",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        CDC_PORT,
-        "-U",
-        "postgres",
-        "-d",
-        db,
-        "-c",
-        sql,
-    ]))
+    sh(psql_cmd(CDC_PORT, db).args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql]))
 }
 
 /// A database on the CDC instance, dropped (with its slots) when the test ends.
@@ -333,19 +313,7 @@ impl CdcDb {
 
 impl Drop for CdcDb {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                CDC_PORT,
-                "-U",
-                "postgres",
-                "-d",
-            ])
-            .arg("postgres")
+        let _ = psql_cmd(CDC_PORT, "postgres")
             .arg("-c")
             .arg(format!(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
