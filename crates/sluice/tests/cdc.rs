@@ -447,3 +447,48 @@ fn pg_cdc_carries_every_type_through_the_snapshot_and_the_stream() {
         std::fs::read_to_string(env.path("run0.log")).unwrap()
     );
 }
+
+#[test]
+fn a_slot_name_taken_in_another_database_is_refused_and_its_session_left_alone() {
+    let env = Env::new();
+    let (a, b) = (CdcDb::new(), CdcDb::new());
+    let slot = format!("{}_shared", a.0);
+    for (db, file) in [(&a, "a.toml"), (&b, "b.toml")] {
+        db.sql("CREATE TABLE t (id int PRIMARY KEY)");
+        env.write(
+            file,
+            format!(
+                "[job]\nname = \"{0}\"\ncheckpoint_interval = \"200ms\"\n\
+                 [source]\ntype = \"postgres\"\nurl = \"{1}\"\nread = \"cdc\"\nslot = \"{slot}\"\n\
+                 [sink]\ntype = \"sqlite\"\nurl = \"sqlite://{2}\"\nwrite = \"upsert\"\n\
+                 table_map = {{ \"public.*\" = \"*\" }}\n",
+                db.0,
+                db.url(),
+                env.path(&format!("{}.db", db.0)).display()
+            ),
+        );
+    }
+    let log = std::fs::File::create(env.path("a.log")).unwrap();
+    let _a = Running(
+        env.cmd(&["run", "a.toml"])
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let active = || {
+        a.sql(&format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active"
+        ))
+        .trim()
+        .to_string()
+    };
+    wait_for(60, "job a streaming from its slot", || active() == "1");
+    let o = env.run(&["run", "b.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("belongs to database"), "{err}");
+    assert!(err.contains("slot = "), "the hint names the option: {err}");
+    assert_eq!(active(), "1", "job a's replication session was ended");
+}

@@ -257,7 +257,8 @@ impl PgCdcSource {
         let ended = c
             .query(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                 WHERE slot_name = $1 AND active AND active_pid IS NOT NULL",
+                 WHERE slot_name = $1 AND database = current_database() AND active \
+                 AND active_pid IS NOT NULL",
                 &[&self.cdc.slot],
             )
             .await
