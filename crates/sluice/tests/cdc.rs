@@ -491,4 +491,41 @@ fn a_slot_name_taken_in_another_database_is_refused_and_its_session_left_alone()
     assert!(err.contains("belongs to database"), "{err}");
     assert!(err.contains("slot = "), "the hint names the option: {err}");
     assert_eq!(active(), "1", "job a's replication session was ended");
+
+    // Retiring job a while it streams is refused; the slot stays.
+    let o = env.run(&["cdc", "drop-slot", "a.toml"]);
+    assert!(!o.status.success());
+    assert_eq!(active(), "1");
+}
+
+#[test]
+fn a_capture_whose_slot_was_dropped_is_refused_on_resume_with_the_way_out() {
+    let env = Env::new();
+    let db = CdcDb::new();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    env.write("job.toml", job(&env, &db, 1000));
+    let mut child = start(&env, 0);
+    wait_for(60, "the stream", || {
+        std::fs::read_to_string(env.path("run0.log"))
+            .unwrap()
+            .contains("Streaming changes")
+    });
+    db.sql("INSERT INTO t VALUES (2)");
+    wait_for(30, "the streamed row", || {
+        target_rows(&env, "t", "id, 0").len() == 2
+    });
+    sh(Command::new("kill").args(["-TERM", &child.0.id().to_string()]));
+    assert_eq!(child.0.wait().unwrap().code(), Some(3));
+    // An administrator drops the slot: the changes since the checkpoint cannot be read.
+    db.sql(&format!(
+        "SELECT pg_drop_replication_slot('sluice_{}')",
+        db.0
+    ));
+    let o = env.run(&["run", "job.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is gone") && err.contains("--from-scratch"),
+        "{err}"
+    );
 }
