@@ -6,6 +6,9 @@
 #   MariaDB        127.0.0.1:3306  root, no password            (SLUICE_TEST_MYSQL_URL)
 #   PostgreSQL 15  127.0.0.1:55432 a private instance with wal_level = logical, for change
 #                                  capture (SLUICE_TEST_PG_CDC_URL); data in /var/tmp
+#   MariaDB        127.0.0.1:53306 a private instance with the binary log on (ROW format, full
+#                                  row images and metadata), for change capture
+#                                  (SLUICE_TEST_MYSQL_CDC_URL); data in /var/tmp
 #
 # Tests create a uniquely named database each and drop it afterwards.
 set -euo pipefail
@@ -66,5 +69,35 @@ if ! pg_isready -q -h 127.0.0.1 -p 55432; then
         -c logical_decoding_work_mem=64kB -c fsync=off -c shared_buffers=64MB" start >/dev/null
 fi
 pg_isready -h 127.0.0.1 -p 55432 >/dev/null || { echo "error: the CDC PostgreSQL did not start (see $CDC_DATA/server.log)" >&2; exit 1; }
+
+# ---- a private MariaDB for change capture: binary log on, on 127.0.0.1:53306 ----
+# (the shared one has no binary log). Its own data directory, owned by mysql.
+MY_CDC_DATA=/var/tmp/sluice-mariadb-cdc
+if ! mariadb-admin -h127.0.0.1 -P53306 -uroot ping >/dev/null 2>&1; then
+  if [ ! -d "$MY_CDC_DATA/mysql" ]; then
+    rm -rf "$MY_CDC_DATA"
+    install -d -o mysql -g mysql "$MY_CDC_DATA"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$MY_CDC_DATA" \
+      --auth-root-authentication-method=normal --skip-test-db >/dev/null
+  fi
+  # --pidfile: another mariadbd (the shared one) runs the same executable.
+  start-stop-daemon --start --background --chuid mysql --pidfile "$MY_CDC_DATA/daemon.pid" \
+    --make-pidfile --exec /usr/sbin/mariadbd -- \
+    --no-defaults --datadir="$MY_CDC_DATA" --socket="$MY_CDC_DATA/mysqld.sock" \
+    --pid-file="$MY_CDC_DATA/mysqld.pid" --log-error="$MY_CDC_DATA/server.log" \
+    --bind-address=127.0.0.1 --port=53306 --skip-name-resolve \
+    --server-id=1 --log-bin="$MY_CDC_DATA/binlog" --binlog-format=ROW \
+    --binlog-row-image=FULL --binlog-row-metadata=FULL --innodb-flush-log-at-trx-commit=2 \
+    --sync-binlog=0 --innodb-buffer-pool-size=64M --local-infile=1 --max-connections=300
+  for _ in $(seq 60); do
+    mariadb --no-defaults -S "$MY_CDC_DATA/mysqld.sock" -uroot -e 'select 1' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  mariadb --no-defaults -S "$MY_CDC_DATA/mysqld.sock" -uroot <<'SQL'
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+fi
+mariadb-admin -h127.0.0.1 -P53306 -uroot ping >/dev/null || { echo "error: the CDC MariaDB did not start (see $MY_CDC_DATA/server.log)" >&2; exit 1; }
 
 echo "services up: $(psql -X -At -h 127.0.0.1 -U postgres -d postgres -c 'show server_version'), MariaDB $(mariadb -h127.0.0.1 -uroot -N -e 'select version()')"

@@ -13,6 +13,7 @@
 //! * [`registry`]: the explicit list of connector types (`type = "csv"` …).
 //! * [`job`]: the job file (`[job]`, `[source]`, `[[transform]]`, `[sink]`, `[errors]`).
 
+pub mod cdc;
 pub mod checkpoints;
 pub mod files;
 pub mod generate;

@@ -60,7 +60,8 @@ impl SourceConfig {
     /// change-capture source names its slot after the job.
     pub fn build_for(&self, sink: &SinkConfig, job: &str) -> Result<DynSource> {
         match (self, &sink.kind) {
-            (SourceConfig::Mysql(c), SinkKind::Mysql(_)) => c.build_same_engine(),
+            (SourceConfig::Mysql(c), SinkKind::Mysql(_)) => c.build_for_job(job, true),
+            (SourceConfig::Mysql(c), _) => c.build_for_job(job, false),
             (SourceConfig::Postgres(c), _) => c.build_for_job(job),
             _ => self.build(),
         }
@@ -77,13 +78,18 @@ impl SourceConfig {
     pub fn build_full(&self) -> Result<DynSource> {
         match self {
             SourceConfig::Postgres(c) => c.build_full(),
+            SourceConfig::Mysql(c) => c.build_full(),
             _ => self.build(),
         }
     }
 
     /// Whether the source captures changes (`read = "cdc"`): a streaming job by nature.
     pub fn is_cdc(&self) -> bool {
-        matches!(self, SourceConfig::Postgres(c) if c.is_cdc())
+        match self {
+            SourceConfig::Postgres(c) => c.is_cdc(),
+            SourceConfig::Mysql(c) => c.is_cdc(),
+            _ => false,
+        }
     }
 
     /// Whether the source ends by itself, as a batch job needs.
@@ -91,6 +97,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Generate(c) => c.is_bounded(),
             SourceConfig::Postgres(c) => !c.is_cdc(),
+            SourceConfig::Mysql(c) => !c.is_cdc(),
             _ => true,
         }
     }

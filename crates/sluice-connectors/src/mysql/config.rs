@@ -16,8 +16,10 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
 
+use super::cdc::{CdcPlan, MysqlCdcSource, default_server_id};
 use super::sink::MysqlSink;
 use super::source::MysqlSource;
+use crate::cdc::SnapshotMode;
 
 const URL_HINT: &str = "write the server as a URL: mysql://user:password@127.0.0.1:3306/shop \
                         (MariaDB too); the password may come from ${env:NAME}";
@@ -44,6 +46,18 @@ pub enum LoadMethod {
     LoadData,
     /// Multi-row `INSERT … VALUES (?, …), …` with bound parameters.
     Insert,
+}
+
+/// How the source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MysqlReadMode {
+    /// Every row of every table (the default).
+    #[default]
+    Full,
+    /// Change data capture: a snapshot, then every change, from the binary log (a streaming
+    /// job).
+    Cdc,
 }
 
 /// Reads tables from MySQL or MariaDB.
@@ -84,6 +98,17 @@ pub struct MysqlSourceConfig {
     /// they are opened together; more concurrent splits wait for a free one.
     #[serde(default = "default_connections")]
     pub connections: usize,
+    /// `full` (default) or `cdc` (change capture from the binary log).
+    #[serde(default)]
+    pub read: MysqlReadMode,
+    /// `cdc`: `initial` (default: every row, then the changes), `never` (changes only) or
+    /// `initial_only` (the snapshot, then the job ends).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotMode>,
+    /// `cdc`: the replica id the job's binlog stream registers with, e.g. `4001`; unique
+    /// among the server's replicas. Default: derived from the job's name (1000000 or more).
+    #[serde(default)]
+    pub server_id: Option<u32>,
 }
 
 fn default_tables() -> Vec<String> {
@@ -194,16 +219,59 @@ pub(crate) struct SourcePlan {
 impl MysqlSourceConfig {
     /// Validates the options (no I/O) and builds the source, for a sink of another engine.
     pub fn build(&self) -> Result<DynSource> {
-        Ok(Arc::new(MysqlSource::new(self.plan()?)))
+        self.build_for_job("", false)
     }
 
     /// Like [`build`](Self::build), for a MySQL/MariaDB sink, which can hold everything a
     /// MySQL table holds: zero dates are read as they are (`zero_dates` does not apply) and
     /// date columns keep `NOT NULL`.
     pub fn build_same_engine(&self) -> Result<DynSource> {
+        self.build_for_job("", true)
+    }
+
+    /// Builds the source for job `job` (a change capture's default replica id is derived
+    /// from its name), `same_engine` when the sink is MySQL/MariaDB too.
+    pub fn build_for_job(&self, job: &str, same_engine: bool) -> Result<DynSource> {
         let mut plan = self.plan()?;
-        plan.same_engine = true;
-        Ok(Arc::new(MysqlSource::new(plan)))
+        plan.same_engine = same_engine;
+        match self.cdc_plan(job)? {
+            Some(cdc) => Ok(Arc::new(MysqlCdcSource::new(plan, cdc))),
+            None => Ok(Arc::new(MysqlSource::new(plan))),
+        }
+    }
+
+    /// A source that reads the tables whole whatever `read` says (`sluice verify`).
+    pub fn build_full(&self) -> Result<DynSource> {
+        Ok(Arc::new(MysqlSource::new(self.plan()?)))
+    }
+
+    /// Whether this source captures changes (a streaming source).
+    pub fn is_cdc(&self) -> bool {
+        self.read == MysqlReadMode::Cdc
+    }
+
+    fn cdc_plan(&self, job: &str) -> Result<Option<CdcPlan>> {
+        if self.read != MysqlReadMode::Cdc {
+            if self.snapshot.is_some() || self.server_id.is_some() {
+                return Err(Error::config(
+                    "`snapshot` and `server_id` are options of read = \"cdc\"",
+                )
+                .with_hint("add read = \"cdc\", or remove them"));
+            }
+            return Ok(None);
+        }
+        let server_id = self.server_id.unwrap_or_else(|| default_server_id(job));
+        if server_id == 0 {
+            return Err(
+                Error::config("server_id must not be 0 (a replica needs an id)")
+                    .with_hint("e.g. server_id = 4001, unique among the server's replicas"),
+            );
+        }
+        Ok(Some(CdcPlan {
+            job: job.to_string(),
+            server_id,
+            snapshot: self.snapshot.unwrap_or_default(),
+        }))
     }
 
     /// Checks that the server answers and the database exists (`sluice validate`).

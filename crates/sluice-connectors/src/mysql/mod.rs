@@ -45,6 +45,7 @@
 //!
 //! The type mapping is in [`types`] and `docs/connectors/mysql.md`.
 
+mod cdc;
 mod check;
 mod config;
 mod decode;
@@ -78,6 +79,6 @@ pub async fn connect_opts(
     let server = config::Server::from_opts(opts.clone());
     check::connect(&server, what).await
 }
-pub use config::{LoadMethod, MysqlSinkConfig, MysqlSourceConfig, ZeroDates};
+pub use config::{LoadMethod, MysqlReadMode, MysqlSinkConfig, MysqlSourceConfig, ZeroDates};
 pub use sink::MysqlSink;
 pub use source::MysqlSource;

@@ -34,14 +34,16 @@ const SYSTEM_DBS: [&str; 4] = ["mysql", "information_schema", "performance_schem
 
 /// One source table, as discovered.
 #[derive(Debug, Clone)]
-struct TableMeta {
-    db: String,
-    table: String,
-    columns: Vec<(String, MysqlType)>,
+pub(crate) struct TableMeta {
+    pub db: String,
+    pub table: String,
+    pub columns: Vec<(String, MysqlType)>,
+    /// Each column's collation (`None` for non-text columns), e.g. `latin1_swedish_ci`.
+    pub collations: Vec<Option<String>>,
     /// The split column and whether it is unsigned.
     key: Option<(String, bool)>,
-    primary_key: Vec<String>,
-    schema: TableSchema,
+    pub primary_key: Vec<String>,
+    pub schema: TableSchema,
     /// A view (named explicitly): not locked for the snapshot.
     view: bool,
 }
@@ -62,7 +64,7 @@ impl MysqlSource {
         }
     }
 
-    fn meta(&self, id: &TableId) -> Result<Arc<TableMeta>> {
+    pub(crate) fn meta(&self, id: &TableId) -> Result<Arc<TableMeta>> {
         self.tables
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,7 +127,9 @@ impl MysqlSource {
         let same_engine = self.plan.same_engine;
         let mut fields = Vec::new();
         let mut columns = Vec::new();
+        let mut collations = Vec::new();
         for (name, ctype, nullable, extra, generation, collation) in cols {
+            collations.push(collation.clone());
             let is_json = json_cols
                 .iter()
                 .any(|c| c == &format!("json_valid({})", quote(&name)));
@@ -222,6 +226,7 @@ impl MysqlSource {
             db: db.into(),
             table: table.into(),
             columns,
+            collations,
             key,
             primary_key: pk,
             schema: schema.clone(),

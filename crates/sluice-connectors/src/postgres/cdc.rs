@@ -42,11 +42,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sluice_core::batch::OP_COLUMN;
 use sluice_core::source::{BatchSender, Source, SourceEvent, SourceTable};
 use sluice_core::{Error, ErrorKind, Position, Result, Split, TableId};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::cdc_text::{ToText, converter};
@@ -57,19 +55,7 @@ use super::error::pg_error;
 use super::pgoutput::{self, Message, Relation};
 use super::source::PgSource;
 use super::types::{Dec, quote_ident};
-
-/// `snapshot = …`: what is read before the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotMode {
-    /// Every row of every table first, then the changes (the default).
-    #[default]
-    Initial,
-    /// Only changes from the slot's creation on.
-    Never,
-    /// The snapshot only; the job ends after it (the slot is kept for a later stream).
-    InitialOnly,
-}
+use crate::cdc::{SnapshotMode, SnapshotProgress, read_snapshot};
 
 /// The change-capture options, validated.
 #[derive(Debug, Clone)]
@@ -110,16 +96,6 @@ struct CdcPosition {
 
 /// µs between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct SnapshotProgress {
-    /// Snapshot splits read completely.
-    #[serde(default)]
-    done: Vec<String>,
-    /// The split being read and its last committed position.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    at: Option<(String, Value)>,
-}
 
 /// One captured table.
 struct CdcTable {
@@ -382,12 +358,6 @@ fn qualified(id: &TableId) -> String {
         .map(|p| quote_ident(p))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-fn with_op(data: &RecordBatch, schema: &SchemaRef, op: &str) -> Result<RecordBatch> {
-    let mut cols: Vec<ArrayRef> = data.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec![op; data.num_rows()])));
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 /// Rows of one table waiting for their transaction's commit.
@@ -757,65 +727,29 @@ impl PgCdcSource {
         // A new snapshot, taken now: after the slot's consistent point (see the module docs).
         let reader = PgSource::new(self.plan.clone());
         reader.tables().await?;
-        let by_id: HashMap<String, Arc<CdcTable>> = self
+        let schemas: HashMap<TableId, SchemaRef> = self
             .captured()
             .into_iter()
-            .map(|t| (t.id.to_string(), t))
+            .map(|t| (t.id.clone(), t.schema.clone()))
             .collect();
-        for s in &detail.snapshot {
-            if pos.snapshot.done.contains(&s.id) {
-                continue;
-            }
-            let table = by_id.get(&s.table.to_string()).cloned().ok_or_else(|| {
-                Error::internal(format!("snapshot split {} of an unknown table", s.id))
-            })?;
-            let resume_at = match &pos.snapshot.at {
-                Some((id, v)) if id == &s.id => Some(Position::new(s.id.clone(), v.clone())),
-                _ => None,
-            };
-            if resume_at.is_none() {
-                info!(table = %table.id, split = %s.id, "Snapshot: reading a chunk.");
-            }
-            let (tx, mut rx) = mpsc::channel(2);
-            let inner = BatchSender::new(tx, out.stop_token().child_token());
-            let read_split = s.clone();
-            let reading = reader.read(read_split, resume_at, inner);
-            tokio::pin!(reading);
-            let mut read_result = None;
-            loop {
-                tokio::select! {
-                    r = &mut reading, if read_result.is_none() => read_result = Some(r),
-                    ev = rx.recv() => {
-                        let Some(ev) = ev else { break };
-                        let sluice_core::source::SourceEvent::Batch(b) = ev else {
-                            return Err(Error::internal("snapshot read sent a non-batch event"));
-                        };
-                        let data = with_op(&b.data, &table.schema, "R")?;
-                        pos.snapshot.at = Some((s.id.clone(), b.position.value.clone()));
-                        if out.send_event(SourceEvent::Rows { table: table.id.clone(), data, bytes: b.bytes }).await.is_err()
-                            || out.send_event(SourceEvent::Barrier(self.position(split, pos)?)).await.is_err()
-                        {
-                            return Ok(false);
-                        }
-                    }
-                }
-            }
-            match read_result {
-                Some(r) => r?,
-                None => reading.await?,
-            }
-            if out.is_stopping() {
-                return Ok(false);
-            }
-            pos.snapshot.done.push(s.id.clone());
-            pos.snapshot.at = None;
-            if out
-                .send_event(SourceEvent::Barrier(self.position(split, pos)?))
-                .await
-                .is_err()
-            {
-                return Ok(false);
-            }
+        let position = |p: &SnapshotProgress| {
+            let mut at = pos.clone();
+            at.snapshot = p.clone();
+            self.position(split, &at)
+        };
+        let mut progress = pos.snapshot.clone();
+        let done = read_snapshot(
+            &reader,
+            &detail.snapshot,
+            &schemas,
+            &mut progress,
+            out,
+            &position,
+        )
+        .await?;
+        pos.snapshot = progress;
+        if !done {
+            return Ok(false);
         }
         reader.close().await?;
         pos.streaming = true;

@@ -10,10 +10,10 @@ use sluice_core::sink::DynSink;
 use sluice_core::source::DynSource;
 use sluice_core::{Error, Result, TableId, WriteMode};
 
-pub use super::cdc::SnapshotMode;
 use super::cdc::{CdcPlan, PgCdcSource};
 use super::sink::PgSink;
 use super::source::{PgSource, ReadScope, read_scopes};
+pub use crate::cdc::SnapshotMode;
 
 /// How the source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
