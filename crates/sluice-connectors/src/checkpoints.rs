@@ -258,30 +258,6 @@ pub fn manifest_text(record: &GenerationRecord) -> Result<String> {
         .map_err(|e| Error::internal(format!("manifest not serializable: {e}")))
 }
 
-/// Refuses change events (rows carrying [`OP_COLUMN`](sluice_core::batch::OP_COLUMN)) in a
-/// sink that cannot apply deletes yet, naming the table, before any row moves.
-pub(crate) fn refuse_change_events(
-    sink: &str,
-    table: &sluice_core::TablePlan,
-) -> sluice_core::Result<()> {
-    if table
-        .schema
-        .arrow
-        .index_of(sluice_core::batch::OP_COLUMN)
-        .is_ok()
-    {
-        return Err(sluice_core::Error::schema(format!(
-            "table {} receives change events (inserts, updates and deletes), which the {sink} \
-             sink cannot apply yet",
-            table.target
-        ))
-        .with_hint(
-            "write change events to PostgreSQL or SQLite with write = \"upsert\", or to files",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

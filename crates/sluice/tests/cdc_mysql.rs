@@ -440,6 +440,98 @@ fn mysql_cdc_carries_every_type_through_the_snapshot_and_the_stream() {
     );
 }
 
+/// Every column of `types` and `odd`, quoted (binary and text as hex), NULL as `NULL`.
+fn exact_rows(sql: &dyn Fn(&str) -> String) -> (String, String) {
+    let types: Vec<String> = std::iter::once("id")
+        .chain(COLS.iter().copied())
+        .map(|c| match c {
+            "vc" | "tx" | "ch" | "bl" | "vb" | "js" | "en" | "st" | "bt" | "bt1" => {
+                format!("QUOTE(HEX({c}))")
+            }
+            c => format!("QUOTE({c})"),
+        })
+        .collect();
+    (
+        sql(&format!(
+            "SELECT concat_ws('|', {}) FROM types ORDER BY id",
+            types.join(", ")
+        )),
+        sql(
+            "SELECT concat_ws('|', id, QUOTE(HEX(l1)), QUOTE(HEX(bn)), QUOTE(ts0), QUOTE(en)) \
+             FROM odd ORDER BY id",
+        ),
+    )
+}
+
+#[test]
+fn mysql_cdc_into_mariadb_keeps_every_value_and_applies_every_change() {
+    let env = Env::new();
+    let db = MyCdcDb::new();
+    let target = MyDb::new();
+    db.sql(&format!(
+        "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'; {}",
+        include_str!("../../sluice-connectors/tests/data/mysql_all_types.sql")
+    ));
+    db.sql(
+        "CREATE TABLE odd (id int PRIMARY KEY, l1 varchar(20) CHARACTER SET latin1, \
+         bn binary(4), ts0 timestamp NULL, en enum('x','y') NULL) ENGINE=InnoDB; \
+         INSERT INTO odd VALUES (1, 'caf\u{e9} \u{20ac}', x'0100', '2001-02-03 04:05:06', 'y'), \
+         (2, NULL, NULL, NULL, NULL)",
+    );
+    env.write(
+        "job.toml",
+        format!(
+            "[job]\nname = \"{}\"\ncheckpoint_interval = \"200ms\"\n\
+             [source]\ntype = \"mysql\"\nurl = \"{}\"\nread = \"cdc\"\n\
+             [sink]\ntype = \"mysql\"\nurl = \"{}\"\nwrite = \"upsert\"\n",
+            db.0,
+            db.url(),
+            target.url()
+        ),
+    );
+    let mut child = start(&env, 0);
+    wait_for(60, "the stream to start", || {
+        log(&env, 0).contains("Streaming changes")
+    });
+    // Inserts, updates (one of a key), deletes, several events of one key in one commit, a
+    // transaction over both tables, and a TRUNCATE.
+    db.sql(
+        "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'; \
+         INSERT INTO types SELECT id + 100, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, b1, d1, \
+         d2, d3, d4, f, dbl, vc, tx, ch, bl, vb, dt, dtm, dt0, ts, tm, tm0, yr, js, en, st, bt, \
+         bt1 FROM types; \
+         UPDATE types SET tiu = 7, en = 'd e', st = 'y,z', ts = '2030-01-02 03:04:05.5' WHERE id = 103; \
+         UPDATE types SET id = 200 WHERE id = 105; \
+         DELETE FROM types WHERE id = 104; \
+         BEGIN; INSERT INTO types (id, vc) VALUES (300, 'a'); UPDATE types SET vc = 'b' WHERE id = 300; \
+         DELETE FROM types WHERE id = 300; INSERT INTO types (id, vc) VALUES (300, 'c'); \
+         INSERT INTO types (id, vc) VALUES (301, 'gone'); DELETE FROM types WHERE id = 301; \
+         INSERT INTO odd SELECT id + 10, l1, bn, ts0, en FROM odd; COMMIT; \
+         UPDATE odd SET l1 = 'na\u{ef}ve', bn = x'00000001' WHERE id = 11; \
+         TRUNCATE odd; INSERT INTO odd VALUES (5, 'après', x'05', '2024-02-29 12:00:00', 'x')",
+    );
+    let src = |q: &str| db.sql(q);
+    let dst = |q: &str| mysql(&target.0, q);
+    let until = Instant::now() + Duration::from_secs(60);
+    while exact_rows(&src) != exact_rows(&dst) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (want, got) = (exact_rows(&src), exact_rows(&dst));
+    for (w, g) in want.0.lines().zip(got.0.lines()) {
+        assert_eq!(
+            w,
+            g,
+            "a row of types differs; the run's log:\n{}",
+            log(&env, 0)
+        );
+    }
+    assert_eq!(want, got, "the run's log:\n{}", log(&env, 0));
+    assert_eq!(want.0.lines().count(), 10, "{}", want.0);
+    assert_eq!(want.1.lines().count(), 1, "{}", want.1);
+    let _ = child.0.kill();
+    child.0.wait().unwrap();
+}
+
 #[test]
 fn mysql_cdc_refuses_what_it_cannot_capture_and_names_the_fix() {
     let env = Env::new();

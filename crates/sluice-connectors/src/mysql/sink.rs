@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use sluice_core::batch::{Position, Split};
+use sluice_core::batch::{OP_COLUMN, Position, Split};
 use sluice_core::config::toml_string;
 use sluice_core::naming::{
     LOCK_WAIT, LockScope, MAX_IDENTIFIER_BYTES, STAGE_SUFFIX, lock_key, side_table_name,
@@ -87,6 +87,24 @@ struct TableState {
     /// split has committed; it is loaded as InnoDB so that a split and its checkpoint commit
     /// or roll back together.
     convert_to: Option<String>,
+    /// The table receives change events: batches end with the operation column
+    /// ([`OP_COLUMN`]), which is not a target column.
+    changes: bool,
+}
+
+/// `table` without its operation column, if it has one (and whether it had).
+fn without_op(table: &TablePlan) -> (TablePlan, bool) {
+    let Ok(i) = table.schema.arrow.index_of(OP_COLUMN) else {
+        return (table.clone(), false);
+    };
+    let mut t = table.clone();
+    let mut fields: Vec<arrow::datatypes::FieldRef> = t.schema.arrow.fields().to_vec();
+    fields.remove(i);
+    t.schema.arrow = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        t.schema.arrow.metadata().clone(),
+    ));
+    (t, true)
 }
 
 /// The comment of a table Sluice created as InnoDB and converts to another engine when the
@@ -460,6 +478,7 @@ impl MysqlSink {
             key,
             key_idx,
             convert_to,
+            changes: false,
         })
     }
 
@@ -991,17 +1010,26 @@ impl Sink for MysqlSink {
     }
 
     async fn prepare(&self, tables: &[TablePlan]) -> Result<()> {
+        let mut plans = Vec::with_capacity(tables.len());
         for t in tables {
-            crate::checkpoints::refuse_change_events("mysql", t)?;
-        }
-        for t in tables {
-            Self::declared_types(t)?;
+            let (plain, changes) = without_op(t);
+            if changes && self.plan.mode != WriteMode::Upsert {
+                return Err(Error::config(format!(
+                    "table {} receives change events (inserts, updates and deletes): they are \
+                     applied by key, which needs write = \"upsert\"",
+                    t.target
+                ))
+                .with_hint("set write = \"upsert\" in [sink]"));
+            }
+            Self::declared_types(&plain)?;
+            plans.push((plain, changes));
         }
         let mut conn = connect(&self.plan.server, "sink").await?;
         let mut result = Ok(());
-        for t in tables {
+        for (t, changes) in &plans {
             match self.prepare_one(&mut conn, t).await {
-                Ok(st) => {
+                Ok(mut st) => {
+                    st.changes = *changes;
                     self.states
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -1071,9 +1099,15 @@ impl Sink for MysqlSink {
                 return Err(map(e, format!("{what}: creating the upsert table")));
             }
         }
+        let states = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(Box::new(MysqlWriter {
             conn: Some(conn),
             state,
+            temp: UPSERT_TEMP.to_string(),
             mode: self.plan.mode,
             method: self.plan.method,
             target: table.target.to_string(),
@@ -1081,6 +1115,8 @@ impl Sink for MysqlSink {
             in_tx: false,
             rows: 0,
             job: self.job(),
+            states,
+            temps: HashMap::new(),
         }))
     }
 
@@ -1125,7 +1161,11 @@ impl Sink for MysqlSink {
 /// Writes one split on its own connection, in one transaction per commit.
 struct MysqlWriter {
     conn: Option<Conn>,
+    /// The table being written: the split's own, or for a moment another table of the split
+    /// (a change stream carries many; see [`SinkWriter::write_table`]).
     state: Arc<TableState>,
+    /// The temporary table `upsert` loads `state`'s rows into.
+    temp: String,
     mode: WriteMode,
     method: LoadMethod,
     target: String,
@@ -1136,9 +1176,193 @@ struct MysqlWriter {
     rows: u64,
     /// Keys the checkpoint row.
     job: JobContext,
+    /// Every prepared table (for the other tables of the split).
+    states: HashMap<TableId, Arc<TableState>>,
+    /// The temporary upsert tables made for other tables of the split, by target.
+    temps: HashMap<TableId, String>,
 }
 
 impl MysqlWriter {
+    /// Runs `op` with `table` (another table of the split) as the table being written; the
+    /// split's own table is current again afterwards, whatever `op` returned.
+    async fn as_table<T>(
+        &mut self,
+        table: &TablePlan,
+        op: impl AsyncFnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let state =
+            self.states.get(&table.target).cloned().ok_or_else(|| {
+                Error::internal(format!("table {} was not prepared", table.target))
+            })?;
+        let temp = match self.temps.get(&table.target) {
+            Some(t) => t.clone(),
+            None if self.mode == WriteMode::Upsert && self.method == LoadMethod::LoadData => {
+                let name = format!("{UPSERT_TEMP}_{}", self.temps.len() + 1);
+                let sql = format!(
+                    "CREATE TEMPORARY TABLE {} AS SELECT {} FROM {} LIMIT 0",
+                    qualified(&state.db, &name),
+                    col_list(&state),
+                    qualified(&state.db, &state.write_to)
+                );
+                let what = format!("table {}", table.target);
+                self.conn()?
+                    .query_drop(sql)
+                    .await
+                    .map_err(|e| map(e, format!("{what}: creating the upsert table")))?;
+                self.temps.insert(table.target.clone(), name.clone());
+                name
+            }
+            None => String::new(),
+        };
+        let what = format!("table {} (in {})", table.target, self.what);
+        let saved = (
+            std::mem::replace(&mut self.state, state),
+            std::mem::replace(&mut self.temp, temp),
+            std::mem::replace(&mut self.what, what),
+        );
+        let r = op(self).await;
+        (self.state, self.temp, self.what) = saved;
+        r
+    }
+
+    /// Writes plain rows (no operation column) of the current table.
+    async fn write_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_columns() != self.state.columns.len() {
+            return Err(Error::internal(format!(
+                "{}: batch has {} columns, the table plan {}",
+                self.what,
+                batch.num_columns(),
+                self.state.columns.len()
+            )));
+        }
+        let st = self.state.clone();
+        match (self.method, self.mode) {
+            (LoadMethod::Insert, _) => self.insert(batch).await?,
+            (LoadMethod::LoadData, WriteMode::Upsert) => {
+                let temp = self.temp.clone();
+                self.load_data(batch, &temp).await?;
+                let tmp = qualified(&st.db, &temp);
+                let sql = format!(
+                    "INSERT INTO {} ({c}) SELECT {c} FROM {tmp}{}",
+                    qualified(&st.db, &st.write_to),
+                    self.upsert_clause(),
+                    c = self.col_list()
+                );
+                let first = self.rows;
+                let r = self.conn()?.query_drop(sql).await;
+                r.map_err(|e| self.data_error(e, first, batch))?;
+                self.fail_on_warnings(first, batch).await?;
+                let what = self.what.clone();
+                self.conn()?
+                    .query_drop(format!("DELETE FROM {tmp}"))
+                    .await
+                    .map_err(|e| map(e, what))?;
+            }
+            (LoadMethod::LoadData, _) => {
+                let into = st.write_to.clone();
+                self.load_data(batch, &into).await?
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Applies a batch of change events (the operation column last): per key the last event
+    /// wins; deletes by key, the rest upserted.
+    async fn apply_changes(&mut self, batch: RecordBatch) -> Result<()> {
+        let op_idx = batch.schema().index_of(OP_COLUMN).map_err(|_| {
+            Error::internal(format!("{}: a change batch without operations", self.what))
+        })?;
+        let ops = batch
+            .column(op_idx)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| Error::internal("the operation column is not text"))?
+            .clone();
+        let mut keep: Vec<usize> = (0..batch.num_columns()).collect();
+        keep.remove(op_idx);
+        let rows = batch.project(&keep)?;
+        let st = self.state.clone();
+        let keys = arrow::row::RowConverter::new(
+            st.key_idx
+                .iter()
+                .map(|&i| arrow::row::SortField::new(rows.column(i).data_type().clone()))
+                .collect(),
+        )?;
+        let key_cols: Vec<arrow::array::ArrayRef> =
+            st.key_idx.iter().map(|&i| rows.column(i).clone()).collect();
+        let converted = keys.convert_columns(&key_cols)?;
+        let mut seen = std::collections::HashSet::new();
+        let (mut deletes, mut upserts) = (Vec::new(), Vec::new());
+        for r in (0..rows.num_rows()).rev() {
+            if seen.insert(converted.row(r)) {
+                if ops.value(r) == "D" {
+                    deletes.push(r as u32);
+                } else {
+                    upserts.push(r as u32);
+                }
+            }
+        }
+        deletes.reverse();
+        upserts.reverse();
+        if !deletes.is_empty() {
+            self.delete_keys(&rows, &deletes).await?;
+        }
+        if !upserts.is_empty() {
+            let idx = arrow::array::UInt32Array::from(upserts);
+            let cols = rows
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c, &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let up = RecordBatch::try_new(rows.schema(), cols)?;
+            self.write_rows(&up).await?;
+        }
+        Ok(())
+    }
+
+    /// `DELETE … WHERE (key) IN (…)` for rows `which` of `rows`, in statements of bounded size.
+    async fn delete_keys(&mut self, rows: &RecordBatch, which: &[u32]) -> Result<()> {
+        let st = self.state.clone();
+        let cols: Vec<(usize, Column<'_>)> = st
+            .key_idx
+            .iter()
+            .map(|&i| (i, Column::new(rows.column(i), &st.columns[i].spec)))
+            .collect();
+        let key = format!(
+            "({})",
+            st.key_idx
+                .iter()
+                .map(|&i| quote(&st.columns[i].name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let tuple = format!("({})", vec!["?"; cols.len()].join(", "));
+        let per_stmt = (MAX_PARAMS / cols.len().max(1)).clamp(1, 2000);
+        for chunk in which.chunks(per_stmt) {
+            let mut params = Vec::with_capacity(chunk.len() * cols.len());
+            for &r in chunk {
+                for (i, c) in &cols {
+                    let cell = c
+                        .cell(r as usize)
+                        .map_err(|e| self.cell_error(rows, *i, r as usize, e))?;
+                    params.push(to_value(cell));
+                }
+            }
+            let sql = format!(
+                "DELETE FROM {} WHERE {key} IN ({})",
+                qualified(&st.db, &st.write_to),
+                vec![tuple.as_str(); chunk.len()].join(", ")
+            );
+            let what = self.what.clone();
+            self.conn()?
+                .exec_drop(sql, params)
+                .await
+                .map_err(|e| map(e, format!("{what}: applying deletes")))?;
+        }
+        self.rows += which.len() as u64;
+        Ok(())
+    }
     fn conn(&mut self) -> Result<&mut Conn> {
         self.conn
             .as_mut()
@@ -1387,44 +1611,31 @@ impl SinkWriter for MysqlWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if batch.num_columns() != self.state.columns.len() {
-            return Err(Error::internal(format!(
-                "{}: batch has {} columns, the table plan {}",
-                self.what,
-                batch.num_columns(),
-                self.state.columns.len()
-            )));
-        }
         self.begin().await?;
-        let st = self.state.clone();
-        match (self.method, self.mode) {
-            (LoadMethod::Insert, _) => self.insert(&batch).await?,
-            (LoadMethod::LoadData, WriteMode::Upsert) => {
-                self.load_data(&batch, UPSERT_TEMP).await?;
-                let tmp = qualified(&st.db, UPSERT_TEMP);
-                let sql = format!(
-                    "INSERT INTO {} ({c}) SELECT {c} FROM {tmp}{}",
-                    qualified(&st.db, &st.write_to),
-                    self.upsert_clause(),
-                    c = self.col_list()
-                );
-                let first = self.rows;
-                let r = self.conn()?.query_drop(sql).await;
-                r.map_err(|e| self.data_error(e, first, &batch))?;
-                self.fail_on_warnings(first, &batch).await?;
-                let what = self.what.clone();
-                self.conn()?
-                    .query_drop(format!("DELETE FROM {tmp}"))
-                    .await
-                    .map_err(|e| map(e, what))?;
-            }
-            (LoadMethod::LoadData, _) => {
-                let into = st.write_to.clone();
-                self.load_data(&batch, &into).await?
-            }
+        if self.state.changes {
+            self.apply_changes(batch).await
+        } else {
+            self.write_rows(&batch).await
         }
-        self.rows += batch.num_rows() as u64;
-        Ok(())
+    }
+
+    async fn write_table(&mut self, table: &TablePlan, batch: RecordBatch) -> Result<()> {
+        self.as_table(table, async move |w: &mut Self| w.write(batch).await)
+            .await
+    }
+
+    async fn truncate(&mut self, table: &TablePlan) -> Result<()> {
+        self.begin().await?;
+        self.as_table(table, async |w: &mut Self| {
+            // DELETE, not TRUNCATE: TRUNCATE would commit the open transaction.
+            let sql = format!("DELETE FROM {}", qualified(&w.state.db, &w.state.write_to));
+            let what = w.what.clone();
+            w.conn()?
+                .query_drop(sql)
+                .await
+                .map_err(|e| map(e, format!("{what}: emptying the table")))
+        })
+        .await
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
