@@ -532,6 +532,53 @@ fn mysql_cdc_into_mariadb_keeps_every_value_and_applies_every_change() {
     child.0.wait().unwrap();
 }
 
+/// Resumes the stopped CDC MariaDB when the test ends, however it ends.
+struct Frozen(String);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+#[test]
+fn mysql_cdc_notices_a_hung_server_and_goes_on_when_it_answers() {
+    let env = Env::new();
+    let db = MyCdcDb::new();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a')");
+    env.write(
+        "job.toml",
+        format!(
+            "[job]\nname = \"{}\"\ncheckpoint_interval = \"200ms\"\n\
+             [source]\ntype = \"mysql\"\nurl = \"{}\"\nread = \"cdc\"\n\
+             [sink]\ntype = \"sqlite\"\nurl = \"sqlite://{}\"\nwrite = \"upsert\"\n",
+            db.0,
+            db.url(),
+            env.path("target.db").display()
+        ),
+    );
+    let child = start(&env, 0);
+    wait_for(60, "the stream to start", || {
+        log(&env, 0).contains("Streaming changes")
+    });
+    // The server stops answering (its process is stopped: connections stay open, silent).
+    let pid = std::fs::read_to_string("/var/tmp/sluice-mariadb-cdc/mysqld.pid")
+        .unwrap()
+        .trim()
+        .to_string();
+    let frozen = Frozen(pid.clone());
+    sh(Command::new("kill").args(["-STOP", &pid]));
+    wait_for(60, "the silence to be noticed", || {
+        log(&env, 0).contains("not even a heartbeat")
+    });
+    drop(frozen);
+    db.sql("INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1");
+    wait_for(60, "the changes after the silence", || {
+        target_rows(&env, "t", "id, v") == ["1|c", "2|b"]
+    });
+    drop(child);
+}
+
 #[test]
 fn mysql_cdc_refuses_what_it_cannot_capture_and_names_the_fix() {
     let env = Env::new();

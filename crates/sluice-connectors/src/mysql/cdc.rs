@@ -913,6 +913,9 @@ fn order_key(p: &BinlogPos) -> String {
 
 /// How often the binary logs the job still needs are looked at while streaming.
 const WATCH_EVERY: Duration = Duration::from_secs(10);
+/// How long the stream may stay silent (heartbeats come every second) before the connection
+/// counts as dead.
+const SILENCE: Duration = Duration::from_secs(20);
 
 impl MysqlCdcSource {
     /// Fails when the file holding `at` is gone from the server (purged by its retention).
@@ -1025,6 +1028,7 @@ impl MysqlCdcSource {
         let mut gtid: Option<String> = None;
         let mut last_idle = Instant::now();
         let mut last_watch = Instant::now();
+        let mut last_event = Instant::now();
         let batch_size = self.plan.batch_size;
         let stop = out.stop_token().clone();
         loop {
@@ -1043,11 +1047,26 @@ impl MysqlCdcSource {
             }
             if last_watch.elapsed() >= WATCH_EVERY {
                 last_watch = Instant::now();
-                self.watch(&seen).await;
+                // A hung server must not hold the stream here (the silence check is below).
+                if tokio::time::timeout(Duration::from_secs(5), self.watch(&seen))
+                    .await
+                    .is_err()
+                {
+                    warn!("Cannot watch the binary log: the server did not answer within 5 s.");
+                }
             }
             let ev = tokio::select! {
                 _ = stop.cancelled() => break,
                 r = tokio::time::timeout(Duration::from_secs(1), stream.next()) => match r {
+                    // The server sends a heartbeat every second while idle: a silent one is
+                    // hung or cut off (a TCP connection can stay open without a peer).
+                    Err(_) if last_event.elapsed() >= SILENCE => {
+                        return Err(Error::new(ErrorKind::Connection, format!(
+                            "change capture: the server sent nothing, not even a heartbeat, for \
+                             {} s: it is hung or the network is cut", SILENCE.as_secs()))
+                            .with_hint("check the server; the job reconnects and goes on from its \
+                                        last checkpoint when it answers"));
+                    }
                     Err(_) => continue,
                     Ok(None) => return Err(Error::new(ErrorKind::Connection,
                         "change capture: the server ended the binary log stream")),
@@ -1055,6 +1074,7 @@ impl MysqlCdcSource {
                     Ok(Some(Ok(ev))) => ev,
                 }
             };
+            last_event = Instant::now();
             let header = ev.header();
             let raw = header.event_type_raw();
             let end = u64::from(header.log_pos());

@@ -813,11 +813,23 @@ impl PgCdcSource {
             ..Default::default()
         };
         let mut acked_sent = 0u64;
+        let mut last_event = Instant::now();
         let batch_size = self.plan.batch_size;
         let stop = out.stop_token().clone();
         loop {
             if watch.due() {
-                self.watch_slot(&mut watch).await?;
+                // A hung server must not hold the stream here (the silence check is below).
+                match tokio::time::timeout(Duration::from_secs(5), self.watch_slot(&mut watch))
+                    .await
+                {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        watch.conn = None;
+                        warn!(
+                            "Cannot watch the replication slot: the server did not answer within 5 s."
+                        );
+                    }
+                }
             }
             let acked = self.acked.load(Ordering::SeqCst);
             if acked > acked_sent {
@@ -827,6 +839,15 @@ impl PgCdcSource {
             let ev = tokio::select! {
                 _ = stop.cancelled() => break,
                 r = tokio::time::timeout(Duration::from_secs(1), repl.recv()) => match r {
+                    // An idle walsender sends a keepalive every wal_sender_timeout / 2 (30 s by
+                    // default): a longer silence is a hung server or a cut network.
+                    Err(_) if last_event.elapsed() >= SILENCE => {
+                        return Err(Error::new(ErrorKind::Connection, format!(
+                            "change capture: the server sent nothing, not even a keepalive, for \
+                             {} s: it is hung or the network is cut", SILENCE.as_secs()))
+                            .with_hint("check the server; the job reconnects and goes on from its \
+                                        last checkpoint when it answers"));
+                    }
                     Err(_) => continue,
                     Ok(Err(e)) => return Err(repl_error(e, "change capture: reading the stream")),
                     Ok(Ok(None)) => {
@@ -835,6 +856,7 @@ impl PgCdcSource {
                     Ok(Ok(Some(ev))) => ev,
                 }
             };
+            last_event = Instant::now();
             match ev {
                 ReplicationEvent::Begin { final_lsn, .. } => {
                     in_txn = true;
@@ -1019,6 +1041,10 @@ impl PgCdcSource {
         Ok(())
     }
 }
+
+/// How long the stream may stay silent before the connection counts as dead: longer than
+/// the walsender's keepalive interval (`wal_sender_timeout / 2`, 30 s by default).
+const SILENCE: Duration = Duration::from_secs(90);
 
 /// How often the slot's retained WAL is looked at while streaming.
 const WATCH_EVERY: Duration = Duration::from_secs(10);
