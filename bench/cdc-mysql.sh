@@ -69,7 +69,10 @@ EOF
 echo "== 1. snapshot"
 t0=$(now)
 start 1
-until grep -q "Streaming changes" "$WORK/run1.log"; do
+# Until the target holds every row (the stream starts once the source side of the snapshot
+# is read; the end of the snapshot is when its last rows are committed).
+target_count() { $DST -d "$DST_DB" -c "SELECT count(*) FROM t" 2>/dev/null || echo 0; }
+until grep -q "Streaming changes" "$WORK/run1.log" && [ "$(target_count)" = "$ROWS" ]; do
   kill -0 "$PID" 2>/dev/null || { cat "$WORK/run1.log"; exit 1; }
   sleep 0.2
 done
