@@ -561,6 +561,8 @@ enum Ddl {
     Truncate(Vec<(String, String)>),
     /// ALTER, DROP or RENAME: the shape or the name changes.
     Changes(Vec<(String, String)>),
+    /// CREATE TABLE (not temporary).
+    Create((String, String)),
     Other,
 }
 
@@ -664,6 +666,20 @@ fn parse_ddl(query: &str, default_db: &str) -> Ddl {
                 }
             }
             Ddl::Changes(names)
+        }
+        Some("CREATE") => {
+            k = 1;
+            if is(k, "OR") {
+                k += 2;
+            }
+            if !is(k, "TABLE") {
+                return Ddl::Other;
+            }
+            k += 1;
+            if is(k, "IF") {
+                k += 3;
+            }
+            name_at(k).map_or(Ddl::Other, |(n, _)| Ddl::Create(n))
         }
         Some("RENAME") => {
             k = 1;
@@ -989,9 +1005,14 @@ impl MysqlCdcSource {
             .is_ok())
     }
 
-    /// Opens the binlog stream at `from`.
-    async fn open_stream(&self, from: &BinlogPos) -> Result<BinlogStream> {
+    /// Opens the binlog stream at `from`; also says whether the server checksums events.
+    async fn open_stream(&self, from: &BinlogPos) -> Result<(BinlogStream, bool)> {
         let mut conn = check::connect(&self.plan.server, "change capture").await?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(|e| map(e, "change capture: reading binlog_checksum"))?;
+        let crc = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
         // Native GTID events from MariaDB (a replica without this capability gets them as
         // BEGIN queries), and a heartbeat every second on an idle log.
         conn.query_drop("SET @mariadb_slave_capability = 4, @master_heartbeat_period = 1000000000")
@@ -1000,15 +1021,17 @@ impl MysqlCdcSource {
         let request = BinlogStreamRequest::new(self.cdc.server_id)
             .with_filename(from.file.as_bytes())
             .with_pos(from.pos);
-        conn.get_binlog_stream(request)
+        let stream = conn
+            .get_binlog_stream(request)
             .await
-            .map_err(|e| binlog_privilege(stream_error(e)))
+            .map_err(|e| binlog_privilege(stream_error(e)))?;
+        Ok((stream, crc))
     }
 
     /// Streams changes from the committed position until the job stops.
     async fn stream(&self, split: &Split, mut pos: CdcPosition, out: &BatchSender) -> Result<()> {
         let from = pos.at.clone().unwrap_or_else(|| pos.start.clone());
-        let mut stream = self.open_stream(&from).await?;
+        let (mut stream, crc) = self.open_stream(&from).await?;
         info!(from = %from, server_id = self.cdc.server_id, "Streaming changes from the binary log.");
         self.unacked
             .lock()
@@ -1102,7 +1125,7 @@ impl MysqlCdcSource {
             let Some(data) = data else { continue };
             match data {
                 EventData::RotateEvent(r) => {
-                    file = log_name(&r.name());
+                    file = rotate_name(r.name_raw(), header.event_size(), crc);
                     if seen.file != file {
                         seen = BinlogPos {
                             file: file.clone(),
@@ -1184,6 +1207,36 @@ impl MysqlCdcSource {
                                 pos: end,
                                 gtid: gtid.take(),
                             };
+                        }
+                        Ddl::Create(n) => {
+                            // CREATE OR REPLACE of a captured table replaces its shape.
+                            if let Some(t) = by_name.get(&n) {
+                                flush(&mut pending, out).await?;
+                                return Err(schema_changed(
+                                    &t.id,
+                                    &format!(
+                                        "{:?} at {file}:{end}",
+                                        query.chars().take(200).collect::<String>()
+                                    ),
+                                ));
+                            }
+                            let (chosen, id) = self.describe.selects(&n.0, &n.1);
+                            if chosen && !by_name.contains_key(&n) {
+                                warn!(
+                                    table = %id,
+                                    "A table created since this capture started matches the \
+                                     job's `tables`, and the capture does not include it: its \
+                                     rows and changes are NOT copied. Start the job from scratch \
+                                     to include it, or capture it in a job of its own."
+                                );
+                            }
+                            if !in_txn {
+                                seen = BinlogPos {
+                                    file: file.clone(),
+                                    pos: end,
+                                    gtid: gtid.take(),
+                                };
+                            }
                         }
                         Ddl::Other => {
                             if !in_txn {
@@ -1348,18 +1401,18 @@ impl MysqlCdcSource {
     }
 }
 
-/// The file name of a rotate event: `<base>.<6 or more digits>`. mysql_common 0.37 leaves the
-/// event's CRC32 checksum on the name of a real (not the stream's first, fake) rotate event,
-/// so what follows the digits is cut off.
-fn log_name(raw: &str) -> String {
-    let b = raw.as_bytes();
-    for (i, _) in raw.match_indices('.') {
-        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits >= 6 {
-            return raw[..i + 1 + digits].to_string();
-        }
-    }
-    raw.to_string()
+/// The file name a rotate event names. With `binlog_checksum = CRC32` every rotate event —
+/// the server's fake one when a stream starts or switches files too — ends with a 4-byte CRC
+/// which mysql_common 0.37 does not always remove; the event's size says whether it is still
+/// there (header 19 bytes, position 8, then the name).
+fn rotate_name(raw: &[u8], event_size: u32, crc: bool) -> String {
+    let unstripped = event_size as usize == 19 + 8 + raw.len();
+    let name = if crc && unstripped && raw.len() > 4 {
+        &raw[..raw.len() - 4]
+    } else {
+        raw
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// Whether an update changed the row's primary key (compared as logged).
@@ -1429,7 +1482,19 @@ mod tests {
             Ddl::Changes(names(&[("db", "a"), ("db", "b"), ("x", "c"), ("db", "d")]))
         );
         assert_eq!(parse_ddl("DROP TEMPORARY TABLE t", "db"), Ddl::Other);
-        assert_eq!(parse_ddl("CREATE TABLE t (a int)", "db"), Ddl::Other);
+        assert_eq!(
+            parse_ddl("CREATE TABLE IF NOT EXISTS `x`.t (a int)", "db"),
+            Ddl::Create(("x".into(), "t".into()))
+        );
+        assert_eq!(
+            parse_ddl("create or replace table t (a int)", "db"),
+            Ddl::Create(("db".into(), "t".into()))
+        );
+        assert_eq!(
+            parse_ddl("CREATE TEMPORARY TABLE t (a int)", "db"),
+            Ddl::Other
+        );
+        assert_eq!(parse_ddl("CREATE INDEX i ON t (a)", "db"), Ddl::Other);
     }
 
     #[test]
@@ -1487,9 +1552,19 @@ mod tests {
 
     #[test]
     fn rotate_names_lose_their_checksum() {
-        assert_eq!(log_name("binlog.000013JUH\u{1}"), "binlog.000013");
-        assert_eq!(log_name("my.bin.log.1234567"), "my.bin.log.1234567");
-        assert_eq!(log_name("mysql-bin.000002"), "mysql-bin.000002");
+        // The CRC's bytes may be digits: they are cut by length, not by shape.
+        let raw = b"binlog.0009372\x01\xff\x10";
+        assert_eq!(rotate_name(raw, 27 + 17, true), "binlog.000937");
+        // Already removed by the decoder (the event is 4 bytes longer than what is left).
+        assert_eq!(
+            rotate_name(b"binlog.000937", 27 + 13 + 4, true),
+            "binlog.000937"
+        );
+        // No checksums on the server.
+        assert_eq!(
+            rotate_name(b"binlog.000937", 27 + 13, false),
+            "binlog.000937"
+        );
     }
 
     #[test]

@@ -82,6 +82,15 @@ impl MysqlSource {
         }
     }
 
+    /// Whether the job's `tables` and `exclude` select base table `db`.`table` (what a
+    /// listing now would choose).
+    pub(crate) fn selects(&self, db: &str, table: &str) -> (bool, TableId) {
+        let chosen = self.plan.include.iter().any(|p| self.matches(p, db, table))
+            && !self.plan.exclude.iter().any(|p| self.matches(p, db, table))
+            && !table.starts_with("_sluice_");
+        (chosen, self.id_of(db, table))
+    }
+
     fn matches(&self, pattern: &sluice_core::schema::TablePattern, db: &str, table: &str) -> bool {
         let parts = split_sql_path(&pattern.to_string())
             .map(|p| p.len())
