@@ -504,6 +504,12 @@ fn schema_changed(table: &TableId, what: &str) -> Error {
     )
 }
 
+/// The job stops at DDL statement `query` (ending at `file`:`end`) on captured table `table`.
+fn ddl_stop(table: &TableId, query: &str, file: &str, end: u64) -> Error {
+    let q: String = query.chars().take(200).collect();
+    schema_changed(table, &format!("{q:?} at {file}:{end}"))
+}
+
 /// Maps a table map event's columns onto the captured table: by name when the server logs
 /// names (`binlog_row_metadata = FULL`), else by position.
 fn map_columns(tme: &TableMapEvent<'_>, table: &Arc<CdcTable>) -> Result<MapTo> {
@@ -1193,14 +1199,8 @@ impl MysqlCdcSource {
                         }
                         Ddl::Changes(names) => {
                             if let Some(t) = names.iter().find_map(|n| by_name.get(n)) {
-                                flush(&mut pending, out).await?;
-                                return Err(schema_changed(
-                                    &t.id,
-                                    &format!(
-                                        "{:?} at {file}:{end}",
-                                        query.chars().take(200).collect::<String>()
-                                    ),
-                                ));
+                                // The unit in progress rolls back; the job stops before it.
+                                return Err(ddl_stop(&t.id, &query, &file, end));
                             }
                             seen = BinlogPos {
                                 file: file.clone(),
@@ -1211,14 +1211,7 @@ impl MysqlCdcSource {
                         Ddl::Create(n) => {
                             // CREATE OR REPLACE of a captured table replaces its shape.
                             if let Some(t) = by_name.get(&n) {
-                                flush(&mut pending, out).await?;
-                                return Err(schema_changed(
-                                    &t.id,
-                                    &format!(
-                                        "{:?} at {file}:{end}",
-                                        query.chars().take(200).collect::<String>()
-                                    ),
-                                ));
+                                return Err(ddl_stop(&t.id, &query, &file, end));
                             }
                             let (chosen, id) = self.describe.selects(&n.0, &n.1);
                             if chosen && !by_name.contains_key(&n) {
