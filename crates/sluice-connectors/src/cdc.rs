@@ -126,3 +126,122 @@ pub(crate) async fn read_snapshot(
     }
     Ok(true)
 }
+
+/// The detail of a capture's one split: the tables captured and the snapshot's splits
+/// (planned once, kept in the persisted plan).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CdcDetail {
+    pub tables: Vec<String>,
+    pub snapshot: Vec<Split>,
+}
+
+impl CdcDetail {
+    /// The capture's one split, `id`, planned under the first of `captured` (every other
+    /// table gets none): with `snapshot`, `reader`'s splits of every table.
+    pub(crate) async fn plan(
+        id: String,
+        captured: &[TableId],
+        table: &sluice_core::source::SourceTable,
+        reader: &dyn Source,
+        snapshot: bool,
+    ) -> Result<Vec<Split>> {
+        let Some(first) = captured.iter().min() else {
+            return Ok(Vec::new());
+        };
+        if &table.schema.id != first {
+            return Ok(Vec::new());
+        }
+        let mut splits = Vec::new();
+        if snapshot {
+            for t in reader.tables().await? {
+                splits.extend(reader.splits(&t).await?);
+            }
+        }
+        let mut tables: Vec<String> = captured.iter().map(|t| t.to_string()).collect();
+        tables.sort();
+        let detail = CdcDetail {
+            tables,
+            snapshot: splits,
+        };
+        Ok(vec![Split {
+            id,
+            table: first.clone(),
+            index: 0,
+            estimated_rows: None,
+            estimated_bytes: None,
+            detail: serde_json::to_value(&detail)
+                .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?,
+            continues: false,
+            start: None,
+        }])
+    }
+
+    /// The detail of `split`, and its resume position read as `P`.
+    pub(crate) fn read<P: serde::de::DeserializeOwned>(
+        split: &Split,
+        resume: Option<&Position>,
+    ) -> Result<(CdcDetail, Option<P>)> {
+        let detail = serde_json::from_value(split.detail.clone())
+            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
+        let resume = resume
+            .map(|p| {
+                serde_json::from_value(p.value.clone()).map_err(|e| {
+                    Error::internal(format!("unreadable change-capture position: {e}"))
+                })
+            })
+            .transpose()?;
+        Ok((detail, resume))
+    }
+}
+
+/// The source transactions sent and not yet committed by the sink, oldest first, each with
+/// its position (ordered as the log) and the unix µs of its source commit: a checkpoint's lag
+/// is its oldest transaction's.
+pub(crate) struct Unacked<K> {
+    job: String,
+    queue: std::sync::Mutex<std::collections::VecDeque<(K, i64)>>,
+}
+
+impl<K: PartialOrd> Unacked<K> {
+    pub(crate) fn new(job: &str) -> Self {
+        Unacked {
+            job: job.to_string(),
+            queue: Default::default(),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(K, i64)>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A transaction ending at `at`, committed in the source at `micros`, was sent.
+    pub(crate) fn sent(&self, at: K, micros: i64) {
+        self.queue().push_back((at, micros));
+    }
+
+    /// A new stream sends again what an earlier one sent and never saw committed.
+    pub(crate) fn clear(&self) {
+        self.queue().clear();
+    }
+
+    /// The sink committed up to `at`: the lag and confirmed-position metrics are set.
+    pub(crate) fn committed(&self, at: &K, confirmed: f64) {
+        let oldest = {
+            let mut q = self.queue();
+            let mut oldest = None;
+            while q.front().is_some_and(|(k, _)| k <= at) {
+                let (_, t) = q.pop_front().expect("front checked");
+                oldest.get_or_insert(t);
+            }
+            oldest
+        };
+        let now = chrono::Utc::now().timestamp_micros();
+        let lag = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6);
+        use sluice_core::metrics::{
+            REPLICATION_CONFIRMED_POSITION, REPLICATION_LAG_SECONDS, labels,
+        };
+        metrics::gauge!(REPLICATION_LAG_SECONDS, labels::JOB => self.job.clone()).set(lag);
+        metrics::gauge!(REPLICATION_CONFIRMED_POSITION, labels::JOB => self.job.clone())
+            .set(confirmed);
+    }
+}

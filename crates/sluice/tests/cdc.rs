@@ -73,30 +73,10 @@ fn start(env: &Env, n: usize) -> Running {
 }
 
 fn target_rows(env: &Env, table: &str, cols: &str) -> Vec<String> {
-    let path = env.path("target.db");
-    let Ok(c) = rusqlite::Connection::open(&path) else {
-        return Vec::new();
-    };
-    let Ok(mut st) = c.prepare(&format!("SELECT {cols} FROM {table} ORDER BY 1, 2")) else {
-        return Vec::new();
-    };
-    let n = st.column_count();
-    st.query_map([], |r| {
-        Ok((0..n)
-            .map(|i| match r.get_ref(i).unwrap() {
-                rusqlite::types::ValueRef::Null => String::new(),
-                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                v => format!("{v:?}"),
-            })
-            .collect::<Vec<_>>()
-            .join("|"))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect::<std::collections::BTreeSet<_>>()
-    .into_iter()
-    .collect()
+    sqlite_rows(
+        &env.path("target.db"),
+        &format!("SELECT {cols} FROM {table}"),
+    )
 }
 
 fn source_rows(db: &CdcDb, table: &str, cols: &str) -> Vec<String> {

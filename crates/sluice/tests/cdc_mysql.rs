@@ -42,29 +42,10 @@ fn log(env: &Env, n: usize) -> String {
 }
 
 fn target_rows(env: &Env, table: &str, cols: &str) -> Vec<String> {
-    let Ok(c) = rusqlite::Connection::open(env.path("target.db")) else {
-        return Vec::new();
-    };
-    let Ok(mut st) = c.prepare(&format!("SELECT {cols} FROM {table}")) else {
-        return Vec::new();
-    };
-    let n = st.column_count();
-    st.query_map([], |r| {
-        Ok((0..n)
-            .map(|i| match r.get_ref(i).unwrap() {
-                rusqlite::types::ValueRef::Null => String::new(),
-                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                v => format!("{v:?}"),
-            })
-            .collect::<Vec<_>>()
-            .join("|"))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect::<BTreeSet<_>>()
-    .into_iter()
-    .collect()
+    sqlite_rows(
+        &env.path("target.db"),
+        &format!("SELECT {cols} FROM {table}"),
+    )
 }
 
 fn source_rows(db: &MyCdcDb, table: &str, cols: &str) -> Vec<String> {

@@ -24,7 +24,7 @@
 //! DDL on a captured table (ALTER, DROP, RENAME) stops the job before the change with a
 //! message, as PostgreSQL's relation changes do; `TRUNCATE` empties the target table.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ use super::decode::ColBuilder;
 use super::error::map;
 use super::source::{MysqlSource, TableMeta};
 use super::types::{Kind, parse_labels};
-use crate::cdc::{SnapshotMode, SnapshotProgress, read_snapshot};
+use crate::cdc::{CdcDetail, SnapshotMode, SnapshotProgress, Unacked, read_snapshot};
 
 /// The change-capture options, validated.
 #[derive(Debug, Clone)]
@@ -84,6 +84,18 @@ struct BinlogPos {
     gtid: Option<String>,
 }
 
+impl BinlogPos {
+    /// The position after an event ending at `end` of `file`, closing the transaction whose
+    /// GTID is `gtid` (taken: the next transaction has its own).
+    fn after(file: &str, end: u64, gtid: &mut Option<String>) -> BinlogPos {
+        BinlogPos {
+            file: file.to_string(),
+            pos: end,
+            gtid: gtid.take(),
+        }
+    }
+}
+
 impl std::fmt::Display for BinlogPos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.file, self.pos)
@@ -106,13 +118,6 @@ struct CdcPosition {
     /// When that transaction committed in the source (RFC 3339); absent for an idle position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     committed_at: Option<String>,
-}
-
-/// The split detail: the tables captured and the snapshot's splits (planned once).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CdcDetail {
-    tables: Vec<String>,
-    snapshot: Vec<Split>,
 }
 
 /// How a binlog value differs from what the batch reader receives for the same column, and
@@ -316,19 +321,19 @@ pub(crate) struct MysqlCdcSource {
     cdc: CdcPlan,
     describe: MysqlSource,
     tables: std::sync::Mutex<Vec<Arc<CdcTable>>>,
-    /// `(binlog position as a number for ordering, unix µs of the source commit)` of the
-    /// transactions sent and not yet committed by the sink, oldest first.
-    unacked: Arc<std::sync::Mutex<VecDeque<(String, i64)>>>,
+    /// The transactions sent and not yet committed by the sink (keys: [`order_key`]).
+    unacked: Unacked<String>,
 }
 
 impl MysqlCdcSource {
     pub(crate) fn new(plan: SourcePlan, cdc: CdcPlan) -> Self {
+        let unacked = Unacked::new(&cdc.job);
         MysqlCdcSource {
             describe: MysqlSource::new(plan.clone()),
             plan,
             cdc,
             tables: Default::default(),
-            unacked: Default::default(),
+            unacked,
         }
     }
 
@@ -825,44 +830,19 @@ impl Source for MysqlCdcSource {
     }
 
     async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>> {
-        let captured = self.captured();
-        let Some(first) = captured.iter().map(|t| &t.id).min() else {
-            return Ok(Vec::new());
-        };
-        if &table.schema.id != first {
-            return Ok(Vec::new());
-        }
-        let mut snapshot = Vec::new();
-        if self.cdc.snapshot != SnapshotMode::Never {
-            for t in self.describe.tables().await? {
-                snapshot.extend(self.describe.splits(&t).await?);
-            }
-        }
-        let mut tables: Vec<String> = captured.iter().map(|t| t.id.to_string()).collect();
-        tables.sort();
-        let detail = CdcDetail { tables, snapshot };
-        Ok(vec![Split {
-            id: format!("binlog:{}#cdc", self.cdc.server_id),
-            table: first.clone(),
-            index: 0,
-            estimated_rows: None,
-            estimated_bytes: None,
-            detail: serde_json::to_value(&detail)
-                .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?,
-            continues: false,
-            start: None,
-        }])
+        let captured: Vec<TableId> = self.captured().iter().map(|t| t.id.clone()).collect();
+        CdcDetail::plan(
+            format!("binlog:{}#cdc", self.cdc.server_id),
+            &captured,
+            table,
+            &self.describe,
+            self.cdc.snapshot != SnapshotMode::Never,
+        )
+        .await
     }
 
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
-        let detail: CdcDetail = serde_json::from_value(split.detail.clone())
-            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
-        let resume: Option<CdcPosition> = match &resume {
-            Some(p) => Some(serde_json::from_value(p.value.clone()).map_err(|e| {
-                Error::internal(format!("unreadable change-capture position: {e}"))
-            })?),
-            None => None,
-        };
+        let (detail, resume) = CdcDetail::read::<CdcPosition>(&split, resume.as_ref())?;
         let mut pos = match resume {
             Some(p) => p,
             None => {
@@ -902,23 +882,7 @@ impl Source for MysqlCdcSource {
             && p.streaming
             && let Some(at) = p.at
         {
-            let key = order_key(&at);
-            let oldest = {
-                let mut q = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
-                let mut oldest = None;
-                while q.front().is_some_and(|(k, _)| *k <= key) {
-                    let (_, t) = q.pop_front().expect("front checked");
-                    oldest.get_or_insert(t);
-                }
-                oldest
-            };
-            let now = chrono::Utc::now().timestamp_micros();
-            let lag = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6);
-            let job = self.cdc.job.clone();
-            metrics::gauge!(sluice_core::metrics::REPLICATION_LAG_SECONDS, sluice_core::metrics::labels::JOB => job.clone())
-                .set(lag);
-            metrics::gauge!(sluice_core::metrics::REPLICATION_CONFIRMED_POSITION, sluice_core::metrics::labels::JOB => job)
-                .set(at.pos as f64);
+            self.unacked.committed(&order_key(&at), at.pos as f64);
         }
         Ok(())
     }
@@ -1039,10 +1003,7 @@ impl MysqlCdcSource {
         let from = pos.at.clone().unwrap_or_else(|| pos.start.clone());
         let (mut stream, crc) = self.open_stream(&from).await?;
         info!(from = %from, server_id = self.cdc.server_id, "Streaming changes from the binary log.");
-        self.unacked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.unacked.clear();
         let by_name: HashMap<(String, String), Arc<CdcTable>> = self
             .captured()
             .into_iter()
@@ -1154,11 +1115,7 @@ impl MysqlCdcSource {
                             &mut pos,
                             &mut pending,
                             &mut seen,
-                            BinlogPos {
-                                file: file.clone(),
-                                pos: end,
-                                gtid: gtid.take(),
-                            },
+                            BinlogPos::after(&file, end, &mut gtid),
                             header.timestamp(),
                             out,
                         )
@@ -1177,11 +1134,7 @@ impl MysqlCdcSource {
                                     ours = true;
                                 }
                             }
-                            let at = BinlogPos {
-                                file: file.clone(),
-                                pos: end,
-                                gtid: gtid.take(),
-                            };
+                            let at = BinlogPos::after(&file, end, &mut gtid);
                             if ours {
                                 self.commit(
                                     split,
@@ -1202,11 +1155,7 @@ impl MysqlCdcSource {
                                 // The unit in progress rolls back; the job stops before it.
                                 return Err(ddl_stop(&t.id, &query, &file, end));
                             }
-                            seen = BinlogPos {
-                                file: file.clone(),
-                                pos: end,
-                                gtid: gtid.take(),
-                            };
+                            seen = BinlogPos::after(&file, end, &mut gtid);
                         }
                         Ddl::Create(n) => {
                             // CREATE OR REPLACE of a captured table replaces its shape.
@@ -1224,20 +1173,12 @@ impl MysqlCdcSource {
                                 );
                             }
                             if !in_txn {
-                                seen = BinlogPos {
-                                    file: file.clone(),
-                                    pos: end,
-                                    gtid: gtid.take(),
-                                };
+                                seen = BinlogPos::after(&file, end, &mut gtid);
                             }
                         }
                         Ddl::Other => {
                             if !in_txn {
-                                seen = BinlogPos {
-                                    file: file.clone(),
-                                    pos: end,
-                                    gtid: gtid.take(),
-                                };
+                                seen = BinlogPos::after(&file, end, &mut gtid);
                             }
                         }
                     }
@@ -1302,11 +1243,7 @@ impl MysqlCdcSource {
                     }
                 }
                 EventData::XidEvent(_) => {
-                    let at = BinlogPos {
-                        file: file.clone(),
-                        pos: end,
-                        gtid: gtid.take(),
-                    };
+                    let at = BinlogPos::after(&file, end, &mut gtid);
                     self.commit(
                         split,
                         &mut pos,
@@ -1349,10 +1286,7 @@ impl MysqlCdcSource {
         let micros = i64::from(timestamp) * 1_000_000;
         pos.committed_at = chrono::DateTime::from_timestamp(i64::from(timestamp), 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        self.unacked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((order_key(&at), micros));
+        self.unacked.sent(order_key(&at), micros);
         pos.at = Some(at);
         out.send_event(SourceEvent::Barrier(self.position(split, pos)?))
             .await

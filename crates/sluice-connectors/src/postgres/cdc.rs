@@ -55,7 +55,7 @@ use super::error::pg_error;
 use super::pgoutput::{self, Message, Relation};
 use super::source::PgSource;
 use super::types::{Dec, quote_ident};
-use crate::cdc::{SnapshotMode, SnapshotProgress, read_snapshot};
+use crate::cdc::{CdcDetail, SnapshotMode, SnapshotProgress, Unacked, read_snapshot};
 
 /// The change-capture options, validated.
 #[derive(Debug, Clone)]
@@ -65,13 +65,6 @@ pub(crate) struct CdcPlan {
     pub slot: String,
     pub publication: String,
     pub snapshot: SnapshotMode,
-}
-
-/// The split detail: the tables captured and the snapshot's splits (planned once).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CdcDetail {
-    tables: Vec<String>,
-    snapshot: Vec<Split>,
 }
 
 /// A position of the stream split (see the module docs).
@@ -119,9 +112,8 @@ pub(crate) struct PgCdcSource {
     tables: std::sync::Mutex<Vec<Arc<CdcTable>>>,
     /// The end of the last transaction the sink committed (0: none yet this run).
     acked: Arc<AtomicU64>,
-    /// `(end LSN, unix µs of the source commit)` of the transactions sent and not yet
-    /// committed by the sink, oldest first: a checkpoint's lag is its oldest transaction's.
-    unacked: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, i64)>>>,
+    /// The transactions sent and not yet committed by the sink (keys: end LSNs).
+    unacked: Unacked<u64>,
 }
 
 fn lsn_of(s: &str) -> Result<Lsn> {
@@ -140,13 +132,14 @@ fn repl_error(e: pgwire_replication::PgWireError, what: &str) -> Error {
 
 impl PgCdcSource {
     pub(crate) fn new(plan: SourcePlan, cdc: CdcPlan) -> Self {
+        let unacked = Unacked::new(&cdc.job);
         PgCdcSource {
             describe: PgSource::new(plan.clone()),
             plan,
             cdc,
             tables: Default::default(),
             acked: Arc::new(AtomicU64::new(0)),
-            unacked: Default::default(),
+            unacked,
         }
     }
 
@@ -566,45 +559,19 @@ impl Source for PgCdcSource {
     }
 
     async fn splits(&self, table: &SourceTable) -> Result<Vec<Split>> {
-        let captured = self.captured();
-        let Some(first) = captured.iter().map(|t| &t.id).min() else {
-            return Ok(Vec::new());
-        };
-        if &table.schema.id != first {
-            return Ok(Vec::new());
-        }
-        let mut snapshot = Vec::new();
-        if self.cdc.snapshot != SnapshotMode::Never {
-            let described = self.describe.tables().await?;
-            for t in &described {
-                snapshot.extend(self.describe.splits(t).await?);
-            }
-        }
-        let mut tables: Vec<String> = captured.iter().map(|t| t.id.to_string()).collect();
-        tables.sort();
-        let detail = CdcDetail { tables, snapshot };
-        Ok(vec![Split {
-            id: format!("{}#cdc", self.cdc.slot),
-            table: first.clone(),
-            index: 0,
-            estimated_rows: None,
-            estimated_bytes: None,
-            detail: serde_json::to_value(&detail)
-                .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?,
-            continues: false,
-            start: None,
-        }])
+        let captured: Vec<TableId> = self.captured().iter().map(|t| t.id.clone()).collect();
+        CdcDetail::plan(
+            format!("{}#cdc", self.cdc.slot),
+            &captured,
+            table,
+            &self.describe,
+            self.cdc.snapshot != SnapshotMode::Never,
+        )
+        .await
     }
 
     async fn read(&self, split: Split, resume: Option<Position>, out: BatchSender) -> Result<()> {
-        let detail: CdcDetail = serde_json::from_value(split.detail.clone())
-            .map_err(|e| Error::internal(format!("cdc split detail: {e}")))?;
-        let resume: Option<CdcPosition> = match &resume {
-            Some(p) => Some(serde_json::from_value(p.value.clone()).map_err(|e| {
-                Error::internal(format!("unreadable change-capture position: {e}"))
-            })?),
-            None => None,
-        };
+        let (detail, resume) = CdcDetail::read::<CdcPosition>(&split, resume.as_ref())?;
         let start = self.ensure_slot(&detail.tables, resume.as_ref()).await?;
         let mut pos = resume.unwrap_or_else(|| CdcPosition {
             start: start.to_string(),
@@ -635,23 +602,7 @@ impl Source for PgCdcSource {
         {
             let lsn = lsn_of(&l)?.as_u64();
             self.acked.fetch_max(lsn, Ordering::SeqCst);
-            // The oldest transaction this commit covers waited longest: that is the lag.
-            let oldest = {
-                let mut q = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
-                let mut oldest = None;
-                while q.front().is_some_and(|(l, _)| *l <= lsn) {
-                    let (_, at) = q.pop_front().expect("front checked");
-                    oldest.get_or_insert(at);
-                }
-                oldest
-            };
-            let now = chrono::Utc::now().timestamp_micros();
-            let lag = oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6);
-            let job = self.cdc.job.clone();
-            metrics::gauge!(sluice_core::metrics::REPLICATION_LAG_SECONDS, sluice_core::metrics::labels::JOB => job.clone())
-                .set(lag);
-            metrics::gauge!(sluice_core::metrics::REPLICATION_CONFIRMED_POSITION, sluice_core::metrics::labels::JOB => job)
-                .set(lsn as f64);
+            self.unacked.committed(&lsn, lsn as f64);
         }
         Ok(())
     }
@@ -786,10 +737,7 @@ impl PgCdcSource {
             .map_err(|e| repl_error(e, "change capture: connecting for replication"))?;
         info!(slot = %self.cdc.slot, from = %after, "Streaming changes.");
         // What an earlier attempt sent and never committed is sent again.
-        self.unacked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.unacked.clear();
         let by_name: HashMap<(String, String), Arc<CdcTable>> = self
             .captured()
             .into_iter()
@@ -891,10 +839,7 @@ impl PgCdcSource {
                     let at = commit_time_micros.saturating_add(PG_EPOCH_US);
                     pos.committed_at = chrono::DateTime::from_timestamp_micros(at)
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-                    self.unacked
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_back((end_lsn.as_u64(), at));
+                    self.unacked.sent(end_lsn.as_u64(), at);
                     out.send_event(SourceEvent::Barrier(self.position(split, &pos)?))
                         .await?;
                 }

@@ -376,3 +376,32 @@ impl Drop for MyCdcDb {
             .output();
     }
 }
+
+/// The rows `sql` returns from the SQLite database at `path`, each as its values joined by
+/// `|` (NULL as empty), sorted and without duplicates; empty when the file or the table is
+/// not there yet.
+pub fn sqlite_rows(path: &std::path::Path, sql: &str) -> Vec<String> {
+    let Ok(c) = rusqlite::Connection::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = c.prepare(sql) else {
+        return Vec::new();
+    };
+    let n = st.column_count();
+    st.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                v => format!("{v:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect::<std::collections::BTreeSet<_>>()
+    .into_iter()
+    .collect()
+}
